@@ -1,0 +1,348 @@
+//! The protocol's params and results as serde + schemars types (PROTOCOL §3).
+//!
+//! These types are the single source of the OpenRPC document (`rpc.discover`,
+//! `modelauth schema`, `protocol/openrpc.json`). Params are by name; unknown params are
+//! refused (`invalid_params`) so that a typo such as `agentId` is not silently ignored.
+//! Times are integer milliseconds since the Unix epoch.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::profile::{Profile, ProfileView};
+use crate::resolve::{CandidateReport, SkipReason};
+use crate::secret::Secret;
+
+/// `helper.info` params (none).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct InfoParams {}
+
+/// Where the store is and what it holds.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StoreInfo {
+    /// Absolute or given path of the SQLite file.
+    pub path: String,
+    /// Whether the file exists (reads never create it).
+    pub exists: bool,
+    /// `PRAGMA user_version` of the file; null when it does not exist.
+    pub schema_version: Option<i64>,
+}
+
+/// `helper.info` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct InfoResult {
+    /// Always `modelauth`.
+    pub name: String,
+    /// The crate version.
+    pub version: String,
+    /// Protocol version: 1.
+    pub protocol_version: u32,
+    /// The store.
+    pub store: StoreInfo,
+    /// Every method name.
+    pub methods: Vec<String>,
+}
+
+/// `rpc.discover` params (none).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DiscoverParams {}
+
+/// `profiles.put` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct PutParams {
+    /// The profile: `id`, `type` and the fields of its type (PROTOCOL §2.2).
+    #[schemars(with = "Profile")]
+    pub profile: Value,
+    /// The agent scope; omitted or null = shared.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Put it first in the scope's order and record it as lastGood.
+    #[serde(default)]
+    pub primary: bool,
+    /// Only write if the profile's current revision is this (0 = must not exist).
+    #[serde(default)]
+    pub expected_revision: Option<i64>,
+}
+
+/// `profiles.put` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct PutResult {
+    /// The normalised id.
+    pub profile_id: String,
+    /// The scope written (null = shared).
+    pub agent: Option<String>,
+    /// True when the id was new in the scope.
+    pub created: bool,
+    /// The profile's revision after the put.
+    pub revision: i64,
+    /// The scope's explicit order for the provider after the put, or null when it has none.
+    pub order: Option<Vec<String>>,
+}
+
+/// `profiles.get` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GetParams {
+    /// `<provider>:<name>`.
+    pub profile_id: String,
+    /// The agent whose view to read; omitted = shared.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Include the plain secret fields.
+    #[serde(default)]
+    pub reveal: bool,
+}
+
+/// `profiles.get` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GetResult {
+    /// The scope whose view was read.
+    pub agent: Option<String>,
+    /// The profile.
+    pub profile: ProfileView,
+}
+
+/// `profiles.list` params.
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ListParams {
+    /// The agent whose view to list; omitted = shared only.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Only this provider.
+    #[serde(default)]
+    pub provider: Option<String>,
+}
+
+/// `profiles.list` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ListResult {
+    /// The scope listed.
+    pub agent: Option<String>,
+    /// Sorted by provider, then id.
+    pub profiles: Vec<ProfileView>,
+}
+
+/// `profiles.remove` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RemoveParams {
+    /// `<provider>:<name>`.
+    pub profile_id: String,
+    /// The scope; omitted = shared.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Say what would go, change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Only remove if the profile's revision is this.
+    #[serde(default)]
+    pub expected_revision: Option<i64>,
+}
+
+/// `profiles.remove` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RemoveResult {
+    /// The normalised id.
+    pub profile_id: String,
+    /// The scope.
+    pub agent: Option<String>,
+    /// True when it was removed (false on a dry run).
+    pub removed: bool,
+    /// Providers whose order in the scope listed it.
+    pub order_entries_removed: Vec<String>,
+    /// Providers whose lastGood in the scope was it.
+    pub last_good_removed: Vec<String>,
+    /// Echo of `dryRun`.
+    pub dry_run: bool,
+}
+
+/// `order.get` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderGetParams {
+    /// Provider id (normalised).
+    pub provider: String,
+    /// The agent; omitted = shared.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The model, for model-scoped cooldowns in `effective`.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// One entry of `effective`: what `auth.resolve` would do with this candidate now.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EffectiveEntry {
+    /// The profile id.
+    pub profile_id: String,
+    /// Whether it would be used if reached.
+    pub usable: bool,
+    /// Why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<SkipReason>,
+    /// When the blocking window ends (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+/// `order.get` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderGetResult {
+    /// Provider id.
+    pub provider: String,
+    /// The agent.
+    pub agent: Option<String>,
+    /// The explicit order in effect (agent's, else shared), or null.
+    pub order: Option<Vec<String>>,
+    /// `agent`, `shared`, or null when there is no explicit order.
+    pub source: Option<String>,
+    /// The exact sequence `auth.resolve` would walk now.
+    pub effective: Vec<EffectiveEntry>,
+}
+
+/// `order.set` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderSetParams {
+    /// Provider id.
+    pub provider: String,
+    /// The scope; omitted = shared.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Profile ids, first tried first; duplicates dropped; must not be empty.
+    pub order: Vec<String>,
+    /// Only write if the order's revision is this (0 = no order yet).
+    #[serde(default)]
+    pub expected_revision: Option<i64>,
+}
+
+/// `order.set` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderSetResult {
+    /// Provider id.
+    pub provider: String,
+    /// The scope.
+    pub agent: Option<String>,
+    /// The stored order.
+    pub order: Vec<String>,
+    /// The order's revision.
+    pub revision: i64,
+}
+
+/// `order.clear` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OrderClearParams {
+    /// Provider id.
+    pub provider: String,
+    /// The scope; omitted = shared.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// `order.clear` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderClearResult {
+    /// Provider id.
+    pub provider: String,
+    /// The scope.
+    pub agent: Option<String>,
+    /// False when there was nothing to clear.
+    pub cleared: bool,
+}
+
+/// `auth.resolve` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ResolveParams {
+    /// Provider id (normalised); may be omitted when `profileId` is given.
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// The agent; omitted = shared only.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The model, for model-scoped cooldowns.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Use exactly this profile; its problem is the error.
+    #[serde(default)]
+    pub profile_id: Option<String>,
+    /// Include `trace`.
+    #[serde(default)]
+    pub explain: bool,
+}
+
+/// One line of `trace`.
+#[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TraceEntry {
+    /// The profile considered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
+    /// Or the environment variable considered.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_var: Option<String>,
+    /// `chosen` or `skipped`.
+    pub decision: String,
+    /// Why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// When the blocking window ends (ms since the epoch).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+/// `auth.resolve` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ResolveResult {
+    /// The chosen profile, or null for an environment key.
+    pub profile_id: Option<String>,
+    /// Provider id.
+    pub provider: String,
+    /// The agent.
+    pub agent: Option<String>,
+    /// `api_key`, `token` or `oauth`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `profile` or `env`.
+    pub source: String,
+    /// The environment variable, for `source: env`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_var: Option<String>,
+    /// The string to send: API key, token or OAuth access token.
+    pub secret: Secret,
+    /// Expiry (ms since the epoch) or null.
+    pub expires: Option<i64>,
+    /// E-mail of the profile.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+    /// OAuth account id.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// The first candidate of the walk, when it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_from: Option<String>,
+    /// Why it was skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fallback_reason: Option<String>,
+    /// Every candidate and the decision taken (with `explain`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace: Option<Vec<TraceEntry>>,
+}
+
+/// `data.candidates` of a resolution error (re-exported for the schema).
+pub type Candidate = CandidateReport;

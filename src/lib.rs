@@ -1,0 +1,31 @@
+//! modelauth: a non-interactive credential helper for model-provider auth profiles.
+//!
+//! Gateways, editors, shell pipelines and cron jobs spawn `modelauth serve` (or
+//! `modelauth call METHOD`) and speak line-delimited JSON-RPC 2.0 on stdin/stdout. The
+//! contract is PROTOCOL.md; `protocol/openrpc.json` is generated from the types here.
+//!
+//! Layout (dependencies point down; the pure core does no I/O):
+//!
+//! | layer | modules |
+//! |---|---|
+//! | command line | [`cli`] (`serve`, `call`, `schema`) |
+//! | transport | [`transport`] (framing, ids, batches, notifications) |
+//! | registry | [`rpc`] (jsonrpsee `RpcModule`), [`openrpc`], [`api`] (params/results) |
+//! | shell | [`service`] (handlers), [`store`] (SQLite), [`secrets`] (SecretRef resolution) |
+//! | pure core | [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows), [`ids`], [`secret`], [`settings`], [`error`] |
+
+pub mod api;
+pub mod cli;
+pub mod error;
+pub mod ids;
+pub mod openrpc;
+pub mod profile;
+pub mod resolve;
+pub mod rpc;
+pub mod secret;
+pub mod secrets;
+pub mod service;
+pub mod settings;
+pub mod store;
+pub mod transport;
+pub mod usage;

@@ -1,0 +1,10 @@
+//! The `modelauth` binary: parses the command line and runs it (see [`modelauth::cli`]).
+
+use clap::Parser;
+
+fn main() {
+    let cli = modelauth::cli::Cli::parse();
+    modelauth::cli::init_logging();
+    let code = modelauth::cli::run(cli);
+    std::process::exit(code);
+}

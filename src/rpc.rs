@@ -1,0 +1,383 @@
+//! The method registry: every method of PROTOCOL §3 registered in a jsonrpsee
+//! [`RpcModule`], with the schema and error catalogue the OpenRPC document is built from.
+//!
+//! [`Dispatcher::call`] runs one method by name with by-name params and returns the
+//! `result` or the error object. Framing, ids, batches and notifications are the
+//! transport's ([`crate::transport`]); this module never sees a request id.
+
+use std::sync::{Arc, OnceLock};
+
+use jsonrpsee::types::{Id, Params};
+use jsonrpsee::{Extensions, MethodCallback, RpcModule};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::api::*;
+use crate::error::{ErrorKind, RpcError};
+use crate::service::App;
+
+/// A method's entry in the catalogue: name, documentation, schemas and error kinds.
+pub struct MethodSpec {
+    /// The method name (`profiles.put`).
+    pub name: &'static str,
+    /// One line for the OpenRPC `summary`.
+    pub summary: &'static str,
+    /// The `data.kind` values it can return besides the transport's.
+    pub errors: &'static [ErrorKind],
+    /// Inline JSON Schema of the params object.
+    pub params: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+    /// JSON Schema of the result.
+    pub result: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
+}
+
+/// What the handlers get: the app and the catalogue.
+pub struct Ctx {
+    /// The application.
+    pub app: App,
+    specs: OnceLock<Vec<MethodSpec>>,
+    discover: OnceLock<Value>,
+}
+
+/// The registry and its context.
+pub struct Dispatcher {
+    module: RpcModule<Arc<Ctx>>,
+    ctx: Arc<Ctx>,
+}
+
+/// Removes quoted values and positions from a serde message, so that a secret passed in
+/// the wrong place is never echoed (`invalid type: string "sk-…"` → `invalid type: string`).
+pub fn sanitize_serde_message(msg: &str) -> String {
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    // Keep backquoted field names (`agent`), drop double-quoted values.
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quote = false;
+    for ch in msg.chars() {
+        if ch == '"' {
+            if !in_quote {
+                out.push_str("(value)");
+            }
+            in_quote = !in_quote;
+            continue;
+        }
+        if !in_quote {
+            out.push(ch);
+        }
+    }
+    out
+}
+
+/// Parses by-name params into `P`. Omitted params are `{}`; an array is refused.
+pub fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcError> {
+    let raw = raw.map(str::trim_start).unwrap_or("{}");
+    let raw = if raw.starts_with("null") { "{}" } else { raw };
+    if raw.starts_with('[') {
+        return Err(RpcError::invalid_params(
+            "params must be an object of named params, not an array",
+        )
+        .with_hint("send {\"provider\": \"openai\"}, not [\"openai\"]"));
+    }
+    serde_json::from_str(raw).map_err(|e| {
+        let msg = sanitize_serde_message(&e.to_string());
+        let mut err = RpcError::invalid_params(format!("invalid params: {msg}"));
+        if let Some(field) = msg
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next())
+        {
+            err = err.with("pointer", format!("/{field}"));
+        } else if let Some(field) = msg
+            .strip_prefix("unknown field `")
+            .and_then(|r| r.split('`').next())
+        {
+            err = err.with("pointer", format!("/{field}"));
+        }
+        err
+    })
+}
+
+type Handler<P, R> = fn(&Ctx, P) -> Result<R, RpcError>;
+
+fn register<P, R>(
+    module: &mut RpcModule<Arc<Ctx>>,
+    specs: &mut Vec<MethodSpec>,
+    name: &'static str,
+    summary: &'static str,
+    errors: &'static [ErrorKind],
+    f: Handler<P, R>,
+) where
+    P: DeserializeOwned + schemars::JsonSchema + 'static,
+    R: Serialize + schemars::JsonSchema + 'static,
+{
+    specs.push(MethodSpec {
+        name,
+        summary,
+        errors,
+        params: |g| P::json_schema(g),
+        result: |g| g.subschema_for::<R>(),
+    });
+    module
+        .register_method(
+            name,
+            move |params: Params<'_>, ctx: &Arc<Ctx>, _: &Extensions| -> Result<Value, RpcError> {
+                let p: P = parse_params(params.as_str())?;
+                let r = f(ctx, p)?;
+                serde_json::to_value(r)
+                    .map_err(|e| RpcError::internal(format!("encode result: {e}")))
+            },
+        )
+        .expect("method names are unique");
+}
+
+use ErrorKind as K;
+const STORE_ERRORS: &[ErrorKind] = &[
+    K::StoreBusy,
+    K::StoreCorrupt,
+    K::StorePermissions,
+    K::StoreReadonly,
+    K::StoreNewerSchema,
+];
+
+impl Dispatcher {
+    /// Registers every method over `app`.
+    pub fn new(app: App) -> Self {
+        let ctx = Arc::new(Ctx {
+            app,
+            specs: OnceLock::new(),
+            discover: OnceLock::new(),
+        });
+        let mut m = RpcModule::new(ctx.clone());
+        let mut s = Vec::new();
+        register(
+            &mut m,
+            &mut s,
+            "helper.info",
+            "Name, version, protocol version, store location and the method list.",
+            STORE_ERRORS,
+            |c, p: InfoParams| {
+                c.app.info(
+                    p,
+                    c.specs
+                        .get()
+                        .map(|v| v.iter().map(|s| s.name.to_string()).collect())
+                        .unwrap_or_default(),
+                )
+            },
+        );
+        register(
+            &mut m,
+            &mut s,
+            "rpc.discover",
+            "The OpenRPC 1.x document of every method.",
+            &[],
+            |c, _: DiscoverParams| Ok(c.discover.get().cloned().unwrap_or(Value::Null)),
+        );
+        register(&mut m, &mut s, "profiles.put", "Create or replace a profile; keeps it routable (appended to an explicit order, or first with primary).",
+            &[K::InvalidParams, K::InvalidProfile, K::ProviderMismatch, K::RevisionConflict, K::StoreBusy, K::StoreReadonly, K::StorePermissions, K::StoreCorrupt, K::StoreNewerSchema],
+            |c, p: PutParams| c.app.profiles_put(p));
+        register(
+            &mut m,
+            &mut s,
+            "profiles.get",
+            "One profile of the scope's view; secrets fingerprinted unless reveal.",
+            &[
+                K::InvalidParams,
+                K::UnknownProfile,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: GetParams| c.app.profiles_get(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "profiles.list",
+            "Every profile of the scope's view, sorted by provider and id.",
+            &[
+                K::InvalidParams,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: ListParams| c.app.profiles_list(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "profiles.remove",
+            "Remove a profile from a scope, its orders and lastGood.",
+            &[
+                K::InvalidParams,
+                K::UnknownProfile,
+                K::RevisionConflict,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: RemoveParams| c.app.profiles_remove(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "order.get",
+            "The explicit order in effect and the exact walk auth.resolve would do now.",
+            &[
+                K::InvalidParams,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: OrderGetParams| c.app.order_get(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "order.set",
+            "Set the scope's explicit order for a provider.",
+            &[
+                K::InvalidParams,
+                K::UnknownProfile,
+                K::ProviderMismatch,
+                K::RevisionConflict,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: OrderSetParams| c.app.order_set(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "order.clear",
+            "Remove the scope's explicit order for a provider.",
+            &[
+                K::InvalidParams,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: OrderClearParams| c.app.order_clear(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "auth.resolve",
+            "The credential to use now for a provider, and why.",
+            &[
+                K::InvalidParams,
+                K::ProviderMismatch,
+                K::UnknownProfile,
+                K::MissingCredential,
+                K::ExcludedByAuthOrder,
+                K::Unavailable,
+                K::SecretUnavailable,
+                K::RefreshFailed,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: ResolveParams| c.app.auth_resolve(p),
+        );
+        let doc = crate::openrpc::document(&s);
+        let _ = ctx.discover.set(doc);
+        let _ = ctx.specs.set(s);
+        Dispatcher { module: m, ctx }
+    }
+
+    /// The catalogue, in registration order.
+    pub fn specs(&self) -> &[MethodSpec] {
+        self.ctx.specs.get().map(Vec::as_slice).unwrap_or(&[])
+    }
+
+    /// The OpenRPC document (`rpc.discover`).
+    pub fn openrpc(&self) -> &Value {
+        self.ctx.discover.get().expect("built in new")
+    }
+
+    /// Runs `method` with by-name `params` (raw JSON; `None` = omitted) and returns the
+    /// raw `result` JSON, or the error.
+    pub fn call(&self, method: &str, params: Option<&str>) -> Result<Box<RawValue>, RpcError> {
+        let Some(cb) = self.module.method(method) else {
+            return Err(RpcError::new(
+                ErrorKind::MethodNotFound,
+                format!("unknown method `{}`", shorten(method)),
+            )
+            .with_hint("rpc.discover lists every method"));
+        };
+        let MethodCallback::Sync(cb) = cb else {
+            return Err(RpcError::internal(
+                "only synchronous methods are registered",
+            ));
+        };
+        let resp = cb(
+            Id::Number(0),
+            Params::new(params),
+            usize::MAX,
+            Extensions::new(),
+        );
+        let (json, _, _) = resp.into_parts();
+        #[derive(Deserialize)]
+        struct Envelope {
+            result: Option<Box<RawValue>>,
+            error: Option<ErrorObj>,
+        }
+        #[derive(Deserialize)]
+        struct ErrorObj {
+            code: i32,
+            message: String,
+            data: Option<Value>,
+        }
+        let env: Envelope = serde_json::from_str(json.get())
+            .map_err(|e| RpcError::internal(format!("decode response: {e}")))?;
+        if let Some(r) = env.result {
+            return Ok(r);
+        }
+        let e = env
+            .error
+            .ok_or_else(|| RpcError::internal("response without result or error"))?;
+        Err(rebuild_error(e.code, e.message, e.data))
+    }
+}
+
+fn shorten(s: &str) -> String {
+    if s.chars().count() > 64 {
+        format!("{}…", s.chars().take(64).collect::<String>())
+    } else {
+        s.to_string()
+    }
+}
+
+/// Turns a jsonrpsee error object back into an [`RpcError`] (ours carry `data.kind`).
+fn rebuild_error(code: i32, message: String, data: Option<Value>) -> RpcError {
+    let Some(Value::Object(mut d)) = data else {
+        let kind = ErrorKind::ALL
+            .into_iter()
+            .find(|k| k.code() == code)
+            .unwrap_or(ErrorKind::Internal);
+        return RpcError::new(kind, message);
+    };
+    let kind = d
+        .get("kind")
+        .and_then(Value::as_str)
+        .and_then(|k| ErrorKind::ALL.into_iter().find(|x| x.as_str() == k))
+        .unwrap_or(ErrorKind::Internal);
+    let retryable = d.get("retryable").and_then(Value::as_bool).unwrap_or(false);
+    let hint = d.get("hint").and_then(Value::as_str).map(str::to_string);
+    d.remove("kind");
+    d.remove("retryable");
+    d.remove("hint");
+    RpcError {
+        kind,
+        message,
+        retryable,
+        hint,
+        extra: d,
+    }
+}

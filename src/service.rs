@@ -1,0 +1,736 @@
+//! The method handlers: each takes the typed params, runs one store transaction and the
+//! pure rules ([`crate::profile`], [`crate::resolve`]) and returns the typed result.
+//!
+//! This is the shell around the pure core: it reads the clock, the store and the
+//! environment; the decisions are made by pure functions.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use rusqlite::Connection;
+
+use crate::api::*;
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::ids::{self, Aliases};
+use crate::profile::{validate_profile, Credential, ProfileView, StoredProfile};
+use crate::resolve::{self, SkipReason, Step, WalkInput};
+use crate::secret::Secret;
+use crate::settings::{self, Settings};
+use crate::store::{self, Store};
+use crate::usage::Usage;
+
+/// The application state shared by every request of one process.
+pub struct App {
+    store: Mutex<Store>,
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+/// Validates an optional `agent` param (PROTOCOL §2.1).
+fn agent_param(a: Option<String>) -> Result<Option<String>> {
+    match a {
+        None => Ok(None),
+        Some(a) => ids::validate_agent(&a)
+            .map(Some)
+            .map_err(|e| RpcError::invalid_params(e.to_string()).with("pointer", "/agent")),
+    }
+}
+
+fn provider_param(raw: &str, aliases: &Aliases) -> Result<String> {
+    ids::normalize_provider(raw, aliases)
+        .map_err(|e| RpcError::invalid_params(e.to_string()).with("pointer", "/provider"))
+}
+
+fn profile_id_param(raw: &str, aliases: &Aliases, pointer: &str) -> Result<(String, String)> {
+    ids::normalize_profile_id(raw, aliases)
+        .map_err(|e| RpcError::invalid_params(e.to_string()).with("pointer", pointer))
+}
+
+/// Registered aliases (alias → provider) from the providers table.
+pub fn load_aliases(c: &Connection) -> Result<Aliases> {
+    let mut out = Aliases::new();
+    for (id, body) in store::providers(c)? {
+        if let Some(list) = body.get("aliases").and_then(|v| v.as_array()) {
+            for a in list.iter().filter_map(|v| v.as_str()) {
+                out.insert(a.to_string(), id.clone());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Effective settings from the store.
+pub fn load_settings(c: &Connection) -> Result<Settings> {
+    Ok(settings::from_stored(&store::settings(c)?))
+}
+
+fn unknown_profile(id: &str, agent: Option<&str>) -> RpcError {
+    let scope = agent
+        .map(|a| format!("agent `{a}` or the shared scope"))
+        .unwrap_or_else(|| "the shared scope".into());
+    RpcError::new(
+        ErrorKind::UnknownProfile,
+        format!("no profile `{id}` in {scope}"),
+    )
+    .with("profileId", id)
+    .with_hint("list the stored ids with profiles.list, or create it with profiles.put")
+}
+
+fn revision_conflict(expected: i64, current: i64) -> RpcError {
+    RpcError::new(
+        ErrorKind::RevisionConflict,
+        format!("expected revision {expected}, but the current revision is {current}"),
+    )
+    .with("expectedRevision", expected)
+    .with("currentRevision", current)
+    .with_hint("read the current state again and retry with its revision")
+}
+
+/// Whether an oauth profile can be refreshed. OAuth refresh is not built yet, so never.
+fn can_refresh(_: &StoredProfile) -> bool {
+    false
+}
+
+/// Status of a profile at `now` (PROTOCOL §3 `auth.status`), with reason and until.
+pub fn profile_status(
+    sp: &StoredProfile,
+    u: Option<&Usage>,
+    now: i64,
+    expiring_within_ms: i64,
+) -> (&'static str, Option<String>, Option<i64>) {
+    if let Some(u) = u {
+        if u.needs_reauth {
+            return ("needs_reauth", Some("needs_reauth".into()), None);
+        }
+        if let Some(b) = u.block(now, None) {
+            let st = if b.reason == "disabled" {
+                "disabled"
+            } else {
+                "cooldown"
+            };
+            return (st, Some(b.cause), Some(b.until));
+        }
+    }
+    if let Some(r) = sp.profile.credential.secret_ref() {
+        if r.source != crate::profile::SecretSource::Env {
+            return ("ref_unavailable", Some("ref_unavailable".into()), None);
+        }
+    }
+    match &sp.profile.credential {
+        Credential::ApiKey { .. } => ("static", None, None),
+        Credential::Token { expires: None, .. } => ("static", None, None),
+        Credential::Token {
+            expires: Some(e), ..
+        }
+        | Credential::OAuth { expires: e, .. } => {
+            let refreshable =
+                matches!(sp.profile.credential, Credential::OAuth { .. }) && can_refresh(sp);
+            if *e < 100_000_000_000 {
+                ("expired", Some("invalid_expires".into()), None)
+            } else if now >= *e {
+                if refreshable {
+                    ("refreshable", None, Some(*e))
+                } else {
+                    ("expired", Some("expired".into()), Some(*e))
+                }
+            } else if *e - now <= expiring_within_ms && !refreshable {
+                ("expiring", None, Some(*e))
+            } else {
+                ("ok", None, None)
+            }
+        }
+    }
+}
+
+fn view_of(
+    sp: &StoredProfile,
+    usage: &HashMap<String, Usage>,
+    now: i64,
+    reveal: bool,
+) -> ProfileView {
+    let u = usage.get(&sp.profile.id);
+    let (status, _, _) = profile_status(sp, u, now, 86_400_000);
+    ProfileView::new(
+        sp,
+        status,
+        u.map(|u| u.view(now)).unwrap_or_default(),
+        reveal,
+    )
+}
+
+/// The outcome of materialising the walk: the chosen profile and its secret, plus every
+/// step with ref failures folded in as skips.
+struct Walked {
+    steps: Vec<Step>,
+    chosen: Option<(usize, Secret)>,
+    /// The error of the first failed ref, for a pinned profile.
+    first_ref_error: Option<RpcError>,
+}
+
+/// Walks and materialises: the first usable step whose secret can be produced wins.
+/// With `stop_at_first` false every usable step is checked (for `order.get` `effective`).
+fn materialise(
+    profiles: &[StoredProfile],
+    mut steps: Vec<Step>,
+    settings: &Settings,
+    stop_at_first: bool,
+) -> Walked {
+    let by_id: HashMap<&str, &StoredProfile> = profiles
+        .iter()
+        .map(|p| (p.profile.id.as_str(), p))
+        .collect();
+    let mut chosen = None;
+    let mut first_ref_error = None;
+    for (i, step) in steps.iter_mut().enumerate() {
+        if step.skip.is_some() {
+            continue;
+        }
+        let Some(sp) = by_id.get(step.profile_id.as_str()) else {
+            continue;
+        };
+        let secret = match (
+            sp.profile.credential.inline_secret(),
+            sp.profile.credential.secret_ref(),
+        ) {
+            (Some(s), _) => Ok(s.clone()),
+            (None, Some(r)) => crate::secrets::resolve_ref(r, settings),
+            (None, None) => Err(RpcError::internal("profile without a secret")),
+        };
+        match secret {
+            Ok(s) => {
+                if chosen.is_none() {
+                    chosen = Some((i, s));
+                    if stop_at_first {
+                        break;
+                    }
+                }
+            }
+            Err(e) => {
+                step.skip = Some(resolve::Skip {
+                    reason: SkipReason::RefUnavailable,
+                    until: None,
+                });
+                if first_ref_error.is_none() {
+                    first_ref_error = Some(e);
+                }
+            }
+        }
+    }
+    Walked {
+        steps,
+        chosen,
+        first_ref_error,
+    }
+}
+
+impl App {
+    /// An app on the store at `path` (nothing is opened yet).
+    pub fn new(path: PathBuf) -> Self {
+        App {
+            store: Mutex::new(Store::new(path)),
+        }
+    }
+
+    pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+        self.store.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `helper.info`.
+    pub fn info(&self, _: InfoParams, methods: Vec<String>) -> Result<InfoResult> {
+        let mut st = self.store();
+        let schema_version = st.schema_version()?;
+        Ok(InfoResult {
+            name: "modelauth".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            protocol_version: 1,
+            store: StoreInfo {
+                path: st.path().display().to_string(),
+                exists: st.exists(),
+                schema_version,
+            },
+            methods,
+        })
+    }
+
+    /// `profiles.put`: create or replace, keeping the routability invariant.
+    pub fn profiles_put(&self, p: PutParams) -> Result<PutResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        // Validate before opening (and so before creating) the store.
+        let aliases = self.store().read(load_aliases)?;
+        let profile = validate_profile(&p.profile, "/profile", &aliases)?;
+        self.store().write(|c| {
+            // Aliases may have changed since the read; re-validate inside the transaction.
+            let aliases_now = load_aliases(c)?;
+            let profile = if aliases_now != aliases {
+                validate_profile(&p.profile, "/profile", &aliases_now)?
+            } else {
+                profile
+            };
+            let id = profile.id.clone();
+            let provider = profile.provider.clone();
+            let existing = store::scope_profile(c, a, &id)?;
+            if let Some(expected) = p.expected_revision {
+                let current = existing.as_ref().map(|e| e.revision).unwrap_or(0);
+                if current != expected {
+                    return Err(revision_conflict(expected, current).with("profileId", &id));
+                }
+            }
+            let (created, revision) = store::upsert_profile(c, a, &profile, now)?;
+            if !created {
+                // Replacing a credential clears its cooldowns and failure counts.
+                let mut u = store::usage(c, &id)?;
+                u.cooldowns.clear();
+                u.disabled = None;
+                u.error_count = 0;
+                u.failure_counts.clear();
+                u.last_failure_at = None;
+                u.needs_reauth = false;
+                store::put_usage(c, &id, &u)?;
+            }
+            // Routability invariant.
+            let own = store::scope_order(c, a, &provider)?.map(|(ids, _)| ids);
+            let base = match (&own, a) {
+                (Some(ids), _) => Some(ids.clone()),
+                (None, Some(_)) => store::scope_order(c, None, &provider)?.map(|(ids, _)| ids),
+                (None, None) => None,
+            };
+            let new_order = match base {
+                Some(mut ids) => {
+                    let before = ids.clone();
+                    if p.primary {
+                        ids.retain(|x| x != &id);
+                        ids.insert(0, id.clone());
+                    } else if !ids.contains(&id) {
+                        ids.push(id.clone());
+                    }
+                    (own.is_some() || ids != before).then_some(ids)
+                }
+                None if p.primary => {
+                    let view = store::view_profiles(c, a, Some(&provider))?;
+                    let usage = store::usages(c, view.iter().map(|s| s.profile.id.as_str()))?;
+                    let mut ids = vec![id.clone()];
+                    ids.extend(
+                        resolve::default_order(&view, &usage, now)
+                            .into_iter()
+                            .map(|s| s.profile.id.clone())
+                            .filter(|x| x != &id),
+                    );
+                    Some(ids)
+                }
+                None => None,
+            };
+            if let Some(ids) = &new_order {
+                if own.as_ref() != Some(ids) {
+                    store::set_order(c, a, &provider, ids, now)?;
+                }
+            }
+            if p.primary {
+                store::set_last_good(c, a, &provider, &id)?;
+            }
+            tracing::info!(profile_id = %id, agent = ?a, created, revision, "profile stored");
+            Ok(PutResult {
+                profile_id: id,
+                agent: agent.clone(),
+                created,
+                revision,
+                order: new_order,
+            })
+        })
+    }
+
+    /// `profiles.get`.
+    pub fn profiles_get(&self, p: GetParams) -> Result<GetResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        self.store().read(|c| {
+            let aliases = load_aliases(c)?;
+            let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
+            let sp = store::view_profile(c, a, &id)?.ok_or_else(|| unknown_profile(&id, a))?;
+            let usage = store::usages(c, [id.as_str()])?;
+            Ok(GetResult {
+                agent: agent.clone(),
+                profile: view_of(&sp, &usage, now, p.reveal),
+            })
+        })
+    }
+
+    /// `profiles.list`.
+    pub fn profiles_list(&self, p: ListParams) -> Result<ListResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        self.store().read(|c| {
+            let aliases = load_aliases(c)?;
+            let provider = p
+                .provider
+                .as_deref()
+                .map(|x| provider_param(x, &aliases))
+                .transpose()?;
+            let view = store::view_profiles(c, a, provider.as_deref())?;
+            let usage = store::usages(c, view.iter().map(|s| s.profile.id.as_str()))?;
+            let profiles = view
+                .iter()
+                .map(|sp| view_of(sp, &usage, now, false))
+                .collect();
+            Ok(ListResult {
+                agent: agent.clone(),
+                profiles,
+            })
+        })
+    }
+
+    /// `profiles.remove`: from the scope, its orders and lastGood.
+    pub fn profiles_remove(&self, p: RemoveParams) -> Result<RemoveResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        let body = |c: &Connection, apply: bool| -> Result<RemoveResult> {
+            let aliases = load_aliases(c)?;
+            let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
+            let sp = store::scope_profile(c, a, &id)?.ok_or_else(|| {
+                let e = unknown_profile(&id, a);
+                if a.is_some() && store::scope_profile(c, None, &id).ok().flatten().is_some() {
+                    e.with_hint("this id is a shared profile: remove it without `agent`")
+                } else {
+                    e
+                }
+            })?;
+            if let Some(expected) = p.expected_revision {
+                if sp.revision != expected {
+                    return Err(revision_conflict(expected, sp.revision).with("profileId", &id));
+                }
+            }
+            let mut order_entries_removed = vec![];
+            for (provider, ids) in store::scope_orders(c, a)? {
+                if ids.contains(&id) {
+                    order_entries_removed.push(provider.clone());
+                    if apply {
+                        let rest: Vec<String> = ids.into_iter().filter(|x| x != &id).collect();
+                        if rest.is_empty() {
+                            store::clear_order(c, a, &provider)?;
+                        } else {
+                            store::set_order(c, a, &provider, &rest, now)?;
+                        }
+                    }
+                }
+            }
+            let last_good_removed: Vec<String> = store::scope_last_good(c, a)?
+                .into_iter()
+                .filter(|(_, pid)| pid == &id)
+                .map(|(prov, _)| prov)
+                .collect();
+            if apply {
+                store::clear_last_good_for(c, a, &id)?;
+                store::delete_profile(c, a, &id)?;
+                if !store::profile_id_exists_anywhere(c, &id)? {
+                    store::put_usage(c, &id, &Usage::default())?;
+                }
+                tracing::info!(profile_id = %id, agent = ?a, "profile removed");
+            }
+            Ok(RemoveResult {
+                profile_id: id,
+                agent: agent.clone(),
+                removed: apply,
+                order_entries_removed,
+                last_good_removed,
+                dry_run: !apply,
+            })
+        };
+        let mut st = self.store();
+        if p.dry_run || !st.exists() {
+            st.read(|c| body(c, false)).map(|mut r| {
+                r.dry_run = p.dry_run;
+                r
+            })
+        } else {
+            st.write(|c| body(c, true))
+        }
+    }
+
+    fn walk_view(
+        &self,
+        c: &Connection,
+        a: Option<&str>,
+        provider: &str,
+        model: Option<&str>,
+        pinned: Option<&str>,
+        now: i64,
+    ) -> Result<(
+        Vec<StoredProfile>,
+        Option<(Vec<String>, &'static str)>,
+        Vec<Step>,
+        Settings,
+    )> {
+        let settings = load_settings(c)?;
+        let profiles = store::view_profiles(c, a, Some(provider))?;
+        let order = store::effective_order(c, a, provider)?;
+        let usage = store::usages(c, profiles.iter().map(|s| s.profile.id.as_str()))?;
+        let steps = resolve::walk(&WalkInput {
+            profiles: &profiles,
+            order: order.as_ref().map(|(ids, _)| ids.as_slice()),
+            usage: &usage,
+            now,
+            model,
+            pinned,
+            refresh_margin_ms: settings.refresh_margin_ms,
+            can_refresh: &can_refresh,
+        });
+        Ok((profiles, order, steps, settings))
+    }
+
+    /// `order.get`: the explicit order in effect and the walk it gives now.
+    pub fn order_get(&self, p: OrderGetParams) -> Result<OrderGetResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        self.store().read(|c| {
+            let aliases = load_aliases(c)?;
+            let provider = provider_param(&p.provider, &aliases)?;
+            let (profiles, order, steps, settings) =
+                self.walk_view(c, a, &provider, p.model.as_deref(), None, now)?;
+            let walked = materialise(&profiles, steps, &settings, false);
+            let effective = walked
+                .steps
+                .iter()
+                .map(|s| EffectiveEntry {
+                    profile_id: s.profile_id.clone(),
+                    usable: s.skip.is_none(),
+                    reason: s.skip.as_ref().map(|k| k.reason),
+                    until: s.skip.as_ref().and_then(|k| k.until),
+                })
+                .collect();
+            let (order, source) = match order {
+                Some((ids, src)) => (Some(ids), Some(src.to_string())),
+                None => (None, None),
+            };
+            Ok(OrderGetResult {
+                provider,
+                agent: agent.clone(),
+                order,
+                source,
+                effective,
+            })
+        })
+    }
+
+    /// `order.set`.
+    pub fn order_set(&self, p: OrderSetParams) -> Result<OrderSetResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        if p.order.is_empty() {
+            return Err(
+                RpcError::invalid_params("`order` must list at least one profile id")
+                    .with("pointer", "/order")
+                    .with_hint(format!(
+                        "to remove the order use order.clear {{\"provider\": \"{}\"}}",
+                        p.provider.trim()
+                    )),
+            );
+        }
+        let check = |c: &Connection| -> Result<(String, Vec<String>)> {
+            let aliases = load_aliases(c)?;
+            let provider = provider_param(&p.provider, &aliases)?;
+            let mut seen = BTreeSet::new();
+            let mut ids = vec![];
+            for (i, raw) in p.order.iter().enumerate() {
+                let (id, _) = profile_id_param(raw, &aliases, &format!("/order/{i}"))?;
+                if seen.insert(id.clone()) {
+                    ids.push(id);
+                }
+            }
+            let mut missing = vec![];
+            let mut mismatched = vec![];
+            for id in &ids {
+                match store::view_profile(c, a, id)? {
+                    None => missing.push(id.clone()),
+                    Some(sp) if sp.profile.provider != provider => mismatched.push(id.clone()),
+                    Some(_) => {}
+                }
+            }
+            if !missing.is_empty() {
+                return Err(RpcError::new(
+                    ErrorKind::UnknownProfile,
+                    format!("no profile {} in this scope's view", missing.join(", ")),
+                )
+                .with("missing", &missing)
+                .with_hint(
+                    "store them first with profiles.put, or list what exists with profiles.list",
+                ));
+            }
+            if !mismatched.is_empty() {
+                return Err(RpcError::new(
+                    ErrorKind::ProviderMismatch,
+                    format!(
+                        "{} do(es) not belong to provider `{provider}`",
+                        mismatched.join(", ")
+                    ),
+                )
+                .with("mismatched", &mismatched)
+                .with("provider", &provider));
+            }
+            Ok((provider, ids))
+        };
+        // Validate first so that a refused order.set does not create the store.
+        self.store().read(|c| check(c).map(|_| ()))?;
+        self.store().write(|c| {
+            let (provider, ids) = check(c)?;
+            if let Some(expected) = p.expected_revision {
+                let current = store::scope_order(c, a, &provider)?
+                    .map(|(_, r)| r)
+                    .unwrap_or(0);
+                if current != expected {
+                    return Err(revision_conflict(expected, current).with("provider", &provider));
+                }
+            }
+            let revision = store::set_order(c, a, &provider, &ids, now)?;
+            tracing::info!(%provider, agent = ?a, revision, "order stored");
+            Ok(OrderSetResult {
+                provider,
+                agent: agent.clone(),
+                order: ids,
+                revision,
+            })
+        })
+    }
+
+    /// `order.clear`.
+    pub fn order_clear(&self, p: OrderClearParams) -> Result<OrderClearResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let mut st = self.store();
+        let aliases = st.read(load_aliases)?;
+        let provider = provider_param(&p.provider, &aliases)?;
+        let exists = st.read(|c| store::scope_order(c, a, &provider))?.is_some();
+        let cleared = if exists {
+            st.write(|c| store::clear_order(c, a, &provider))?
+        } else {
+            false
+        };
+        Ok(OrderClearResult {
+            provider,
+            agent: agent.clone(),
+            cleared,
+        })
+    }
+
+    /// `auth.resolve`: the credential to use now (PROTOCOL §3 "Resolution walk").
+    pub fn auth_resolve(&self, p: ResolveParams) -> Result<ResolveResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        self.store().read(|c| {
+            let aliases = load_aliases(c)?;
+            let pinned = p
+                .profile_id
+                .as_deref()
+                .map(|x| profile_id_param(x, &aliases, "/profileId"))
+                .transpose()?;
+            let provider = match (&p.provider, &pinned) {
+                (Some(x), _) => provider_param(x, &aliases)?,
+                (None, Some((_, prov))) => prov.clone(),
+                (None, None) => {
+                    return Err(RpcError::invalid_params("missing `provider`")
+                        .with("pointer", "/provider")
+                        .with_hint("auth.resolve {\"provider\": \"openai\"}"))
+                }
+            };
+            if let Some((id, prov)) = &pinned {
+                if prov != &provider {
+                    return Err(RpcError::new(
+                        ErrorKind::ProviderMismatch,
+                        format!("profile `{id}` belongs to provider `{prov}`, not `{provider}`"),
+                    )
+                    .with("pointer", "/profileId"));
+                }
+            }
+            let pin = pinned.as_ref().map(|(id, _)| id.as_str());
+            let (profiles, _, steps, settings) = self.walk_view(c, a, &provider, p.model.as_deref(), pin, now)?;
+            if let Some(id) = pin {
+                if steps.is_empty() {
+                    return Err(unknown_profile(id, a));
+                }
+            }
+            let walked = materialise(&profiles, steps, &settings, true);
+            let Some((idx, secret)) = walked.chosen else {
+                if pin.is_some() {
+                    if let Some(e) = walked.first_ref_error {
+                        return Err(e);
+                    }
+                    let s = &walked.steps[0];
+                    let k = s.skip.as_ref().expect("not chosen means skipped");
+                    let mut e = RpcError::new(
+                        ErrorKind::Unavailable,
+                        format!("profile `{}` is not usable now: {}", s.profile_id, k.reason.as_str()),
+                    )
+                    .with("profileId", &s.profile_id)
+                    .with("reason", k.reason)
+                    .with("candidates", vec![resolve::CandidateReport { profile_id: s.profile_id.clone(), reason: Some(k.reason), until: k.until }]);
+                    if let (Some(t), SkipReason::Cooldown | SkipReason::Disabled) = (k.until, k.reason) {
+                        e = e.with("earliestUntil", t).with_hint(format!(
+                            "wait, or clear the window with auth.clearCooldown {{\"profileId\": \"{}\"}}",
+                            s.profile_id
+                        ));
+                    } else {
+                        e = e.retryable(false).with_hint("replace the credential with profiles.put (same id)");
+                    }
+                    return Err(e);
+                }
+                return Err(resolve::no_credential_error(&provider, a, &walked.steps));
+            };
+            let by_id: HashMap<&str, &StoredProfile> = profiles.iter().map(|s| (s.profile.id.as_str(), s)).collect();
+            let step = &walked.steps[idx];
+            let sp = by_id[step.profile_id.as_str()];
+            let first = &walked.steps[0];
+            let (fallback_from, fallback_reason) = match (&first.skip, idx) {
+                (Some(k), i) if i > 0 => (Some(first.profile_id.clone()), Some(k.reason.as_str().to_string())),
+                _ => (None, None),
+            };
+            let trace = p.explain.then(|| {
+                walked
+                    .steps
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, s)| *i <= idx || s.skip.is_some())
+                    .map(|(i, s)| TraceEntry {
+                        profile_id: Some(s.profile_id.clone()),
+                        env_var: None,
+                        decision: if i == idx { "chosen".into() } else { "skipped".into() },
+                        reason: s.skip.as_ref().map(|k| k.reason.as_str().to_string()),
+                        until: s.skip.as_ref().and_then(|k| k.until),
+                    })
+                    .collect()
+            });
+            let account_id = match &sp.profile.credential {
+                Credential::OAuth { account_id, .. } => account_id.clone(),
+                _ => None,
+            };
+            tracing::debug!(profile_id = %sp.profile.id, %provider, agent = ?a, "resolved");
+            Ok(ResolveResult {
+                profile_id: Some(sp.profile.id.clone()),
+                provider: provider.clone(),
+                agent: agent.clone(),
+                kind: sp.profile.credential.type_name().into(),
+                source: "profile".into(),
+                env_var: None,
+                secret,
+                expires: sp.profile.credential.expires(),
+                email: sp.profile.email.clone(),
+                account_id,
+                fallback_from,
+                fallback_reason,
+                trace,
+            })
+        })
+    }
+}

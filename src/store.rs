@@ -1,0 +1,974 @@
+//! The SQLite store (PROTOCOL §2): profiles per scope, orders, lastGood, usage, providers
+//! and settings in one database file.
+//!
+//! - Path: `--store`, else `$MODELAUTH_STORE`, else `$XDG_STATE_HOME/modelauth/store.db`,
+//!   else `~/.local/state/modelauth/store.db` ([`default_store_path`]).
+//! - Created on the first write: directory 0700, files 0600 whatever the umask. Reads of a
+//!   missing store see an empty in-memory database and create nothing.
+//! - WAL journal, `synchronous=FULL` (a rotated refresh token cannot be recovered),
+//!   an explicit busy timeout, and `BEGIN IMMEDIATE` for every read-modify-write, so any
+//!   number of processes can share one file without losing a write.
+//! - Creation and migration run under an exclusive lock on a sidecar file
+//!   (`<store>.lock`), so many processes opening a brand-new store at once do not race.
+//! - Schema versioned with `PRAGMA user_version`; a newer version is refused untouched
+//!   (`store_newer_schema`).
+//!
+//! Scopes are encoded as `''` for the shared scope and the agent id otherwise.
+
+use std::collections::HashMap;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
+
+use crate::error::{ErrorKind, RpcError};
+use crate::profile::{Profile, StoredProfile};
+use crate::usage::Usage;
+
+/// The schema version this build writes (`PRAGMA user_version`).
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Default busy timeout in milliseconds (`settings.busyTimeoutMs`).
+pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5000;
+
+/// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    "CREATE TABLE profiles (
+        scope TEXT NOT NULL,
+        id TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        body TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        created_at INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, id)
+    ) WITHOUT ROWID;
+    CREATE INDEX profiles_by_provider ON profiles (provider, scope);
+    CREATE TABLE orders (
+        scope TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        ids TEXT NOT NULL,
+        revision INTEGER NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (scope, provider)
+    ) WITHOUT ROWID;
+    CREATE TABLE last_good (
+        scope TEXT NOT NULL,
+        provider TEXT NOT NULL,
+        profile_id TEXT NOT NULL,
+        PRIMARY KEY (scope, provider)
+    ) WITHOUT ROWID;
+    CREATE TABLE usage (
+        profile_id TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE providers (
+        id TEXT PRIMARY KEY,
+        body TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE TABLE settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;",
+];
+
+/// Resolves the store path of PROTOCOL §2 from the flag, the environment and the home
+/// directory. Errors only when none of `--store`, `MODELAUTH_STORE`, `XDG_STATE_HOME`, `HOME` is set.
+pub fn default_store_path(flag: Option<&Path>) -> Result<PathBuf, RpcError> {
+    if let Some(p) = flag {
+        return Ok(p.to_path_buf());
+    }
+    let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty());
+    if let Some(p) = env("MODELAUTH_STORE") {
+        return Ok(PathBuf::from(p));
+    }
+    if let Some(x) = env("XDG_STATE_HOME") {
+        return Ok(PathBuf::from(x).join("modelauth").join("store.db"));
+    }
+    if let Some(h) = env("HOME") {
+        return Ok(PathBuf::from(h).join(".local/state/modelauth/store.db"));
+    }
+    Err(RpcError::new(
+        ErrorKind::StorePermissions,
+        "no store path: set --store, MODELAUTH_STORE, XDG_STATE_HOME or HOME",
+    ))
+}
+
+/// Maps a SQLite error to the store error kinds of PROTOCOL §7.
+pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
+    let p = path.display();
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.code {
+            ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => RpcError::new(
+                ErrorKind::StoreBusy,
+                format!("the store {p} stayed locked by another process past the busy timeout"),
+            )
+            .with_hint("retry; raise settings.busyTimeoutMs if this happens often"),
+            ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt => RpcError::new(
+                ErrorKind::StoreCorrupt,
+                format!("the store {p} is not a readable modelauth database"),
+            )
+            .with_hint("move the file aside (it is left untouched) or point --store elsewhere"),
+            ErrorCode::ReadOnly => RpcError::new(
+                ErrorKind::StoreReadonly,
+                format!("the store {p} is read-only"),
+            ),
+            ErrorCode::CannotOpen
+            | ErrorCode::PermissionDenied
+            | ErrorCode::AuthorizationForStatementDenied => RpcError::new(
+                ErrorKind::StorePermissions,
+                format!("cannot open the store {p}: permission denied or missing directory"),
+            ),
+            ErrorCode::DiskFull => RpcError::new(
+                ErrorKind::StoreReadonly,
+                format!("the disk holding the store {p} is full; nothing was changed"),
+            )
+            .retryable(true),
+            _ => RpcError::internal(format!("store {p}: {e}")),
+        },
+        _ => RpcError::internal(format!("store {p}: {e}")),
+    }
+}
+
+fn io_error(e: std::io::Error, what: &str, path: &Path) -> RpcError {
+    let kind = match e.kind() {
+        std::io::ErrorKind::PermissionDenied => ErrorKind::StorePermissions,
+        std::io::ErrorKind::ReadOnlyFilesystem => ErrorKind::StoreReadonly,
+        std::io::ErrorKind::StorageFull => ErrorKind::StoreReadonly,
+        _ => ErrorKind::StorePermissions,
+    };
+    RpcError::new(kind, format!("cannot {what} {}: {e}", path.display()))
+}
+
+/// The store handle: one lazily opened connection to the file.
+pub struct Store {
+    path: PathBuf,
+    conn: Option<Connection>,
+    empty: Option<Connection>,
+    busy_timeout_ms: u64,
+}
+
+/// Scope key: `''` for shared, the agent id otherwise.
+pub fn scope_key(agent: Option<&str>) -> &str {
+    agent.unwrap_or("")
+}
+
+impl Store {
+    /// A handle on the store at `path`; nothing is opened or created yet.
+    pub fn new(path: PathBuf) -> Self {
+        Store {
+            path,
+            conn: None,
+            empty: None,
+            busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+        }
+    }
+
+    /// The store's file path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether the store file exists.
+    pub fn exists(&self) -> bool {
+        self.path.exists()
+    }
+
+    /// Sets the busy timeout (ms) for this and later connections.
+    pub fn set_busy_timeout(&mut self, ms: u64) {
+        self.busy_timeout_ms = ms;
+        if let Some(c) = &self.conn {
+            let _ = c.busy_timeout(Duration::from_millis(ms));
+        }
+    }
+
+    fn configure(&self, c: &Connection) -> Result<(), RpcError> {
+        c.busy_timeout(Duration::from_millis(self.busy_timeout_ms))
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        c.execute_batch("PRAGMA synchronous=FULL;")
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    fn user_version(&self, c: &Connection) -> Result<i64, RpcError> {
+        c.pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| map_sqlite(e, &self.path))
+    }
+
+    fn lock_path(&self) -> PathBuf {
+        let mut s = self.path.as_os_str().to_owned();
+        s.push(".lock");
+        PathBuf::from(s)
+    }
+
+    /// Creates missing directories (0700) and runs `f` under the sidecar lock.
+    fn with_setup_lock<T>(&self, f: impl FnOnce() -> Result<T, RpcError>) -> Result<T, RpcError> {
+        if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            create_private_dirs(dir)?;
+        }
+        let lp = self.lock_path();
+        let lock = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&lp)
+            .map_err(|e| io_error(e, "create the lock file", &lp))?;
+        let _ = lock.set_permissions(fs::Permissions::from_mode(0o600));
+        lock.lock().map_err(|e| io_error(e, "lock", &lp))?;
+        let r = f();
+        let _ = lock.unlock();
+        r
+    }
+
+    /// Brings the schema of `c` to [`SCHEMA_VERSION`] (caller holds the setup lock).
+    fn migrate(&self, c: &mut Connection) -> Result<(), RpcError> {
+        let mode: String = c
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(mode, "journal_mode is not wal");
+        }
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        let v: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        if v > SCHEMA_VERSION {
+            return Err(newer_schema(&self.path, v));
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+            tracing::info!(from = i, to = i + 1, "migrating store schema");
+            tx.execute_batch(sql)
+                .map_err(|e| map_sqlite(e, &self.path))?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        tx.commit().map_err(|e| map_sqlite(e, &self.path))?;
+        Ok(())
+    }
+
+    fn open_existing(&mut self) -> Result<(), RpcError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut c = Connection::open_with_flags(&self.path, flags)
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        self.configure(&c)?;
+        let v = self.user_version(&c)?;
+        if v > SCHEMA_VERSION {
+            return Err(newer_schema(&self.path, v));
+        }
+        if v < SCHEMA_VERSION {
+            if v == 0 {
+                // An empty file we created but did not finish, or something that is not ours.
+                let tables: i64 = c
+                    .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                    .map_err(|e| map_sqlite(e, &self.path))?;
+                if tables > 0 {
+                    return Err(RpcError::new(
+                        ErrorKind::StoreCorrupt,
+                        format!(
+                            "{} is a SQLite database, but not a modelauth store",
+                            self.path.display()
+                        ),
+                    ));
+                }
+            }
+            self.with_setup_lock(|| self.migrate(&mut c))?;
+        }
+        self.conn = Some(c);
+        Ok(())
+    }
+
+    fn create(&mut self) -> Result<(), RpcError> {
+        let path = self.path.clone();
+        self.with_setup_lock(|| {
+            if !path.exists() {
+                let f = OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&path);
+                match f {
+                    Ok(f) => {
+                        f.set_permissions(fs::Permissions::from_mode(0o600))
+                            .map_err(|e| io_error(e, "set permissions on", &path))?;
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(io_error(e, "create the store", &path)),
+                }
+            }
+            Ok(())
+        })?;
+        self.open_existing()
+    }
+
+    /// The connection for reads: the file if it exists, else an empty in-memory store.
+    fn read_conn(&mut self) -> Result<&mut Connection, RpcError> {
+        if self.conn.is_none() {
+            if self.path.exists() {
+                self.open_existing()?;
+            } else {
+                if self.empty.is_none() {
+                    let mut c =
+                        Connection::open_in_memory().map_err(|e| map_sqlite(e, &self.path))?;
+                    let tx = c.transaction().map_err(|e| map_sqlite(e, &self.path))?;
+                    for sql in MIGRATIONS {
+                        tx.execute_batch(sql)
+                            .map_err(|e| map_sqlite(e, &self.path))?;
+                    }
+                    tx.commit().map_err(|e| map_sqlite(e, &self.path))?;
+                    self.empty = Some(c);
+                }
+                return Ok(self.empty.as_mut().expect("set above"));
+            }
+        }
+        Ok(self.conn.as_mut().expect("opened above"))
+    }
+
+    fn write_conn(&mut self) -> Result<&mut Connection, RpcError> {
+        if self.conn.is_none() {
+            if self.path.exists() {
+                self.open_existing()?;
+            } else {
+                self.create()?;
+            }
+            self.empty = None;
+        }
+        Ok(self.conn.as_mut().expect("opened above"))
+    }
+
+    /// Schema version of the file, or `None` when it does not exist. Never creates it.
+    pub fn schema_version(&mut self) -> Result<Option<i64>, RpcError> {
+        if !self.path.exists() {
+            return Ok(None);
+        }
+        let c = self.read_conn()?;
+        Ok(Some(
+            c.pragma_query_value(None, "user_version", |r| r.get(0))
+                .unwrap_or(0),
+        ))
+    }
+
+    /// Runs `f` in a read transaction (a consistent snapshot). A missing store reads as empty.
+    pub fn read<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, RpcError>,
+    ) -> Result<T, RpcError> {
+        let path = self.path.clone();
+        let c = self.read_conn()?;
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .map_err(|e| map_sqlite(e, &path))?;
+        let r = f(&tx)?;
+        tx.commit().map_err(|e| map_sqlite(e, &path))?;
+        Ok(r)
+    }
+
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it durably; on error
+    /// nothing is changed. Creates the store on first use.
+    pub fn write<T>(
+        &mut self,
+        f: impl FnOnce(&Connection) -> Result<T, RpcError>,
+    ) -> Result<T, RpcError> {
+        let path = self.path.clone();
+        let c = self.write_conn()?;
+        let tx = c
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| map_sqlite(e, &path))?;
+        let r = f(&tx)?;
+        tx.commit().map_err(|e| map_sqlite(e, &path))?;
+        Ok(r)
+    }
+}
+
+fn newer_schema(path: &Path, v: i64) -> RpcError {
+    RpcError::new(
+        ErrorKind::StoreNewerSchema,
+        format!(
+            "the store {} has schema version {v}, newer than this modelauth understands ({SCHEMA_VERSION}); it was not changed",
+            path.display()
+        ),
+    )
+    .with("schemaVersion", v)
+    .with_hint("upgrade modelauth")
+}
+
+/// Creates `dir` and any missing parents with mode 0700 (set explicitly, whatever the umask).
+fn create_private_dirs(dir: &Path) -> Result<(), RpcError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut missing = vec![];
+    let mut cur = Some(dir);
+    while let Some(d) = cur {
+        if d.as_os_str().is_empty() || d.exists() {
+            break;
+        }
+        missing.push(d);
+        cur = d.parent();
+    }
+    for d in missing.into_iter().rev() {
+        match fs::DirBuilder::new().mode(0o700).create(d) {
+            Ok(()) => {
+                fs::set_permissions(d, fs::Permissions::from_mode(0o700))
+                    .map_err(|e| io_error(e, "set permissions on", d))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io_error(e, "create the directory", d)),
+        }
+    }
+    Ok(())
+}
+
+fn sql(e: rusqlite::Error) -> RpcError {
+    // The path is added by map_sqlite at the transaction boundary; inside, keep the kind.
+    map_sqlite(e, Path::new("(store)"))
+}
+
+fn parse_profile(body: &str) -> Result<Profile, RpcError> {
+    serde_json::from_str(body).map_err(|_| {
+        RpcError::new(
+            ErrorKind::StoreCorrupt,
+            "a stored profile could not be decoded",
+        )
+    })
+}
+
+fn row_to_stored(r: &rusqlite::Row<'_>) -> rusqlite::Result<(String, String, i64, i64, i64)> {
+    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+}
+
+fn to_stored(row: (String, String, i64, i64, i64)) -> Result<StoredProfile, RpcError> {
+    let (scope, body, revision, created_at, updated_at) = row;
+    Ok(StoredProfile {
+        profile: parse_profile(&body)?,
+        scope: if scope.is_empty() { None } else { Some(scope) },
+        revision,
+        created_at,
+        updated_at,
+    })
+}
+
+// ---- Queries. Each takes a connection inside a transaction opened by Store::read/write.
+
+/// The profiles an `agent` sees (its own plus shared; its own win on the same id), or the
+/// shared ones without an agent; optionally of one provider. Sorted by provider, id.
+pub fn view_profiles(
+    c: &Connection,
+    agent: Option<&str>,
+    provider: Option<&str>,
+) -> Result<Vec<StoredProfile>, RpcError> {
+    let scope = scope_key(agent);
+    let mut out: Vec<StoredProfile> = Vec::new();
+    let mut push_rows = |stmt: &mut rusqlite::CachedStatement<'_>,
+                         p: &[&dyn rusqlite::ToSql]|
+     -> Result<(), RpcError> {
+        let rows = stmt.query_map(p, row_to_stored).map_err(sql)?;
+        for r in rows {
+            out.push(to_stored(r.map_err(sql)?)?);
+        }
+        Ok(())
+    };
+    match provider {
+        Some(p) => {
+            let mut s = c
+                .prepare_cached("SELECT scope, body, revision, created_at, updated_at FROM profiles WHERE provider = ?1 AND scope IN ('', ?2) ORDER BY id, scope DESC")
+                .map_err(sql)?;
+            push_rows(&mut s, &[&p, &scope])?;
+        }
+        None => {
+            let mut s = c
+                .prepare_cached("SELECT scope, body, revision, created_at, updated_at FROM profiles WHERE scope IN ('', ?1) ORDER BY provider, id, scope DESC")
+                .map_err(sql)?;
+            push_rows(&mut s, &[&scope])?;
+        }
+    }
+    // With an agent, rows come agent-first for the same id (scope DESC puts '' last): keep the first.
+    out.dedup_by(|b, a| a.profile.id == b.profile.id);
+    Ok(out)
+}
+
+/// One profile in the view of `agent` (its own first, then shared).
+pub fn view_profile(
+    c: &Connection,
+    agent: Option<&str>,
+    id: &str,
+) -> Result<Option<StoredProfile>, RpcError> {
+    let mut s = c
+        .prepare_cached("SELECT scope, body, revision, created_at, updated_at FROM profiles WHERE id = ?1 AND scope IN ('', ?2) ORDER BY scope DESC LIMIT 1")
+        .map_err(sql)?;
+    let row = s
+        .query_row(params![id, scope_key(agent)], row_to_stored)
+        .optional()
+        .map_err(sql)?;
+    row.map(to_stored).transpose()
+}
+
+/// One profile in exactly one scope.
+pub fn scope_profile(
+    c: &Connection,
+    agent: Option<&str>,
+    id: &str,
+) -> Result<Option<StoredProfile>, RpcError> {
+    let mut s = c
+        .prepare_cached("SELECT scope, body, revision, created_at, updated_at FROM profiles WHERE scope = ?1 AND id = ?2")
+        .map_err(sql)?;
+    let row = s
+        .query_row(params![scope_key(agent), id], row_to_stored)
+        .optional()
+        .map_err(sql)?;
+    row.map(to_stored).transpose()
+}
+
+/// Inserts or replaces a profile in a scope. Returns `(created, revision)`.
+pub fn upsert_profile(
+    c: &Connection,
+    agent: Option<&str>,
+    p: &Profile,
+    now: i64,
+) -> Result<(bool, i64), RpcError> {
+    let body =
+        serde_json::to_string(p).map_err(|e| RpcError::internal(format!("encode profile: {e}")))?;
+    let scope = scope_key(agent);
+    let existing: Option<i64> = c
+        .prepare_cached("SELECT revision FROM profiles WHERE scope = ?1 AND id = ?2")
+        .map_err(sql)?
+        .query_row(params![scope, p.id], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    match existing {
+        Some(rev) => {
+            c.prepare_cached("UPDATE profiles SET provider = ?3, body = ?4, revision = ?5, updated_at = ?6 WHERE scope = ?1 AND id = ?2")
+                .map_err(sql)?
+                .execute(params![scope, p.id, p.provider, body, rev + 1, now])
+                .map_err(sql)?;
+            Ok((false, rev + 1))
+        }
+        None => {
+            c.prepare_cached("INSERT INTO profiles (scope, id, provider, body, revision, created_at, updated_at) VALUES (?1, ?2, ?3, ?4, 1, ?5, ?5)")
+                .map_err(sql)?
+                .execute(params![scope, p.id, p.provider, body, now])
+                .map_err(sql)?;
+            Ok((true, 1))
+        }
+    }
+}
+
+/// Deletes a profile from a scope; true if it was there.
+pub fn delete_profile(c: &Connection, agent: Option<&str>, id: &str) -> Result<bool, RpcError> {
+    let n = c
+        .prepare_cached("DELETE FROM profiles WHERE scope = ?1 AND id = ?2")
+        .map_err(sql)?
+        .execute(params![scope_key(agent), id])
+        .map_err(sql)?;
+    Ok(n > 0)
+}
+
+/// Whether any scope still holds a profile with this id.
+pub fn profile_id_exists_anywhere(c: &Connection, id: &str) -> Result<bool, RpcError> {
+    c.prepare_cached("SELECT 1 FROM profiles WHERE id = ?1 LIMIT 1")
+        .map_err(sql)?
+        .query_row(params![id], |_| Ok(()))
+        .optional()
+        .map_err(sql)
+        .map(|o| o.is_some())
+}
+
+/// An explicit order stored in exactly one scope: `(ids, revision)`.
+pub fn scope_order(
+    c: &Connection,
+    agent: Option<&str>,
+    provider: &str,
+) -> Result<Option<(Vec<String>, i64)>, RpcError> {
+    let row: Option<(String, i64)> = c
+        .prepare_cached("SELECT ids, revision FROM orders WHERE scope = ?1 AND provider = ?2")
+        .map_err(sql)?
+        .query_row(params![scope_key(agent), provider], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .optional()
+        .map_err(sql)?;
+    row.map(|(ids, rev)| {
+        serde_json::from_str::<Vec<String>>(&ids)
+            .map(|v| (v, rev))
+            .map_err(|_| {
+                RpcError::new(
+                    ErrorKind::StoreCorrupt,
+                    "a stored order could not be decoded",
+                )
+            })
+    })
+    .transpose()
+}
+
+/// The order an agent uses for a provider: its own if set, else the shared one.
+/// Returns `(ids, source)` with source `"agent"` or `"shared"`.
+pub fn effective_order(
+    c: &Connection,
+    agent: Option<&str>,
+    provider: &str,
+) -> Result<Option<(Vec<String>, &'static str)>, RpcError> {
+    if agent.is_some() {
+        if let Some((ids, _)) = scope_order(c, agent, provider)? {
+            return Ok(Some((ids, "agent")));
+        }
+    }
+    Ok(scope_order(c, None, provider)?.map(|(ids, _)| (ids, "shared")))
+}
+
+/// Stores an order in a scope; returns the new revision (1 for a new order).
+pub fn set_order(
+    c: &Connection,
+    agent: Option<&str>,
+    provider: &str,
+    ids: &[String],
+    now: i64,
+) -> Result<i64, RpcError> {
+    let rev = scope_order(c, agent, provider)?
+        .map(|(_, r)| r + 1)
+        .unwrap_or(1);
+    let body = serde_json::to_string(ids).map_err(|e| RpcError::internal(e.to_string()))?;
+    c.prepare_cached("INSERT INTO orders (scope, provider, ids, revision, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                      ON CONFLICT (scope, provider) DO UPDATE SET ids = excluded.ids, revision = excluded.revision, updated_at = excluded.updated_at")
+        .map_err(sql)?
+        .execute(params![scope_key(agent), provider, body, rev, now])
+        .map_err(sql)?;
+    Ok(rev)
+}
+
+/// Removes a scope's order for a provider; true if there was one.
+pub fn clear_order(c: &Connection, agent: Option<&str>, provider: &str) -> Result<bool, RpcError> {
+    let n = c
+        .prepare_cached("DELETE FROM orders WHERE scope = ?1 AND provider = ?2")
+        .map_err(sql)?
+        .execute(params![scope_key(agent), provider])
+        .map_err(sql)?;
+    Ok(n > 0)
+}
+
+/// Every order of a scope: provider → ids.
+pub fn scope_orders(
+    c: &Connection,
+    agent: Option<&str>,
+) -> Result<Vec<(String, Vec<String>)>, RpcError> {
+    let mut s = c
+        .prepare_cached("SELECT provider, ids FROM orders WHERE scope = ?1 ORDER BY provider")
+        .map_err(sql)?;
+    let rows = s
+        .query_map(params![scope_key(agent)], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(sql)?;
+    let mut out = vec![];
+    for r in rows {
+        let (p, ids) = r.map_err(sql)?;
+        let ids: Vec<String> = serde_json::from_str(&ids).map_err(|_| {
+            RpcError::new(
+                ErrorKind::StoreCorrupt,
+                "a stored order could not be decoded",
+            )
+        })?;
+        out.push((p, ids));
+    }
+    Ok(out)
+}
+
+/// lastGood of a scope for a provider.
+pub fn last_good(
+    c: &Connection,
+    agent: Option<&str>,
+    provider: &str,
+) -> Result<Option<String>, RpcError> {
+    c.prepare_cached("SELECT profile_id FROM last_good WHERE scope = ?1 AND provider = ?2")
+        .map_err(sql)?
+        .query_row(params![scope_key(agent), provider], |r| r.get(0))
+        .optional()
+        .map_err(sql)
+}
+
+/// Every lastGood of a scope: provider → profile id.
+pub fn scope_last_good(
+    c: &Connection,
+    agent: Option<&str>,
+) -> Result<Vec<(String, String)>, RpcError> {
+    let mut s = c
+        .prepare_cached(
+            "SELECT provider, profile_id FROM last_good WHERE scope = ?1 ORDER BY provider",
+        )
+        .map_err(sql)?;
+    let rows = s
+        .query_map(params![scope_key(agent)], |r| Ok((r.get(0)?, r.get(1)?)))
+        .map_err(sql)?;
+    rows.collect::<Result<Vec<_>, _>>().map_err(sql)
+}
+
+/// Records lastGood of a scope for a provider.
+pub fn set_last_good(
+    c: &Connection,
+    agent: Option<&str>,
+    provider: &str,
+    id: &str,
+) -> Result<(), RpcError> {
+    c.prepare_cached(
+        "INSERT INTO last_good (scope, provider, profile_id) VALUES (?1, ?2, ?3)
+                      ON CONFLICT (scope, provider) DO UPDATE SET profile_id = excluded.profile_id",
+    )
+    .map_err(sql)?
+    .execute(params![scope_key(agent), provider, id])
+    .map_err(sql)?;
+    Ok(())
+}
+
+/// Removes lastGood entries of a scope that name `id`; returns how many.
+pub fn clear_last_good_for(
+    c: &Connection,
+    agent: Option<&str>,
+    id: &str,
+) -> Result<usize, RpcError> {
+    c.prepare_cached("DELETE FROM last_good WHERE scope = ?1 AND profile_id = ?2")
+        .map_err(sql)?
+        .execute(params![scope_key(agent), id])
+        .map_err(sql)
+}
+
+/// Usage state of one profile id (default when none is stored).
+pub fn usage(c: &Connection, id: &str) -> Result<Usage, RpcError> {
+    let body: Option<String> = c
+        .prepare_cached("SELECT body FROM usage WHERE profile_id = ?1")
+        .map_err(sql)?
+        .query_row(params![id], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    Ok(body
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default())
+}
+
+/// Usage state of several profiles.
+pub fn usages<'a>(
+    c: &Connection,
+    ids: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, Usage>, RpcError> {
+    let mut out = HashMap::new();
+    for id in ids {
+        let u = usage(c, id)?;
+        if u != Usage::default() {
+            out.insert(id.to_string(), u);
+        }
+    }
+    Ok(out)
+}
+
+/// Stores usage state (removes the row when it is the default).
+pub fn put_usage(c: &Connection, id: &str, u: &Usage) -> Result<(), RpcError> {
+    if *u == Usage::default() {
+        c.prepare_cached("DELETE FROM usage WHERE profile_id = ?1")
+            .map_err(sql)?
+            .execute(params![id])
+            .map_err(sql)?;
+        return Ok(());
+    }
+    let body = serde_json::to_string(u).map_err(|e| RpcError::internal(e.to_string()))?;
+    c.prepare_cached("INSERT INTO usage (profile_id, body) VALUES (?1, ?2) ON CONFLICT (profile_id) DO UPDATE SET body = excluded.body")
+        .map_err(sql)?
+        .execute(params![id, body])
+        .map_err(sql)?;
+    Ok(())
+}
+
+/// A stored setting (JSON text) by key.
+pub fn setting(c: &Connection, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
+    let v: Option<String> = c
+        .prepare_cached("SELECT value FROM settings WHERE key = ?1")
+        .map_err(sql)?
+        .query_row(params![key], |r| r.get(0))
+        .optional()
+        .map_err(sql)?;
+    Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
+}
+
+/// Every stored setting: key → JSON value.
+pub fn settings(c: &Connection) -> Result<serde_json::Map<String, serde_json::Value>, RpcError> {
+    let mut s = c
+        .prepare_cached("SELECT key, value FROM settings")
+        .map_err(sql)?;
+    let rows = s
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(sql)?;
+    let mut out = serde_json::Map::new();
+    for r in rows {
+        let (k, v) = r.map_err(sql)?;
+        if let Ok(v) = serde_json::from_str(&v) {
+            out.insert(k, v);
+        }
+    }
+    Ok(out)
+}
+
+/// Stores a setting.
+pub fn put_setting(c: &Connection, key: &str, value: &serde_json::Value) -> Result<(), RpcError> {
+    c.prepare_cached("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
+        .map_err(sql)?
+        .execute(params![key, value.to_string()])
+        .map_err(sql)?;
+    Ok(())
+}
+
+/// Every registered provider: id → JSON body.
+pub fn providers(c: &Connection) -> Result<Vec<(String, serde_json::Value)>, RpcError> {
+    let mut s = c
+        .prepare_cached("SELECT id, body FROM providers ORDER BY id")
+        .map_err(sql)?;
+    let rows = s
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(sql)?;
+    let mut out = vec![];
+    for r in rows {
+        let (id, body) = r.map_err(sql)?;
+        out.push((
+            id,
+            serde_json::from_str(&body).unwrap_or(serde_json::Value::Null),
+        ));
+    }
+    Ok(out)
+}
+
+/// Stores a provider registration.
+pub fn put_provider(c: &Connection, id: &str, body: &serde_json::Value) -> Result<bool, RpcError> {
+    let existed = c
+        .prepare_cached("SELECT 1 FROM providers WHERE id = ?1")
+        .map_err(sql)?
+        .query_row(params![id], |_| Ok(()))
+        .optional()
+        .map_err(sql)?
+        .is_some();
+    c.prepare_cached("INSERT INTO providers (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body")
+        .map_err(sql)?
+        .execute(params![id, body.to_string()])
+        .map_err(sql)?;
+    Ok(!existed)
+}
+
+/// Removes a provider registration; true if it was there.
+pub fn delete_provider(c: &Connection, id: &str) -> Result<bool, RpcError> {
+    let n = c
+        .prepare_cached("DELETE FROM providers WHERE id = ?1")
+        .map_err(sql)?
+        .execute(params![id])
+        .map_err(sql)?;
+    Ok(n > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile::Credential;
+    use crate::secret::Secret;
+
+    fn profile(id: &str) -> Profile {
+        Profile {
+            id: id.into(),
+            provider: id.split(':').next().unwrap().into(),
+            email: None,
+            display_name: None,
+            credential: Credential::ApiKey {
+                key: Some(Secret::new("k")),
+                key_ref: None,
+                metadata: None,
+            },
+        }
+    }
+
+    #[test]
+    fn reads_of_a_missing_store_create_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub/store.db");
+        let mut s = Store::new(path.clone());
+        let v = s.read(|c| view_profiles(c, None, None)).unwrap();
+        assert!(v.is_empty());
+        assert!(!path.exists());
+        assert!(!dir.path().join("sub").exists());
+        assert_eq!(s.schema_version().unwrap(), None);
+    }
+
+    #[test]
+    fn an_agent_sees_its_own_profiles_over_shared_ones() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::new(dir.path().join("store.db"));
+        s.write(|c| {
+            upsert_profile(c, None, &profile("openai:a"), 1)?;
+            upsert_profile(c, None, &profile("openai:b"), 1)?;
+            upsert_profile(c, Some("main"), &profile("openai:a"), 2)?;
+            Ok(())
+        })
+        .unwrap();
+        let v = s
+            .read(|c| view_profiles(c, Some("main"), Some("openai")))
+            .unwrap();
+        let got: Vec<_> = v
+            .iter()
+            .map(|p| (p.profile.id.as_str(), p.scope.as_deref()))
+            .collect();
+        assert_eq!(got, [("openai:a", Some("main")), ("openai:b", None)]);
+        let shared = s.read(|c| view_profiles(c, None, None)).unwrap();
+        assert!(shared.iter().all(|p| p.scope.is_none()));
+        assert_eq!(s.schema_version().unwrap(), Some(SCHEMA_VERSION));
+    }
+
+    #[test]
+    fn revisions_count_puts_and_orders_fall_back_to_shared() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut s = Store::new(dir.path().join("store.db"));
+        let (c1, r1) = s
+            .write(|c| upsert_profile(c, None, &profile("x:a"), 1))
+            .unwrap();
+        let (c2, r2) = s
+            .write(|c| upsert_profile(c, None, &profile("x:a"), 2))
+            .unwrap();
+        assert_eq!((c1, r1, c2, r2), (true, 1, false, 2));
+        s.write(|c| set_order(c, None, "x", &["x:a".to_string()], 3))
+            .unwrap();
+        let eff = s.read(|c| effective_order(c, Some("cron"), "x")).unwrap();
+        assert_eq!(eff, Some((vec!["x:a".to_string()], "shared")));
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.pragma_update(None, "user_version", 99).unwrap();
+        }
+        let before = fs::read(&path).unwrap();
+        let mut s = Store::new(path.clone());
+        let e = s
+            .write(|c| upsert_profile(c, None, &profile("x:a"), 1))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::StoreNewerSchema);
+        let e = s.read(|c| view_profiles(c, None, None)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::StoreNewerSchema);
+        assert_eq!(fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_file_that_is_not_sqlite_is_corrupt_and_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        fs::write(
+            &path,
+            b"this is not a database, just text that is long enough",
+        )
+        .unwrap();
+        let before = fs::read(&path).unwrap();
+        let mut s = Store::new(path.clone());
+        let e = s.read(|c| view_profiles(c, None, None)).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::StoreCorrupt);
+        assert_eq!(fs::read(&path).unwrap(), before);
+    }
+}

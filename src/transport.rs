@@ -1,0 +1,308 @@
+//! Line-delimited JSON-RPC 2.0 framing (PROTOCOL §1): classify a line, answer it.
+//!
+//! - One message per line; a trailing `\r` is tolerated; blank lines are ignored.
+//! - Invalid JSON or UTF-8 → -32700 with `id: null`; valid JSON that is not a request →
+//!   -32600; positional params → -32602; unknown method → -32601.
+//! - A batch is answered with one array; an empty batch is one -32600 error; a batch of
+//!   notifications gives no output. Notifications are executed and never answered.
+//! - The response echoes the request's `id` byte for byte (`1`, `"1"`, `-1`, `1.5`).
+//!
+//! [`read_line_limited`] reads one line with a size limit and bounded memory.
+
+use std::io::{self, BufRead};
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+
+use crate::error::{ErrorKind, RpcError};
+use crate::rpc::Dispatcher;
+
+/// Default `--max-message-bytes`: 1 MiB.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+
+/// What [`read_line_limited`] read.
+#[derive(Debug, PartialEq, Eq)]
+pub enum LineRead {
+    /// A full line (without its `\n`) is in the buffer.
+    Line,
+    /// The line was longer than the limit; it was discarded up to its `\n`.
+    TooLarge,
+    /// End of input (any partial last line is returned as `Line` first).
+    Eof,
+}
+
+/// Reads one `\n`-terminated line into `buf` (cleared first), keeping at most `max` bytes
+/// in memory: a longer line is consumed and discarded, and `TooLarge` returned.
+pub fn read_line_limited<R: BufRead>(
+    r: &mut R,
+    max: usize,
+    buf: &mut Vec<u8>,
+) -> io::Result<LineRead> {
+    buf.clear();
+    let mut too_large = false;
+    let mut read_any = false;
+    loop {
+        let available = match r.fill_buf() {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(match (read_any, too_large) {
+                (false, _) => LineRead::Eof,
+                (true, true) => LineRead::TooLarge,
+                (true, false) => LineRead::Line,
+            });
+        }
+        read_any = true;
+        let (chunk, done) = match memchr(available) {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if !too_large {
+            if buf.len() + chunk.len() > max {
+                too_large = true;
+                buf.clear();
+                buf.shrink_to(64 * 1024);
+            } else {
+                buf.extend_from_slice(chunk);
+            }
+        }
+        let used = done.unwrap_or(available.len());
+        r.consume(used);
+        if done.is_some() {
+            return Ok(if too_large {
+                LineRead::TooLarge
+            } else {
+                LineRead::Line
+            });
+        }
+    }
+}
+
+fn memchr(b: &[u8]) -> Option<usize> {
+    b.iter().position(|&c| c == b'\n')
+}
+
+/// The error response for an over-long line.
+pub fn too_large_response(max: usize) -> String {
+    let e = RpcError::new(
+        ErrorKind::MessageTooLarge,
+        format!("message longer than {max} bytes was discarded"),
+    )
+    .with("limit", max)
+    .with_hint("send smaller messages or raise --max-message-bytes");
+    error_response("null", &e)
+}
+
+/// `{"jsonrpc":"2.0","id":<id>,"error":{...}}` with `id` as raw JSON text.
+pub fn error_response(id: &str, e: &RpcError) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{}}}",
+        e.to_json()
+    )
+}
+
+fn result_response(id: &str, result: &RawValue) -> String {
+    format!(
+        "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"result\":{}}}",
+        result.get()
+    )
+}
+
+#[derive(Deserialize)]
+struct Envelope<'a> {
+    #[serde(borrow, default)]
+    jsonrpc: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    id: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    method: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    params: Option<&'a RawValue>,
+}
+
+/// Keeps an explicit `null` as `Some("null")`, so that `"id": null` is a request and an
+/// absent `id` a notification.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+fn invalid_request(msg: &str) -> RpcError {
+    RpcError::new(ErrorKind::InvalidRequest, msg.to_string()).with_hint(
+        "a request is {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"helper.info\",\"params\":{}}",
+    )
+}
+
+impl Dispatcher {
+    /// Answers one line of input. `None` means nothing is written (a notification, a batch
+    /// of notifications, or a blank line).
+    pub fn handle_line(&self, line: &[u8]) -> Option<String> {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        let Ok(text) = std::str::from_utf8(line) else {
+            return Some(error_response(
+                "null",
+                &RpcError::new(ErrorKind::ParseError, "the message is not valid UTF-8"),
+            ));
+        };
+        let text = text.trim();
+        if text.is_empty() {
+            return None;
+        }
+        if text.starts_with('[') {
+            let items: Vec<&RawValue> = match serde_json::from_str(text) {
+                Ok(v) => v,
+                Err(e) => return Some(parse_error(&e)),
+            };
+            if items.is_empty() {
+                return Some(error_response(
+                    "null",
+                    &invalid_request("an empty batch is not a request"),
+                ));
+            }
+            let out: Vec<String> = items.iter().filter_map(|v| self.handle_value(v)).collect();
+            if out.is_empty() {
+                return None;
+            }
+            return Some(format!("[{}]", out.join(",")));
+        }
+        match serde_json::from_str::<&RawValue>(text) {
+            Ok(v) => self.handle_value(v),
+            Err(e) => Some(parse_error(&e)),
+        }
+    }
+
+    /// Answers one request value (a line or a batch member).
+    fn handle_value(&self, v: &RawValue) -> Option<String> {
+        let raw = v.get().trim_start();
+        if !raw.starts_with('{') {
+            return Some(error_response(
+                "null",
+                &invalid_request("the message is not a JSON-RPC request object"),
+            ));
+        }
+        let env: Envelope<'_> = match serde_json::from_str(v.get()) {
+            Ok(e) => e,
+            Err(e) => {
+                let msg = crate::rpc::sanitize_serde_message(&e.to_string());
+                return Some(error_response(
+                    "null",
+                    &invalid_request(&format!("not a valid request: {msg}")),
+                ));
+            }
+        };
+        // id: absent = notification; else it must be a string, number or null.
+        let id = match env.id {
+            None => None,
+            Some(raw) => {
+                let t = raw.get();
+                let ok = t.starts_with('"')
+                    || t == "null"
+                    || t.starts_with('-')
+                    || t.as_bytes()[0].is_ascii_digit();
+                if !ok {
+                    return Some(error_response(
+                        "null",
+                        &invalid_request("`id` must be a string, a number or null"),
+                    ));
+                }
+                Some(t)
+            }
+        };
+        let reply_id = id.unwrap_or("null");
+        if env.jsonrpc.map(RawValue::get) != Some("\"2.0\"") {
+            return Some(error_response(
+                reply_id,
+                &invalid_request("`jsonrpc` must be \"2.0\""),
+            ));
+        }
+        let method: String = match env.method.map(|m| serde_json::from_str::<String>(m.get())) {
+            Some(Ok(m)) => m,
+            _ => {
+                return Some(error_response(
+                    reply_id,
+                    &invalid_request("`method` must be a string"),
+                ))
+            }
+        };
+        let params = match env.params.map(RawValue::get) {
+            None | Some("null") => None,
+            Some(p) if p.starts_with('{') => Some(p),
+            Some(p) if p.starts_with('[') => {
+                let e = RpcError::invalid_params(
+                    "params must be an object of named params, not an array",
+                );
+                return id.map(|id| error_response(id, &e));
+            }
+            Some(_) => {
+                return Some(error_response(
+                    reply_id,
+                    &invalid_request("`params` must be an object"),
+                ))
+            }
+        };
+        let span = tracing::debug_span!("request", %method, notification = id.is_none());
+        let _g = span.enter();
+        let outcome = self.call(&method, params);
+        match &outcome {
+            Ok(_) => tracing::debug!("ok"),
+            Err(e) => tracing::debug!(kind = e.kind.as_str(), "error"),
+        }
+        let id = id?;
+        Some(match outcome {
+            Ok(r) => result_response(id, &r),
+            Err(e) => error_response(id, &e),
+        })
+    }
+}
+
+fn parse_error(e: &serde_json::Error) -> String {
+    let msg = format!(
+        "invalid JSON at line {} column {}: {}",
+        e.line(),
+        e.column(),
+        match e.classify() {
+            serde_json::error::Category::Eof => "unexpected end of input",
+            serde_json::error::Category::Syntax => "syntax error",
+            serde_json::error::Category::Data => "bad value",
+            serde_json::error::Category::Io => "read error",
+        }
+    );
+    error_response("null", &RpcError::new(ErrorKind::ParseError, msg))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_read_with_a_limit_and_the_rest_discarded() {
+        let input = b"short\nthis line is far too long\nok\nlast".to_vec();
+        let mut r = io::BufReader::with_capacity(4, &input[..]);
+        let mut buf = vec![];
+        assert_eq!(
+            read_line_limited(&mut r, 10, &mut buf).unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"short");
+        assert_eq!(
+            read_line_limited(&mut r, 10, &mut buf).unwrap(),
+            LineRead::TooLarge
+        );
+        assert!(buf.capacity() <= 64 * 1024);
+        assert_eq!(
+            read_line_limited(&mut r, 10, &mut buf).unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"ok");
+        assert_eq!(
+            read_line_limited(&mut r, 10, &mut buf).unwrap(),
+            LineRead::Line
+        );
+        assert_eq!(buf, b"last");
+        assert_eq!(
+            read_line_limited(&mut r, 10, &mut buf).unwrap(),
+            LineRead::Eof
+        );
+    }
+}
