@@ -1,0 +1,204 @@
+//! Helpers for tests that drive the real `modelauth` binary over stdin/stdout.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+
+use serde_json::{json, Value};
+
+/// Path of the binary under test.
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_modelauth")
+}
+
+/// A temp directory with a store path inside (the store itself is not created).
+pub struct TempStore {
+    pub dir: tempfile::TempDir,
+    pub path: PathBuf,
+}
+
+impl TempStore {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state").join("store.db");
+        TempStore { dir, path }
+    }
+}
+
+/// A command for the binary with a clean environment and the given store.
+pub fn cmd(store: &Path) -> Command {
+    let mut c = Command::new(bin());
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", store.parent().unwrap())
+        .arg("--store")
+        .arg(store);
+    c
+}
+
+/// Runs `modelauth call METHOD PARAMS` and returns (exit code, stdout JSON or stderr JSON).
+pub fn call(store: &Path, method: &str, params: Value) -> (i32, Value) {
+    let out = cmd(store)
+        .args(["call", method, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .and_then(|mut c| {
+            c.stdin
+                .take()
+                .unwrap()
+                .write_all(params.to_string().as_bytes())?;
+            c.wait_with_output()
+        })
+        .unwrap();
+    let code = out.status.code().unwrap_or(-1);
+    let text = if code == 0 { &out.stdout } else { &out.stderr };
+    let v: Value = serde_json::from_slice(text)
+        .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(text)));
+    (code, v)
+}
+
+/// `call` that must succeed; returns the result.
+pub fn ok(store: &Path, method: &str, params: Value) -> Value {
+    let (code, v) = call(store, method, params);
+    assert_eq!(code, 0, "{method} failed: {v}");
+    v
+}
+
+/// `call` that must fail; returns the error object.
+pub fn err(store: &Path, method: &str, params: Value) -> Value {
+    let (code, v) = call(store, method, params);
+    assert_eq!(code, 1, "{method} should fail: {v}");
+    v
+}
+
+/// Pipes whole lines into `modelauth serve` and returns its output lines and status.
+pub fn serve_lines(
+    store: &Path,
+    input: &[u8],
+    extra_env: &[(&str, &str)],
+) -> (Vec<String>, Output) {
+    let mut c = cmd(store);
+    for (k, v) in extra_env {
+        c.env(k, v);
+    }
+    let mut child = c
+        .arg("serve")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let input = input.to_vec();
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let out = child.wait_with_output().unwrap();
+    writer.join().unwrap();
+    let lines = String::from_utf8(out.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    (lines, out)
+}
+
+/// A running `modelauth serve` for request/response tests.
+pub struct Server {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    stdout: BufReader<ChildStdout>,
+    next_id: i64,
+}
+
+impl Server {
+    pub fn start(store: &Path) -> Self {
+        Self::start_with(cmd(store))
+    }
+
+    pub fn start_with(mut c: Command) -> Self {
+        let mut child = c
+            .arg("serve")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take();
+        let stdout = BufReader::new(child.stdout.take().unwrap());
+        Server {
+            child,
+            stdin,
+            stdout,
+            next_id: 1,
+        }
+    }
+
+    /// Sends one raw line and reads one line back.
+    pub fn raw(&mut self, line: &str) -> Value {
+        self.send_raw(line);
+        self.read()
+    }
+
+    pub fn send_raw(&mut self, line: &str) {
+        let s = self.stdin.as_mut().unwrap();
+        s.write_all(line.as_bytes()).unwrap();
+        s.write_all(b"\n").unwrap();
+        s.flush().unwrap();
+    }
+
+    pub fn read(&mut self) -> Value {
+        let mut l = String::new();
+        self.stdout.read_line(&mut l).unwrap();
+        serde_json::from_str(&l).unwrap_or_else(|_| panic!("not JSON: {l:?}"))
+    }
+
+    /// Sends a request and returns the whole response object.
+    pub fn request(&mut self, method: &str, params: Value) -> Value {
+        let id = self.next_id;
+        self.next_id += 1;
+        let r = self.raw(
+            &json!({"jsonrpc": "2.0", "id": id, "method": method, "params": params}).to_string(),
+        );
+        assert_eq!(r["id"], id);
+        r
+    }
+
+    /// A request that must succeed; returns `result`.
+    pub fn ok(&mut self, method: &str, params: Value) -> Value {
+        let r = self.request(method, params);
+        assert!(r.get("error").is_none(), "{method}: {r}");
+        r["result"].clone()
+    }
+
+    /// A request that must fail; returns `error`.
+    pub fn err(&mut self, method: &str, params: Value) -> Value {
+        let r = self.request(method, params);
+        assert!(r.get("result").is_none(), "{method} should fail: {r}");
+        r["error"].clone()
+    }
+
+    /// Closes stdin and waits for the exit status and stderr.
+    pub fn finish(mut self) -> Output {
+        drop(self.stdin.take());
+        self.child.wait_with_output().unwrap()
+    }
+}
+
+/// An api_key profile.
+pub fn api_key(id: &str, key: &str) -> Value {
+    json!({"id": id, "type": "api_key", "key": key})
+}
+
+/// An oauth profile expiring in an hour.
+pub fn oauth(id: &str, access: &str, refresh: &str) -> Value {
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        + 3_600_000;
+    json!({"id": id, "type": "oauth", "access": access, "refresh": refresh, "expires": expires})
+}
