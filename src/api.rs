@@ -346,3 +346,21 @@ pub struct ResolveResult {
 
 /// `data.candidates` of a resolution error (re-exported for the schema).
 pub type Candidate = CandidateReport;
+
+/// `rpc.discover` result: the OpenRPC 1.x document.
+#[derive(Debug, Clone, Serialize)]
+#[serde(transparent)]
+pub struct OpenRpcDocument(pub Value);
+
+impl schemars::JsonSchema for OpenRpcDocument {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "OpenRpcDocument".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "object",
+            "description": "An OpenRPC 1.x document (https://spec.open-rpc.org), the same as `modelauth schema` prints.",
+            "required": ["openrpc", "info", "methods"]
+        })
+    }
+}

@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::error::{ErrorKind, RpcError};
-use crate::profile::{Credential, StoredProfile, EXAMPLE_HINT};
+use crate::profile::{Credential, StoredProfile};
 use crate::usage::Usage;
 
 /// Why a candidate was skipped (the stable strings of PROTOCOL §3).
@@ -286,6 +286,11 @@ pub struct CandidateReport {
     pub until: Option<i64>,
 }
 
+/// `{"profile": {"id": "<provider>:default", "type": "api_key", "key": "<your key>"}}`.
+fn put_example(provider: &str) -> String {
+    format!("{{\"profile\": {{\"id\": \"{provider}:default\", \"type\": \"api_key\", \"key\": \"<your key>\"}}}}")
+}
+
 /// The error when no candidate is usable (PROTOCOL §3 step 5): `missing_credential` when
 /// the provider has no profile in the view, `excluded_by_auth_order` when the order lists
 /// none of them, else `unavailable` with `earliestUntil`. `data.candidates` lists each
@@ -306,7 +311,8 @@ pub fn no_credential_error(provider: &str, agent: Option<&str>, steps: &[Step]) 
         .with("provider", provider)
         .with("candidates", Vec::<CandidateReport>::new())
         .with_hint(format!(
-            "store one with profiles.put {{\"profile\": {{\"id\": \"{provider}:default\", \"type\": \"api_key\", \"key\": \"<your key>\"}}}} (shared profiles are seen by every agent; from a shell pipe the params into `modelauth call profiles.put -`)"
+            "store one with profiles.put {} (shared profiles are seen by every agent; from a shell pipe the params into `modelauth call profiles.put -`)",
+            put_example(provider)
         ));
     }
     let candidates: Vec<CandidateReport> = steps
@@ -352,11 +358,13 @@ pub fn no_credential_error(provider: &str, agent: Option<&str>, steps: &[Step]) 
     .with("candidates", candidates);
     if let Some(t) = earliest {
         e = e.with("earliestUntil", t).with_hint(format!(
-            "wait until earliestUntil, clear a window with auth.clearCooldown {{\"profileId\": \"...\"}}, or add another credential with profiles.put; {EXAMPLE_HINT}"
+            "wait until earliestUntil, clear a window with auth.clearCooldown {{\"profileId\": \"...\"}}, or add another credential with profiles.put {}",
+            put_example(provider)
         ));
     } else {
         e = e.retryable(false).with_hint(format!(
-            "replace the expired or unreachable credential with profiles.put (the same id keeps its place in the order); {EXAMPLE_HINT}"
+            "replace the expired or unreachable credential with profiles.put (the same id keeps its place in the order), e.g. {}",
+            put_example(provider)
         ));
     }
     e

@@ -165,6 +165,15 @@ fn view_of(
     )
 }
 
+/// The scope view's profiles of a provider, the explicit order in effect (ids and source),
+/// the walk over them, and the settings used.
+type WalkView = (
+    Vec<StoredProfile>,
+    Option<(Vec<String>, &'static str)>,
+    Vec<Step>,
+    Settings,
+);
+
 /// The outcome of materialising the walk: the chosen profile and its secret, plus every
 /// step with ref failures folded in as skips.
 struct Walked {
@@ -465,12 +474,7 @@ impl App {
         model: Option<&str>,
         pinned: Option<&str>,
         now: i64,
-    ) -> Result<(
-        Vec<StoredProfile>,
-        Option<(Vec<String>, &'static str)>,
-        Vec<Step>,
-        Settings,
-    )> {
+    ) -> Result<WalkView> {
         let settings = load_settings(c)?;
         let profiles = store::view_profiles(c, a, Some(provider))?;
         let order = store::effective_order(c, a, provider)?;
