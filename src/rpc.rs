@@ -40,6 +40,15 @@ pub struct Ctx {
     discover: OnceLock<Value>,
 }
 
+impl Ctx {
+    /// The OpenRPC document, built on first use (it is not needed on the cold-start path).
+    pub fn openrpc(&self) -> &Value {
+        self.discover.get_or_init(|| {
+            crate::openrpc::document(self.specs.get().map(Vec::as_slice).unwrap_or(&[]))
+        })
+    }
+}
+
 /// The registry and its context.
 pub struct Dispatcher {
     module: RpcModule<Arc<Ctx>>,
@@ -289,8 +298,6 @@ impl Dispatcher {
             ],
             |c, p: ResolveParams| c.app.auth_resolve(p),
         );
-        let doc = crate::openrpc::document(&s);
-        let _ = ctx.discover.set(doc);
         let _ = ctx.specs.set(s);
         Dispatcher { module: m, ctx }
     }
@@ -302,7 +309,7 @@ impl Dispatcher {
 
     /// The OpenRPC document (`rpc.discover`).
     pub fn openrpc(&self) -> &Value {
-        self.ctx.discover.get().expect("built in new")
+        self.ctx.openrpc()
     }
 
     /// Runs `method` with by-name `params` (raw JSON; `None` = omitted) and returns the

@@ -146,6 +146,9 @@ fn invalid(key: &str, msg: impl Into<String>) -> RpcError {
 
 /// Builds the effective settings from the stored keys (unknown or broken ones are ignored).
 pub fn from_stored(stored: &Map<String, Value>) -> Settings {
+    if stored.is_empty() {
+        return Settings::default();
+    }
     let mut obj = serde_json::to_value(Settings::default()).expect("settings serialise");
     if let Value::Object(o) = &mut obj {
         for (k, v) in stored {

@@ -749,16 +749,37 @@ pub fn usage(c: &Connection, id: &str) -> Result<Usage, RpcError> {
         .unwrap_or_default())
 }
 
-/// Usage state of several profiles.
+/// Usage state of several profiles (only those with stored state), in one query.
 pub fn usages<'a>(
     c: &Connection,
     ids: impl IntoIterator<Item = &'a str>,
 ) -> Result<HashMap<String, Usage>, RpcError> {
+    let ids: Vec<&str> = ids.into_iter().collect();
     let mut out = HashMap::new();
-    for id in ids {
-        let u = usage(c, id)?;
-        if u != Usage::default() {
-            out.insert(id.to_string(), u);
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let any: i64 = c
+        .prepare_cached("SELECT count(*) FROM (SELECT 1 FROM usage LIMIT 1)")
+        .map_err(sql)?
+        .query_row([], |r| r.get(0))
+        .map_err(sql)?;
+    if any == 0 {
+        return Ok(out);
+    }
+    let list = serde_json::to_string(&ids).map_err(|e| RpcError::internal(e.to_string()))?;
+    let mut s = c
+        .prepare_cached("SELECT profile_id, body FROM usage WHERE profile_id IN (SELECT value FROM json_each(?1))")
+        .map_err(sql)?;
+    let rows = s
+        .query_map(params![list], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(sql)?;
+    for r in rows {
+        let (id, body) = r.map_err(sql)?;
+        if let Ok(u) = serde_json::from_str::<Usage>(&body) {
+            out.insert(id, u);
         }
     }
     Ok(out)

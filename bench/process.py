@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Whole-process benchmark of modelauth (no third-party tools needed).
+
+Measures, interleaved in one run so that machine noise hits every subject alike:
+  * one cold `modelauth call auth.resolve` on a store of N profiles (default 100),
+  * `git credential-store get` on an equivalent credentials file,
+  * `/bin/true` (the cost of spawning anything),
+reporting median wall time, ratios and peak RSS (from wait4's ru_maxrss); then the
+throughput of M auth.resolve requests piped into one `modelauth serve` process, and the
+same with 10 % writes (profiles.put, fsync-bound).
+
+Usage: bench/process.py [--bin target/release/modelauth] [--profiles 100] [--runs 200]
+                        [--requests 100000]
+"""
+import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+
+
+def run_once(argv, stdin_bytes=None, env=None):
+    """Spawn argv, feed stdin, wait; return (seconds, peak RSS KiB, exit code)."""
+    t0 = time.perf_counter()
+    p = subprocess.Popen(argv, stdin=subprocess.PIPE if stdin_bytes is not None else subprocess.DEVNULL,
+                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    if stdin_bytes is not None:
+        p.stdin.write(stdin_bytes)
+        p.stdin.close()
+    _, status, ru = os.wait4(p.pid, 0)
+    dt = time.perf_counter() - t0
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return dt, ru.ru_maxrss, p.returncode
+
+
+def peak_rss_kib(argv, stdin_bytes=None, env=None, runs=5):
+    """Peak RSS (KiB) of argv via GNU time (%M); wait4 from Python would count the
+    Python parent's pages copied at fork. Falls back to wait4 if /usr/bin/time is absent."""
+    if not os.path.exists("/usr/bin/time"):
+        return max(run_once(argv, stdin_bytes, env)[1] for _ in range(runs))
+    best = 0
+    for _ in range(runs):
+        p = subprocess.run(["/usr/bin/time", "-f", "%M"] + argv, input=stdin_bytes,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        best = max(best, int(p.stderr.decode().strip().splitlines()[-1]))
+    return best
+
+
+def make_store(bin_, path, n):
+    lines = []
+    for i in range(n):
+        prov = ["openai", "anthropic", "google", "openrouter"][i % 4]
+        lines.append(json.dumps({"jsonrpc": "2.0", "id": i, "method": "profiles.put", "params": {
+            "profile": {"id": f"{prov}:p{i}", "type": "api_key", "key": f"sk-bench-{i:06d}"}}}))
+    subprocess.run([bin_, "--store", path, "serve"], input=("\n".join(lines) + "\n").encode(),
+                   stdout=subprocess.DEVNULL, check=True)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--bin", default="target/release/modelauth")
+    ap.add_argument("--profiles", type=int, default=100)
+    ap.add_argument("--runs", type=int, default=200)
+    ap.add_argument("--requests", type=int, default=100_000)
+    a = ap.parse_args()
+    bin_ = os.path.abspath(a.bin)
+    tmp = tempfile.mkdtemp(prefix="modelauth-bench-")
+    try:
+        store = os.path.join(tmp, "store.db")
+        make_store(bin_, store, a.profiles)
+        cred = os.path.join(tmp, "git-credentials")
+        with open(cred, "w") as f:
+            for i in range(a.profiles):
+                f.write(f"https://user{i}:sk-bench-{i:06d}@host{i}.example.com\n")
+        os.chmod(cred, 0o600)
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
+        git = shutil.which("git")
+        subjects = {
+            "modelauth call auth.resolve": ([bin_, "--store", store, "call", "auth.resolve",
+                                             '{"provider":"openai"}'], None),
+            "/bin/true": (["/bin/true"], None),
+        }
+        if git:
+            subjects["git credential-store get"] = (
+                [git, "credential-store", "--file", cred, "get"],
+                f"protocol=https\nhost=host{a.profiles // 2}.example.com\n\n".encode())
+        res = {k: [] for k in subjects}
+        rss = {k: 0 for k in subjects}
+        for name, (argv, inp) in subjects.items():  # warm the page cache
+            run_once(argv, inp, env)
+        for _ in range(a.runs):
+            for name, (argv, inp) in subjects.items():
+                dt, r, code = run_once(argv, inp, env)
+                assert code == 0, (name, code)
+                res[name].append(dt)
+        for name, (argv, inp) in subjects.items():
+            rss[name] = peak_rss_kib(argv, inp, env)
+        print(f"# cold one-shot, {a.runs} interleaved runs each, store of {a.profiles} profiles")
+        print(f"{'subject':32} {'median ms':>10} {'p90 ms':>8} {'peak RSS MiB':>13}")
+        med = {}
+        for k, v in res.items():
+            v.sort()
+            med[k] = statistics.median(v)
+            print(f"{k:32} {med[k]*1e3:10.2f} {v[int(len(v)*0.9)]*1e3:8.2f} {rss[k]/1024:13.1f}")
+        m = med["modelauth call auth.resolve"]
+        if git:
+            print(f"ratio modelauth / git credential-store get: {m / med['git credential-store get']:.2f}")
+        print(f"ratio modelauth / /bin/true: {m / med['/bin/true']:.2f}")
+
+        def throughput(write_every):
+            lines = []
+            for i in range(a.requests):
+                if write_every and i % write_every == 0:
+                    lines.append(json.dumps({"jsonrpc": "2.0", "id": i, "method": "profiles.put", "params": {
+                        "profile": {"id": f"openai:w{i % 50}", "type": "api_key", "key": f"sk-w-{i}"}}}))
+                else:
+                    lines.append(json.dumps({"jsonrpc": "2.0", "id": i, "method": "auth.resolve",
+                                             "params": {"provider": ["openai", "anthropic"][i % 2]}}))
+            data = ("\n".join(lines) + "\n").encode()
+            dt, _, code = run_once([bin_, "--store", store, "serve"], data, env)
+            assert code == 0
+            return a.requests / dt, dt, peak_rss_kib([bin_, "--store", store, "serve"], data, env, runs=1)
+
+        rate, dt, r = throughput(0)
+        print(f"# serve throughput: {a.requests} auth.resolve in {dt:.2f} s = {rate:,.0f} req/s, peak RSS {r/1024:.1f} MiB")
+        n = a.requests
+        a.requests = max(1000, n // 10)
+        rate, dt, r = throughput(10)
+        print(f"# serve throughput with 10 % writes: {a.requests} requests in {dt:.2f} s = {rate:,.0f} req/s, peak RSS {r/1024:.1f} MiB")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
