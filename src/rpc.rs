@@ -182,11 +182,7 @@ impl Dispatcher {
             "rpc.discover",
             "The OpenRPC 1.x document of every method.",
             &[],
-            |c, _: DiscoverParams| {
-                Ok(OpenRpcDocument(
-                    c.discover.get().cloned().unwrap_or(Value::Null),
-                ))
-            },
+            |c, _: DiscoverParams| Ok(OpenRpcDocument(c.openrpc().clone())),
         );
         register(&mut m, &mut s, "profiles.put", "Create or replace a profile; keeps it routable (appended to an explicit order, or first with primary).",
             &[K::InvalidParams, K::InvalidProfile, K::ProviderMismatch, K::RevisionConflict, K::StoreBusy, K::StoreReadonly, K::StorePermissions, K::StoreCorrupt, K::StoreNewerSchema],
