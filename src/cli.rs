@@ -393,3 +393,64 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
     tracing::debug!("serve loop finished");
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ProfileStatus, ProviderStatus, StatusResult};
+
+    #[test]
+    fn durations_for_people() {
+        assert_eq!(human_duration(40_000), "40s");
+        assert_eq!(human_duration(12 * 60_000), "12m");
+        assert_eq!(human_duration(5 * 3_600_000 + 2 * 60_000), "5h 2m");
+        assert_eq!(human_duration(3 * 86_400_000 + 4 * 3_600_000), "3d 4h");
+        assert_eq!(when(1_000, 61_000), "1m ago");
+    }
+
+    #[test]
+    fn the_plain_report_names_providers_profiles_and_windows() {
+        let now = 1_800_000_000_000;
+        let st = StatusResult {
+            agent: Some("main".into()),
+            overall: "expiring".into(),
+            now,
+            providers: vec![ProviderStatus {
+                provider: "anthropic".into(),
+                status: "expiring".into(),
+                expires: Some(now + 3_600_000),
+                env_vars: vec!["ANTHROPIC_API_KEY".into()],
+                profiles: vec![
+                    ProfileStatus {
+                        profile_id: "anthropic:t".into(),
+                        kind: "token".into(),
+                        status: "expiring".into(),
+                        reason: None,
+                        expires: Some(now + 3_600_000),
+                        until: Some(now + 3_600_000),
+                    },
+                    ProfileStatus {
+                        profile_id: "anthropic:k".into(),
+                        kind: "api_key".into(),
+                        status: "cooldown".into(),
+                        reason: Some("rate_limit".into()),
+                        expires: None,
+                        until: Some(now + 30_000),
+                    },
+                ],
+            }],
+        };
+        let text = render_status(&st);
+        assert!(
+            text.starts_with("auth status: EXPIRING (agent main"),
+            "{text}"
+        );
+        assert!(text.contains("anthropic: expiring, earliest expiry in 1h 0m"));
+        assert!(text.contains("expiring (expires in 1h 0m)"), "{text}");
+        assert!(
+            text.contains("cooldown (rate_limit, until in 30s)"),
+            "{text}"
+        );
+        assert!(text.contains("environment keys: ANTHROPIC_API_KEY"));
+    }
+}
