@@ -364,3 +364,212 @@ impl schemars::JsonSchema for OpenRpcDocument {
         })
     }
 }
+/// `auth.report` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ReportParams {
+    /// The profile the call used.
+    pub profile_id: String,
+    /// How the call went.
+    pub outcome: crate::usage::Outcome,
+    /// The model of the call: `rate_limit`, `timeout` and `model_not_found` windows are
+    /// scoped to it.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The agent whose view holds the profile; a success records lastGood in its scope.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// `auth.report` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ReportResult {
+    /// The normalised id.
+    pub profile_id: String,
+    /// The agent.
+    pub agent: Option<String>,
+    /// False when nothing was recorded (a failure of a cooldown-exempt provider).
+    pub recorded: bool,
+    /// The usage state after the report (times in ms since the epoch).
+    pub usage: crate::profile::UsageView,
+}
+
+/// `auth.clearCooldown` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClearCooldownParams {
+    /// The profile (usage state belongs to the credential, whatever the scope).
+    pub profile_id: String,
+    /// Only clear the windows scoped to this model.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The agent whose view holds the profile; omitted = any scope.
+    #[serde(default)]
+    pub agent: Option<String>,
+}
+
+/// `auth.clearCooldown` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ClearCooldownResult {
+    /// The normalised id.
+    pub profile_id: String,
+    /// True when a window or a failure count was removed.
+    pub cleared: bool,
+    /// The usage state after clearing.
+    pub usage: crate::profile::UsageView,
+}
+
+fn default_expiring_within() -> i64 {
+    86_400_000
+}
+
+/// `auth.status` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StatusParams {
+    /// The agent whose view to report; omitted = shared only.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Only this provider (reported `missing` when it has no profile).
+    #[serde(default)]
+    pub provider: Option<String>,
+    /// A credential expiring within this many milliseconds is `expiring` (default 24 h).
+    #[serde(default = "default_expiring_within")]
+    pub expiring_within_ms: i64,
+}
+
+impl Default for StatusParams {
+    fn default() -> Self {
+        StatusParams {
+            agent: None,
+            provider: None,
+            expiring_within_ms: default_expiring_within(),
+        }
+    }
+}
+
+/// One profile in `auth.status`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileStatus {
+    /// The profile id.
+    pub profile_id: String,
+    /// `api_key`, `token` or `oauth`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// `ok`, `static`, `expiring`, `expired`, `refreshable`, `cooldown`, `disabled`,
+    /// `needs_reauth` or `ref_unavailable`.
+    pub status: String,
+    /// Why (`rate_limit`, `billing`, `expired`, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+    /// Expiry, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    /// End of the cooldown/disable window, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<i64>,
+}
+
+/// One provider in `auth.status`.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderStatus {
+    /// Provider id.
+    pub provider: String,
+    /// `missing`, `static`, `expired`, `expiring` or `ok`.
+    pub status: String,
+    /// The earliest expiry of its tokens and oauth profiles, ms since the epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<i64>,
+    /// Its profiles, in the order `auth.resolve` walks them.
+    pub profiles: Vec<ProfileStatus>,
+    /// Environment variables offering keys for it (names only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub env_vars: Vec<String>,
+}
+
+/// `auth.status` result.
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusResult {
+    /// The agent.
+    pub agent: Option<String>,
+    /// Roll-up of every provider: `missing`, `static`, `expired`, `expiring` or `ok`.
+    pub overall: String,
+    /// Every provider with a profile in the view (and the one asked for), sorted.
+    pub providers: Vec<ProviderStatus>,
+    /// When the status was taken, ms since the epoch.
+    pub now: i64,
+}
+
+/// `auth.candidates` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct CandidatesParams {
+    /// Provider id (normalised).
+    pub provider: String,
+    /// The agent; omitted = shared only.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// The model, for model-scoped cooldowns.
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// One usable credential of `auth.candidates`.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidateEntry {
+    /// The profile, for `source: profile`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile_id: Option<String>,
+    /// The environment variable, for `source: env`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub env_var: Option<String>,
+    /// `profile` or `env`.
+    pub source: String,
+    /// `api_key`, `token` or `oauth`.
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The string to send.
+    pub secret: Secret,
+    /// Expiry (ms since the epoch) or null.
+    pub expires: Option<i64>,
+}
+
+/// `auth.candidates` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CandidatesResult {
+    /// Provider id.
+    pub provider: String,
+    /// The agent.
+    pub agent: Option<String>,
+    /// Every usable credential in resolution order, deduplicated by secret, then env keys.
+    pub candidates: Vec<CandidateEntry>,
+}
+
+/// `settings.get` params (none).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SettingsGetParams {}
+
+/// `settings.set` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SettingsSetParams {
+    /// The keys to change; merged into the stored ones (`cooldowns` key by key).
+    #[schemars(with = "crate::settings::Settings")]
+    pub settings: serde_json::Map<String, Value>,
+}
+
+/// `settings.get` / `settings.set` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SettingsResult {
+    /// The effective settings (durations in milliseconds).
+    pub settings: crate::settings::Settings,
+}

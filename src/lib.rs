@@ -12,10 +12,11 @@
 //! | transport | [`transport`] (framing, ids, batches, notifications) |
 //! | registry | [`rpc`] (jsonrpsee `RpcModule`), [`openrpc`], [`api`] (params/results) |
 //! | shell | [`service`] (handlers), [`store`] (SQLite), [`secrets`] (SecretRef resolution) |
-//! | pure core | [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows), [`ids`], [`secret`], [`settings`], [`error`] |
+//! | pure core | [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows, cooldown arithmetic), [`envkeys`], [`status`], [`ids`], [`secret`], [`settings`], [`error`] |
 
 pub mod api;
 pub mod cli;
+pub mod envkeys;
 pub mod error;
 pub mod ids;
 pub mod openrpc;
@@ -26,6 +27,7 @@ pub mod secret;
 pub mod secrets;
 pub mod service;
 pub mod settings;
+pub mod status;
 pub mod store;
 pub mod transport;
 pub mod usage;

@@ -294,6 +294,86 @@ impl Dispatcher {
             ],
             |c, p: ResolveParams| c.app.auth_resolve(p),
         );
+        register(
+            &mut m,
+            &mut s,
+            "auth.candidates",
+            "Every usable credential in resolution order, deduplicated, then environment keys.",
+            &[
+                K::InvalidParams,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: CandidatesParams| c.app.auth_candidates(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "auth.report",
+            "Record how a call with a profile went: success, rate_limit, billing, ... (cooldowns).",
+            &[
+                K::InvalidParams,
+                K::UnknownProfile,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: ReportParams| c.app.auth_report(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "auth.clearCooldown",
+            "Clear a profile's cooldown and disable windows (or one model's) and its failure counts.",
+            &[
+                K::InvalidParams,
+                K::UnknownProfile,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: ClearCooldownParams| c.app.auth_clear_cooldown(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "auth.status",
+            "Health of every provider and profile in the view, rolled up like `openclaw models status`.",
+            &[
+                K::InvalidParams,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: StatusParams| c.app.auth_status(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "settings.get",
+            "The effective settings (cooldowns, envFallback, refresh margin, ...).",
+            STORE_ERRORS,
+            |c, p: SettingsGetParams| c.app.settings_get(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "settings.set",
+            "Merge the given keys into the stored settings; returns the effective settings.",
+            &[
+                K::InvalidParams,
+                K::InvalidSettings,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StorePermissions,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: SettingsSetParams| c.app.settings_set(p),
+        );
         let _ = ctx.specs.set(s);
         Dispatcher { module: m, ctx }
     }

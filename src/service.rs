@@ -11,14 +11,16 @@ use std::sync::Mutex;
 use rusqlite::Connection;
 
 use crate::api::*;
+use crate::envkeys::{self, EnvKey};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::ids::{self, Aliases};
 use crate::profile::{validate_profile, Credential, ProfileView, StoredProfile};
 use crate::resolve::{self, SkipReason, Step, WalkInput};
 use crate::secret::Secret;
-use crate::settings::{self, Settings};
+use crate::settings::{self, EnvFallback, Settings};
+use crate::status;
 use crate::store::{self, Store};
-use crate::usage::Usage;
+use crate::usage::{self, Outcome, Usage};
 
 /// The application state shared by every request of one process.
 pub struct App {
@@ -179,6 +181,8 @@ type WalkView = (
 struct Walked {
     steps: Vec<Step>,
     chosen: Option<(usize, Secret)>,
+    /// Every usable step with its secret, in walk order (all of them unless `stop_at_first`).
+    usable: Vec<(usize, Secret)>,
     /// The error of the first failed ref, for a pinned profile.
     first_ref_error: Option<RpcError>,
 }
@@ -196,6 +200,7 @@ fn materialise(
         .map(|p| (p.profile.id.as_str(), p))
         .collect();
     let mut chosen = None;
+    let mut usable = vec![];
     let mut first_ref_error = None;
     for (i, step) in steps.iter_mut().enumerate() {
         if step.skip.is_some() {
@@ -214,6 +219,7 @@ fn materialise(
         };
         match secret {
             Ok(s) => {
+                usable.push((i, s.clone()));
                 if chosen.is_none() {
                     chosen = Some((i, s));
                     if stop_at_first {
@@ -235,7 +241,126 @@ fn materialise(
     Walked {
         steps,
         chosen,
+        usable,
         first_ref_error,
+    }
+}
+
+/// Normalises an optional `model` param: trimmed; empty means none.
+fn model_param(m: Option<String>) -> Option<String> {
+    m.map(|m| m.trim().to_string()).filter(|m| !m.is_empty())
+}
+
+/// The environment keys (PROTOCOL §6) this process sees for `provider`, with the
+/// provider's registered `envVars` from the store.
+fn env_keys_for(c: &Connection, provider: &str) -> Result<Vec<EnvKey>> {
+    let registered: Vec<String> = store::providers(c)?
+        .into_iter()
+        .find(|(id, _)| id == provider)
+        .and_then(|(_, body)| {
+            body.get("envVars").and_then(|v| v.as_array()).map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+        })
+        .unwrap_or_default();
+    Ok(envkeys::env_keys(
+        provider,
+        &envkeys::process_env(),
+        &registered,
+    ))
+}
+
+/// Whether `envFallback` lets environment keys be used after the walk `steps`
+/// (`whenNoProfiles`: only when the provider has no stored profile in the view).
+fn env_allowed(mode: EnvFallback, steps: &[Step]) -> bool {
+    match mode {
+        EnvFallback::Never => false,
+        EnvFallback::WhenNoProfiles => steps.is_empty(),
+        EnvFallback::Always => true,
+    }
+}
+
+/// Adds `data.envAvailable` (variable names only, never values) to a resolution error.
+fn with_env_available(mut e: RpcError, env: &[EnvKey], mode: EnvFallback) -> RpcError {
+    let names = envkeys::env_names(env);
+    let why = match mode {
+        EnvFallback::Never => "envFallback is `never`",
+        _ => "envFallback `whenNoProfiles` does not switch to them while stored profiles exist",
+    };
+    let extra = format!(
+        "environment keys exist ({}) but {why}; to allow them: settings.set {{\"settings\": {{\"envFallback\": \"always\"}}}}",
+        names.join(", ")
+    );
+    e.hint = Some(match e.hint.take() {
+        Some(h) => format!("{h}; {extra}"),
+        None => extra,
+    });
+    e.with("envAvailable", names)
+}
+
+/// Adds `data.trace` (every candidate, skipped, with reason and until) to a resolution
+/// error of a request with `explain`.
+fn with_trace(e: RpcError, steps: &[Step]) -> RpcError {
+    let trace: Vec<TraceEntry> = steps
+        .iter()
+        .map(|s| TraceEntry {
+            profile_id: Some(s.profile_id.clone()),
+            env_var: None,
+            decision: "skipped".into(),
+            reason: s.skip.as_ref().map(|k| k.reason.as_str().to_string()),
+            until: s.skip.as_ref().and_then(|k| k.until),
+        })
+        .collect();
+    e.with("trace", trace)
+}
+
+/// The `auth.resolve` result for an environment key.
+fn env_result(
+    provider: &str,
+    agent: &Option<String>,
+    k: EnvKey,
+    steps: &[Step],
+    explain: bool,
+) -> ResolveResult {
+    let first = steps.first();
+    let trace = explain.then(|| {
+        steps
+            .iter()
+            .map(|s| TraceEntry {
+                profile_id: Some(s.profile_id.clone()),
+                env_var: None,
+                decision: "skipped".into(),
+                reason: s.skip.as_ref().map(|k| k.reason.as_str().to_string()),
+                until: s.skip.as_ref().and_then(|k| k.until),
+            })
+            .chain(std::iter::once(TraceEntry {
+                profile_id: None,
+                env_var: Some(k.var.clone()),
+                decision: "chosen".into(),
+                reason: None,
+                until: None,
+            }))
+            .collect()
+    });
+    tracing::debug!(env_var = %k.var, %provider, agent = ?agent, "resolved from the environment");
+    ResolveResult {
+        profile_id: None,
+        provider: provider.to_string(),
+        agent: agent.clone(),
+        kind: "api_key".into(),
+        source: "env".into(),
+        env_var: Some(k.var),
+        secret: k.value,
+        expires: None,
+        email: None,
+        account_id: None,
+        fallback_from: first.map(|s| s.profile_id.clone()),
+        fallback_reason: first
+            .and_then(|s| s.skip.as_ref())
+            .map(|k| k.reason.as_str().to_string()),
+        trace,
     }
 }
 
@@ -659,7 +784,8 @@ impl App {
                 }
             }
             let pin = pinned.as_ref().map(|(id, _)| id.as_str());
-            let (profiles, _, steps, settings) = self.walk_view(c, a, &provider, p.model.as_deref(), pin, now)?;
+            let model = model_param(p.model.clone());
+            let (profiles, _, steps, settings) = self.walk_view(c, a, &provider, model.as_deref(), pin, now)?;
             if let Some(id) = pin {
                 if steps.is_empty() {
                     return Err(unknown_profile(id, a));
@@ -690,7 +816,21 @@ impl App {
                     }
                     return Err(e);
                 }
-                return Err(resolve::no_credential_error(&provider, a, &walked.steps));
+                let env = env_keys_for(c, &provider)?;
+                if env_allowed(settings.env_fallback, &walked.steps) {
+                    if let Some(k) = env.into_iter().next() {
+                        return Ok(env_result(&provider, &agent, k, &walked.steps, p.explain));
+                    }
+                } else if !env.is_empty() {
+                    let e = with_env_available(
+                        resolve::no_credential_error(&provider, a, &walked.steps),
+                        &env,
+                        settings.env_fallback,
+                    );
+                    return Err(if p.explain { with_trace(e, &walked.steps) } else { e });
+                }
+                let e = resolve::no_credential_error(&provider, a, &walked.steps);
+                return Err(if p.explain { with_trace(e, &walked.steps) } else { e });
             };
             let by_id: HashMap<&str, &StoredProfile> = profiles.iter().map(|s| (s.profile.id.as_str(), s)).collect();
             let step = &walked.steps[idx];
@@ -736,5 +876,287 @@ impl App {
                 trace,
             })
         })
+    }
+
+    /// `auth.report`: records how a call with `profileId` went (PROTOCOL §4). Usage is keyed
+    /// by profile id and seen by every agent; a success also records lastGood for the
+    /// provider in the request's scope. A failure of a cooldown-exempt provider records
+    /// nothing (`recorded: false`).
+    ///
+    /// Errors: `invalid_params`, `unknown_profile`, store errors.
+    pub fn auth_report(&self, p: ReportParams) -> Result<ReportResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let model = model_param(p.model);
+        let now = now_ms();
+        let find = |c: &Connection| -> Result<StoredProfile> {
+            let aliases = load_aliases(c)?;
+            let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
+            store::view_profile(c, a, &id)?.ok_or_else(|| unknown_profile(&id, a))
+        };
+        let mut st = self.store();
+        // Refuse an unknown id without creating the store.
+        st.read(|c| find(c).map(|_| ()))?;
+        st.write(|c| {
+            let sp = find(c)?;
+            let id = sp.profile.id.clone();
+            let provider = sp.profile.provider.clone();
+            let settings = load_settings(c)?;
+            let before = store::usage(c, &id)?;
+            let exempt = settings
+                .cooldown_exempt_providers
+                .iter()
+                .any(|x| x.trim().eq_ignore_ascii_case(&provider));
+            if exempt && p.outcome != Outcome::Success {
+                tracing::info!(profile_id = %id, outcome = p.outcome.as_str(), "cooldown-exempt provider: nothing recorded");
+                return Ok(ReportResult {
+                    profile_id: id,
+                    agent: agent.clone(),
+                    recorded: false,
+                    usage: before.view(now),
+                });
+            }
+            let after =
+                usage::apply_report(&before, p.outcome, model.as_deref(), now, &settings.cooldowns);
+            store::put_usage(c, &id, &after)?;
+            if p.outcome == Outcome::Success {
+                store::set_last_good(c, a, &provider, &id)?;
+            }
+            tracing::info!(profile_id = %id, outcome = p.outcome.as_str(), model = ?model, "usage reported");
+            Ok(ReportResult {
+                profile_id: id,
+                agent: agent.clone(),
+                recorded: true,
+                usage: after.view(now),
+            })
+        })
+    }
+
+    /// `auth.clearCooldown`: with `model` only that model's windows go, else every cooldown
+    /// and disable window; the failure counts restart either way.
+    ///
+    /// Errors: `invalid_params`, `unknown_profile` (no profile with the id in any scope, or
+    /// in the agent's view when `agent` is given), store errors.
+    pub fn auth_clear_cooldown(&self, p: ClearCooldownParams) -> Result<ClearCooldownResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let model = model_param(p.model);
+        let now = now_ms();
+        let find = |c: &Connection| -> Result<String> {
+            let aliases = load_aliases(c)?;
+            let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
+            let exists = match a {
+                Some(_) => store::view_profile(c, a, &id)?.is_some(),
+                None => store::profile_id_exists_anywhere(c, &id)?,
+            };
+            if exists {
+                Ok(id)
+            } else {
+                Err(unknown_profile(&id, a))
+            }
+        };
+        let mut st = self.store();
+        let id = st.read(find)?;
+        let before = st.read(|c| store::usage(c, &id))?;
+        if usage::clear_cooldown(&before, model.as_deref()) == before {
+            return Ok(ClearCooldownResult {
+                profile_id: id,
+                cleared: false,
+                usage: before.view(now),
+            });
+        }
+        st.write(|c| {
+            let id = find(c)?;
+            let before = store::usage(c, &id)?;
+            let after = usage::clear_cooldown(&before, model.as_deref());
+            store::put_usage(c, &id, &after)?;
+            tracing::info!(profile_id = %id, model = ?model, "cooldown cleared");
+            Ok(ClearCooldownResult {
+                profile_id: id,
+                cleared: after != before,
+                usage: after.view(now),
+            })
+        })
+    }
+
+    /// `auth.status`: every provider of the view with its profiles' statuses and the
+    /// roll-up of OpenClaw's `models status` ([`crate::status`]).
+    ///
+    /// Errors: `invalid_params` (a negative `expiringWithinMs`, a bad provider or agent),
+    /// store errors.
+    pub fn auth_status(&self, p: StatusParams) -> Result<StatusResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let now = now_ms();
+        if p.expiring_within_ms < 0 {
+            return Err(
+                RpcError::invalid_params("`expiringWithinMs` must be >= 0 milliseconds")
+                    .with("pointer", "/expiringWithinMs"),
+            );
+        }
+        self.store().read(|c| {
+            let aliases = load_aliases(c)?;
+            let only = p
+                .provider
+                .as_deref()
+                .map(|x| provider_param(x, &aliases))
+                .transpose()?;
+            let view = store::view_profiles(c, a, only.as_deref())?;
+            let mut providers: Vec<String> =
+                view.iter().map(|s| s.profile.provider.clone()).collect();
+            providers.extend(only.clone());
+            providers.sort();
+            providers.dedup();
+            let mut out = vec![];
+            for provider in providers {
+                let (profiles, _, steps, settings) =
+                    self.walk_view(c, a, &provider, None, None, now)?;
+                let usage = store::usages(c, profiles.iter().map(|s| s.profile.id.as_str()))?;
+                let by_id: HashMap<&str, &StoredProfile> = profiles
+                    .iter()
+                    .map(|s| (s.profile.id.as_str(), s))
+                    .collect();
+                let mut entries = vec![];
+                let mut classes = vec![];
+                for step in &steps {
+                    let Some(sp) = by_id.get(step.profile_id.as_str()) else {
+                        continue;
+                    };
+                    let u = usage.get(&sp.profile.id);
+                    let (st, reason, until) = profile_status(sp, u, now, p.expiring_within_ms);
+                    classes.push(status::expiry_class(
+                        sp,
+                        u,
+                        now,
+                        p.expiring_within_ms,
+                        can_refresh(sp),
+                    ));
+                    entries.push(ProfileStatus {
+                        profile_id: sp.profile.id.clone(),
+                        kind: sp.profile.credential.type_name().into(),
+                        status: st.into(),
+                        reason,
+                        expires: sp.profile.credential.expires(),
+                        until,
+                    });
+                }
+                let env_vars = if settings.env_fallback == EnvFallback::Never {
+                    vec![]
+                } else {
+                    envkeys::env_names(&env_keys_for(c, &provider)?)
+                };
+                let mut pstatus = status::provider_status(classes.iter().copied());
+                if pstatus == "missing" && !env_vars.is_empty() {
+                    // Environment keys are static credentials.
+                    pstatus = "static";
+                }
+                let expires = profiles
+                    .iter()
+                    .filter_map(|s| s.profile.credential.expires())
+                    .min();
+                out.push(ProviderStatus {
+                    provider,
+                    status: pstatus.into(),
+                    expires,
+                    profiles: entries,
+                    env_vars,
+                });
+            }
+            let overall = status::overall_status(out.iter().map(|p| p.status.as_str()));
+            Ok(StatusResult {
+                agent: agent.clone(),
+                overall: overall.into(),
+                providers: out,
+                now,
+            })
+        })
+    }
+
+    /// `auth.candidates`: every usable credential in resolution order, deduplicated by
+    /// secret value, then the environment keys when `envFallback` allows them. An empty
+    /// list is not an error.
+    ///
+    /// Errors: `invalid_params`, store errors.
+    pub fn auth_candidates(&self, p: CandidatesParams) -> Result<CandidatesResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let model = model_param(p.model);
+        let now = now_ms();
+        self.store().read(|c| {
+            let aliases = load_aliases(c)?;
+            let provider = provider_param(&p.provider, &aliases)?;
+            let (profiles, _, steps, settings) =
+                self.walk_view(c, a, &provider, model.as_deref(), None, now)?;
+            let walked = materialise(&profiles, steps, &settings, false);
+            let by_id: HashMap<&str, &StoredProfile> = profiles
+                .iter()
+                .map(|s| (s.profile.id.as_str(), s))
+                .collect();
+            let mut seen = BTreeSet::new();
+            let mut candidates = vec![];
+            for (i, secret) in walked.usable {
+                let sp = by_id[walked.steps[i].profile_id.as_str()];
+                if !seen.insert(secret.expose().to_string()) {
+                    continue;
+                }
+                candidates.push(CandidateEntry {
+                    profile_id: Some(sp.profile.id.clone()),
+                    env_var: None,
+                    source: "profile".into(),
+                    kind: sp.profile.credential.type_name().into(),
+                    secret,
+                    expires: sp.profile.credential.expires(),
+                });
+            }
+            if env_allowed(settings.env_fallback, &walked.steps) {
+                for k in env_keys_for(c, &provider)? {
+                    if !seen.insert(k.value.expose().to_string()) {
+                        continue;
+                    }
+                    candidates.push(CandidateEntry {
+                        profile_id: None,
+                        env_var: Some(k.var),
+                        source: "env".into(),
+                        kind: "api_key".into(),
+                        secret: k.value,
+                        expires: None,
+                    });
+                }
+            }
+            Ok(CandidatesResult {
+                provider,
+                agent: agent.clone(),
+                candidates,
+            })
+        })
+    }
+
+    /// `settings.get`: the effective settings (defaults merged with the stored keys).
+    ///
+    /// Errors: store errors.
+    pub fn settings_get(&self, _: SettingsGetParams) -> Result<SettingsResult> {
+        let settings = self.store().read(load_settings)?;
+        Ok(SettingsResult { settings })
+    }
+
+    /// `settings.set`: merges the given keys into the stored ones (`cooldowns` key by key)
+    /// and returns the effective settings. `busyTimeoutMs` applies to this process at once
+    /// and to others when they next open the store.
+    ///
+    /// Errors: `invalid_settings` (unknown key, wrong type or value), store errors.
+    pub fn settings_set(&self, p: SettingsSetParams) -> Result<SettingsResult> {
+        let mut st = self.store();
+        // Validate first so that refused settings do not create the store.
+        st.read(|c| settings::merge_settings(&store::settings(c)?, &p.settings).map(|_| ()))?;
+        let settings = st.write(|c| {
+            let (to_store, settings) = settings::merge_settings(&store::settings(c)?, &p.settings)?;
+            for (k, v) in &to_store {
+                store::put_setting(c, k, v)?;
+            }
+            Ok(settings)
+        })?;
+        st.set_busy_timeout(settings.busy_timeout_ms);
+        tracing::info!(keys = ?p.settings.keys().collect::<Vec<_>>(), "settings stored");
+        Ok(SettingsResult { settings })
     }
 }

@@ -280,6 +280,20 @@ impl Store {
             }
             self.with_setup_lock(|| self.migrate(&mut c))?;
         }
+        // settings.busyTimeoutMs, stored by any process, applies from the first open on.
+        let stored: Option<String> = c
+            .query_row(
+                "SELECT value FROM settings WHERE key = 'busyTimeoutMs'",
+                [],
+                |r| r.get(0),
+            )
+            .optional()
+            .ok()
+            .flatten();
+        if let Some(ms) = stored.and_then(|v| v.trim().parse::<u64>().ok()) {
+            self.busy_timeout_ms = ms;
+            let _ = c.busy_timeout(Duration::from_millis(ms));
+        }
         self.conn = Some(c);
         Ok(())
     }
