@@ -11,13 +11,15 @@
 //! | command line | [`cli`] (`serve`, `call`, `schema`) |
 //! | transport | [`transport`] (framing, ids, batches, notifications) |
 //! | registry | [`rpc`] (jsonrpsee `RpcModule`), [`openrpc`], [`api`] (params/results) |
-//! | shell | [`service`] (handlers), [`store`] (SQLite), [`secrets`] (SecretRef resolution) |
-//! | pure core | [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows), [`ids`], [`secret`], [`settings`], [`error`] |
+//! | shell | [`service`] (handlers), [`transfer`] (import/export sources), [`store`] (SQLite), [`secrets`] (SecretRef resolution) |
+//! | pure core | [`import`] (import plans), [`export`] (export documents), [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows), [`ids`], [`secret`], [`settings`], [`error`] |
 
 pub mod api;
 pub mod cli;
 pub mod error;
+pub mod export;
 pub mod ids;
+pub mod import;
 pub mod openrpc;
 pub mod profile;
 pub mod resolve;
@@ -27,5 +29,6 @@ pub mod secrets;
 pub mod service;
 pub mod settings;
 pub mod store;
+pub mod transfer;
 pub mod transport;
 pub mod usage;

@@ -457,6 +457,7 @@ impl App {
         }
     }
 
+    #[allow(clippy::type_complexity)]
     fn walk_view(
         &self,
         c: &Connection,
