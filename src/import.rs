@@ -40,8 +40,9 @@ pub enum Format {
     /// Detect: a directory is `openclaw-state`, a SQLite file `openclaw-sqlite`, JSON by shape.
     #[default]
     Auto,
-    /// modelauth's own export: the `{document}` result of `store.export` (or its bare
-    /// document), canonical fields only (no legacy aliases).
+    /// modelauth's own export: the `{agent, document}` result of `store.export` (its `agent`
+    /// is the scope unless the `agent` param is given) or its bare document; canonical
+    /// fields only (no legacy aliases).
     Modelauth,
     /// OpenClaw's `auth-profiles.json` v1: `{version, profiles, order, lastGood, usageStats}`,
     /// legacy aliases accepted.
@@ -308,11 +309,24 @@ pub fn load_json(doc: Value, format: Format, agent: Option<&str>) -> Result<Load
         }
         f => f,
     };
-    let agent = agent.map(str::to_string);
+    let mut agent = agent.map(str::to_string);
     let (kind, doc, strict) = match format {
         Format::Modelauth => {
             let inner = match doc {
                 Value::Object(mut o) if o.contains_key("document") => {
+                    // A saved `store.export` result names its scope; the `agent` param wins.
+                    if agent.is_none() {
+                        agent = o
+                            .get("agent")
+                            .and_then(Value::as_str)
+                            .map(|a| {
+                                ids::validate_agent(a).map_err(|e| {
+                                    RpcError::new(ErrorKind::ImportInvalid, e.to_string())
+                                        .with("pointer", "/agent")
+                                })
+                            })
+                            .transpose()?;
+                    }
                     o.remove("document").unwrap_or(Value::Null)
                 }
                 other => other,
@@ -952,6 +966,15 @@ mod tests {
         assert_eq!(detect_json(&json!({})), None);
         assert_eq!(detect_json(&json!([1])), None);
         let e = load_json(json!({"name": "x"}), Format::Auto, None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ShapeUnrecognized);
+        let wrapped = json!({"agent": "main", "document": {"version": 1, "profiles": {}}});
+        let l = load_json(wrapped.clone(), Format::Auto, None).unwrap();
+        assert_eq!(l.pieces[0].agent.as_deref(), Some("main"));
+        let l = load_json(wrapped, Format::Auto, Some("cron")).unwrap();
+        assert_eq!(l.pieces[0].agent.as_deref(), Some("cron"));
+        let e = load_json(json!({"version": 2, "profiles": {}}), Format::Auto, None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ImportInvalid);
+        let e = load_json(json!({"name": "x"}), Format::Openclaw, None).unwrap_err();
         assert_eq!(e.kind, ErrorKind::ShapeUnrecognized);
     }
 
