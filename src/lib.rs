@@ -11,14 +11,16 @@
 //! | command line | [`cli`] (`serve`, `call`, `schema`) |
 //! | transport | [`transport`] (framing, ids, batches, notifications) |
 //! | registry | [`rpc`] (jsonrpsee `RpcModule`), [`openrpc`], [`api`] (params/results) |
-//! | shell | [`service`] (handlers), [`store`] (SQLite), [`secrets`] (SecretRef resolution) |
-//! | pure core | [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows, cooldown arithmetic), [`envkeys`], [`status`], [`ids`], [`secret`], [`settings`], [`error`] |
+//! | shell | [`service`] (handlers), [`transfer`] (import/export sources), [`store`] (SQLite), [`secrets`] (SecretRef resolution) |
+//! | pure core | [`import`] (import plans), [`export`] (export documents), [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows, cooldown arithmetic), [`envkeys`], [`status`], [`ids`], [`secret`], [`settings`], [`error`] |
 
 pub mod api;
 pub mod cli;
 pub mod envkeys;
 pub mod error;
+pub mod export;
 pub mod ids;
+pub mod import;
 pub mod openrpc;
 pub mod profile;
 pub mod resolve;
@@ -29,5 +31,6 @@ pub mod service;
 pub mod settings;
 pub mod status;
 pub mod store;
+pub mod transfer;
 pub mod transport;
 pub mod usage;

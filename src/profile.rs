@@ -178,6 +178,18 @@ const OAUTH_FIELDS: &[&str] = &[
     "accountId",
 ];
 
+/// The fields a profile of type `ty` may carry (common ones included), as
+/// [`validate_profile`] accepts them; empty for an unknown type.
+pub fn allowed_fields(ty: &str) -> Vec<&'static str> {
+    let own: &[&str] = match ty {
+        "api_key" => API_KEY_FIELDS,
+        "token" => TOKEN_FIELDS,
+        "oauth" => OAUTH_FIELDS,
+        _ => return vec![],
+    };
+    COMMON_FIELDS.iter().chain(own).copied().collect()
+}
+
 /// The field a near-miss name most likely meant (`apiKey` → `key`, `mode` → `type`).
 fn near_miss_field(name: &str, ty: &str) -> Option<&'static str> {
     let lower = name.to_ascii_lowercase().replace(['_', '-'], "");

@@ -374,6 +374,51 @@ impl Dispatcher {
             ],
             |c, p: SettingsSetParams| c.app.settings_set(p),
         );
+        register(
+            &mut m,
+            &mut s,
+            "store.import",
+            "Import credentials (modelauth, OpenClaw auth-profiles.json, auth.json, SQLite, state directory) in one transaction.",
+            &[
+                K::InvalidParams,
+                K::ShapeUnrecognized,
+                K::ImportInvalid,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StorePermissions,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: crate::import::ImportParams| c.app.store_import(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "store.export",
+            "One scope as OpenClaw's auth-profiles.json v1 document; secrets fingerprinted unless reveal.",
+            &[
+                K::InvalidParams,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: crate::export::ExportParams| c.app.store_export(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "store.validate",
+            "The errors and warnings store.import would report for a source; writes nothing.",
+            &[
+                K::InvalidParams,
+                K::ShapeUnrecognized,
+                K::ImportInvalid,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: crate::import::ValidateParams| c.app.store_validate(p),
+        );
         let _ = ctx.specs.set(s);
         Dispatcher { module: m, ctx }
     }

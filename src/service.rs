@@ -591,6 +591,7 @@ impl App {
         }
     }
 
+    #[allow(clippy::type_complexity)]
     fn walk_view(
         &self,
         c: &Connection,

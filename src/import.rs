@@ -1,0 +1,1083 @@
+//! Import of existing credentials (PROTOCOL §3 "Import, export, validation"): the pure part.
+//!
+//! Sources are read by the shell ([`crate::transfer`]) into [`Loaded`] pieces (JSON values
+//! with the scope they go to); [`plan`] turns them into an [`ImportPlan`] of validated
+//! profiles, orders, lastGood and usage per scope, with a warning per normalised entry and
+//! an error per rejected one. Nothing here does I/O.
+//!
+//! Rules, from PROTOCOL §3 and OpenClaw's auth-profile store (its research spec §2.1–2.3, §6.1,
+//! §8.3, as summarised in `shared/fixtures/openclaw/legacy-json/README.md`):
+//! - legacy aliases are normalised with one warning per entry: `mode` → `type` (a canonical
+//!   `type` wins), `apiKey` / `api_key` → `key` (a canonical `key` wins; the discarded value is
+//!   never stored), `type: "apiKey"` → `api_key`, a SecretRef object in `key` / `token` →
+//!   `keyRef` / `tokenRef`, a legacy ref `{source, id}` gets provider `default`;
+//! - rejected entries carry OpenClaw's code as `kind`: `non_object`, `invalid_type` (with
+//!   `validTypes`), `missing_provider`; entries that break modelauth's own rules (PROTOCOL
+//!   §2.2, [`validate_profile`]) carry `invalid_profile` or `provider_mismatch`;
+//! - a flat `auth.json` map `{provider: {...}}` gives `<provider>:default`, its type inferred
+//!   as api_key from `key` / `apiKey` / `keyRef` (the spec, not the 2026.9.6 doctor, which
+//!   drops such entries);
+//! - a JSON document of no known shape is `shape_unrecognized` (-32070), never an empty import.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use crate::error::{ErrorKind, RpcError};
+use crate::ids::{self, Aliases};
+use crate::profile::{allowed_fields, escape_pointer, validate_profile, Profile, VALID_TYPES};
+use crate::usage::{Usage, Window};
+
+// ---------------------------------------------------------------- API types
+
+/// An import source format (`format` param); `auto` detects it.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// Detect: a directory is `openclaw-state`, a SQLite file `openclaw-sqlite`, JSON by shape.
+    #[default]
+    Auto,
+    /// modelauth's own export: the `{agent, document}` result of `store.export` (its `agent`
+    /// is the scope unless the `agent` param is given) or its bare document; canonical
+    /// fields only (no legacy aliases).
+    Modelauth,
+    /// OpenClaw's `auth-profiles.json` v1: `{version, profiles, order, lastGood, usageStats}`,
+    /// legacy aliases accepted.
+    Openclaw,
+    /// OpenClaw's legacy flat `auth.json`: `{provider: {...}}` → `<provider>:default`.
+    OpenclawFlat,
+    /// One `openclaw-agent.sqlite` (tables `auth_profile_store` / `auth_profile_state`, row
+    /// `primary`) or a global `state/openclaw.sqlite` (`config_machine_state`).
+    OpenclawSqlite,
+    /// A whole OpenClaw state directory such as `~/.openclaw`.
+    OpenclawState,
+}
+
+impl Format {
+    /// The `format` string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::Auto => "auto",
+            Format::Modelauth => "modelauth",
+            Format::Openclaw => "openclaw",
+            Format::OpenclawFlat => "openclaw-flat",
+            Format::OpenclawSqlite => "openclaw-sqlite",
+            Format::OpenclawState => "openclaw-state",
+        }
+    }
+}
+
+/// `store.import` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ImportParams {
+    /// A file or directory to read (only read: never changed, locked or renamed). A leading
+    /// `~/` is the home directory.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Or the JSON document itself.
+    #[serde(default)]
+    pub document: Option<Value>,
+    /// The source format; `auto` (default) detects it.
+    #[serde(default)]
+    pub format: Format,
+    /// The scope to import into (omitted = shared). Not allowed with `openclaw-state`,
+    /// whose directory names the scopes.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Report what would happen; write nothing (the store is not even created).
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Replace an existing different credential instead of keeping it (`skipped: exists`).
+    #[serde(default)]
+    pub replace: bool,
+}
+
+/// `store.validate` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ValidateParams {
+    /// A file or directory to read.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Or the JSON document itself.
+    #[serde(default)]
+    pub document: Option<Value>,
+    /// The source format; `auto` (default) detects it.
+    #[serde(default)]
+    pub format: Format,
+}
+
+/// A rejected entry of an import source.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct EntryError {
+    /// RFC 6901 pointer into the source document (`/profiles/<id>`, or `/<provider>` in a flat map).
+    pub pointer: String,
+    /// OpenClaw's code (`invalid_type`, `non_object`, `missing_provider`) or modelauth's
+    /// (`invalid_profile`, `provider_mismatch`, `redacted_secret`).
+    pub kind: String,
+    /// What is wrong; never contains a secret.
+    pub message: String,
+    /// The valid profile types, for `invalid_type` and `invalid_profile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub valid_types: Option<Vec<String>>,
+    /// Which document of a multi-file source (`state/openclaw.sqlite config_machine_state[authProfiles.store]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// Something an import changed or dropped on the way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportWarning {
+    /// RFC 6901 pointer into the source document ("" = the whole source).
+    pub pointer: String,
+    /// `normalised` (legacy aliases rewritten), `field_dropped`, `order_entry_dropped`,
+    /// `last_good_dropped`, `usage_dropped`, `source_skipped`, `wal_not_read`.
+    pub kind: String,
+    /// What happened; never contains a secret.
+    pub message: String,
+    /// Which document of a multi-file source.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+}
+
+/// What an import did (or, dry, would do) with one profile.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProfileAction {
+    /// The normalised id.
+    pub profile_id: String,
+    /// `shared` or the agent id.
+    pub scope: String,
+    /// `created`, `updated`, `unchanged` or `skipped`.
+    pub action: String,
+    /// For `skipped`: `exists` (a different credential is stored; see `replace`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What an import did (or, dry, would do) with one explicit order.
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderAction {
+    /// Provider id.
+    pub provider: String,
+    /// `shared` or the agent id.
+    pub scope: String,
+    /// The order stored in the scope after the import.
+    pub order: Vec<String>,
+    /// `created`, `updated`, `unchanged` or `skipped`.
+    pub action: String,
+    /// For `skipped`: `exists` (a different order is kept; see `replace`); for `updated` of a
+    /// kept order: `appended` (imported profiles added to keep them routable).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// `store.import` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImportResult {
+    /// The format read (detected when `auto`).
+    pub format: Format,
+    /// The `agent` param.
+    pub agent: Option<String>,
+    /// Echo of `dryRun`.
+    pub dry_run: bool,
+    /// One entry per valid profile, sorted by scope and id.
+    pub profiles: Vec<ProfileAction>,
+    /// One entry per imported order.
+    pub orders: Vec<OrderAction>,
+    /// Normalisations and dropped parts.
+    pub warnings: Vec<ImportWarning>,
+    /// Rejected entries (the valid ones are imported).
+    pub errors: Vec<EntryError>,
+}
+
+/// `store.validate` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ValidateResult {
+    /// True when no entry was rejected.
+    pub valid: bool,
+    /// The format read (detected when `auto`).
+    pub format: Format,
+    /// The same errors `store.import` would report.
+    pub errors: Vec<EntryError>,
+    /// The same normalisation warnings `store.import` would report.
+    pub warnings: Vec<ImportWarning>,
+}
+
+// ---------------------------------------------------------------- loaded sources
+
+/// What a piece of a source holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PieceKind {
+    /// An auth-profiles store document `{version, profiles, order?, lastGood?, usageStats?}`.
+    Store,
+    /// A state document `{version, order?, lastGood?, usageStats?}` (its `profiles`, if any, ignored).
+    State,
+    /// A flat `{provider: {...}}` map.
+    Flat,
+    /// A config order `{provider: [ids]}` (openclaw.json `auth.order`): it fills in the
+    /// providers the state documents of the scope do not order.
+    ConfigOrder,
+}
+
+/// One JSON document of a source and the scope it goes to.
+#[derive(Debug, Clone)]
+pub struct Piece {
+    /// `None` = the shared scope.
+    pub agent: Option<String>,
+    /// What it holds.
+    pub kind: PieceKind,
+    /// The document.
+    pub doc: Value,
+    /// Where it came from, for multi-document sources.
+    pub source: Option<String>,
+    /// Canonical fields only (format `modelauth`): no alias normalisation.
+    pub strict: bool,
+}
+
+/// A source read into JSON pieces.
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    /// The format (never `auto`).
+    pub format: Format,
+    /// The documents, shared ones first.
+    pub pieces: Vec<Piece>,
+    /// Warnings from reading (a skipped file, an unread WAL).
+    pub warnings: Vec<ImportWarning>,
+    /// Errors from reading (an agent directory with an invalid id).
+    pub errors: Vec<EntryError>,
+}
+
+fn shape_unrecognized(what: &str) -> RpcError {
+    RpcError::new(
+        ErrorKind::ShapeUnrecognized,
+        format!("{what} is not a credential store of a known shape; nothing was imported"),
+    )
+    .with_hint("formats: modelauth, openclaw (auth-profiles.json), openclaw-flat (auth.json), openclaw-sqlite, openclaw-state (a directory such as ~/.openclaw)")
+}
+
+const CREDENTIAL_FIELDS: &[&str] = &[
+    "type", "mode", "key", "apiKey", "api_key", "keyRef", "token", "tokenRef", "access", "refresh",
+];
+
+fn looks_like_credential(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|o| CREDENTIAL_FIELDS.iter().any(|f| o.contains_key(*f)))
+}
+
+/// Detects the format of a JSON document: `{document: {profiles}}` → modelauth,
+/// `{profiles: {...}}` → openclaw, a map most of whose values are credential-like objects →
+/// openclaw-flat; else `None`.
+pub fn detect_json(doc: &Value) -> Option<Format> {
+    let o = doc.as_object()?;
+    if let Some(Value::Object(d)) = o.get("document") {
+        if d.get("profiles").is_some_and(Value::is_object) {
+            return Some(Format::Modelauth);
+        }
+    }
+    if o.get("profiles").is_some_and(Value::is_object) {
+        return Some(Format::Openclaw);
+    }
+    let cred = o.values().filter(|v| looks_like_credential(v)).count();
+    if cred > 0 && cred * 2 >= o.len() {
+        return Some(Format::OpenclawFlat);
+    }
+    None
+}
+
+/// Turns one JSON document into a [`Loaded`] of `format` (`auto` detects it) for the scope
+/// `agent`. Errors: `shape_unrecognized` when the shape fits no format (or not the one
+/// given); `import_invalid` for a store version other than 1.
+pub fn load_json(doc: Value, format: Format, agent: Option<&str>) -> Result<Loaded, RpcError> {
+    let format = match format {
+        Format::Auto => detect_json(&doc).ok_or_else(|| shape_unrecognized("the document"))?,
+        Format::OpenclawSqlite | Format::OpenclawState => {
+            return Err(RpcError::invalid_params(format!(
+                "format {} needs a `path`, not a `document`",
+                format.as_str()
+            ))
+            .with("pointer", "/format"))
+        }
+        f => f,
+    };
+    let mut agent = agent.map(str::to_string);
+    let (kind, doc, strict) = match format {
+        Format::Modelauth => {
+            let inner = match doc {
+                Value::Object(mut o) if o.contains_key("document") => {
+                    // A saved `store.export` result names its scope; the `agent` param wins.
+                    if agent.is_none() {
+                        agent = o
+                            .get("agent")
+                            .and_then(Value::as_str)
+                            .map(|a| {
+                                ids::validate_agent(a).map_err(|e| {
+                                    RpcError::new(ErrorKind::ImportInvalid, e.to_string())
+                                        .with("pointer", "/agent")
+                                })
+                            })
+                            .transpose()?;
+                    }
+                    o.remove("document").unwrap_or(Value::Null)
+                }
+                other => other,
+            };
+            if !inner.get("profiles").is_some_and(Value::is_object) {
+                return Err(shape_unrecognized("the document (format modelauth)"));
+            }
+            (PieceKind::Store, inner, true)
+        }
+        Format::Openclaw => {
+            if !doc.get("profiles").is_some_and(Value::is_object) {
+                return Err(shape_unrecognized("the document (format openclaw)"));
+            }
+            (PieceKind::Store, doc, false)
+        }
+        _ => {
+            if !doc.is_object() || doc.as_object().is_some_and(Map::is_empty) {
+                return Err(shape_unrecognized("the document (format openclaw-flat)"));
+            }
+            (PieceKind::Flat, doc, false)
+        }
+    };
+    if kind == PieceKind::Store {
+        check_version(&doc, "")?;
+    }
+    Ok(Loaded {
+        format,
+        pieces: vec![Piece {
+            agent,
+            kind,
+            doc,
+            source: None,
+            strict,
+        }],
+        warnings: vec![],
+        errors: vec![],
+    })
+}
+
+/// Refuses a store document whose `version` is present and not 1 (`import_invalid`).
+pub fn check_version(doc: &Value, source: &str) -> Result<(), RpcError> {
+    match doc.get("version") {
+        None | Some(Value::Null) => Ok(()),
+        Some(v) if v.as_i64() == Some(1) => Ok(()),
+        Some(_) => Err(RpcError::new(
+            ErrorKind::ImportInvalid,
+            format!(
+                "{source}the auth-profile store has a `version` other than 1; nothing was imported"
+            ),
+        )
+        .with("pointer", "/version")),
+    }
+}
+
+// ---------------------------------------------------------------- the plan
+
+/// A validated profile to import.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedProfile {
+    /// The profile, validated as `profiles.put` would.
+    pub profile: Profile,
+    /// Where it was in the source.
+    pub pointer: String,
+}
+
+/// An order entry to import: normalised provider and ids, not yet checked against the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlannedOrder {
+    /// The ids, normalised and deduplicated.
+    pub ids: Vec<String>,
+    /// Where it was in the source.
+    pub pointer: String,
+    /// Which document.
+    pub source: Option<String>,
+}
+
+/// Everything to import into one scope.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ScopePlan {
+    /// `None` = shared.
+    pub agent: Option<String>,
+    /// Valid profiles, by id (a later duplicate replaces an earlier one).
+    pub profiles: BTreeMap<String, PlannedProfile>,
+    /// provider → order.
+    pub orders: BTreeMap<String, PlannedOrder>,
+    /// provider → (profile id, pointer, source).
+    pub last_good: BTreeMap<String, (String, String, Option<String>)>,
+    /// profile id → usage state (usage belongs to the credential, not the scope).
+    pub usage: BTreeMap<String, Usage>,
+}
+
+/// The whole import: per scope (shared first), with warnings and errors.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImportPlan {
+    /// The format read.
+    pub format: Format,
+    /// Shared scope first, then agents by id.
+    pub scopes: Vec<ScopePlan>,
+    /// Normalisations and dropped parts.
+    pub warnings: Vec<ImportWarning>,
+    /// Rejected entries.
+    pub errors: Vec<EntryError>,
+}
+
+struct Diag<'a> {
+    source: Option<String>,
+    warnings: &'a mut Vec<ImportWarning>,
+    errors: &'a mut Vec<EntryError>,
+}
+
+impl Diag<'_> {
+    fn warn(&mut self, pointer: &str, kind: &str, message: impl Into<String>) {
+        self.warnings.push(ImportWarning {
+            pointer: pointer.to_string(),
+            kind: kind.to_string(),
+            message: message.into(),
+            source: self.source.clone(),
+        });
+    }
+    fn error(&mut self, mut e: EntryError) {
+        e.source = self.source.clone();
+        self.errors.push(e);
+    }
+}
+
+fn entry_error(pointer: &str, kind: &str, message: impl Into<String>) -> EntryError {
+    let valid_types = matches!(kind, "invalid_type" | "invalid_profile")
+        .then(|| VALID_TYPES.iter().map(|s| s.to_string()).collect());
+    EntryError {
+        pointer: pointer.to_string(),
+        kind: kind.to_string(),
+        message: message.into(),
+        valid_types,
+        source: None,
+    }
+}
+
+/// Builds the import plan of `loaded` with the store's provider `aliases`.
+pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
+    let mut warnings = loaded.warnings.clone();
+    let mut errors = loaded.errors.clone();
+    let mut scopes: BTreeMap<Option<String>, ScopePlan> = BTreeMap::new();
+    // Config orders fill in last, whatever the piece order.
+    let mut pieces: Vec<&Piece> = loaded.pieces.iter().collect();
+    pieces.sort_by_key(|p| p.kind == PieceKind::ConfigOrder);
+    for piece in pieces {
+        let scope = scopes
+            .entry(piece.agent.clone())
+            .or_insert_with(|| ScopePlan {
+                agent: piece.agent.clone(),
+                ..Default::default()
+            });
+        let mut d = Diag {
+            source: piece.source.clone(),
+            warnings: &mut warnings,
+            errors: &mut errors,
+        };
+        match piece.kind {
+            PieceKind::Store | PieceKind::State => {
+                let Some(o) = piece.doc.as_object() else {
+                    d.warn("", "source_skipped", "not a JSON object; skipped");
+                    continue;
+                };
+                if piece.kind == PieceKind::Store {
+                    match o.get("profiles") {
+                        Some(Value::Object(profiles)) => {
+                            for (key, v) in profiles {
+                                let ptr = format!("/profiles/{}", escape_pointer(key));
+                                entry(scope, &mut d, key, v, &ptr, None, piece.strict, aliases);
+                            }
+                        }
+                        None | Some(Value::Null) => {}
+                        Some(_) => d.error(entry_error(
+                            "/profiles",
+                            "non_object",
+                            "`profiles` must be an object of id → profile",
+                        )),
+                    }
+                }
+                if let Some(v) = o.get("order") {
+                    orders(scope, &mut d, v, "/order", false, aliases);
+                }
+                if let Some(v) = o.get("lastGood") {
+                    last_good(scope, &mut d, v, aliases);
+                }
+                if let Some(v) = o.get("usageStats") {
+                    usage_stats(scope, &mut d, v, aliases);
+                }
+            }
+            PieceKind::Flat => {
+                let Some(o) = piece.doc.as_object() else {
+                    continue;
+                };
+                for (key, v) in o {
+                    let ptr = format!("/{}", escape_pointer(key));
+                    match ids::normalize_provider(key, aliases) {
+                        Ok(p) => {
+                            let id = format!("{p}:default");
+                            entry(scope, &mut d, &id, v, &ptr, Some(&p), false, aliases);
+                        }
+                        Err(e) => d.error(entry_error(&ptr, "invalid_profile", e.to_string())),
+                    }
+                }
+            }
+            PieceKind::ConfigOrder => orders(scope, &mut d, &piece.doc, "", true, aliases),
+        }
+    }
+    ImportPlan {
+        format: loaded.format,
+        scopes: scopes.into_values().collect(),
+        warnings,
+        errors,
+    }
+}
+
+/// Normalises, checks and validates one profile entry; records it or its error.
+#[allow(clippy::too_many_arguments)]
+fn entry(
+    scope: &mut ScopePlan,
+    d: &mut Diag<'_>,
+    key: &str,
+    v: &Value,
+    ptr: &str,
+    flat_provider: Option<&str>,
+    strict: bool,
+    aliases: &Aliases,
+) {
+    match normalize_entry(key, v, ptr, flat_provider, strict) {
+        Ok((obj, notes, dropped)) => match validate_profile(&Value::Object(obj), ptr, aliases) {
+            Ok(profile) => {
+                if !notes.is_empty() {
+                    d.warn(ptr, "normalised", notes.join("; "));
+                }
+                for f in dropped {
+                    d.warn(
+                            &format!("{ptr}/{}", escape_pointer(&f)),
+                            "field_dropped",
+                            format!("field `{f}` is not part of a modelauth profile of this type; it was not imported"),
+                        );
+                }
+                scope.profiles.insert(
+                    profile.id.clone(),
+                    PlannedProfile {
+                        profile,
+                        pointer: ptr.to_string(),
+                    },
+                );
+            }
+            Err(e) => {
+                let data = e.data();
+                let pointer = data["pointer"].as_str().unwrap_or(ptr).to_string();
+                let mut ee = entry_error(&pointer, e.kind.as_str(), e.message.clone());
+                if e.kind != ErrorKind::InvalidProfile {
+                    ee.valid_types = None;
+                }
+                if let Some(h) = e.hint {
+                    ee.message = format!("{} ({h})", ee.message);
+                }
+                d.error(ee);
+            }
+        },
+        Err(e) => d.error(e),
+    }
+}
+
+fn is_secret_view(v: &Value) -> bool {
+    v.as_object()
+        .is_some_and(|o| o.len() == 2 && o.contains_key("fingerprint") && o.contains_key("length"))
+}
+
+/// A canonical profile object, its normalisation notes and the dropped field names.
+type Normalised = (Map<String, Value>, Vec<String>, Vec<String>);
+
+/// Rewrites one OpenClaw entry into the canonical profile object `validate_profile` takes.
+/// Returns the object, the normalisation notes and the names of dropped unknown fields.
+fn normalize_entry(
+    key: &str,
+    v: &Value,
+    ptr: &str,
+    flat_provider: Option<&str>,
+    strict: bool,
+) -> Result<Normalised, EntryError> {
+    let Value::Object(src) = v else {
+        return Err(entry_error(
+            ptr,
+            "non_object",
+            "a profile entry must be a JSON object",
+        ));
+    };
+    let mut o = src.clone();
+    let mut notes = vec![];
+    for f in ["key", "token", "access", "refresh"] {
+        if o.get(f).is_some_and(is_secret_view) {
+            return Err(entry_error(
+                ptr,
+                "redacted_secret",
+                format!(
+                    "`{f}` holds a fingerprint, not the secret: export with reveal: true to import"
+                ),
+            ));
+        }
+    }
+    if !strict {
+        let mode = o.remove("mode");
+        match (o.get("type").cloned(), mode) {
+            (Some(t), Some(m)) if t != m => notes.push("type wins over conflicting mode".into()),
+            (Some(_), Some(_)) => notes.push("mode dropped (same as type)".into()),
+            (None, Some(m)) => {
+                o.insert("type".into(), m);
+                notes.push("mode -> type".into());
+            }
+            _ => {}
+        }
+        if o.get("type").and_then(Value::as_str) == Some("apiKey") {
+            o.insert("type".into(), Value::from("api_key"));
+            notes.push("type apiKey -> api_key".into());
+        }
+        for alias in ["apiKey", "api_key"] {
+            if let Some(val) = o.remove(alias) {
+                if o.contains_key("key") {
+                    notes.push(format!(
+                        "key wins over conflicting {alias} ({alias} value discarded)"
+                    ));
+                } else {
+                    o.insert("key".into(), val);
+                    notes.push(format!("{alias} -> key"));
+                }
+            }
+        }
+        if flat_provider.is_some() && !o.contains_key("type") && o.contains_key("key")
+            || flat_provider.is_some() && !o.contains_key("type") && o.contains_key("keyRef")
+        {
+            o.insert("type".into(), Value::from("api_key"));
+            notes.push("type inferred as api_key".into());
+        }
+        for (f, rf) in [("key", "keyRef"), ("token", "tokenRef")] {
+            if o.get(f).is_some_and(Value::is_object) && !o.contains_key(rf) {
+                let r = o.remove(f).unwrap_or(Value::Null);
+                o.insert(rf.into(), r);
+                notes.push(format!("SecretRef in {f} -> {rf}"));
+            }
+        }
+        for rf in ["keyRef", "tokenRef"] {
+            if let Some(Value::Object(r)) = o.get_mut(rf) {
+                if r.contains_key("source") && r.contains_key("id") && !r.contains_key("provider") {
+                    r.insert("provider".into(), Value::from("default"));
+                    notes.push(format!(
+                        "legacy ref in {rf} completed with provider default"
+                    ));
+                }
+            }
+        }
+    }
+    let ty = match o.get("type") {
+        Some(Value::String(t)) if VALID_TYPES.contains(&t.as_str()) => t.clone(),
+        Some(Value::String(t)) => {
+            let shown = if t.chars().count() <= 32 {
+                format!("`{t}`")
+            } else {
+                "a long string".into()
+            };
+            return Err(entry_error(
+                ptr,
+                "invalid_type",
+                format!("profile type {shown} is not one of api_key, oauth, token"),
+            ));
+        }
+        Some(_) => {
+            return Err(entry_error(
+                ptr,
+                "invalid_type",
+                "profile type must be a string: api_key, oauth or token",
+            ))
+        }
+        None => {
+            return Err(entry_error(
+                ptr,
+                "invalid_type",
+                "profile has no type (api_key, oauth or token)",
+            ))
+        }
+    };
+    match (o.get("provider"), flat_provider) {
+        (Some(Value::String(p)), _) if !p.trim().is_empty() => {}
+        (_, Some(p)) => {
+            o.insert("provider".into(), Value::from(p));
+        }
+        _ => {
+            return Err(entry_error(
+                ptr,
+                "missing_provider",
+                "profile has no `provider`",
+            ))
+        }
+    }
+    if let Err(e) = ids::normalize_profile_id(key, &Aliases::new()) {
+        return Err(entry_error(ptr, "invalid_profile", e.to_string()));
+    }
+    o.insert("id".into(), Value::from(key));
+    let mut dropped = vec![];
+    if !strict {
+        let allowed = allowed_fields(&ty);
+        let unknown: Vec<String> = o
+            .keys()
+            .filter(|k| !allowed.contains(&k.as_str()))
+            .cloned()
+            .collect();
+        for k in unknown {
+            // Secret fields of another type are an error (validate_profile names them), not a drop.
+            if CREDENTIAL_FIELDS.contains(&k.as_str()) {
+                continue;
+            }
+            o.remove(&k);
+            dropped.push(k);
+        }
+    }
+    Ok((o, notes, dropped))
+}
+
+fn normalize_ids(d: &mut Diag<'_>, v: &Value, ptr: &str, aliases: &Aliases) -> Option<Vec<String>> {
+    let Value::Array(list) = v else {
+        d.warn(
+            ptr,
+            "order_entry_dropped",
+            "an order is a list of profile ids; dropped",
+        );
+        return None;
+    };
+    let mut out: Vec<String> = vec![];
+    for (i, x) in list.iter().enumerate() {
+        let p = format!("{ptr}/{i}");
+        match x.as_str().map(|s| ids::normalize_profile_id(s, aliases)) {
+            Some(Ok((id, _))) => {
+                if !out.contains(&id) {
+                    out.push(id);
+                }
+            }
+            Some(Err(e)) => d.warn(&p, "order_entry_dropped", e.to_string()),
+            None => d.warn(&p, "order_entry_dropped", "not a profile id string"),
+        }
+    }
+    Some(out)
+}
+
+fn orders(
+    scope: &mut ScopePlan,
+    d: &mut Diag<'_>,
+    v: &Value,
+    base: &str,
+    fill_only: bool,
+    aliases: &Aliases,
+) {
+    let Value::Object(o) = v else {
+        if !v.is_null() {
+            d.warn(
+                base,
+                "order_entry_dropped",
+                "`order` must be an object of provider → ids",
+            );
+        }
+        return;
+    };
+    for (prov, list) in o {
+        let ptr = format!("{base}/{}", escape_pointer(prov));
+        let provider = match ids::normalize_provider(prov, aliases) {
+            Ok(p) => p,
+            Err(e) => {
+                d.warn(&ptr, "order_entry_dropped", e.to_string());
+                continue;
+            }
+        };
+        let Some(ids) = normalize_ids(d, list, &ptr, aliases) else {
+            continue;
+        };
+        if fill_only {
+            if let Some(existing) = scope.orders.get(&provider) {
+                if existing.ids != ids {
+                    d.warn(
+                        &ptr,
+                        "order_entry_dropped",
+                        format!("the config order for {provider} differs from the stored order, which wins"),
+                    );
+                }
+                continue;
+            }
+        }
+        scope.orders.insert(
+            provider,
+            PlannedOrder {
+                ids,
+                pointer: ptr,
+                source: d.source.clone(),
+            },
+        );
+    }
+}
+
+fn last_good(scope: &mut ScopePlan, d: &mut Diag<'_>, v: &Value, aliases: &Aliases) {
+    let Some(o) = v.as_object() else {
+        return;
+    };
+    for (prov, id) in o {
+        let ptr = format!("/lastGood/{}", escape_pointer(prov));
+        let provider = ids::normalize_provider(prov, aliases);
+        let id = id.as_str().map(|s| ids::normalize_profile_id(s, aliases));
+        match (provider, id) {
+            (Ok(p), Some(Ok((id, _)))) => {
+                scope.last_good.insert(p, (id, ptr, d.source.clone()));
+            }
+            _ => d.warn(
+                &ptr,
+                "last_good_dropped",
+                "not a provider → profile id entry; dropped",
+            ),
+        }
+    }
+}
+
+fn usage_stats(scope: &mut ScopePlan, d: &mut Diag<'_>, v: &Value, aliases: &Aliases) {
+    let Some(o) = v.as_object() else {
+        return;
+    };
+    for (id, u) in o {
+        let ptr = format!("/usageStats/{}", escape_pointer(id));
+        let Ok((id, _)) = ids::normalize_profile_id(id, aliases) else {
+            d.warn(&ptr, "usage_dropped", "not a valid profile id; dropped");
+            continue;
+        };
+        match usage_from_openclaw(u) {
+            Ok(u) => {
+                scope.usage.insert(id, u);
+            }
+            Err(field) => d.warn(
+                &format!("{ptr}/{field}"),
+                "usage_dropped",
+                format!("`{field}` is not valid (times are integer ms since the epoch); the usage entry was not imported"),
+            ),
+        }
+    }
+}
+
+fn ms_field(o: &Map<String, Value>, f: &str) -> Result<Option<i64>, String> {
+    match o.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .filter(|n| *n >= 0)
+            .map(Some)
+            .ok_or_else(|| f.to_string()),
+    }
+}
+
+fn str_field(o: &Map<String, Value>, f: &str) -> Result<Option<String>, String> {
+    match o.get(f) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) if s.len() <= 128 && !s.chars().any(char::is_control) => {
+            Ok(Some(s.clone()))
+        }
+        Some(_) => Err(f.to_string()),
+    }
+}
+
+/// Maps an OpenClaw `usageStats` entry `{lastUsed, cooldownUntil, cooldownReason,
+/// cooldownModel?, disabledUntil, disabledReason, errorCount, failureCounts, lastFailureAt}`
+/// (times in ms since the epoch) onto [`Usage`]. Unknown members are ignored. Errors with
+/// the name of the first invalid member.
+pub fn usage_from_openclaw(v: &Value) -> Result<Usage, String> {
+    let Some(o) = v.as_object() else {
+        return Err(String::new());
+    };
+    let mut u = Usage {
+        last_used: ms_field(o, "lastUsed")?,
+        last_failure_at: ms_field(o, "lastFailureAt")?,
+        ..Default::default()
+    };
+    if let Some(until) = ms_field(o, "cooldownUntil")? {
+        u.cooldowns.push(Window {
+            until,
+            reason: str_field(o, "cooldownReason")?.unwrap_or_else(|| "unknown".into()),
+            model: str_field(o, "cooldownModel")?,
+        });
+    }
+    if let Some(until) = ms_field(o, "disabledUntil")? {
+        u.disabled = Some(Window {
+            until,
+            reason: str_field(o, "disabledReason")?.unwrap_or_else(|| "unknown".into()),
+            model: None,
+        });
+    }
+    if let Some(n) = ms_field(o, "errorCount")? {
+        u.error_count = u32::try_from(n).map_err(|_| "errorCount".to_string())?;
+    }
+    match o.get("failureCounts") {
+        None | Some(Value::Null) => {}
+        Some(Value::Object(m)) => {
+            for (k, v) in m {
+                let n = v
+                    .as_u64()
+                    .and_then(|n| u32::try_from(n).ok())
+                    .ok_or_else(|| "failureCounts".to_string())?;
+                u.failure_counts.insert(k.clone(), n);
+            }
+        }
+        Some(_) => return Err("failureCounts".into()),
+    }
+    Ok(u)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn plan_of(doc: Value) -> ImportPlan {
+        let l = load_json(doc, Format::Auto, None).unwrap();
+        plan(&l, &Aliases::new())
+    }
+
+    #[test]
+    fn detects_the_json_formats() {
+        assert_eq!(
+            detect_json(&json!({"version": 1, "profiles": {}})),
+            Some(Format::Openclaw)
+        );
+        assert_eq!(
+            detect_json(&json!({"document": {"version": 1, "profiles": {}}})),
+            Some(Format::Modelauth)
+        );
+        assert_eq!(
+            detect_json(&json!({"openai": {"apiKey": "k"}})),
+            Some(Format::OpenclawFlat)
+        );
+        assert_eq!(
+            detect_json(&json!({"name": "x", "scripts": {"a": "b"}})),
+            None
+        );
+        assert_eq!(detect_json(&json!({})), None);
+        assert_eq!(detect_json(&json!([1])), None);
+        let e = load_json(json!({"name": "x"}), Format::Auto, None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ShapeUnrecognized);
+        let wrapped = json!({"agent": "main", "document": {"version": 1, "profiles": {}}});
+        let l = load_json(wrapped.clone(), Format::Auto, None).unwrap();
+        assert_eq!(l.pieces[0].agent.as_deref(), Some("main"));
+        let l = load_json(wrapped, Format::Auto, Some("cron")).unwrap();
+        assert_eq!(l.pieces[0].agent.as_deref(), Some("cron"));
+        let e = load_json(json!({"version": 2, "profiles": {}}), Format::Auto, None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ImportInvalid);
+        let e = load_json(json!({"name": "x"}), Format::Openclaw, None).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ShapeUnrecognized);
+    }
+
+    #[test]
+    fn legacy_aliases_are_normalised_with_one_warning_each() {
+        let p = plan_of(json!({"version": 1, "profiles": {
+            "a:m": {"provider": "a", "mode": "api_key", "apiKey": "k1"},
+            "a:t": {"provider": "a", "type": "apiKey", "key": "k2"},
+            "a:r": {"provider": "a", "type": "api_key", "key": {"source": "env", "id": "X"}},
+            "a:w": {"provider": "a", "type": "api_key", "key": "k3", "apiKey": "k4-ignored"},
+            "a:ok": {"provider": "a", "type": "api_key", "key": "k5"}
+        }}));
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        assert_eq!(p.warnings.len(), 4);
+        let s = &p.scopes[0];
+        assert_eq!(s.profiles.len(), 5);
+        let r = &s.profiles["a:r"].profile.credential;
+        assert_eq!(r.secret_ref().unwrap().provider, "default");
+        let w = s.profiles["a:w"]
+            .profile
+            .credential
+            .inline_secret()
+            .unwrap();
+        assert_eq!(w.expose(), "k3");
+        assert!(!format!("{:?}", p.warnings).contains("k4-ignored"));
+    }
+
+    #[test]
+    fn invalid_entries_carry_openclaws_codes_and_pointers() {
+        let p = plan_of(json!({"version": 1, "profiles": {
+            "a:no-type": {"provider": "a"},
+            "a:bearer": {"provider": "a", "type": "bearer", "token": "t-secret"},
+            "a:str": "broken",
+            "a:arr": ["x"],
+            "a:no-provider": {"type": "api_key", "key": "k"},
+            "sk-abcdef:x": {"provider": "sk-abcdef", "type": "api_key", "key": "k"},
+            "a:good": {"provider": "a", "type": "api_key", "key": "k"}
+        }}));
+        let kinds: BTreeMap<String, String> = p
+            .errors
+            .iter()
+            .map(|e| (e.pointer.clone(), e.kind.clone()))
+            .collect();
+        assert_eq!(kinds["/profiles/a:no-type"], "invalid_type");
+        assert_eq!(kinds["/profiles/a:bearer"], "invalid_type");
+        assert_eq!(kinds["/profiles/a:str"], "non_object");
+        assert_eq!(kinds["/profiles/a:arr"], "non_object");
+        assert_eq!(kinds["/profiles/a:no-provider"], "missing_provider");
+        assert_eq!(kinds["/profiles/sk-abcdef:x"], "invalid_profile");
+        assert_eq!(p.scopes[0].profiles.len(), 1);
+        assert!(!serde_json::to_string(&p.errors)
+            .unwrap()
+            .contains("t-secret"));
+    }
+
+    #[test]
+    fn flat_maps_become_provider_default() {
+        let p = plan_of(json!({"openrouter": {"apiKey": "k"},
+            "anthropic": {"type": "oauth", "access": "a", "refresh": "r", "expires": 5}}));
+        assert_eq!(p.format, Format::OpenclawFlat);
+        let ids: Vec<_> = p.scopes[0].profiles.keys().cloned().collect();
+        assert_eq!(ids, ["anthropic:default", "openrouter:default"]);
+    }
+
+    #[test]
+    fn usage_stats_map_onto_usage() {
+        let u = usage_from_openclaw(&json!({"lastUsed": 5, "cooldownUntil": 9,
+            "cooldownReason": "rate_limit", "errorCount": 2, "failureCounts": {"rate_limit": 2},
+            "lastFailureAt": 7}))
+        .unwrap();
+        assert_eq!(u.cooldowns[0].until, 9);
+        assert_eq!(u.error_count, 2);
+        assert_eq!(
+            usage_from_openclaw(&json!({"lastUsed": 1.5})).unwrap_err(),
+            "lastUsed"
+        );
+    }
+
+    #[test]
+    fn config_order_only_fills_in() {
+        let l = Loaded {
+            format: Format::OpenclawState,
+            pieces: vec![
+                Piece {
+                    agent: None,
+                    kind: PieceKind::ConfigOrder,
+                    doc: json!({"x": ["x:b"], "y": ["y:a"]}),
+                    source: None,
+                    strict: false,
+                },
+                Piece {
+                    agent: None,
+                    kind: PieceKind::State,
+                    doc: json!({"version": 1, "order": {"x": ["x:a"]}}),
+                    source: None,
+                    strict: false,
+                },
+            ],
+            warnings: vec![],
+            errors: vec![],
+        };
+        let p = plan(&l, &Aliases::new());
+        assert_eq!(p.scopes[0].orders["x"].ids, ["x:a"]);
+        assert_eq!(p.scopes[0].orders["y"].ids, ["y:a"]);
+    }
+}

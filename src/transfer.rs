@@ -1,0 +1,715 @@
+//! The shell of `store.import`, `store.export` and `store.validate` (PROTOCOL §3): reads
+//! sources, then applies the pure [`crate::import`] plan in one store transaction.
+//!
+//! Sources are only read: JSON files with a plain read, SQLite files opened with
+//! `file:PATH?mode=ro&immutable=1` (`SQLITE_OPEN_READ_ONLY | SQLITE_OPEN_URI`), so no lock is
+//! taken and no `-wal` / `-shm` file is created next to them, even in a read-only directory.
+//! A dry run or a validation runs in a read transaction: the store is not even created.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
+
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::export::{self, ExportParams, ExportResult};
+use crate::ids;
+use crate::import::{
+    self, EntryError, Format, ImportParams, ImportPlan, ImportResult, ImportWarning, Loaded,
+    OrderAction, Piece, PieceKind, ProfileAction, ValidateParams, ValidateResult,
+};
+use crate::service::{load_aliases, now_ms, App};
+use crate::store;
+use crate::usage::Usage;
+
+/// Largest JSON source read (bytes).
+const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
+
+fn unreadable(path: &Path, what: impl std::fmt::Display) -> RpcError {
+    RpcError::new(
+        ErrorKind::ImportInvalid,
+        format!(
+            "cannot read {}: {what}; nothing was imported",
+            path.display()
+        ),
+    )
+}
+
+fn expand_home(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(h).join(rest);
+        }
+    }
+    if p == "~" {
+        if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(h);
+        }
+    }
+    PathBuf::from(p)
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
+    if meta.len() > MAX_JSON_BYTES {
+        return Err(unreadable(path, "the file is larger than 64 MiB"));
+    }
+    let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is neither JSON nor a SQLite database; nothing was imported",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn is_sqlite(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok()
+        && &head == b"SQLite format 3\0"
+}
+
+/// Opens a SQLite source strictly read-only and immutable: no lock, no `-wal`/`-shm`.
+fn open_source_db(path: &Path) -> Result<Connection> {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut enc = String::new();
+    for ch in abs.to_string_lossy().chars() {
+        match ch {
+            '%' => enc.push_str("%25"),
+            '?' => enc.push_str("%3f"),
+            '#' => enc.push_str("%23"),
+            c => enc.push(c),
+        }
+    }
+    let uri = format!("file:{enc}?mode=ro&immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(&uri, flags).map_err(|e| unreadable(path, e))
+}
+
+fn has_table(c: &Connection, name: &str) -> bool {
+    c.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .ok()
+    .flatten()
+    .is_some()
+}
+
+fn row_json(c: &Connection, sql: &str, key: &str, path: &Path) -> Result<Option<Value>> {
+    let text: Option<String> = c
+        .query_row(sql, [key], |r| r.get(0))
+        .optional()
+        .map_err(|e| unreadable(path, e))?;
+    match text {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(&t).map(Some).map_err(|_| {
+            RpcError::new(
+                ErrorKind::ImportInvalid,
+                format!(
+                    "{}: the `{key}` row is not valid JSON; nothing was imported",
+                    path.display()
+                ),
+            )
+        }),
+    }
+}
+
+fn wal_warning(path: &Path, label: &str, warnings: &mut Vec<ImportWarning>) {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    if std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0) {
+        warnings.push(ImportWarning {
+            pointer: String::new(),
+            kind: "wal_not_read".into(),
+            message: "the database has a non-empty -wal file that an immutable read-only open does not see; stop OpenClaw (or let it checkpoint) and import again to get its latest changes".into(),
+            source: Some(label.to_string()),
+        });
+    }
+}
+
+/// Reads the auth rows of one OpenClaw SQLite file into pieces for `agent`. An agent DB has
+/// `auth_profile_store` / `auth_profile_state` (row `primary`); a global DB has
+/// `config_machine_state` (`authProfiles.store`, `authProfiles.state`). `None` when the file
+/// has neither.
+fn sqlite_pieces(
+    path: &Path,
+    label: &str,
+    agent: Option<&str>,
+    warnings: &mut Vec<ImportWarning>,
+) -> Result<Option<Vec<Piece>>> {
+    let c = open_source_db(path)?;
+    let mut out = vec![];
+    let piece = |kind, doc, src: String| Piece {
+        agent: agent.map(str::to_string),
+        kind,
+        doc,
+        source: Some(src),
+        strict: false,
+    };
+    if has_table(&c, "auth_profile_store") {
+        let q = "SELECT store_json FROM auth_profile_store WHERE store_key = ?1";
+        if let Some(doc) = row_json(&c, q, "primary", path)? {
+            import::check_version(&doc, &format!("{label}: "))?;
+            out.push(piece(
+                PieceKind::Store,
+                doc,
+                format!("{label} auth_profile_store[primary]"),
+            ));
+        }
+        if has_table(&c, "auth_profile_state") {
+            let q = "SELECT state_json FROM auth_profile_state WHERE state_key = ?1";
+            if let Some(doc) = row_json(&c, q, "primary", path)? {
+                out.push(piece(
+                    PieceKind::State,
+                    doc,
+                    format!("{label} auth_profile_state[primary]"),
+                ));
+            }
+        }
+    } else if has_table(&c, "config_machine_state") {
+        let q = "SELECT value_json FROM config_machine_state WHERE state_key = ?1";
+        if let Some(doc) = row_json(&c, q, "authProfiles.store", path)? {
+            import::check_version(&doc, &format!("{label}: "))?;
+            out.push(piece(
+                PieceKind::Store,
+                doc,
+                format!("{label} config_machine_state[authProfiles.store]"),
+            ));
+        }
+        if let Some(doc) = row_json(&c, q, "authProfiles.state", path)? {
+            out.push(piece(
+                PieceKind::State,
+                doc,
+                format!("{label} config_machine_state[authProfiles.state]"),
+            ));
+        }
+    } else {
+        return Ok(None);
+    }
+    wal_warning(path, label, warnings);
+    Ok(Some(out))
+}
+
+/// Reads an OpenClaw state directory: `state/openclaw.sqlite` (shared scope),
+/// `agents/<id>/agent/openclaw-agent.sqlite` (agent `<id>`; a legacy
+/// `agents/<id>/agent/auth-profiles.json` when there is no database) and the `auth.order`
+/// of `openclaw.json` (the shared order). Errors `shape_unrecognized` when none is there.
+fn load_state_dir(dir: &Path) -> Result<Loaded> {
+    let mut pieces = vec![];
+    let mut warnings = vec![];
+    let mut errors = vec![];
+    let mut found = false;
+    let global = dir.join("state/openclaw.sqlite");
+    if global.is_file() {
+        found = true;
+        if let Some(p) = sqlite_pieces(&global, "state/openclaw.sqlite", None, &mut warnings)? {
+            pieces.extend(p);
+        }
+    }
+    let config = dir.join("openclaw.json");
+    if config.is_file() {
+        found = true;
+        match read_json(&config) {
+            Ok(v) => {
+                if let Some(order) = v.pointer("/auth/order").filter(|o| !o.is_null()) {
+                    pieces.push(Piece {
+                        agent: None,
+                        kind: PieceKind::ConfigOrder,
+                        doc: order.clone(),
+                        source: Some("openclaw.json /auth/order".into()),
+                        strict: false,
+                    });
+                }
+            }
+            Err(_) => warnings.push(ImportWarning {
+                pointer: String::new(),
+                kind: "source_skipped".into(),
+                message:
+                    "openclaw.json is not plain JSON (JSON5?); its auth.order was not imported"
+                        .into(),
+                source: Some("openclaw.json".into()),
+            }),
+        }
+    }
+    let agents = dir.join("agents");
+    if let Ok(rd) = std::fs::read_dir(&agents) {
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let adir = agents.join(&name).join("agent");
+            let db = adir.join("openclaw-agent.sqlite");
+            let json = adir.join("auth-profiles.json");
+            if !db.is_file() && !json.is_file() {
+                continue;
+            }
+            found = true;
+            let agent = match ids::validate_agent(&name) {
+                Ok(a) => a,
+                Err(e) => {
+                    errors.push(EntryError {
+                        pointer: String::new(),
+                        kind: "invalid_agent".into(),
+                        message: format!("{e}; this agent's profiles were not imported"),
+                        valid_types: None,
+                        source: Some(format!("agents/{name}")),
+                    });
+                    continue;
+                }
+            };
+            if db.is_file() {
+                let label = format!("agents/{name}/agent/openclaw-agent.sqlite");
+                if let Some(p) = sqlite_pieces(&db, &label, Some(&agent), &mut warnings)? {
+                    pieces.extend(p);
+                }
+            } else {
+                let doc = read_json(&json)?;
+                let label = format!("agents/{name}/agent/auth-profiles.json");
+                if import::detect_json(&doc) == Some(Format::Openclaw) {
+                    import::check_version(&doc, &format!("{label}: "))?;
+                    pieces.push(Piece {
+                        agent: Some(agent),
+                        kind: PieceKind::Store,
+                        doc,
+                        source: Some(label),
+                        strict: false,
+                    });
+                } else {
+                    warnings.push(ImportWarning {
+                        pointer: String::new(),
+                        kind: "source_skipped".into(),
+                        message: "not an auth-profiles store; skipped".into(),
+                        source: Some(label),
+                    });
+                }
+            }
+        }
+    }
+    if !found {
+        return Err(RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is not an OpenClaw state directory (no state/openclaw.sqlite, openclaw.json or agents/*/agent/openclaw-agent.sqlite); nothing was imported",
+                dir.display()
+            ),
+        )
+        .with_hint("point `path` at the OpenClaw state directory, usually ~/.openclaw"));
+    }
+    Ok(Loaded {
+        format: Format::OpenclawState,
+        pieces,
+        warnings,
+        errors,
+    })
+}
+
+/// Reads a source (`path` or `document`) into pieces, detecting the format when `auto`.
+/// Errors: `invalid_params` (neither or both of path/document, an agent with a state
+/// directory), `import_invalid` (unreadable), `shape_unrecognized`.
+pub fn load_source(
+    path: Option<&str>,
+    document: Option<Value>,
+    format: Format,
+    agent: Option<&str>,
+) -> Result<Loaded> {
+    let path = match (path, document) {
+        (Some(_), Some(_)) => {
+            return Err(
+                RpcError::invalid_params("give `path` or `document`, not both")
+                    .with("pointer", "/document"),
+            )
+        }
+        (None, None) => return Err(RpcError::invalid_params(
+            "give `path` (a file or an OpenClaw state directory such as ~/.openclaw) or `document`",
+        )
+        .with("pointer", "/path")),
+        (None, Some(doc)) => return import::load_json(doc, format, agent),
+        (Some(p), None) => expand_home(p),
+    };
+    let meta = std::fs::metadata(&path).map_err(|e| unreadable(&path, e))?;
+    let format = if format == Format::Auto {
+        if meta.is_dir() {
+            Format::OpenclawState
+        } else if is_sqlite(&path) {
+            Format::OpenclawSqlite
+        } else {
+            Format::Auto
+        }
+    } else {
+        format
+    };
+    match format {
+        Format::OpenclawState => {
+            if agent.is_some() {
+                return Err(RpcError::invalid_params(
+                    "`agent` cannot be used with openclaw-state: the directory names the scopes (shared, and agents/<id>)",
+                )
+                .with("pointer", "/agent"));
+            }
+            if !meta.is_dir() {
+                return Err(RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!(
+                        "{} is not a directory (format openclaw-state)",
+                        path.display()
+                    ),
+                ));
+            }
+            load_state_dir(&path)
+        }
+        Format::OpenclawSqlite => {
+            if !is_sqlite(&path) {
+                return Err(RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!(
+                        "{} is not a SQLite database (format openclaw-sqlite)",
+                        path.display()
+                    ),
+                ));
+            }
+            let label = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut warnings = vec![];
+            let pieces = sqlite_pieces(&path, &label, agent, &mut warnings)?.ok_or_else(|| {
+                RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!(
+                        "{} has no OpenClaw auth tables (auth_profile_store or config_machine_state); nothing was imported",
+                        path.display()
+                    ),
+                )
+            })?;
+            Ok(Loaded {
+                format: Format::OpenclawSqlite,
+                pieces,
+                warnings,
+                errors: vec![],
+            })
+        }
+        f => {
+            if meta.is_dir() {
+                return Err(RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!("{} is a directory, not a JSON file", path.display()),
+                ));
+            }
+            let doc = read_json(&path)?;
+            import::load_json(doc, f, agent).map_err(|e| {
+                if e.kind == ErrorKind::ShapeUnrecognized {
+                    RpcError {
+                        message: format!("{}: {}", path.display(), e.message),
+                        ..e
+                    }
+                } else {
+                    e
+                }
+            })
+        }
+    }
+}
+
+fn scope_name(agent: Option<&str>) -> String {
+    agent.unwrap_or("shared").to_string()
+}
+
+fn provider_of(id: &str) -> &str {
+    id.split_once(':').map(|(p, _)| p).unwrap_or("")
+}
+
+/// Applies `plan` on `c` (inside the caller's transaction). With `write` false nothing is
+/// written and the result says what would happen. Returns `(profiles, orders, warnings)`.
+fn apply(
+    c: &Connection,
+    plan: &ImportPlan,
+    replace: bool,
+    write: bool,
+    now: i64,
+) -> Result<(Vec<ProfileAction>, Vec<OrderAction>, Vec<ImportWarning>)> {
+    let mut actions = vec![];
+    let mut order_actions = vec![];
+    let mut warnings = vec![];
+    let shared_planned: BTreeSet<&str> = plan
+        .scopes
+        .iter()
+        .filter(|s| s.agent.is_none())
+        .flat_map(|s| s.profiles.keys().map(String::as_str))
+        .collect();
+    for scope in &plan.scopes {
+        let a = scope.agent.as_deref();
+        // 1. Profiles.
+        let mut imported: Vec<&str> = vec![];
+        for (id, pp) in &scope.profiles {
+            let existing = store::scope_profile(c, a, id)?;
+            let (action, reason) = match &existing {
+                None => ("created", None),
+                Some(e) if e.profile == pp.profile => ("unchanged", None),
+                Some(_) if replace => ("updated", None),
+                Some(_) => ("skipped", Some("exists".to_string())),
+            };
+            if matches!(action, "created" | "updated") {
+                imported.push(id);
+                if write {
+                    store::upsert_profile(c, a, &pp.profile, now)?;
+                    match scope.usage.get(id) {
+                        Some(u) => store::put_usage(c, id, u)?,
+                        None if action == "updated" => {
+                            // Replacing a credential clears its cooldowns and failure counts.
+                            let u = Usage {
+                                last_used: store::usage(c, id)?.last_used,
+                                ..Default::default()
+                            };
+                            store::put_usage(c, id, &u)?;
+                        }
+                        None => {}
+                    }
+                }
+            }
+            actions.push(ProfileAction {
+                profile_id: id.clone(),
+                scope: scope_name(a),
+                action: action.into(),
+                reason,
+            });
+        }
+        // Ids the scope's view holds after the import.
+        let mut visible: BTreeSet<String> = store::view_profiles(c, a, None)?
+            .into_iter()
+            .map(|s| s.profile.id)
+            .collect();
+        visible.extend(scope.profiles.keys().cloned());
+        if a.is_some() {
+            visible.extend(shared_planned.iter().map(|s| s.to_string()));
+        }
+        let warn = |w: &mut Vec<ImportWarning>, ptr: &str, src: &Option<String>, msg: String| {
+            w.push(ImportWarning {
+                pointer: ptr.to_string(),
+                kind: "order_entry_dropped".into(),
+                message: msg,
+                source: src.clone(),
+            })
+        };
+        // 2. Orders.
+        let mut ordered: BTreeSet<&str> = BTreeSet::new();
+        for (provider, po) in &scope.orders {
+            ordered.insert(provider);
+            let mut ids = vec![];
+            for id in &po.ids {
+                if provider_of(id) != provider {
+                    warn(
+                        &mut warnings,
+                        &po.pointer,
+                        &po.source,
+                        format!("`{id}` is not a {provider} profile; left out of the order"),
+                    );
+                } else if !visible.contains(id) {
+                    warn(
+                        &mut warnings,
+                        &po.pointer,
+                        &po.source,
+                        format!("`{id}` was not imported and is not stored; left out of the order"),
+                    );
+                } else {
+                    ids.push(id.clone());
+                }
+            }
+            if ids.is_empty() {
+                warn(
+                    &mut warnings,
+                    &po.pointer,
+                    &po.source,
+                    format!("no id of the {provider} order is stored; the order was not imported"),
+                );
+                continue;
+            }
+            let existing = store::scope_order(c, a, provider)?.map(|(ids, _)| ids);
+            let (final_ids, action, reason) = match existing {
+                None => (ids, "created", None),
+                Some(e) if e == ids => (ids, "unchanged", None),
+                Some(_) if replace => (ids, "updated", None),
+                Some(mut e) => {
+                    let before = e.len();
+                    for id in &imported {
+                        if provider_of(id) == provider && !e.iter().any(|x| x == id) {
+                            e.push(id.to_string());
+                        }
+                    }
+                    if e.len() > before {
+                        (e, "updated", Some("appended".to_string()))
+                    } else {
+                        (e, "skipped", Some("exists".to_string()))
+                    }
+                }
+            };
+            if write && action != "unchanged" && action != "skipped" {
+                store::set_order(c, a, provider, &final_ids, now)?;
+            }
+            order_actions.push(OrderAction {
+                provider: provider.clone(),
+                scope: scope_name(a),
+                order: final_ids,
+                action: action.into(),
+                reason,
+            });
+        }
+        // Routability (as profiles.put): an imported profile missing from the scope's own
+        // explicit order of its provider is appended to it.
+        let mut by_provider: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+        for id in &imported {
+            by_provider.entry(provider_of(id)).or_default().push(id);
+        }
+        for (provider, new_ids) in by_provider {
+            if ordered.contains(provider) {
+                continue;
+            }
+            let own = store::scope_order(c, a, provider)?.map(|(ids, _)| ids);
+            let base = match (&own, a) {
+                (Some(ids), _) => Some(ids.clone()),
+                (None, Some(_)) => store::scope_order(c, None, provider)?.map(|(ids, _)| ids),
+                (None, None) => None,
+            };
+            if let Some(mut ids) = base {
+                let before = ids.clone();
+                for id in new_ids {
+                    if !ids.iter().any(|x| x == id) {
+                        ids.push(id.to_string());
+                    }
+                }
+                if ids != before {
+                    if write {
+                        store::set_order(c, a, provider, &ids, now)?;
+                    }
+                    order_actions.push(OrderAction {
+                        provider: provider.to_string(),
+                        scope: scope_name(a),
+                        order: ids,
+                        action: if own.is_some() { "updated" } else { "created" }.into(),
+                        reason: Some("appended".into()),
+                    });
+                }
+            }
+        }
+        // 3. lastGood.
+        for (provider, (id, ptr, src)) in &scope.last_good {
+            if provider_of(id) != provider || !visible.contains(id) {
+                warnings.push(ImportWarning {
+                    pointer: ptr.clone(),
+                    kind: "last_good_dropped".into(),
+                    message: format!(
+                        "`{id}` is not a stored {provider} profile; lastGood not imported"
+                    ),
+                    source: src.clone(),
+                });
+                continue;
+            }
+            if write && store::last_good(c, a, provider)?.as_deref() != Some(id) {
+                store::set_last_good(c, a, provider, id)?;
+            }
+        }
+    }
+    Ok((actions, order_actions, warnings))
+}
+
+fn agent_param(a: Option<String>) -> Result<Option<String>> {
+    a.map(|a| {
+        ids::validate_agent(&a)
+            .map_err(|e| RpcError::invalid_params(e.to_string()).with("pointer", "/agent"))
+    })
+    .transpose()
+}
+
+impl App {
+    /// `store.import`: reads the source, then applies every valid entry in one transaction
+    /// (or, with `dryRun`, in a read transaction that creates nothing). Errors:
+    /// `invalid_params`, `import_invalid`, `shape_unrecognized`, store errors; on any error
+    /// nothing is changed.
+    pub fn store_import(&self, p: ImportParams) -> Result<ImportResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        let loaded = load_source(p.path.as_deref(), p.document, p.format, a)?;
+        let now = now_ms();
+        let run = |c: &Connection, write: bool| -> Result<ImportResult> {
+            let aliases = load_aliases(c)?;
+            let plan = import::plan(&loaded, &aliases);
+            let (profiles, orders, extra) = apply(c, &plan, p.replace, write, now)?;
+            let mut warnings = plan.warnings;
+            warnings.extend(extra);
+            if write {
+                tracing::info!(
+                    format = plan.format.as_str(),
+                    profiles = profiles.len(),
+                    errors = plan.errors.len(),
+                    "import applied"
+                );
+            }
+            Ok(ImportResult {
+                format: plan.format,
+                agent: agent.clone(),
+                dry_run: !write,
+                profiles,
+                orders,
+                warnings,
+                errors: plan.errors,
+            })
+        };
+        let mut st = self.store();
+        if p.dry_run {
+            st.read(|c| run(c, false))
+        } else {
+            st.write(|c| run(c, true))
+        }
+    }
+
+    /// `store.validate`: the errors and warnings `store.import` would report for the
+    /// source, judged on its own (not against the store). Writes nothing.
+    pub fn store_validate(&self, p: ValidateParams) -> Result<ValidateResult> {
+        let loaded = load_source(p.path.as_deref(), p.document, p.format, None)?;
+        let aliases = self.store().read(load_aliases)?;
+        let plan = import::plan(&loaded, &aliases);
+        Ok(ValidateResult {
+            valid: plan.errors.is_empty(),
+            format: plan.format,
+            errors: plan.errors,
+            warnings: plan.warnings,
+        })
+    }
+
+    /// `store.export`: one scope as OpenClaw's auth-profiles.json v1 document.
+    pub fn store_export(&self, p: ExportParams) -> Result<ExportResult> {
+        let agent = agent_param(p.agent)?;
+        let a = agent.as_deref();
+        self.store().read(|c| {
+            let profiles: Vec<_> = store::view_profiles(c, a, None)?
+                .into_iter()
+                .filter(|s| s.scope.as_deref() == a)
+                .map(|s| s.profile)
+                .collect();
+            let orders = store::scope_orders(c, a)?;
+            let last_good = store::scope_last_good(c, a)?;
+            let mut usage = BTreeMap::new();
+            for p in &profiles {
+                usage.insert(p.id.clone(), store::usage(c, &p.id)?);
+            }
+            Ok(ExportResult {
+                agent: agent.clone(),
+                document: export::document(&profiles, &orders, &last_good, &usage, p.reveal),
+            })
+        })
+    }
+}
