@@ -235,13 +235,13 @@ pub fn walk(input: &WalkInput<'_>) -> Vec<Step> {
             .map(step)
             .collect();
     }
-    let by_id: HashMap<&str, &StoredProfile> = input
-        .profiles
-        .iter()
-        .map(|p| (p.profile.id.as_str(), p))
-        .collect();
     match input.order {
         Some(order) => {
+            let by_id: HashMap<&str, &StoredProfile> = input
+                .profiles
+                .iter()
+                .map(|p| (p.profile.id.as_str(), p))
+                .collect();
             let mut steps: Vec<Step> = Vec::with_capacity(input.profiles.len());
             let mut listed = std::collections::HashSet::new();
             for id in order {

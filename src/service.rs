@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 
@@ -25,6 +25,46 @@ use crate::usage::{self, Outcome, Usage};
 /// The application state shared by every request of one process.
 pub struct App {
     store: Mutex<Store>,
+    cache: Mutex<ReadCache>,
+}
+
+/// Identifies one state of the store as seen by one connection: the connection (its
+/// handle), `PRAGMA data_version` (changes when another connection commits) and the
+/// connection's own `total_changes` (changes when this process writes).
+type CacheKey = (usize, i64, u64);
+
+/// What a long-lived `serve` process keeps between requests while the store is unchanged:
+/// parsed aliases, settings and per-(agent, provider) views. Dropped as soon as the
+/// [`CacheKey`] changes, so a write by any process is seen by the next request.
+#[derive(Default)]
+struct ReadCache {
+    key: Option<CacheKey>,
+    aliases: Option<Arc<Aliases>>,
+    views: HashMap<(Option<String>, String), Arc<ProviderSnapshot>>,
+}
+
+/// The stored state the resolution walk of one provider needs.
+struct ProviderSnapshot {
+    profiles: Arc<Vec<StoredProfile>>,
+    order: Option<(Vec<String>, &'static str)>,
+    usage: HashMap<String, Usage>,
+    settings: Arc<Settings>,
+}
+
+fn cache_key(c: &Connection) -> Result<CacheKey> {
+    let v: i64 = c
+        .query_row("PRAGMA data_version", [], |r| r.get(0))
+        .map_err(|e| {
+            store::map_sqlite(
+                e,
+                c.path()
+                    .map(std::path::Path::new)
+                    .unwrap_or(std::path::Path::new("")),
+            )
+        })?;
+    // SAFETY: only the address is used, as an identity; the handle is not dereferenced.
+    let handle = unsafe { c.handle() } as usize;
+    Ok((handle, v, c.total_changes()))
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -170,10 +210,10 @@ fn view_of(
 /// The scope view's profiles of a provider, the explicit order in effect (ids and source),
 /// the walk over them, and the settings used.
 type WalkView = (
-    Vec<StoredProfile>,
+    Arc<Vec<StoredProfile>>,
     Option<(Vec<String>, &'static str)>,
     Vec<Step>,
-    Settings,
+    Arc<Settings>,
 );
 
 /// The outcome of materialising the walk: the chosen profile and its secret, plus every
@@ -195,10 +235,8 @@ fn materialise(
     settings: &Settings,
     stop_at_first: bool,
 ) -> Walked {
-    let by_id: HashMap<&str, &StoredProfile> = profiles
-        .iter()
-        .map(|p| (p.profile.id.as_str(), p))
-        .collect();
+    // Steps are in walk order and usually few: a linear find beats building a map.
+    let find = |id: &str| profiles.iter().find(|p| p.profile.id == id);
     let mut chosen = None;
     let mut usable = vec![];
     let mut first_ref_error = None;
@@ -206,7 +244,7 @@ fn materialise(
         if step.skip.is_some() {
             continue;
         }
-        let Some(sp) = by_id.get(step.profile_id.as_str()) else {
+        let Some(sp) = find(step.profile_id.as_str()) else {
             continue;
         };
         let secret = match (
@@ -369,6 +407,7 @@ impl App {
     pub fn new(path: PathBuf) -> Self {
         App {
             store: Mutex::new(Store::new(path)),
+            cache: Mutex::new(ReadCache::default()),
         }
     }
 
@@ -592,6 +631,55 @@ impl App {
     }
 
     #[allow(clippy::type_complexity)]
+    /// The cache, emptied first if the store changed since it was filled.
+    fn cache_at(&self, c: &Connection) -> Result<std::sync::MutexGuard<'_, ReadCache>> {
+        let key = cache_key(c)?;
+        let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if cache.key != Some(key) {
+            *cache = ReadCache {
+                key: Some(key),
+                ..ReadCache::default()
+            };
+        }
+        Ok(cache)
+    }
+
+    /// Registered aliases, from the cache when the store is unchanged.
+    fn cached_aliases(&self, c: &Connection) -> Result<Arc<Aliases>> {
+        let mut cache = self.cache_at(c)?;
+        if let Some(a) = &cache.aliases {
+            return Ok(a.clone());
+        }
+        let a = Arc::new(load_aliases(c)?);
+        cache.aliases = Some(a.clone());
+        Ok(a)
+    }
+
+    fn snapshot(
+        &self,
+        c: &Connection,
+        a: Option<&str>,
+        provider: &str,
+    ) -> Result<Arc<ProviderSnapshot>> {
+        let mut cache = self.cache_at(c)?;
+        let k = (a.map(str::to_string), provider.to_string());
+        if let Some(v) = cache.views.get(&k) {
+            return Ok(v.clone());
+        }
+        let settings = Arc::new(load_settings(c)?);
+        let profiles = store::view_profiles(c, a, Some(provider))?;
+        let order = store::effective_order(c, a, provider)?;
+        let usage = store::usages(c, profiles.iter().map(|s| s.profile.id.as_str()))?;
+        let snap = Arc::new(ProviderSnapshot {
+            profiles: Arc::new(profiles),
+            order,
+            usage,
+            settings,
+        });
+        cache.views.insert(k, snap.clone());
+        Ok(snap)
+    }
+
     fn walk_view(
         &self,
         c: &Connection,
@@ -601,21 +689,23 @@ impl App {
         pinned: Option<&str>,
         now: i64,
     ) -> Result<WalkView> {
-        let settings = load_settings(c)?;
-        let profiles = store::view_profiles(c, a, Some(provider))?;
-        let order = store::effective_order(c, a, provider)?;
-        let usage = store::usages(c, profiles.iter().map(|s| s.profile.id.as_str()))?;
+        let snap = self.snapshot(c, a, provider)?;
         let steps = resolve::walk(&WalkInput {
-            profiles: &profiles,
-            order: order.as_ref().map(|(ids, _)| ids.as_slice()),
-            usage: &usage,
+            profiles: &snap.profiles,
+            order: snap.order.as_ref().map(|(ids, _)| ids.as_slice()),
+            usage: &snap.usage,
             now,
             model,
             pinned,
-            refresh_margin_ms: settings.refresh_margin_ms,
+            refresh_margin_ms: snap.settings.refresh_margin_ms,
             can_refresh: &can_refresh,
         });
-        Ok((profiles, order, steps, settings))
+        Ok((
+            snap.profiles.clone(),
+            snap.order.clone(),
+            steps,
+            snap.settings.clone(),
+        ))
     }
 
     /// `order.get`: the explicit order in effect and the walk it gives now.
@@ -760,7 +850,7 @@ impl App {
         let a = agent.as_deref();
         let now = now_ms();
         self.store().read(|c| {
-            let aliases = load_aliases(c)?;
+            let aliases = self.cached_aliases(c)?;
             let pinned = p
                 .profile_id
                 .as_deref()
@@ -833,9 +923,11 @@ impl App {
                 let e = resolve::no_credential_error(&provider, a, &walked.steps);
                 return Err(if p.explain { with_trace(e, &walked.steps) } else { e });
             };
-            let by_id: HashMap<&str, &StoredProfile> = profiles.iter().map(|s| (s.profile.id.as_str(), s)).collect();
             let step = &walked.steps[idx];
-            let sp = by_id[step.profile_id.as_str()];
+            let sp = profiles
+                .iter()
+                .find(|s| s.profile.id == step.profile_id)
+                .expect("a chosen step names a profile of the view");
             let first = &walked.steps[0];
             let (fallback_from, fallback_reason) = match (&first.skip, idx) {
                 (Some(k), i) if i > 0 => (Some(first.profile_id.clone()), Some(k.reason.as_str().to_string())),

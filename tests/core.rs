@@ -1138,3 +1138,63 @@ fn a_scripted_run_of_every_method_at_trace_level_never_logs_a_secret() {
         lines[13]
     );
 }
+
+#[test]
+fn a_long_lived_server_sees_writes_of_other_processes_and_its_own_at_once() {
+    let s = TempStore::new();
+    ok(
+        &s.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-first-1")}),
+    );
+    let mut srv = Server::start(&s.path);
+    for _ in 0..3 {
+        assert_eq!(
+            srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
+            "sk-first-1"
+        );
+    }
+    // Another process replaces the key and adds a preferred profile.
+    ok(
+        &s.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-second-2")}),
+    );
+    assert_eq!(
+        srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
+        "sk-second-2"
+    );
+    ok(
+        &s.path,
+        "profiles.put",
+        json!({"profile": oauth("openai:o", "acc-third-3", "ref-3")}),
+    );
+    assert_eq!(
+        srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
+        "acc-third-3"
+    );
+    // Its own write is seen by its next request.
+    srv.ok("profiles.remove", json!({"profileId": "openai:o"}));
+    assert_eq!(
+        srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
+        "sk-second-2"
+    );
+    srv.ok(
+        "order.set",
+        json!({"provider": "openai", "order": ["openai:a"]}),
+    );
+    srv.ok(
+        "profiles.put",
+        json!({"profile": api_key("openai:b", "sk-b-4"), "primary": true}),
+    );
+    assert_eq!(
+        srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
+        "sk-b-4"
+    );
+    // An alias-free provider spelled differently resolves to the same cached view.
+    assert_eq!(
+        srv.ok("auth.resolve", json!({"provider": " OpenAI "}))["secret"],
+        "sk-b-4"
+    );
+    assert!(srv.finish().status.success());
+}
