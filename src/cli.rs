@@ -70,17 +70,35 @@ pub enum Command {
 /// Sets up logging to stderr with a `RUST_LOG`-style filter (default `warn`). jsonrpsee's
 /// own tracing is always off: its trace events print raw requests and responses.
 pub fn init_logging() {
-    let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "warn".to_string());
-    let filter = tracing_subscriber::EnvFilter::try_new(format!(
-        "{filter},jsonrpsee=off,jsonrpsee_core=off,jsonrpsee_types=off"
-    ))
-    .unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new("warn,jsonrpsee=off,jsonrpsee_core=off")
-    });
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(io::stderr)
-        .with_ansi(false)
+    use tracing_subscriber::prelude::*;
+    // `Targets` parses `RUST_LOG`'s `level` and `target=level` directives without compiling
+    // regular expressions, which keeps a one-shot `call` fast.
+    let spec = std::env::var("RUST_LOG").unwrap_or_default();
+    let parsed = if spec.trim().is_empty() {
+        None
+    } else {
+        spec.parse::<tracing_subscriber::filter::Targets>().ok()
+    };
+    let targets = parsed
+        .unwrap_or_else(|| {
+            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
+        })
+        .with_target("jsonrpsee", tracing_subscriber::filter::LevelFilter::OFF)
+        .with_target(
+            "jsonrpsee_core",
+            tracing_subscriber::filter::LevelFilter::OFF,
+        )
+        .with_target(
+            "jsonrpsee_types",
+            tracing_subscriber::filter::LevelFilter::OFF,
+        );
+    let _ = tracing_subscriber::registry()
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_writer(io::stderr)
+                .with_ansi(false),
+        )
+        .with(targets)
         .try_init();
 }
 
@@ -356,7 +374,8 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
             batch.push(ev);
             // Hand the batch over before a read that could block.
             if end || !r.buffer().contains(&b'\n') {
-                if tx.send(std::mem::take(&mut batch)).is_err() || end {
+                let sent = tx.send(std::mem::take(&mut batch)).is_ok();
+                if !sent || end {
                     return;
                 }
             }
