@@ -120,11 +120,8 @@ pub fn profile_status(
             return (st, Some(b.cause), Some(b.until));
         }
     }
-    if let Some(r) = sp.profile.credential.secret_ref() {
-        if r.source != crate::profile::SecretSource::Env {
-            return ("ref_unavailable", Some("ref_unavailable".into()), None);
-        }
-    }
+    // A SecretRef is resolved at auth.resolve time only (status never runs exec helpers):
+    // a ref-backed key counts as static here.
     match &sp.profile.credential {
         Credential::ApiKey { .. } => ("static", None, None),
         Credential::Token { expires: None, .. } => ("static", None, None),

@@ -395,7 +395,7 @@ fn invalid_grant_after_a_sibling_replaced_the_token_uses_the_new_state() {
     let env = Env::new();
     let server = TokenServer::start(Mode::InvalidGrant, 600, "REFRESH-0-xyzzy");
     setup(&env, &server, now_ms() + 60_000);
-    let mut child = env
+    let child = env
         .command()
         .args(["call", "auth.resolve", r#"{"profileId":"acme:work"}"#])
         .stdout(Stdio::piped())
