@@ -573,3 +573,131 @@ pub struct SettingsResult {
     /// The effective settings (durations in milliseconds).
     pub settings: crate::settings::Settings,
 }
+
+/// A provider's OAuth client (PROTOCOL §5.2): where and as whom refresh tokens are redeemed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderOAuth {
+    /// The token endpoint (RFC 6749 §3.2): `https://`, or `http://` to a loopback address.
+    pub token_url: String,
+    /// The OAuth client id.
+    pub client_id: String,
+    /// Where the client secret lives, for a confidential client (resolved at refresh time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret_ref: Option<crate::profile::SecretRef>,
+    /// `scope` sent with the refresh grant (RFC 6749 §6), when the provider needs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+/// A registered provider.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderView {
+    /// The canonical provider id.
+    pub id: String,
+    /// Other ids normalised to this one everywhere (`claude-cli` → `anthropic`).
+    #[serde(default)]
+    pub aliases: Vec<String>,
+    /// Extra environment variables holding keys for it (PROTOCOL §6), after the standard ones.
+    #[serde(default)]
+    pub env_vars: Vec<String>,
+    /// Its OAuth client, used to refresh oauth profiles without their own `tokenUrl`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub oauth: Option<ProviderOAuth>,
+}
+
+/// `providers.put` params: creates or replaces the provider's registration.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderPutParams {
+    /// The provider id (`^[a-z0-9][a-z0-9._-]{0,63}$`, trimmed and lower-cased).
+    pub id: String,
+    /// Alias ids.
+    #[serde(default)]
+    pub aliases: Option<Vec<String>>,
+    /// Environment variable names.
+    #[serde(default)]
+    pub env_vars: Option<Vec<String>>,
+    /// The OAuth client.
+    #[serde(default)]
+    pub oauth: Option<ProviderOAuth>,
+}
+
+/// `providers.put` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderPutResult {
+    /// The provider as stored.
+    pub provider: ProviderView,
+    /// True when it was not registered before.
+    pub created: bool,
+}
+
+/// `providers.get` / `providers.remove` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProviderIdParams {
+    /// The provider id or one of its aliases.
+    pub id: String,
+}
+
+/// `providers.get` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderGetResult {
+    /// The provider.
+    pub provider: ProviderView,
+}
+
+/// `providers.list` params (none).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProvidersListParams {}
+
+/// `providers.list` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProvidersListResult {
+    /// Every registered provider, sorted by id.
+    pub providers: Vec<ProviderView>,
+}
+
+/// `providers.remove` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProviderRemoveResult {
+    /// The canonical id removed.
+    pub id: String,
+    /// Always true (an unknown id is `unknown_provider`).
+    pub removed: bool,
+}
+
+/// `auth.refresh` params.
+#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RefreshParams {
+    /// The oauth profile.
+    pub profile_id: String,
+    /// The agent whose view holds it; omitted = shared.
+    #[serde(default)]
+    pub agent: Option<String>,
+    /// Refresh even when the access token is not inside `refreshMarginMs` of expiry.
+    #[serde(default)]
+    pub force: bool,
+}
+
+/// `auth.refresh` result.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RefreshResult {
+    /// The profile.
+    pub profile_id: String,
+    /// The agent.
+    pub agent: Option<String>,
+    /// True when this call redeemed the refresh token; false when it was not due or another
+    /// process or request refreshed it meanwhile.
+    pub refreshed: bool,
+    /// Expiry of the stored access token now (ms since the epoch).
+    pub expires: i64,
+}

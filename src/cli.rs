@@ -58,7 +58,8 @@ pub enum Command {
         /// Only this provider (missing when it has no profile).
         #[arg(long)]
         provider: Option<String>,
-        /// Refresh OAuth profiles inside the refresh margin first (not built yet: noted only).
+        /// Refresh OAuth profiles inside the refresh margin first (auth.refresh for each);
+        /// a failed refresh makes the exit code at least 1.
         #[arg(long)]
         refresh: bool,
         /// Print the auth.status result as JSON instead of the plain report.
@@ -91,7 +92,11 @@ pub fn init_logging() {
         .with_target(
             "jsonrpsee_types",
             tracing_subscriber::filter::LevelFilter::OFF,
-        );
+        )
+        // HTTP and TLS internals may log headers or bodies (tokens): always off.
+        .with_target("ureq", tracing_subscriber::filter::LevelFilter::OFF)
+        .with_target("ureq_proto", tracing_subscriber::filter::LevelFilter::OFF)
+        .with_target("rustls", tracing_subscriber::filter::LevelFilter::OFF);
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -203,7 +208,46 @@ fn check(
     if let Some(p) = provider {
         params.insert("provider".into(), p.into());
     }
+    let agent_v = params.get("agent").cloned();
     let params = serde_json::Value::Object(params).to_string();
+    let mut notes = vec![];
+    let mut refresh_failed = false;
+    if refresh {
+        let raw = match d.call("auth.status", Some(&params)) {
+            Ok(r) => r,
+            Err(e) => return print_error(&e),
+        };
+        let st: crate::api::StatusResult = match serde_json::from_str(raw.get()) {
+            Ok(s) => s,
+            Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
+        };
+        for pr in st.providers.iter().flat_map(|p| &p.profiles) {
+            if pr.kind != "oauth" || pr.status == "needs_reauth" {
+                continue;
+            }
+            let mut rp = serde_json::json!({"profileId": pr.profile_id});
+            if let Some(a) = &agent_v {
+                rp["agent"] = a.clone();
+            }
+            match d.call("auth.refresh", Some(&rp.to_string())) {
+                Ok(r) => {
+                    let v: serde_json::Value = serde_json::from_str(r.get()).unwrap_or_default();
+                    if v["refreshed"] == true {
+                        notes.push(format!("refreshed {}", pr.profile_id));
+                    }
+                }
+                Err(e) => {
+                    refresh_failed = true;
+                    notes.push(format!(
+                        "refresh of {} failed: {} ({})",
+                        pr.profile_id,
+                        e.kind.as_str(),
+                        e.message
+                    ));
+                }
+            }
+        }
+    }
     let raw = match d.call("auth.status", Some(&params)) {
         Ok(r) => r,
         Err(e) => return print_error(&e),
@@ -212,16 +256,20 @@ fn check(
         Ok(s) => s,
         Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
     };
-    let code = crate::status::check_exit_code(&st.overall);
+    let mut code = crate::status::check_exit_code(&st.overall);
+    if refresh_failed && code != 1 {
+        code = 1;
+    }
     let mut out = io::stdout().lock();
     if json {
+        // stdout stays one JSON document; the refresh notes go to stderr.
+        for n in &notes {
+            eprintln!("{n}");
+        }
         let _ = writeln!(out, "{}", raw.get());
     } else {
-        if refresh {
-            let _ = writeln!(
-                out,
-                "note: --refresh does nothing yet (OAuth refresh is not built); showing the stored state"
-            );
+        for n in &notes {
+            let _ = writeln!(out, "{n}");
         }
         let _ = write!(out, "{}", render_status(&st));
     }

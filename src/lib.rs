@@ -11,7 +11,7 @@
 //! | command line | [`cli`] (`serve`, `call`, `schema`) |
 //! | transport | [`transport`] (framing, ids, batches, notifications) |
 //! | registry | [`rpc`] (jsonrpsee `RpcModule`), [`openrpc`], [`api`] (params/results) |
-//! | shell | [`service`] (handlers), [`transfer`] (import/export sources), [`store`] (SQLite), [`secrets`] (SecretRef resolution) |
+//! | shell | [`service`] (handlers), [`providers`] (provider registry), [`refresh`] (OAuth refresh, single flight), [`oauth`] (RFC 6749 refresh grant over HTTP), [`flight`] (per-profile refresh lock), [`transfer`] (import/export sources), [`store`] (SQLite), [`secrets`] (SecretRef resolution: env, file, exec) |
 //! | pure core | [`import`] (import plans), [`export`] (export documents), [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows, cooldown arithmetic), [`envkeys`], [`status`], [`ids`], [`secret`], [`settings`], [`error`] |
 
 pub mod api;
@@ -19,10 +19,14 @@ pub mod cli;
 pub mod envkeys;
 pub mod error;
 pub mod export;
+pub mod flight;
 pub mod ids;
 pub mod import;
+pub mod oauth;
 pub mod openrpc;
 pub mod profile;
+pub mod providers;
+pub mod refresh;
 pub mod resolve;
 pub mod rpc;
 pub mod secret;

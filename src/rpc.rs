@@ -419,6 +419,75 @@ impl Dispatcher {
             ],
             |c, p: crate::import::ValidateParams| c.app.store_validate(p),
         );
+        register(
+            &mut m,
+            &mut s,
+            "auth.refresh",
+            "Refresh an OAuth profile now if it is inside the refresh margin (or always with force); one token call per rotation across processes.",
+            &[
+                K::InvalidParams,
+                K::UnknownProfile,
+                K::RefreshFailed,
+                K::SecretUnavailable,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: RefreshParams| c.app.auth_refresh(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "providers.put",
+            "Register or replace a provider: aliases, extra env key names, OAuth client (tokenUrl, clientId, clientSecretRef, scope).",
+            &[
+                K::InvalidParams,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StorePermissions,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: ProviderPutParams| c.app.providers_put(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "providers.get",
+            "One registered provider, by id or alias.",
+            &[
+                K::InvalidParams,
+                K::UnknownProvider,
+                K::StoreBusy,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: ProviderIdParams| c.app.providers_get(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "providers.list",
+            "Every registered provider, sorted by id.",
+            STORE_ERRORS,
+            |c, p: ProvidersListParams| c.app.providers_list(p),
+        );
+        register(
+            &mut m,
+            &mut s,
+            "providers.remove",
+            "Unregister a provider (its profiles are kept).",
+            &[
+                K::InvalidParams,
+                K::UnknownProvider,
+                K::StoreBusy,
+                K::StoreReadonly,
+                K::StoreCorrupt,
+                K::StoreNewerSchema,
+            ],
+            |c, p: ProviderIdParams| c.app.providers_remove(p),
+        );
         let _ = ctx.specs.set(s);
         Dispatcher { module: m, ctx }
     }

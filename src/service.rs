@@ -4,7 +4,7 @@
 //! This is the shell around the pure core: it reads the clock, the store and the
 //! environment; the decisions are made by pure functions.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +15,7 @@ use crate::envkeys::{self, EnvKey};
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::ids::{self, Aliases};
 use crate::profile::{validate_profile, Credential, ProfileView, StoredProfile};
+use crate::refresh::{oauth_providers, refreshable, Snapshot};
 use crate::resolve::{self, SkipReason, Step, WalkInput};
 use crate::secret::Secret;
 use crate::settings::{self, EnvFallback, Settings};
@@ -49,6 +50,8 @@ struct ProviderSnapshot {
     order: Option<(Vec<String>, &'static str)>,
     usage: HashMap<String, Usage>,
     settings: Arc<Settings>,
+    /// Providers with an `oauth.tokenUrl` registered (their oauth profiles can refresh).
+    with_oauth: HashSet<String>,
 }
 
 fn cache_key(c: &Connection) -> Result<CacheKey> {
@@ -113,7 +116,7 @@ pub fn load_settings(c: &Connection) -> Result<Settings> {
     Ok(settings::from_stored(&store::settings(c)?))
 }
 
-fn unknown_profile(id: &str, agent: Option<&str>) -> RpcError {
+pub(crate) fn unknown_profile(id: &str, agent: Option<&str>) -> RpcError {
     let scope = agent
         .map(|a| format!("agent `{a}` or the shared scope"))
         .unwrap_or_else(|| "the shared scope".into());
@@ -135,17 +138,16 @@ fn revision_conflict(expected: i64, current: i64) -> RpcError {
     .with_hint("read the current state again and retry with its revision")
 }
 
-/// Whether an oauth profile can be refreshed. OAuth refresh is not built yet, so never.
-fn can_refresh(_: &StoredProfile) -> bool {
-    false
-}
-
 /// Status of a profile at `now` (PROTOCOL §3 `auth.status`), with reason and until.
+///
+/// `can_refresh`: whether the profile is an oauth one with a token endpoint
+/// ([`crate::refresh::refreshable`]).
 pub fn profile_status(
     sp: &StoredProfile,
     u: Option<&Usage>,
     now: i64,
     expiring_within_ms: i64,
+    can_refresh: bool,
 ) -> (&'static str, Option<String>, Option<i64>) {
     if let Some(u) = u {
         if u.needs_reauth {
@@ -160,11 +162,8 @@ pub fn profile_status(
             return (st, Some(b.cause), Some(b.until));
         }
     }
-    if let Some(r) = sp.profile.credential.secret_ref() {
-        if r.source != crate::profile::SecretSource::Env {
-            return ("ref_unavailable", Some("ref_unavailable".into()), None);
-        }
-    }
+    // A SecretRef is resolved at auth.resolve time only (status never runs exec helpers):
+    // a ref-backed key counts as static here.
     match &sp.profile.credential {
         Credential::ApiKey { .. } => ("static", None, None),
         Credential::Token { expires: None, .. } => ("static", None, None),
@@ -173,7 +172,7 @@ pub fn profile_status(
         }
         | Credential::OAuth { expires: e, .. } => {
             let refreshable =
-                matches!(sp.profile.credential, Credential::OAuth { .. }) && can_refresh(sp);
+                matches!(sp.profile.credential, Credential::OAuth { .. }) && can_refresh;
             if *e < 100_000_000_000 {
                 ("expired", Some("invalid_expires".into()), None)
             } else if now >= *e {
@@ -194,11 +193,12 @@ pub fn profile_status(
 fn view_of(
     sp: &StoredProfile,
     usage: &HashMap<String, Usage>,
+    with_oauth: &HashSet<String>,
     now: i64,
     reveal: bool,
 ) -> ProfileView {
     let u = usage.get(&sp.profile.id);
-    let (status, _, _) = profile_status(sp, u, now, 86_400_000);
+    let (status, _, _) = profile_status(sp, u, now, 86_400_000, refreshable(sp, with_oauth));
     ProfileView::new(
         sp,
         status,
@@ -225,6 +225,44 @@ struct Walked {
     usable: Vec<(usize, Secret)>,
     /// The error of the first failed ref, for a pinned profile.
     first_ref_error: Option<RpcError>,
+    /// [`RefreshMode::Stop`]: the step that must be refreshed before the walk can go on.
+    needs_refresh: Option<usize>,
+    /// The error of the first refresh this request tried that failed.
+    first_refresh_error: Option<RpcError>,
+}
+
+/// How [`materialise`] treats a usable oauth step inside the refresh margin.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum RefreshMode {
+    /// `order.get` `effective`: usable (auth.resolve would refresh it).
+    Assume,
+    /// `auth.resolve`: stop at the first one not yet tried; the caller refreshes it and
+    /// walks again.
+    Stop,
+    /// `auth.candidates` (after its refresh pass): the stored token while it is valid,
+    /// else skipped as `expired`.
+    Stored,
+}
+
+/// A refresh this request already tried.
+enum Attempt {
+    /// Refreshed, by us or by another process meanwhile.
+    Done,
+    /// Failed; the stored token is used while it is still valid.
+    Failed(RpcError),
+}
+
+/// The outcome of one walk of `auth.resolve`.
+enum Pass {
+    /// The answer.
+    Done(Box<ResolveResult>),
+    /// This profile must be refreshed first; then walk again.
+    Refresh {
+        scope: Option<String>,
+        id: String,
+        seen: Snapshot,
+        pinned: bool,
+    },
 }
 
 /// Walks and materialises: the first usable step whose secret can be produced wins.
@@ -234,12 +272,17 @@ fn materialise(
     mut steps: Vec<Step>,
     settings: &Settings,
     stop_at_first: bool,
+    mode: RefreshMode,
+    attempts: &HashMap<String, Attempt>,
+    now: i64,
 ) -> Walked {
     // Steps are in walk order and usually few: a linear find beats building a map.
     let find = |id: &str| profiles.iter().find(|p| p.profile.id == id);
     let mut chosen = None;
     let mut usable = vec![];
     let mut first_ref_error = None;
+    let mut needs_refresh = None;
+    let mut first_refresh_error = None;
     for (i, step) in steps.iter_mut().enumerate() {
         if step.skip.is_some() {
             continue;
@@ -247,6 +290,26 @@ fn materialise(
         let Some(sp) = find(step.profile_id.as_str()) else {
             continue;
         };
+        if step.needs_refresh && mode != RefreshMode::Assume {
+            match attempts.get(&step.profile_id) {
+                None if mode == RefreshMode::Stop && chosen.is_none() => {
+                    needs_refresh = Some(i);
+                    break;
+                }
+                Some(Attempt::Failed(e)) if first_refresh_error.is_none() => {
+                    first_refresh_error = Some(e.clone());
+                }
+                _ => {}
+            }
+            let expires = sp.profile.credential.expires().unwrap_or(i64::MIN);
+            if now >= expires {
+                step.skip = Some(resolve::Skip {
+                    reason: SkipReason::Expired,
+                    until: Some(expires),
+                });
+                continue;
+            }
+        }
         let secret = match (
             sp.profile.credential.inline_secret(),
             sp.profile.credential.secret_ref(),
@@ -281,6 +344,8 @@ fn materialise(
         chosen,
         usable,
         first_ref_error,
+        needs_refresh,
+        first_refresh_error,
     }
 }
 
@@ -530,9 +595,10 @@ impl App {
             let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
             let sp = store::view_profile(c, a, &id)?.ok_or_else(|| unknown_profile(&id, a))?;
             let usage = store::usages(c, [id.as_str()])?;
+            let with_oauth = oauth_providers(c)?;
             Ok(GetResult {
                 agent: agent.clone(),
-                profile: view_of(&sp, &usage, now, p.reveal),
+                profile: view_of(&sp, &usage, &with_oauth, now, p.reveal),
             })
         })
     }
@@ -551,9 +617,10 @@ impl App {
                 .transpose()?;
             let view = store::view_profiles(c, a, provider.as_deref())?;
             let usage = store::usages(c, view.iter().map(|s| s.profile.id.as_str()))?;
+            let with_oauth = oauth_providers(c)?;
             let profiles = view
                 .iter()
-                .map(|sp| view_of(sp, &usage, now, false))
+                .map(|sp| view_of(sp, &usage, &with_oauth, now, false))
                 .collect();
             Ok(ListResult {
                 agent: agent.clone(),
@@ -670,11 +737,13 @@ impl App {
         let profiles = store::view_profiles(c, a, Some(provider))?;
         let order = store::effective_order(c, a, provider)?;
         let usage = store::usages(c, profiles.iter().map(|s| s.profile.id.as_str()))?;
+        let with_oauth = oauth_providers(c)?;
         let snap = Arc::new(ProviderSnapshot {
             profiles: Arc::new(profiles),
             order,
             usage,
             settings,
+            with_oauth,
         });
         cache.views.insert(k, snap.clone());
         Ok(snap)
@@ -690,6 +759,7 @@ impl App {
         now: i64,
     ) -> Result<WalkView> {
         let snap = self.snapshot(c, a, provider)?;
+        let can_refresh = |sp: &StoredProfile| refreshable(sp, &snap.with_oauth);
         let steps = resolve::walk(&WalkInput {
             profiles: &snap.profiles,
             order: snap.order.as_ref().map(|(ids, _)| ids.as_slice()),
@@ -718,7 +788,15 @@ impl App {
             let provider = provider_param(&p.provider, &aliases)?;
             let (profiles, order, steps, settings) =
                 self.walk_view(c, a, &provider, p.model.as_deref(), None, now)?;
-            let walked = materialise(&profiles, steps, &settings, false);
+            let walked = materialise(
+                &profiles,
+                steps,
+                &settings,
+                false,
+                RefreshMode::Assume,
+                &HashMap::new(),
+                now,
+            );
             let effective = walked
                 .steps
                 .iter()
@@ -845,8 +923,47 @@ impl App {
     }
 
     /// `auth.resolve`: the credential to use now (PROTOCOL §3 "Resolution walk").
+    ///
+    /// An oauth profile inside the refresh margin is refreshed before it is handed out
+    /// ([`App::refresh_profile`], single flight across processes); then the walk is done
+    /// again on the committed state. Every profile is tried at most once per request.
+    ///
+    /// Errors: `invalid_params`, `provider_mismatch`, `unknown_profile`, the -32020 kinds,
+    /// `secret_unavailable`, `refresh_failed` (a pinned profile's refresh, or the only
+    /// candidates' refresh, failed), store errors.
     pub fn auth_resolve(&self, p: ResolveParams) -> Result<ResolveResult> {
-        let agent = agent_param(p.agent)?;
+        let agent = agent_param(p.agent.clone())?;
+        let mut attempts: HashMap<String, Attempt> = HashMap::new();
+        loop {
+            match self.resolve_pass(&p, &agent, &attempts)? {
+                Pass::Done(r) => return Ok(*r),
+                Pass::Refresh {
+                    scope,
+                    id,
+                    seen,
+                    pinned,
+                } => match self.refresh_profile(scope.as_deref(), &id, Some(&seen), false) {
+                    Ok(_) => {
+                        attempts.insert(id, Attempt::Done);
+                    }
+                    Err(e) if pinned && e.kind == ErrorKind::RefreshFailed && !e.retryable => {
+                        return Err(e)
+                    }
+                    Err(e) => {
+                        attempts.insert(id, Attempt::Failed(e));
+                    }
+                },
+            }
+        }
+    }
+
+    /// One walk of `auth.resolve` over the store as it is now.
+    fn resolve_pass(
+        &self,
+        p: &ResolveParams,
+        agent: &Option<String>,
+        attempts: &HashMap<String, Attempt>,
+    ) -> Result<Pass> {
         let a = agent.as_deref();
         let now = now_ms();
         self.store().read(|c| {
@@ -882,10 +999,26 @@ impl App {
                     return Err(unknown_profile(id, a));
                 }
             }
-            let walked = materialise(&profiles, steps, &settings, true);
+            let walked = materialise(&profiles, steps, &settings, true, RefreshMode::Stop, attempts, now);
+            if let Some(i) = walked.needs_refresh {
+                let sp = profiles
+                    .iter()
+                    .find(|s| s.profile.id == walked.steps[i].profile_id)
+                    .ok_or_else(|| RpcError::internal("walk step without a profile"))?;
+                let seen = Snapshot::of(sp).ok_or_else(|| RpcError::internal("refresh of a non-oauth profile"))?;
+                return Ok(Pass::Refresh {
+                    scope: sp.scope.clone(),
+                    id: sp.profile.id.clone(),
+                    seen,
+                    pinned: pin.is_some(),
+                });
+            }
             let Some((idx, secret)) = walked.chosen else {
                 if pin.is_some() {
                     if let Some(e) = walked.first_ref_error {
+                        return Err(e);
+                    }
+                    if let Some(e) = walked.first_refresh_error {
                         return Err(e);
                     }
                     let s = &walked.steps[0];
@@ -897,6 +1030,15 @@ impl App {
                     .with("profileId", &s.profile_id)
                     .with("reason", k.reason)
                     .with("candidates", vec![resolve::CandidateReport { profile_id: s.profile_id.clone(), reason: Some(k.reason), until: k.until }]);
+                    if k.reason == SkipReason::NeedsReauth {
+                        return Err(crate::refresh::refresh_failed(
+                            &s.profile_id,
+                            "needs_reauth",
+                            false,
+                            format!("the refresh token of `{}` was refused; it needs a new login", s.profile_id),
+                        )
+                        .with_hint("log in again and store the new credential with profiles.put (same id)"));
+                    }
                     if let (Some(t), SkipReason::Cooldown | SkipReason::Disabled) = (k.until, k.reason) {
                         e = e.with("earliestUntil", t).with_hint(format!(
                             "wait, or clear the window with auth.clearCooldown {{\"profileId\": \"{}\"}}",
@@ -910,7 +1052,7 @@ impl App {
                 let env = env_keys_for(c, &provider)?;
                 if env_allowed(settings.env_fallback, &walked.steps) {
                     if let Some(k) = env.into_iter().next() {
-                        return Ok(env_result(&provider, &agent, k, &walked.steps, p.explain));
+                        return Ok(Pass::Done(Box::new(env_result(&provider, agent, k, &walked.steps, p.explain))));
                     }
                 } else if !env.is_empty() {
                     let e = with_env_available(
@@ -920,7 +1062,10 @@ impl App {
                     );
                     return Err(if p.explain { with_trace(e, &walked.steps) } else { e });
                 }
-                let e = resolve::no_credential_error(&provider, a, &walked.steps);
+                let e = match walked.first_refresh_error {
+                    Some(e) => e,
+                    None => resolve::no_credential_error(&provider, a, &walked.steps),
+                };
                 return Err(if p.explain { with_trace(e, &walked.steps) } else { e });
             };
             let step = &walked.steps[idx];
@@ -953,7 +1098,7 @@ impl App {
                 _ => None,
             };
             tracing::debug!(profile_id = %sp.profile.id, %provider, agent = ?a, "resolved");
-            Ok(ResolveResult {
+            Ok(Pass::Done(Box::new(ResolveResult {
                 profile_id: Some(sp.profile.id.clone()),
                 provider: provider.clone(),
                 agent: agent.clone(),
@@ -967,7 +1112,7 @@ impl App {
                 fallback_from,
                 fallback_reason,
                 trace,
-            })
+            })))
         })
     }
 
@@ -1101,6 +1246,7 @@ impl App {
             providers.sort();
             providers.dedup();
             let mut out = vec![];
+            let with_oauth = oauth_providers(c)?;
             for provider in providers {
                 let (profiles, _, steps, settings) =
                     self.walk_view(c, a, &provider, None, None, now)?;
@@ -1116,14 +1262,9 @@ impl App {
                         continue;
                     };
                     let u = usage.get(&sp.profile.id);
-                    let (st, reason, until) = profile_status(sp, u, now, p.expiring_within_ms);
-                    classes.push(status::expiry_class(
-                        sp,
-                        u,
-                        now,
-                        p.expiring_within_ms,
-                        can_refresh(sp),
-                    ));
+                    let can = refreshable(sp, &with_oauth);
+                    let (st, reason, until) = profile_status(sp, u, now, p.expiring_within_ms, can);
+                    classes.push(status::expiry_class(sp, u, now, p.expiring_within_ms, can));
                     entries.push(ProfileStatus {
                         profile_id: sp.profile.id.clone(),
                         kind: sp.profile.credential.type_name().into(),
@@ -1174,13 +1315,48 @@ impl App {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let model = model_param(p.model);
+        // First refresh every usable oauth candidate inside the margin (single flight);
+        // a failure leaves the stored token, used while it is valid.
+        let due: Vec<(Option<String>, String, Snapshot)> = self.store().read(|c| {
+            let aliases = load_aliases(c)?;
+            let provider = provider_param(&p.provider, &aliases)?;
+            let (profiles, _, steps, _) =
+                self.walk_view(c, a, &provider, model.as_deref(), None, now_ms())?;
+            Ok(steps
+                .iter()
+                .filter(|s| s.skip.is_none() && s.needs_refresh)
+                .filter_map(|s| profiles.iter().find(|sp| sp.profile.id == s.profile_id))
+                .filter_map(|sp| {
+                    Snapshot::of(sp).map(|snap| (sp.scope.clone(), sp.profile.id.clone(), snap))
+                })
+                .collect())
+        })?;
+        let mut attempts = HashMap::new();
+        for (scope, id, seen) in due {
+            let r = self.refresh_profile(scope.as_deref(), &id, Some(&seen), false);
+            attempts.insert(
+                id,
+                match r {
+                    Ok(_) => Attempt::Done,
+                    Err(e) => Attempt::Failed(e),
+                },
+            );
+        }
         let now = now_ms();
         self.store().read(|c| {
             let aliases = load_aliases(c)?;
             let provider = provider_param(&p.provider, &aliases)?;
             let (profiles, _, steps, settings) =
                 self.walk_view(c, a, &provider, model.as_deref(), None, now)?;
-            let walked = materialise(&profiles, steps, &settings, false);
+            let walked = materialise(
+                &profiles,
+                steps,
+                &settings,
+                false,
+                RefreshMode::Stored,
+                &attempts,
+                now,
+            );
             let by_id: HashMap<&str, &StoredProfile> = profiles
                 .iter()
                 .map(|s| (s.profile.id.as_str(), s))

@@ -493,10 +493,10 @@ fn check_exits_0_healthy_2_expiring_1_expired_or_missing() {
             .code(),
         Some(1)
     );
-    // --refresh is accepted.
+    // --refresh is accepted (nothing here is OAuth, so nothing is refreshed).
     let out = env.check(&["--refresh", "--provider", "openai"]);
     assert_eq!(out.status.code(), Some(0));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("--refresh"));
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("refreshed"));
 }
 
 #[test]

@@ -1,0 +1,208 @@
+//! `providers.put`, `providers.get`, `providers.list`, `providers.remove` (PROTOCOL §3
+//! "Secrets, providers and settings"): aliases that normalise provider ids everywhere,
+//! extra environment key names (§6) and the OAuth client used for refresh (§5.2).
+//!
+//! A provider is stored as one row of the `providers` table: its id and the JSON body
+//! `{aliases, envVars, oauth?}`.
+
+use std::collections::BTreeSet;
+
+use rusqlite::Connection;
+use serde_json::json;
+
+use crate::api::*;
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::ids::{self, Aliases};
+use crate::service::{load_aliases, App};
+use crate::store;
+
+fn unknown_provider(id: &str) -> RpcError {
+    RpcError::new(
+        ErrorKind::UnknownProvider,
+        format!("no registered provider `{id}`"),
+    )
+    .with("id", id)
+    .with_hint(
+        "list the registered providers with providers.list, or register it with providers.put",
+    )
+}
+
+fn bad(pointer: &str, msg: impl Into<String>) -> RpcError {
+    RpcError::invalid_params(msg).with("pointer", pointer)
+}
+
+/// Reads a stored provider body (lenient: broken members read as empty).
+pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
+    let strings = |k: &str| -> Vec<String> {
+        body.get(k)
+            .and_then(|v| v.as_array())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    ProviderView {
+        id: id.to_string(),
+        aliases: strings("aliases"),
+        env_vars: strings("envVars"),
+        oauth: body
+            .get("oauth")
+            .cloned()
+            .and_then(|o| serde_json::from_value(o).ok()),
+    }
+}
+
+fn find(c: &Connection, raw: &str) -> Result<ProviderView> {
+    let aliases = load_aliases(c)?;
+    let id = ids::normalize_provider(raw, &aliases).map_err(|e| bad("/id", e.to_string()))?;
+    store::providers(c)?
+        .into_iter()
+        .find(|(pid, _)| *pid == id)
+        .map(|(pid, body)| view_from_body(&pid, &body))
+        .ok_or_else(|| unknown_provider(&id))
+}
+
+/// Validates `providers.put` params against the registered providers; returns the view
+/// to store. Pure apart from the `existing` list passed in.
+fn validate(
+    p: &ProviderPutParams,
+    existing: &[(String, serde_json::Value)],
+) -> Result<ProviderView> {
+    let id =
+        ids::normalize_provider(&p.id, &Aliases::new()).map_err(|e| bad("/id", e.to_string()))?;
+    // Aliases registered by other providers.
+    let mut taken: Aliases = Aliases::new();
+    for (pid, body) in existing.iter().filter(|(pid, _)| *pid != id) {
+        for a in view_from_body(pid, body).aliases {
+            taken.insert(a, pid.clone());
+        }
+    }
+    if let Some(owner) = taken.get(&id) {
+        return Err(
+            bad("/id", format!("`{id}` is an alias of provider `{owner}`")).with_hint(format!(
+                "register it under `{owner}`, or remove the alias there first"
+            )),
+        );
+    }
+    let mut aliases = BTreeSet::new();
+    for (i, raw) in p.aliases.iter().flatten().enumerate() {
+        let ptr = format!("/aliases/{i}");
+        let a =
+            ids::normalize_provider(raw, &Aliases::new()).map_err(|e| bad(&ptr, e.to_string()))?;
+        if a == id {
+            return Err(bad(&ptr, format!("`{a}` is the provider's own id")));
+        }
+        if let Some(owner) = taken.get(&a) {
+            return Err(bad(&ptr, format!("`{a}` is already an alias of `{owner}`")));
+        }
+        if existing.iter().any(|(pid, _)| *pid == a) {
+            return Err(bad(&ptr, format!("`{a}` is a registered provider itself")));
+        }
+        aliases.insert(a);
+    }
+    let mut env_vars = vec![];
+    for (i, v) in p.env_vars.iter().flatten().enumerate() {
+        let ok = v
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+            && v.len() <= 128
+            && v.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !ok {
+            return Err(bad(
+                &format!("/envVars/{i}"),
+                "an environment variable name such as OPENAI_API_KEY",
+            ));
+        }
+        if !env_vars.contains(v) {
+            env_vars.push(v.clone());
+        }
+    }
+    if let Some(o) = &p.oauth {
+        crate::oauth::check_token_url(&o.token_url).map_err(|why| bad("/oauth/tokenUrl", why))?;
+        if o.client_id.trim().is_empty() || o.client_id.chars().any(char::is_control) {
+            return Err(bad(
+                "/oauth/clientId",
+                "`clientId` must be a non-empty string",
+            ));
+        }
+        if let Some(r) = &o.client_secret_ref {
+            let v = serde_json::to_value(r).map_err(|e| RpcError::internal(e.to_string()))?;
+            crate::profile::validate_secret_ref(&v, "/oauth/clientSecretRef")?;
+        }
+    }
+    Ok(ProviderView {
+        id,
+        aliases: aliases.into_iter().collect(),
+        env_vars,
+        oauth: p.oauth.clone(),
+    })
+}
+
+impl App {
+    /// `providers.put`: registers or replaces a provider (aliases, envVars, oauth).
+    ///
+    /// Errors: `invalid_params` (bad id, alias taken, bad env var name, a token URL that is
+    /// not https or loopback http, a bad clientSecretRef), store errors.
+    pub fn providers_put(&self, p: ProviderPutParams) -> Result<ProviderPutResult> {
+        let mut st = self.store();
+        // Validate first so that refused params do not create the store.
+        st.read(|c| validate(&p, &store::providers(c)?).map(|_| ()))?;
+        st.write(|c| {
+            let view = validate(&p, &store::providers(c)?)?;
+            let mut body = json!({"aliases": view.aliases, "envVars": view.env_vars});
+            if let Some(o) = &view.oauth {
+                body["oauth"] =
+                    serde_json::to_value(o).map_err(|e| RpcError::internal(e.to_string()))?;
+            }
+            let created = store::put_provider(c, &view.id, &body)?;
+            tracing::info!(provider = %view.id, created, "provider stored");
+            Ok(ProviderPutResult {
+                provider: view,
+                created,
+            })
+        })
+    }
+
+    /// `providers.get`: one provider, by id or alias.
+    ///
+    /// Errors: `invalid_params`, `unknown_provider`, store errors.
+    pub fn providers_get(&self, p: ProviderIdParams) -> Result<ProviderGetResult> {
+        self.store()
+            .read(|c| find(c, &p.id))
+            .map(|provider| ProviderGetResult { provider })
+    }
+
+    /// `providers.list`: every registered provider, sorted by id.
+    ///
+    /// Errors: store errors.
+    pub fn providers_list(&self, _: ProvidersListParams) -> Result<ProvidersListResult> {
+        self.store().read(|c| {
+            Ok(ProvidersListResult {
+                providers: store::providers(c)?
+                    .iter()
+                    .map(|(id, body)| view_from_body(id, body))
+                    .collect(),
+            })
+        })
+    }
+
+    /// `providers.remove`: unregisters a provider (by id or alias); profiles are kept.
+    ///
+    /// Errors: `invalid_params`, `unknown_provider`, store errors.
+    pub fn providers_remove(&self, p: ProviderIdParams) -> Result<ProviderRemoveResult> {
+        let mut st = self.store();
+        st.read(|c| find(c, &p.id).map(|_| ()))?;
+        st.write(|c| {
+            let v = find(c, &p.id)?;
+            store::delete_provider(c, &v.id)?;
+            tracing::info!(provider = %v.id, "provider removed");
+            Ok(ProviderRemoveResult {
+                id: v.id,
+                removed: true,
+            })
+        })
+    }
+}

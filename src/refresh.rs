@@ -1,0 +1,429 @@
+//! OAuth refresh with single flight across processes (PROTOCOL §5.2, RFC 6749 §6).
+//!
+//! [`App::refresh_profile`] is the one place a refresh token is redeemed:
+//! 1. take the profile's refresh lock ([`crate::flight`]; others wait, bounded);
+//! 2. re-read the profile; if its access/refresh/expires differ from what the caller saw,
+//!    someone else refreshed it meanwhile: no call, the caller uses the stored state;
+//! 3. POST the refresh_token grant ([`crate::oauth`]) with the stored refresh token;
+//! 4. commit the new access/refresh/expires in one `BEGIN IMMEDIATE` transaction
+//!    (`synchronous=FULL`) while still holding the lock, then release it.
+//!
+//! So a rotated refresh token is never sent twice: every sender holds the lock and reads
+//! the latest committed token under it. See ARCHITECTURE.md "OAuth refresh" for what a
+//! crash between the endpoint's answer and the commit costs.
+
+use std::collections::HashSet;
+
+use rusqlite::Connection;
+
+use crate::api::ProviderOAuth;
+use crate::error::{ErrorKind, Result, RpcError};
+use crate::flight;
+use crate::oauth::{self, EndpointError, RefreshRequest};
+use crate::profile::{Credential, StoredProfile};
+use crate::secret::Secret;
+use crate::service::{load_settings, now_ms, unknown_profile, App};
+use crate::store;
+
+/// The refresh-relevant state of an oauth profile, compared before and after taking the lock.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Snapshot {
+    /// The access token.
+    pub access: Secret,
+    /// The refresh token.
+    pub refresh: Secret,
+    /// Expiry of the access token, ms since the epoch.
+    pub expires: i64,
+}
+
+impl Snapshot {
+    /// The snapshot of an oauth profile; `None` for other types.
+    pub fn of(sp: &StoredProfile) -> Option<Snapshot> {
+        match &sp.profile.credential {
+            Credential::OAuth {
+                access,
+                refresh,
+                expires,
+                ..
+            } => Some(Snapshot {
+                access: access.clone(),
+                refresh: refresh.clone(),
+                expires: *expires,
+            }),
+            _ => None,
+        }
+    }
+}
+
+/// What [`App::refresh_profile`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refreshed {
+    /// This call redeemed the refresh token and committed the new state.
+    Yes {
+        /// New expiry, ms since the epoch.
+        expires: i64,
+    },
+    /// Nothing to do: not due, or another process/request refreshed it meanwhile.
+    No {
+        /// Stored expiry, ms since the epoch.
+        expires: i64,
+    },
+}
+
+/// The OAuth client registered for `provider` (`providers.put {oauth}`), if any.
+///
+/// Errors: store errors.
+pub fn provider_oauth(c: &Connection, provider: &str) -> Result<Option<ProviderOAuth>> {
+    Ok(store::providers(c)?
+        .into_iter()
+        .find(|(id, _)| id == provider)
+        .and_then(|(_, body)| body.get("oauth").cloned())
+        .and_then(|o| serde_json::from_value(o).ok()))
+}
+
+/// Providers with a registered OAuth token endpoint.
+///
+/// Errors: store errors.
+pub fn oauth_providers(c: &Connection) -> Result<HashSet<String>> {
+    Ok(store::providers(c)?
+        .into_iter()
+        .filter(|(_, body)| {
+            body.get("oauth")
+                .and_then(|o| o.get("tokenUrl"))
+                .is_some_and(|u| u.is_string())
+        })
+        .map(|(id, _)| id)
+        .collect())
+}
+
+/// Whether `sp` can be refreshed: an oauth profile with its own `tokenUrl` or whose
+/// provider is in `with_oauth` ([`oauth_providers`]).
+pub fn refreshable(sp: &StoredProfile, with_oauth: &HashSet<String>) -> bool {
+    match &sp.profile.credential {
+        Credential::OAuth { token_url, .. } => {
+            token_url.is_some() || with_oauth.contains(&sp.profile.provider)
+        }
+        _ => false,
+    }
+}
+
+/// A `refresh_failed` (-32040) error naming the profile and a `reason`.
+pub fn refresh_failed(id: &str, reason: &str, retryable: bool, message: String) -> RpcError {
+    RpcError::new(ErrorKind::RefreshFailed, message)
+        .with("profileId", id)
+        .with("reason", reason)
+        .retryable(retryable)
+}
+
+fn needs_reauth_error(id: &str, reason: &str, message: String) -> RpcError {
+    refresh_failed(id, reason, false, message).with_hint(format!(
+        "log in again and store the new credential with profiles.put {{\"profile\": {{\"id\": \"{id}\", \"type\": \"oauth\", ...}}}}"
+    ))
+}
+
+fn endpoint_error(id: &str, e: &EndpointError) -> RpcError {
+    match e {
+        EndpointError::InvalidGrant { status } => needs_reauth_error(
+            id,
+            "invalid_grant",
+            format!("the token endpoint refused the refresh token of `{id}` (invalid_grant): it is expired, revoked or was already used"),
+        )
+        .with("status", status),
+        EndpointError::Rejected { status, error } => refresh_failed(
+            id,
+            "rejected",
+            false,
+            format!(
+                "the token endpoint rejected the refresh of `{id}` with HTTP {status}{}",
+                error.as_deref().map(|c| format!(" ({c})")).unwrap_or_default()
+            ),
+        )
+        .with("status", status)
+        .with("error", error)
+        .with_hint("check the profile's tokenUrl/clientId or the provider's oauth settings (providers.get)"),
+        EndpointError::Transient { status, reason } => refresh_failed(
+            id,
+            reason,
+            true,
+            match status {
+                Some(s) => format!("the token endpoint answered HTTP {s} to the refresh of `{id}`; the stored credential is unchanged"),
+                None => format!("the token endpoint could not be reached to refresh `{id}`; the stored credential is unchanged"),
+            },
+        )
+        .with("status", status),
+    }
+}
+
+impl App {
+    /// Refreshes the oauth profile `id` of `scope` (`None` = shared) under its single-flight
+    /// lock. `seen` is the state the caller decided on: if the stored state differs once the
+    /// lock is held, another process or request refreshed it and nothing is sent. Without
+    /// `force` only a token inside `refreshMarginMs` of `expires` is refreshed.
+    ///
+    /// Errors: `unknown_profile`; `invalid_params` (not an oauth profile); `refresh_failed`
+    /// (-32040) with `data.reason`: `invalid_grant` / `needs_reauth` (retryable false; the
+    /// profile is marked `needs_reauth`), `rejected`, `no_token_url`, `insecure_token_url`
+    /// (retryable false), `server_error`, `rate_limited`, `bad_response`, `network`,
+    /// `refresh_in_progress`, `lock_failed` (retryable true; the stored credential is
+    /// untouched); `secret_unavailable` for the client secret; store errors.
+    pub fn refresh_profile(
+        &self,
+        scope: Option<&str>,
+        id: &str,
+        seen: Option<&Snapshot>,
+        force: bool,
+    ) -> Result<Refreshed> {
+        let store_path = self.store().path().to_path_buf();
+        let lp = flight::lock_path(&store_path, store::scope_key(scope), id);
+        let _lock = match flight::acquire(&lp, flight::REFRESH_WAIT) {
+            Ok(Some(l)) => l,
+            Ok(None) => {
+                return Err(refresh_failed(
+                    id,
+                    "refresh_in_progress",
+                    true,
+                    format!(
+                        "another process has been refreshing `{id}` for more than {} s",
+                        flight::REFRESH_WAIT.as_secs()
+                    ),
+                ))
+            }
+            Err(e) => {
+                return Err(refresh_failed(
+                    id,
+                    "lock_failed",
+                    true,
+                    format!("cannot take the refresh lock {}: {e}", lp.display()),
+                ))
+            }
+        };
+        let (sp, usage, settings, pconf) = self.store().read(|c| {
+            let sp =
+                store::scope_profile(c, scope, id)?.ok_or_else(|| unknown_profile(id, scope))?;
+            let usage = store::usage(c, id)?;
+            let pconf = provider_oauth(c, &sp.profile.provider)?;
+            Ok((sp, usage, load_settings(c)?, pconf))
+        })?;
+        let Some(cur) = Snapshot::of(&sp) else {
+            return Err(RpcError::invalid_params(format!(
+                "profile `{id}` is of type {}; only oauth profiles are refreshed",
+                sp.profile.credential.type_name()
+            ))
+            .with("pointer", "/profileId"));
+        };
+        if seen.is_some_and(|s| *s != cur) {
+            tracing::debug!(profile_id = %id, "already refreshed by another process or request");
+            return Ok(Refreshed::No {
+                expires: cur.expires,
+            });
+        }
+        let now = now_ms();
+        if !force && now < cur.expires.saturating_sub(settings.refresh_margin_ms) {
+            return Ok(Refreshed::No {
+                expires: cur.expires,
+            });
+        }
+        if usage.needs_reauth && !force {
+            return Err(needs_reauth_error(
+                id,
+                "needs_reauth",
+                format!("the refresh token of `{id}` was refused before; it needs a new login"),
+            ));
+        }
+        let Credential::OAuth {
+            token_url,
+            client_id,
+            ..
+        } = &sp.profile.credential
+        else {
+            unreachable!("Snapshot::of matched oauth");
+        };
+        let endpoint = token_url
+            .clone()
+            .or_else(|| pconf.as_ref().map(|p| p.token_url.clone()))
+            .ok_or_else(|| {
+                refresh_failed(
+                    id,
+                    "no_token_url",
+                    false,
+                    format!(
+                        "profile `{id}` has no tokenUrl and provider `{}` has no oauth settings",
+                        sp.profile.provider
+                    ),
+                )
+                .with_hint(format!(
+                    "providers.put {{\"id\": \"{}\", \"oauth\": {{\"tokenUrl\": \"https://...\", \"clientId\": \"...\"}}}}",
+                    sp.profile.provider
+                ))
+            })?;
+        if let Err(why) = oauth::check_token_url(&endpoint) {
+            return Err(refresh_failed(
+                id,
+                "insecure_token_url",
+                false,
+                format!("profile `{id}`: {why}"),
+            ));
+        }
+        let client_id = client_id
+            .clone()
+            .or_else(|| pconf.as_ref().map(|p| p.client_id.clone()));
+        // The provider's client secret goes only with the provider's own client id.
+        let client_secret = match &pconf {
+            Some(p) if client_id.as_deref() == Some(p.client_id.as_str()) => p
+                .client_secret_ref
+                .as_ref()
+                .map(|r| crate::secrets::resolve_ref(r, &settings))
+                .transpose()?,
+            _ => None,
+        };
+        let scope_param = pconf.as_ref().and_then(|p| p.scope.clone());
+        let sent_at = now_ms();
+        tracing::info!(profile_id = %id, "refreshing the OAuth access token");
+        let answer = oauth::post_refresh(&RefreshRequest {
+            token_url: &endpoint,
+            refresh_token: &cur.refresh,
+            client_id: client_id.as_deref(),
+            client_secret: client_secret.as_ref(),
+            scope: scope_param.as_deref(),
+        });
+        match answer {
+            Ok(grant) => {
+                let expires = grant.expires_at(sent_at);
+                let rotated = grant.refresh.is_some();
+                // Commit before anyone uses the token. A busy store is retried: the rotated
+                // refresh token exists nowhere else.
+                let mut tries = 0;
+                let stored = loop {
+                    let r = self.store().write(|c| {
+                        let Some(mut now_sp) = store::scope_profile(c, scope, id)? else {
+                            return Ok(false);
+                        };
+                        match &mut now_sp.profile.credential {
+                            Credential::OAuth {
+                                access,
+                                refresh,
+                                expires: e,
+                                ..
+                            } if *refresh == cur.refresh => {
+                                *access = grant.access.clone();
+                                if let Some(r) = &grant.refresh {
+                                    *refresh = r.clone();
+                                }
+                                *e = expires;
+                            }
+                            // Replaced by profiles.put while we were out: keep the new one.
+                            _ => return Ok(false),
+                        }
+                        store::upsert_profile(c, scope, &now_sp.profile, now_ms())?;
+                        let mut u = store::usage(c, id)?;
+                        if u.needs_reauth {
+                            u.needs_reauth = false;
+                            store::put_usage(c, id, &u)?;
+                        }
+                        Ok(true)
+                    });
+                    match r {
+                        Err(e) if e.kind == ErrorKind::StoreBusy && tries < 3 => tries += 1,
+                        other => break other,
+                    }
+                };
+                match stored {
+                    Ok(true) => {
+                        tracing::info!(profile_id = %id, rotated, expires, "OAuth access token refreshed");
+                        Ok(Refreshed::Yes { expires })
+                    }
+                    Ok(false) => {
+                        tracing::warn!(profile_id = %id, "the profile was replaced during the refresh; the new one is kept");
+                        Ok(Refreshed::No {
+                            expires: cur.expires,
+                        })
+                    }
+                    Err(e) => {
+                        tracing::error!(profile_id = %id, rotated, kind = e.kind.as_str(), "the refreshed token could not be stored");
+                        Err(e)
+                    }
+                }
+            }
+            Err(EndpointError::InvalidGrant { status }) => {
+                // Re-read once: if the stored refresh token changed (a sibling or a
+                // profiles.put), use the new state; else mark the profile needs_reauth.
+                let marked = self.store().write(|c| {
+                    let same = store::scope_profile(c, scope, id)?
+                        .and_then(|s| Snapshot::of(&s))
+                        .is_some_and(|s| s.refresh == cur.refresh);
+                    if same {
+                        let mut u = store::usage(c, id)?;
+                        u.needs_reauth = true;
+                        store::put_usage(c, id, &u)?;
+                    }
+                    Ok(same)
+                })?;
+                if !marked {
+                    tracing::info!(profile_id = %id, "invalid_grant, but the stored refresh token changed meanwhile");
+                    return Ok(Refreshed::No {
+                        expires: cur.expires,
+                    });
+                }
+                tracing::warn!(profile_id = %id, status, "refresh token refused (invalid_grant): needs_reauth");
+                Err(endpoint_error(id, &EndpointError::InvalidGrant { status }))
+            }
+            Err(e) => {
+                let err = endpoint_error(id, &e);
+                tracing::warn!(profile_id = %id, reason = ?err.extra.get("reason"), "OAuth refresh failed");
+                Err(err)
+            }
+        }
+    }
+}
+
+impl App {
+    /// `auth.refresh`: refreshes an oauth profile of the agent's view now if it is inside
+    /// `refreshMarginMs` of expiry (or always with `force`), under the single-flight lock.
+    ///
+    /// Errors: `invalid_params` (bad id or agent, not an oauth profile), `unknown_profile`,
+    /// `refresh_failed`, `secret_unavailable` (client secret), store errors.
+    pub fn auth_refresh(&self, p: crate::api::RefreshParams) -> Result<crate::api::RefreshResult> {
+        let agent =
+            match p.agent {
+                None => None,
+                Some(a) => Some(crate::ids::validate_agent(&a).map_err(|e| {
+                    RpcError::invalid_params(e.to_string()).with("pointer", "/agent")
+                })?),
+            };
+        let a = agent.as_deref();
+        let sp = self.store().read(|c| {
+            let aliases = crate::service::load_aliases(c)?;
+            let (id, _) =
+                crate::ids::normalize_profile_id(&p.profile_id, &aliases).map_err(|e| {
+                    RpcError::invalid_params(e.to_string()).with("pointer", "/profileId")
+                })?;
+            store::view_profile(c, a, &id)?.ok_or_else(|| unknown_profile(&id, a))
+        })?;
+        let id = sp.profile.id.clone();
+        let seen = Snapshot::of(&sp).ok_or_else(|| {
+            RpcError::invalid_params(format!(
+                "profile `{id}` is of type {}; only oauth profiles are refreshed",
+                sp.profile.credential.type_name()
+            ))
+            .with("pointer", "/profileId")
+        })?;
+        let r = self.refresh_profile(sp.scope.as_deref(), &id, Some(&seen), p.force)?;
+        let (refreshed, expires) = match r {
+            Refreshed::Yes { expires } => (true, expires),
+            Refreshed::No { .. } => {
+                // Report what is stored now (another process may have refreshed it).
+                let e = self.store().read(|c| {
+                    Ok(store::scope_profile(c, sp.scope.as_deref(), &id)?
+                        .and_then(|s| s.profile.credential.expires()))
+                })?;
+                (false, e.unwrap_or(seen.expires))
+            }
+        };
+        Ok(crate::api::RefreshResult {
+            profile_id: id,
+            agent,
+            refreshed,
+            expires,
+        })
+    }
+}
