@@ -196,23 +196,32 @@ pub fn default_order<'a>(
     usage: &HashMap<String, Usage>,
     now: i64,
 ) -> Vec<&'a StoredProfile> {
-    let mut v: Vec<&StoredProfile> = profiles.iter().collect();
-    v.sort_by(|a, b| {
-        let key = |p: &StoredProfile| {
-            (
-                p.profile.credential.type_rank(),
-                is_expired_for_sort(p, now),
+    // Keys are computed once per profile (one usage lookup each), then sorted.
+    let mut keyed: Vec<((u8, bool, i64), &StoredProfile)> = profiles
+        .iter()
+        .map(|p| {
+            let last_used = if usage.is_empty() {
+                0
+            } else {
                 usage
                     .get(&p.profile.id)
                     .and_then(|u| u.last_used)
-                    .unwrap_or(0),
+                    .unwrap_or(0)
+            };
+            (
+                (
+                    p.profile.credential.type_rank(),
+                    is_expired_for_sort(p, now),
+                    last_used,
+                ),
+                p,
             )
-        };
-        key(a)
-            .cmp(&key(b))
-            .then_with(|| a.profile.id.cmp(&b.profile.id))
+        })
+        .collect();
+    keyed.sort_unstable_by(|(ka, a), (kb, b)| {
+        ka.cmp(kb).then_with(|| a.profile.id.cmp(&b.profile.id))
     });
-    v
+    keyed.into_iter().map(|(_, p)| p).collect()
 }
 
 /// The walk: every candidate in the order `auth.resolve` considers it, with its decision.
