@@ -107,6 +107,48 @@ pub fn init_logging() {
         .try_init();
 }
 
+/// What the panic hook prints: where the bug is, never the panic's message, which may hold
+/// a secret (e.g. a value formatted into an `expect`).
+pub fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
+    let at = info
+        .location()
+        .map(|l| format!(" at {}:{}", l.file(), l.line()))
+        .unwrap_or_default();
+    format!("modelauth: internal error (a bug){at}; the panic message is withheld because it may hold a secret")
+}
+
+/// Replaces the default panic hook (which prints the panic message) with one that prints
+/// only [`panic_report`] on stderr. Called first thing in `main`.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let _ = writeln!(io::stderr().lock(), "{}", panic_report(info));
+    }));
+}
+
+/// Runs `f` with a panic hook that records [`panic_report`] lines instead of printing
+/// them, and returns `f`'s value; for tests of the panic paths.
+#[cfg(test)]
+pub(crate) fn with_quiet_panics<T>(f: impl FnOnce() -> T) -> T {
+    use std::sync::Mutex;
+    static LOCK: Mutex<()> = Mutex::new(());
+    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
+    let prev = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        let r = panic_report(info);
+        PANIC_REPORTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(r);
+    }));
+    let r = f();
+    std::panic::set_hook(prev);
+    r
+}
+
+/// What [`with_quiet_panics`] recorded.
+#[cfg(test)]
+pub(crate) static PANIC_REPORTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
+
 fn dispatcher(store: Option<&std::path::Path>) -> Result<Dispatcher, RpcError> {
     let path = default_store_path(store)?;
     Ok(Dispatcher::new(App::new(path)))
@@ -471,6 +513,22 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_panic_hook_prints_where_but_never_the_message() {
+        let secret = crate::secret::Secret::new("sk-hook-secret-0002");
+        let r = with_quiet_panics(|| {
+            std::panic::catch_unwind(|| -> () { panic!("refresh failed for {}", secret.expose()) })
+        });
+        assert!(r.is_err());
+        let reports = PANIC_REPORTS.lock().unwrap().clone();
+        let mine: Vec<_> = reports.iter().filter(|r| r.contains("cli.rs")).collect();
+        assert!(!mine.is_empty(), "{reports:?}");
+        for r in reports {
+            assert!(!r.contains("sk-hook-secret-0002"), "{r}");
+            assert!(r.contains("internal error"), "{r}");
+        }
+    }
     use crate::api::{ProfileStatus, ProviderStatus, StatusResult};
 
     #[test]

@@ -3,6 +3,7 @@
 use clap::Parser;
 
 fn main() {
+    modelauth::cli::install_panic_hook();
     let cli = modelauth::cli::Cli::parse();
     modelauth::cli::init_logging();
     let code = modelauth::cli::run(cli);

@@ -90,7 +90,7 @@ pub fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcErro
         )
         .with_hint("send {\"provider\": \"openai\"}, not [\"openai\"]"));
     }
-    serde_json::from_str(raw).map_err(|e| {
+    let parsed = serde_json::from_str(raw).map_err(|e| {
         let msg = sanitize_serde_message(&e.to_string());
         let mut err = RpcError::invalid_params(format!("invalid params: {msg}"));
         if let Some(field) = msg
@@ -105,7 +105,70 @@ pub fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcErro
             err = err.with("pointer", format!("/{field}"));
         }
         err
-    })
+    })?;
+    // serde_json keeps the last of duplicate keys; other parsers keep the first. Refuse
+    // them anywhere in the params, so that no two readers can see different requests.
+    serde_json::from_str::<NoDuplicateKeys>(raw).map_err(|e| {
+        RpcError::invalid_params(format!(
+            "invalid params: {}",
+            sanitize_serde_message(&e.to_string())
+        ))
+        .with_hint("send each member of a JSON object once")
+    })?;
+    Ok(parsed)
+}
+
+/// A JSON value walked only to refuse an object that has the same key twice, at any depth.
+/// Depth is bounded by serde_json's recursion limit (128), like every other parse here.
+struct NoDuplicateKeys;
+
+impl<'de> Deserialize<'de> for NoDuplicateKeys {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(NoDuplicateKeys)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
+    type Value = NoDuplicateKeys;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("any JSON value")
+    }
+    fn visit_bool<E>(self, _: bool) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_i64<E>(self, _: i64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_u64<E>(self, _: u64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_f64<E>(self, _: f64) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_str<E>(self, _: &str) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_unit<E>(self) -> Result<Self, E> {
+        Ok(self)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self, A::Error> {
+        while a.next_element::<NoDuplicateKeys>()?.is_some() {}
+        Ok(self)
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self, A::Error> {
+        let mut seen = std::collections::HashSet::new();
+        while let Some(k) = a.next_key::<std::borrow::Cow<'de, str>>()? {
+            a.next_value::<NoDuplicateKeys>()?;
+            if !seen.insert(k.clone()) {
+                return Err(serde::de::Error::custom(format_args!(
+                    "duplicate key `{}`",
+                    shorten(&k)
+                )));
+            }
+        }
+        Ok(self)
+    }
 }
 
 type Handler<P, R> = fn(&Ctx, P) -> Result<R, RpcError>;

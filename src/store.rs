@@ -126,6 +126,19 @@ pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
                 ErrorKind::StoreReadonly,
                 format!("the disk holding the store {p} is full; nothing was changed"),
             )
+            .with("reason", "disk_full")
+            .with_hint("free some space and retry")
+            .retryable(true),
+            // A full disk often shows as an I/O error first: the WAL index (-shm) cannot
+            // grow. The store file itself is intact; this is not corruption.
+            ErrorCode::SystemIoFailure => RpcError::new(
+                ErrorKind::StoreReadonly,
+                format!(
+                    "I/O error on the store {p} or its -wal/-shm files (is the disk full?); nothing was changed"
+                ),
+            )
+            .with("reason", "io_error")
+            .with_hint("free some space and retry; the store file is left as it was")
             .retryable(true),
             _ => RpcError::internal(format!("store {p}: {e}")),
         },
@@ -149,6 +162,9 @@ pub struct Store {
     conn: Option<Connection>,
     empty: Option<Connection>,
     busy_timeout_ms: u64,
+    /// Set when the file could only be opened read-only (a read-only file system, a file
+    /// or directory we may not write): reads work, writes are `store_readonly`.
+    readonly: bool,
 }
 
 /// Scope key: `''` for shared, the agent id otherwise.
@@ -164,7 +180,13 @@ impl Store {
             conn: None,
             empty: None,
             busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+            readonly: false,
         }
+    }
+
+    /// Whether the open store could only be opened read-only.
+    pub fn is_readonly(&self) -> bool {
+        self.readonly
     }
 
     /// The store's file path.
@@ -253,15 +275,87 @@ impl Store {
         Ok(())
     }
 
-    fn open_existing(&mut self) -> Result<(), RpcError> {
+    /// Opens the file read-write and reads its schema version (the first read is what
+    /// fails when the file cannot be used, e.g. when the WAL index cannot be created).
+    fn connect_rw(&self) -> Result<(Connection, i64), RpcError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let mut c = Connection::open_with_flags(&self.path, flags)
+        let c = Connection::open_with_flags(&self.path, flags)
             .map_err(|e| map_sqlite(e, &self.path))?;
         self.configure(&c)?;
         let v = self.user_version(&c)?;
+        Ok((c, v))
+    }
+
+    /// Opens the file read-only: `mode=ro`, and when even the WAL index (`-shm`) cannot be
+    /// created (a read-only file system) `immutable=1`, which is safe there because no
+    /// process can write the file either.
+    fn connect_ro(&self) -> Result<(Connection, i64), RpcError> {
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let mut last = None;
+        for query in ["mode=ro", "mode=ro&immutable=1"] {
+            let uri = format!("file:{}?{query}", uri_path(&self.path));
+            let r = Connection::open_with_flags(&uri, flags)
+                .map_err(|e| map_sqlite(e, &self.path))
+                .and_then(|c| {
+                    self.configure_readonly(&c)?;
+                    let v = self.user_version(&c)?;
+                    Ok((c, v))
+                });
+            match r {
+                Ok(ok) => return Ok(ok),
+                Err(e)
+                    if matches!(
+                        e.kind,
+                        ErrorKind::StorePermissions | ErrorKind::StoreReadonly
+                    ) =>
+                {
+                    last = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.expect("tried at least once"))
+    }
+
+    fn configure_readonly(&self, c: &Connection) -> Result<(), RpcError> {
+        c.busy_timeout(Duration::from_millis(self.busy_timeout_ms))
+            .map_err(|e| map_sqlite(e, &self.path))?;
+        c.set_prepared_statement_cache_capacity(64);
+        Ok(())
+    }
+
+    fn open_existing(&mut self) -> Result<(), RpcError> {
+        let (mut c, v, readonly) = match self.connect_rw() {
+            Ok((c, v)) => {
+                let ro = c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
+                (c, v, ro)
+            }
+            Err(e)
+                if matches!(
+                    e.kind,
+                    ErrorKind::StorePermissions | ErrorKind::StoreReadonly
+                ) =>
+            {
+                match self.connect_ro() {
+                    Ok((c, v)) => (c, v, true),
+                    Err(_) => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         if v > SCHEMA_VERSION {
             return Err(newer_schema(&self.path, v));
         }
+        if readonly {
+            tracing::debug!("the store is read-only: reads only");
+            if v < SCHEMA_VERSION {
+                return Err(readonly_error(&self.path)
+                    .with_hint("the store needs a schema upgrade, which needs write access"));
+            }
+        }
+        self.readonly = readonly;
         if v < SCHEMA_VERSION {
             if v == 0 {
                 // An empty file we created but did not finish, or something that is not ours.
@@ -390,6 +484,10 @@ impl Store {
         f: impl FnOnce(&Connection) -> Result<T, RpcError>,
     ) -> Result<T, RpcError> {
         let path = self.path.clone();
+        self.write_conn()?;
+        if self.readonly {
+            return Err(readonly_error(&path));
+        }
         let c = self.write_conn()?;
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -398,6 +496,32 @@ impl Store {
         tx.commit().map_err(|e| map_sqlite(e, &path))?;
         Ok(r)
     }
+}
+
+fn readonly_error(path: &Path) -> RpcError {
+    RpcError::new(
+        ErrorKind::StoreReadonly,
+        format!(
+            "the store {} can only be opened read-only (read-only file system, file or directory); nothing was changed",
+            path.display()
+        ),
+    )
+    .with_hint("reads work; to write, make the store and its directory writable or point --store elsewhere")
+}
+
+/// The path part of a SQLite `file:` URI: every byte outside `A-Z a-z 0-9 - . _ ~ /`
+/// percent-encoded (so `?`, `#` and `%` in a path stay part of it).
+fn uri_path(path: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut out = String::new();
+    for &b in path.as_os_str().as_bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'/') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 fn newer_schema(path: &Path, v: i64) -> RpcError {

@@ -243,7 +243,7 @@ impl Dispatcher {
         };
         let span = tracing::debug_span!("request", %method, notification = id.is_none());
         let _g = span.enter();
-        let outcome = self.call(&method, params);
+        let outcome = guarded(|| self.call(&method, params));
         match &outcome {
             Ok(_) => tracing::debug!("ok"),
             Err(e) => tracing::debug!(kind = e.kind.as_str(), "error"),
@@ -254,6 +254,17 @@ impl Dispatcher {
             Err(e) => error_response(id, &e),
         })
     }
+}
+
+/// Runs a handler so that a panic (a bug) becomes an `internal` error for that request
+/// and serving goes on. The panic's payload is never put in the response: it may hold a
+/// secret. The panic hook ([`crate::cli::install_panic_hook`]) withholds it from stderr too.
+pub fn guarded<T>(f: impl FnOnce() -> Result<T, RpcError>) -> Result<T, RpcError> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(RpcError::internal(
+            "the request failed with an internal error (a bug); details are withheld because they may hold a secret",
+        ))
+    })
 }
 
 fn parse_error(e: &serde_json::Error) -> String {
@@ -274,6 +285,217 @@ fn parse_error(e: &serde_json::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_panic_with_a_secret_in_scope_becomes_an_internal_error_without_it() {
+        let secret = crate::secret::Secret::new("sk-panic-secret-0001");
+        let r: Result<(), RpcError> = crate::cli::with_quiet_panics(|| {
+            guarded(|| panic!("boom with {} and {secret:?}", secret.expose()))
+        });
+        let e = r.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Internal);
+        assert!(!e.to_json().to_string().contains("sk-panic-secret-0001"));
+    }
+
+    mod property {
+        use crate::rpc::Dispatcher;
+        use crate::service::App;
+        use proptest::prelude::*;
+        use serde_json::{json, Value};
+
+        fn dispatcher() -> (tempfile::TempDir, Dispatcher) {
+            let dir = tempfile::tempdir().unwrap();
+            let d = Dispatcher::new(App::new(dir.path().join("store.db")));
+            (dir, d)
+        }
+
+        fn json_value() -> impl Strategy<Value = Value> {
+            let leaf = prop_oneof![
+                Just(Value::Null),
+                any::<bool>().prop_map(Value::from),
+                any::<i64>().prop_map(Value::from),
+                any::<f64>()
+                    .prop_filter("finite", |f| f.is_finite())
+                    .prop_map(Value::from),
+                "[a-z:._\\-]{0,12}".prop_map(Value::from),
+                any::<String>().prop_map(Value::from),
+            ];
+            leaf.prop_recursive(4, 32, 6, |inner| {
+                prop_oneof![
+                    prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
+                    prop::collection::btree_map(
+                        prop_oneof![
+                            Just("id".to_string()),
+                            Just("type".to_string()),
+                            Just("key".to_string()),
+                            Just("provider".to_string()),
+                            Just("profile".to_string()),
+                            "[a-zA-Z]{1,8}"
+                        ],
+                        inner,
+                        0..6
+                    )
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                ]
+            })
+        }
+
+        fn request() -> impl Strategy<Value = Value> {
+            let method = prop_oneof![
+                Just("helper.info"),
+                Just("profiles.put"),
+                Just("profiles.get"),
+                Just("profiles.list"),
+                Just("profiles.remove"),
+                Just("order.get"),
+                Just("order.set"),
+                Just("order.clear"),
+                Just("auth.resolve"),
+                Just("auth.report"),
+                Just("auth.status"),
+                Just("auth.candidates"),
+                Just("auth.clearCooldown"),
+                Just("settings.get"),
+                Just("settings.set"),
+                Just("store.validate"),
+                Just("no.such"),
+            ];
+            let id = prop_oneof![
+                Just(None),
+                Just(Some(Value::Null)),
+                any::<i64>().prop_map(|i| Some(json!(i))),
+                (-1e6f64..1e6).prop_map(|f| Some(json!(f))),
+                "[ -~]{0,16}".prop_map(|s| Some(json!(s))),
+                json_value().prop_map(Some),
+            ];
+            let params = prop_oneof![
+                Just(None),
+                json_value().prop_map(Some),
+                (json_value(), json_value()).prop_map(|(a, b)| Some(json!({
+                    "profile": {"id": "openai:p", "type": "api_key", "key": a},
+                    "provider": "openai", "profileId": b,
+                }))),
+            ];
+            (method, id, params, any::<bool>()).prop_map(|(m, id, params, v2)| {
+                let mut r = json!({"method": m, "jsonrpc": if v2 { "2.0" } else { "1.0" }});
+                if let Some(id) = id {
+                    r["id"] = id;
+                }
+                if let Some(p) = params {
+                    r["params"] = p;
+                }
+                r
+            })
+        }
+
+        /// Checks one response object; returns its id.
+        fn check_response(v: &Value) -> Value {
+            assert_eq!(v["jsonrpc"], "2.0", "{v}");
+            let obj = v.as_object().unwrap();
+            assert_eq!(obj.len(), 3, "{v}");
+            assert!(obj.contains_key("id"), "{v}");
+            match (obj.get("result"), obj.get("error")) {
+                (Some(_), None) => {}
+                (None, Some(e)) => {
+                    assert!(e["code"].is_i64() && e["message"].is_string(), "{v}");
+                    assert!(e["data"]["kind"].is_string(), "{v}");
+                    assert!(e["data"]["retryable"].is_boolean(), "{v}");
+                }
+                _ => panic!("exactly one of result and error: {v}"),
+            }
+            v["id"].clone()
+        }
+
+        /// The property: a line gets exactly one well-formed response line (one object, or
+        /// one array for a batch), or none exactly when it holds only notifications.
+        fn check_line(d: &Dispatcher, line: &[u8]) {
+            let out = d.handle_line(line);
+            let parsed: Option<Value> = std::str::from_utf8(line)
+                .ok()
+                .and_then(|t| serde_json::from_str(t.trim_end_matches('\r')).ok());
+            // A well-formed notification: no `id`, `jsonrpc` "2.0", a string method and
+            // params absent, null, an object or an array. Anything else without an id is an
+            // invalid request, answered with `id: null`.
+            let is_notification = |v: &Value| {
+                v.is_object()
+                    && v.get("id").is_none()
+                    && v["jsonrpc"] == "2.0"
+                    && v["method"].is_string()
+                    && matches!(
+                        v.get("params"),
+                        None | Some(Value::Null | Value::Object(_) | Value::Array(_))
+                    )
+            };
+            match out {
+                None => {
+                    let blank = std::str::from_utf8(line).is_ok_and(|t| t.trim().is_empty());
+                    let silent = match &parsed {
+                        Some(Value::Array(a)) => !a.is_empty() && a.iter().all(is_notification),
+                        Some(v) => is_notification(v),
+                        None => false,
+                    };
+                    assert!(
+                        blank || silent,
+                        "no answer to {}",
+                        String::from_utf8_lossy(line)
+                    );
+                }
+                Some(text) => {
+                    assert!(!text.contains('\n'), "one line: {text}");
+                    let v: Value = serde_json::from_str(&text).expect("the response is JSON");
+                    match (&v, &parsed) {
+                        (Value::Array(items), Some(Value::Array(reqs))) => {
+                            let expected = reqs.iter().filter(|r| !is_notification(r)).count();
+                            assert_eq!(items.len(), expected, "{text}");
+                            for i in items {
+                                check_response(i);
+                            }
+                        }
+                        (Value::Array(_), _) => panic!("an array for a non-batch: {text}"),
+                        (obj, req) => {
+                            let id = check_response(obj);
+                            if let Some(Value::Object(r)) = req {
+                                if let Some(rid @ (Value::String(_) | Value::Number(_))) =
+                                    r.get("id")
+                                {
+                                    assert_eq!(&id, rid, "{text}");
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 400, failure_persistence: None, ..ProptestConfig::default() })]
+
+            #[test]
+            fn every_request_gets_exactly_one_well_formed_answer(r in request()) {
+                let (_dir, d) = dispatcher();
+                check_line(&d, r.to_string().as_bytes());
+            }
+
+            #[test]
+            fn batches_get_one_array_with_an_answer_per_request(rs in prop::collection::vec(request(), 0..5)) {
+                let (_dir, d) = dispatcher();
+                check_line(&d, Value::from(rs).to_string().as_bytes());
+            }
+
+            #[test]
+            fn arbitrary_bytes_never_panic_and_get_an_answer_or_none(bytes in prop::collection::vec(any::<u8>(), 0..256)) {
+                let (_dir, d) = dispatcher();
+                let line: Vec<u8> = bytes.into_iter().filter(|b| *b != b'\n').collect();
+                check_line(&d, &line);
+            }
+
+            #[test]
+            fn arbitrary_json_values_get_an_answer_or_none(v in json_value()) {
+                let (_dir, d) = dispatcher();
+                check_line(&d, v.to_string().as_bytes());
+            }
+        }
+    }
 
     #[test]
     fn lines_are_read_with_a_limit_and_the_rest_discarded() {

@@ -119,7 +119,18 @@ fn golden_transcripts_replay() {
         assert!(out.status.success(), "{stem}");
         let resp_path = dir.join(format!("{stem}.responses.jsonl"));
         if bless() {
-            std::fs::write(&resp_path, lines.join("\n") + "\n").unwrap();
+            // Rewrite only when something other than timestamps changed.
+            let same = std::fs::read_to_string(&resp_path).is_ok_and(|old| {
+                let norm = |l: &str| {
+                    let mut v: Value = serde_json::from_str(l).unwrap_or(Value::Null);
+                    normalise(&mut v);
+                    v
+                };
+                old.lines().map(norm).eq(lines.iter().map(|l| norm(l)))
+            });
+            if !same {
+                std::fs::write(&resp_path, lines.join("\n") + "\n").unwrap();
+            }
         }
         let expected: Vec<String> = std::fs::read_to_string(&resp_path)
             .unwrap()
