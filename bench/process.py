@@ -42,14 +42,42 @@ def peak_rss_kib(argv, stdin_bytes=None, env=None, runs=5):
     return best
 
 
-def make_store(bin_, path, n):
-    lines = []
+def make_store(bin_, path, n, hot=None):
+    """A store of n api_key profiles spread over 4 providers, written in one transaction
+    with store.import. With `hot`, provider `openai` gets exactly `hot` of them and the rest
+    go to 1,000 other providers (to show cost follows the provider's size, not the store's)."""
+    profiles = {}
     for i in range(n):
-        prov = ["openai", "anthropic", "google", "openrouter"][i % 4]
-        lines.append(json.dumps({"jsonrpc": "2.0", "id": i, "method": "profiles.put", "params": {
-            "profile": {"id": f"{prov}:p{i}", "type": "api_key", "key": f"sk-bench-{i:06d}"}}}))
-    subprocess.run([bin_, "--store", path, "serve"], input=("\n".join(lines) + "\n").encode(),
-                   stdout=subprocess.DEVNULL, check=True)
+        if hot is None:
+            prov = ["openai", "anthropic", "google", "openrouter"][i % 4]
+        else:
+            prov = "openai" if i < hot else f"prov{i % 1000}"
+        profiles[f"{prov}:p{i}"] = {"type": "api_key", "provider": prov, "key": f"sk-bench-{i:06d}"}
+    req = {"jsonrpc": "2.0", "id": 1, "method": "store.import",
+           "params": {"document": {"version": 1, "profiles": profiles}}}
+    out = subprocess.run([bin_, "--store", path, "serve", "--max-message-bytes", "1000000000"], input=(json.dumps(req) + "\n").encode(),
+                         stdout=subprocess.PIPE, check=True)
+    assert b'"result"' in out.stdout, out.stdout[:300]
+
+
+def scale(bin_, env, tmp, runs, requests):
+    """Cold one-shot and warm throughput for stores of 10, 1,000 and 100,000 profiles."""
+    print("# scaling: store size -> cold `call auth.resolve` median, serve auth.resolve/s")
+    print(f"{'profiles':>9} {'layout':>22} {'cold ms':>8} {'serve req/s':>12}")
+    for n in (10, 1000, 100_000):
+        for hot in (None, min(n, 25)):
+            store = os.path.join(tmp, f"scale-{n}-{hot}.db")
+            make_store(bin_, store, n, hot)
+            argv = [bin_, "--store", store, "call", "auth.resolve", '{"provider":"openai"}']
+            run_once(argv, None, env)
+            ts = sorted(run_once(argv, None, env)[0] for _ in range(runs))
+            reqs = requests if n < 100_000 or hot else max(200, requests // 100)
+            data = ("\n".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": "auth.resolve",
+                                          "params": {"provider": "openai"}}) for i in range(reqs)) + "\n").encode()
+            dt, _, code = run_once([bin_, "--store", store, "serve"], data, env)
+            assert code == 0
+            layout = "n/4 per provider" if hot is None else f"{hot} openai + rest"
+            print(f"{n:>9} {layout:>22} {statistics.median(ts)*1e3:8.2f} {reqs/dt:12,.0f}")
 
 
 def main():
@@ -58,6 +86,7 @@ def main():
     ap.add_argument("--profiles", type=int, default=100)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--requests", type=int, default=100_000)
+    ap.add_argument("--scale", action="store_true", help="also measure 10 / 1,000 / 100,000 profiles")
     a = ap.parse_args()
     bin_ = os.path.abspath(a.bin)
     tmp = tempfile.mkdtemp(prefix="modelauth-bench-")
@@ -123,6 +152,8 @@ def main():
         a.requests = max(1000, n // 10)
         rate, dt, r = throughput(10)
         print(f"# serve throughput with 10 % writes: {a.requests} requests in {dt:.2f} s = {rate:,.0f} req/s, peak RSS {r/1024:.1f} MiB")
+        if a.scale:
+            scale(bin_, env, tmp, min(a.runs, 30), max(1000, n // 5))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
