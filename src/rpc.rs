@@ -565,6 +565,11 @@ impl Dispatcher {
         self.ctx.openrpc()
     }
 
+    /// Whether `method` is registered.
+    pub fn knows(&self, method: &str) -> bool {
+        self.module.method(method).is_some()
+    }
+
     /// Runs `method` with by-name `params` (raw JSON; `None` = omitted) and returns the
     /// raw `result` JSON, or the error.
     pub fn call(&self, method: &str, params: Option<&str>) -> Result<Box<RawValue>, RpcError> {

@@ -241,7 +241,14 @@ impl Dispatcher {
                 ))
             }
         };
-        let span = tracing::debug_span!("request", %method, notification = id.is_none());
+        // Only registered method names are logged: an unknown one is caller text and could
+        // be anything, a pasted key included.
+        let logged = if self.knows(&method) {
+            method.as_str()
+        } else {
+            "(unknown method)"
+        };
+        let span = tracing::debug_span!("request", method = logged, notification = id.is_none());
         let _g = span.enter();
         let outcome = guarded(|| self.call(&method, params));
         match &outcome {

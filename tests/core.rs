@@ -1091,6 +1091,7 @@ fn a_scripted_run_of_every_method_at_trace_level_never_logs_a_secret() {
         json!({"method": "order.clear", "params": {"provider": "openai"}}),
         json!({"method": "rpc.discover"}),
         json!({"method": "profiles.list", "params": {"agent": "sk-looks-like-a-key-0009"}}),
+        json!({"method": "sk-method-name-0010", "params": {}}),
     ];
     let mut input = String::new();
     for (i, r) in reqs.iter().enumerate() {
@@ -1112,10 +1113,14 @@ fn a_scripted_run_of_every_method_at_trace_level_never_logs_a_secret() {
         stderr.contains("TRACE") || stderr.contains("DEBUG"),
         "trace logging is on"
     );
-    for s in secrets
-        .iter()
-        .chain(["sk-bare-string-0008", "sk-looks-like-a-key-0009"].iter())
-    {
+    for s in secrets.iter().chain(
+        [
+            "sk-bare-string-0008",
+            "sk-looks-like-a-key-0009",
+            "sk-method-name-0010",
+        ]
+        .iter(),
+    ) {
         assert!(!stderr.contains(s), "{s} leaked into stderr");
     }
     // stdout carries secrets only in auth.resolve results and the reveal: true view.
