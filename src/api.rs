@@ -51,7 +51,7 @@ pub struct InfoResult {
 pub struct DiscoverParams {}
 
 /// `profiles.put` params.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutParams {
     /// The profile: `id`, `type` and the fields of its type (PROTOCOL §2.2).
@@ -700,4 +700,11 @@ pub struct RefreshResult {
     pub refreshed: bool,
     /// Expiry of the stored access token now (ms since the epoch).
     pub expires: i64,
+}
+
+/// Hand-written so that a Debug print never shows a secret: `profile` may hold a secret.
+impl std::fmt::Debug for PutParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PutParams").finish_non_exhaustive()
+    }
 }

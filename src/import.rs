@@ -71,7 +71,7 @@ impl Format {
 }
 
 /// `store.import` params.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ImportParams {
     /// A file or directory to read (only read: never changed, locked or renamed). A leading
@@ -97,7 +97,7 @@ pub struct ImportParams {
 }
 
 /// `store.validate` params.
-#[derive(Debug, Deserialize, schemars::JsonSchema)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ValidateParams {
     /// A file or directory to read.
@@ -109,6 +109,20 @@ pub struct ValidateParams {
     /// The source format; `auto` (default) detects it.
     #[serde(default)]
     pub format: Format,
+}
+
+/// Hand-written so that a Debug print never shows a secret: `document` may hold secrets.
+impl std::fmt::Debug for ImportParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ImportParams").finish_non_exhaustive()
+    }
+}
+
+/// Hand-written so that a Debug print never shows a secret: `document` may hold secrets.
+impl std::fmt::Debug for ValidateParams {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ValidateParams").finish_non_exhaustive()
+    }
 }
 
 /// A rejected entry of an import source.
