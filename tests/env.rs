@@ -1,10 +1,10 @@
 //! Environment keys (PROTOCOL §6) against the real binary: the variables are set on the
 //! child process only (its environment is otherwise cleared).
 
-mod support;
+mod common;
 
+use common::Env;
 use serde_json::{json, Value};
-use support::Env;
 
 fn secrets(c: &Value) -> Vec<String> {
     c["candidates"]

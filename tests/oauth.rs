@@ -2,7 +2,7 @@
 //! test on 127.0.0.1: single flight across processes and requests, rotation, revoke on
 //! reuse, invalid_grant, 5xx, `auth.refresh`, `check --refresh`, providers.*.
 
-mod support;
+mod common;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -11,8 +11,8 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use common::{now_ms, Env};
 use serde_json::{json, Value};
-use support::{now_ms, Env};
 
 /// A distinctive suffix of every token the endpoint hands out, to grep for leaks.
 const MARK: &str = "xyzzy";

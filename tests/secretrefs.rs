@@ -3,14 +3,14 @@
 //! time-out that kills the helper and what it started), and no secret in any output but
 //! auth.resolve's result.
 
-mod support;
+mod common;
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use common::Env;
 use serde_json::{json, Value};
-use support::Env;
 
 fn write_file(path: &Path, text: &str, mode: u32) {
     std::fs::write(path, text).unwrap();

@@ -2,10 +2,10 @@
 //! auth.clearCooldown), settings, the unavailable error, auth.status and `modelauth check`.
 //! Windows are shortened with settings.set; no assertion depends on speed.
 
-mod support;
+mod common;
 
+use common::{now_ms, sleep_past, Env};
 use serde_json::{json, Value};
-use support::{now_ms, sleep_past, Env};
 
 const DAY: i64 = 86_400_000;
 
@@ -362,7 +362,7 @@ fn settings_persist_for_every_process_and_unknown_keys_are_refused() {
     assert!(until >= t + 1000 && until <= now_ms() + 1000);
 }
 
-fn put_token(s: &mut support::Server, id: &str, expires: i64) {
+fn put_token(s: &mut common::Server, id: &str, expires: i64) {
     s.ok(
         "profiles.put",
         json!({"profile": {"id": id, "type": "token", "token": format!("tok-{id}"), "expires": expires}}),

@@ -1,4 +1,6 @@
-//! Helpers for tests that drive the real `modelauth` binary over stdin/stdout.
+//! Helpers for tests that drive the real `modelauth` binary over stdin/stdout: one-shot
+//! `call`s on a [`TempStore`], a long-running [`Server`], and an [`Env`] (a store plus the
+//! environment variables a test names, for `serve`, `call` and `check`).
 #![allow(dead_code)]
 
 use std::io::{BufRead, BufReader, Write};
@@ -6,6 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 
 use serde_json::{json, Value};
+
+/// Path of the binary under test.
+pub const BIN: &str = env!("CARGO_BIN_EXE_modelauth");
 
 /// Path of the binary under test.
 pub fn bin() -> &'static str {
@@ -119,12 +124,18 @@ impl Server {
         Self::start_with(cmd(store))
     }
 
-    pub fn start_with(mut c: Command) -> Self {
+    /// `c serve` with stderr captured (read it with [`Server::finish`]).
+    pub fn start_with(c: Command) -> Self {
+        Self::spawn(c, Stdio::piped())
+    }
+
+    /// `c serve` with the given stderr.
+    pub fn spawn(mut c: Command, stderr: Stdio) -> Self {
         let mut child = c
             .arg("serve")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
+            .stderr(stderr)
             .spawn()
             .unwrap();
         let stdin = child.stdin.take();
@@ -181,10 +192,32 @@ impl Server {
         r["error"].clone()
     }
 
-    /// Closes stdin and waits for the exit status and stderr.
+    /// Stores an api_key profile.
+    pub fn put_key(&mut self, id: &str, key: &str) {
+        self.ok("profiles.put", json!({"profile": api_key(id, key)}));
+    }
+
+    /// Closes stdin and waits for the exit status and the captured stderr.
     pub fn finish(mut self) -> Output {
         drop(self.stdin.take());
-        self.child.wait_with_output().unwrap()
+        let mut stderr = Vec::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            std::io::Read::read_to_end(&mut e, &mut stderr).unwrap();
+        }
+        let status = self.child.wait().unwrap();
+        Output {
+            status,
+            stdout: Vec::new(),
+            stderr,
+        }
+    }
+}
+
+impl Drop for Server {
+    /// End of input: the server exits 0; wait for it so no process outlives the test.
+    fn drop(&mut self) {
+        drop(self.stdin.take());
+        let _ = self.child.wait();
     }
 }
 
@@ -201,4 +234,98 @@ pub fn oauth(id: &str, access: &str, refresh: &str) -> Value {
         .as_millis() as i64
         + 3_600_000;
     json!({"id": id, "type": "oauth", "access": access, "refresh": refresh, "expires": expires})
+}
+
+/// Milliseconds since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// Sleeps until the wall clock is past `t` (ms since the epoch) plus a margin.
+pub fn sleep_past(t: i64) {
+    let wait = t - now_ms() + 50;
+    if wait > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(wait as u64));
+    }
+}
+
+/// A temporary store and the environment given to every child.
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub vars: Vec<(String, String)>,
+}
+
+impl Env {
+    pub fn new() -> Self {
+        Env {
+            dir: tempfile::tempdir().unwrap(),
+            vars: vec![],
+        }
+    }
+
+    pub fn with_vars(vars: &[(&str, &str)]) -> Self {
+        let mut e = Env::new();
+        e.vars = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        e
+    }
+
+    pub fn store(&self) -> PathBuf {
+        self.dir.path().join("store.db")
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.env_clear();
+        if let Ok(p) = std::env::var("PATH") {
+            c.env("PATH", p);
+        }
+        c.env("HOME", self.dir.path());
+        for (k, v) in &self.vars {
+            c.env(k, v);
+        }
+        c.arg("--store").arg(self.store());
+        c
+    }
+
+    /// A `modelauth serve` process (stderr inherited).
+    pub fn serve(&self) -> Server {
+        Server::spawn(self.command(), Stdio::inherit())
+    }
+
+    /// `modelauth call METHOD -` with params on stdin, in a process of its own.
+    pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
+        let mut child = self
+            .command()
+            .args(["call", method, "-"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(params.to_string().as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        if out.status.success() {
+            Ok(serde_json::from_slice(&out.stdout).unwrap())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            let line = err.lines().last().unwrap_or_default();
+            Err(serde_json::from_str(line).unwrap_or_else(|_| json!({"raw": err})))
+        }
+    }
+
+    /// `modelauth check ARGS`.
+    pub fn check(&self, args: &[&str]) -> Output {
+        self.command().arg("check").args(args).output().unwrap()
+    }
 }
