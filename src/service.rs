@@ -56,7 +56,8 @@ struct ProviderSnapshot {
 
 fn cache_key(c: &Connection) -> Result<CacheKey> {
     let v: i64 = c
-        .query_row("PRAGMA data_version", [], |r| r.get(0))
+        .prepare_cached("PRAGMA data_version")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
         .map_err(|e| {
             store::map_sqlite(
                 e,
