@@ -42,10 +42,9 @@ pub fn cmd(store: &Path) -> Command {
     c
 }
 
-/// Runs `modelauth call METHOD PARAMS` and returns (exit code, stdout JSON or stderr JSON).
-pub fn call(store: &Path, method: &str, params: Value) -> (i32, Value) {
-    let out = cmd(store)
-        .args(["call", method, "-"])
+/// Runs `c call METHOD -` with `params` written to stdin (the way secrets are passed).
+pub fn call_with_stdin(mut c: Command, method: &str, params: &Value) -> Output {
+    c.args(["call", method, "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -57,7 +56,12 @@ pub fn call(store: &Path, method: &str, params: Value) -> (i32, Value) {
                 .write_all(params.to_string().as_bytes())?;
             c.wait_with_output()
         })
-        .unwrap();
+        .unwrap()
+}
+
+/// Runs `modelauth call METHOD PARAMS` and returns (exit code, stdout JSON or stderr JSON).
+pub fn call(store: &Path, method: &str, params: Value) -> (i32, Value) {
+    let out = call_with_stdin(cmd(store), method, &params);
     let code = out.status.code().unwrap_or(-1);
     let text = if code == 0 { &out.stdout } else { &out.stderr };
     let v: Value = serde_json::from_slice(text)
@@ -300,21 +304,7 @@ impl Env {
 
     /// `modelauth call METHOD -` with params on stdin, in a process of its own.
     pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
-        let mut child = self
-            .command()
-            .args(["call", method, "-"])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(params.to_string().as_bytes())
-            .unwrap();
-        let out = child.wait_with_output().unwrap();
+        let out = call_with_stdin(self.command(), method, &params);
         if out.status.success() {
             Ok(serde_json::from_slice(&out.stdout).unwrap())
         } else {
