@@ -12,7 +12,7 @@ use modelauth::resolve::{walk, WalkInput};
 use modelauth::rpc::Dispatcher;
 use modelauth::secret::Secret;
 use modelauth::service::App;
-use modelauth::store::{self, Store};
+use modelauth::store;
 use modelauth::usage::Usage;
 use serde_json::json;
 
@@ -125,11 +125,11 @@ fn bench_dispatch(c: &mut Criterion) {
     c.bench_function("dispatch/invalid_profile", |b| {
         b.iter(|| black_box(d.handle_line(bad)))
     });
-    let mut st = Store::new(path);
+    let mut st = store::open(path);
     c.bench_function("store/read_view_of_one_provider/100_profiles", |b| {
         b.iter(|| {
             black_box(
-                st.read(|c| store::view_profiles(c, Some("main"), Some("openai")))
+                st.read(|c| c.view_profiles(Some("main"), Some("openai")))
                     .unwrap(),
             )
         })

@@ -21,11 +21,13 @@ pub struct InfoParams {}
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct StoreInfo {
-    /// Absolute or given path of the SQLite file.
+    /// The backend: `sqlite` (a file) or `postgres` (a fleet store).
+    pub backend: String,
+    /// The store location: the SQLite file's path, or the PostgreSQL URL without any password.
     pub path: String,
-    /// Whether the file exists (reads never create it).
+    /// Whether the store exists (reads never create it).
     pub exists: bool,
-    /// `PRAGMA user_version` of the file; null when it does not exist.
+    /// The store's schema version; null when it does not exist.
     pub schema_version: Option<i64>,
 }
 

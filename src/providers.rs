@@ -7,14 +7,13 @@
 
 use std::collections::BTreeSet;
 
-use rusqlite::Connection;
 use serde_json::json;
 
 use crate::api::*;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::ids::{self, Aliases};
 use crate::service::{load_aliases, App};
-use crate::store;
+use crate::store::Tx;
 
 fn unknown_provider(id: &str) -> RpcError {
     RpcError::new(
@@ -54,10 +53,10 @@ pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
     }
 }
 
-fn find(c: &Connection, raw: &str) -> Result<ProviderView> {
+fn find(c: &dyn Tx, raw: &str) -> Result<ProviderView> {
     let aliases = load_aliases(c)?;
     let id = ids::normalize_provider(raw, &aliases).map_err(|e| bad("/id", e.to_string()))?;
-    store::providers(c)?
+    c.providers()?
         .into_iter()
         .find(|(pid, _)| *pid == id)
         .map(|(pid, body)| view_from_body(&pid, &body))
@@ -149,15 +148,15 @@ impl App {
     pub fn providers_put(&self, p: ProviderPutParams) -> Result<ProviderPutResult> {
         let mut st = self.store();
         // Validate first so that refused params do not create the store.
-        st.read(|c| validate(&p, &store::providers(c)?).map(|_| ()))?;
+        st.read(|c| validate(&p, &c.providers()?).map(|_| ()))?;
         st.write(|c| {
-            let view = validate(&p, &store::providers(c)?)?;
+            let view = validate(&p, &c.providers()?)?;
             let mut body = json!({"aliases": view.aliases, "envVars": view.env_vars});
             if let Some(o) = &view.oauth {
                 body["oauth"] =
                     serde_json::to_value(o).map_err(|e| RpcError::internal(e.to_string()))?;
             }
-            let created = store::put_provider(c, &view.id, &body)?;
+            let created = c.put_provider(&view.id, &body)?;
             tracing::info!(provider = %view.id, created, "provider stored");
             Ok(ProviderPutResult {
                 provider: view,
@@ -181,7 +180,8 @@ impl App {
     pub fn providers_list(&self, _: ProvidersListParams) -> Result<ProvidersListResult> {
         self.store().read(|c| {
             Ok(ProvidersListResult {
-                providers: store::providers(c)?
+                providers: c
+                    .providers()?
                     .iter()
                     .map(|(id, body)| view_from_body(id, body))
                     .collect(),
@@ -197,7 +197,7 @@ impl App {
         st.read(|c| find(c, &p.id).map(|_| ()))?;
         st.write(|c| {
             let v = find(c, &p.id)?;
-            store::delete_provider(c, &v.id)?;
+            c.delete_provider(&v.id)?;
             tracing::info!(provider = %v.id, "provider removed");
             Ok(ProviderRemoveResult {
                 id: v.id,

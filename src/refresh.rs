@@ -14,8 +14,6 @@
 
 use std::collections::HashSet;
 
-use rusqlite::Connection;
-
 use crate::api::ProviderOAuth;
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::flight;
@@ -23,7 +21,7 @@ use crate::oauth::{self, EndpointError, RefreshRequest};
 use crate::profile::{Credential, StoredProfile};
 use crate::secret::Secret;
 use crate::service::{load_settings, now_ms, unknown_profile, App};
-use crate::store;
+use crate::store::Tx;
 
 /// The refresh-relevant state of an oauth profile, compared before and after taking the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,8 +71,8 @@ pub enum Refreshed {
 /// The OAuth client registered for `provider` (`providers.put {oauth}`), if any.
 ///
 /// Errors: store errors.
-pub fn provider_oauth(c: &Connection, provider: &str) -> Result<Option<ProviderOAuth>> {
-    Ok(store::providers(c)?
+pub fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth>> {
+    Ok(c.providers()?
         .into_iter()
         .find(|(id, _)| id == provider)
         .and_then(|(_, body)| body.get("oauth").cloned())
@@ -84,8 +82,8 @@ pub fn provider_oauth(c: &Connection, provider: &str) -> Result<Option<ProviderO
 /// Providers with a registered OAuth token endpoint.
 ///
 /// Errors: store errors.
-pub fn oauth_providers(c: &Connection) -> Result<HashSet<String>> {
-    Ok(store::providers(c)?
+pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
+    Ok(c.providers()?
         .into_iter()
         .filter(|(_, body)| {
             body.get("oauth")
@@ -173,9 +171,7 @@ impl App {
         seen: Option<&Snapshot>,
         force: bool,
     ) -> Result<Refreshed> {
-        let store_path = self.store().path().to_path_buf();
-        let lp = flight::lock_path(&store_path, store::scope_key(scope), id);
-        let _lock = match flight::acquire(&lp, flight::REFRESH_WAIT) {
+        let _lock = match self.refresh_locks.lock(scope, id, flight::REFRESH_WAIT) {
             Ok(Some(l)) => l,
             Ok(None) => {
                 return Err(refresh_failed(
@@ -193,14 +189,15 @@ impl App {
                     id,
                     "lock_failed",
                     true,
-                    format!("cannot take the refresh lock {}: {e}", lp.display()),
+                    format!("cannot take the refresh lock: {}", e.message),
                 ))
             }
         };
         let (sp, usage, settings, pconf) = self.store().read(|c| {
-            let sp =
-                store::scope_profile(c, scope, id)?.ok_or_else(|| unknown_profile(id, scope))?;
-            let usage = store::usage(c, id)?;
+            let sp = c
+                .scope_profile(scope, id)?
+                .ok_or_else(|| unknown_profile(id, scope))?;
+            let usage = c.usage(id)?;
             let pconf = provider_oauth(c, &sp.profile.provider)?;
             Ok((sp, usage, load_settings(c)?, pconf))
         })?;
@@ -295,7 +292,7 @@ impl App {
                 let mut tries = 0;
                 let stored = loop {
                     let r = self.store().write(|c| {
-                        let Some(mut now_sp) = store::scope_profile(c, scope, id)? else {
+                        let Some(mut now_sp) = c.scope_profile(scope, id)? else {
                             return Ok(false);
                         };
                         match &mut now_sp.profile.credential {
@@ -314,11 +311,11 @@ impl App {
                             // Replaced by profiles.put while we were out: keep the new one.
                             _ => return Ok(false),
                         }
-                        store::upsert_profile(c, scope, &now_sp.profile, now_ms())?;
-                        let mut u = store::usage(c, id)?;
+                        c.upsert_profile(scope, &now_sp.profile, now_ms())?;
+                        let mut u = c.usage(id)?;
                         if u.needs_reauth {
                             u.needs_reauth = false;
-                            store::put_usage(c, id, &u)?;
+                            c.put_usage(id, &u)?;
                         }
                         Ok(true)
                     });
@@ -348,13 +345,14 @@ impl App {
                 // Re-read once: if the stored refresh token changed (a sibling or a
                 // profiles.put), use the new state; else mark the profile needs_reauth.
                 let marked = self.store().write(|c| {
-                    let same = store::scope_profile(c, scope, id)?
+                    let same = c
+                        .scope_profile(scope, id)?
                         .and_then(|s| Snapshot::of(&s))
                         .is_some_and(|s| s.refresh == cur.refresh);
                     if same {
-                        let mut u = store::usage(c, id)?;
+                        let mut u = c.usage(id)?;
                         u.needs_reauth = true;
-                        store::put_usage(c, id, &u)?;
+                        c.put_usage(id, &u)?;
                     }
                     Ok(same)
                 })?;
@@ -397,7 +395,8 @@ impl App {
                 crate::ids::normalize_profile_id(&p.profile_id, &aliases).map_err(|e| {
                     RpcError::invalid_params(e.to_string()).with("pointer", "/profileId")
                 })?;
-            store::view_profile(c, a, &id)?.ok_or_else(|| unknown_profile(&id, a))
+            c.view_profile(a, &id)?
+                .ok_or_else(|| unknown_profile(&id, a))
         })?;
         let id = sp.profile.id.clone();
         let seen = Snapshot::of(&sp).ok_or_else(|| {
@@ -413,7 +412,7 @@ impl App {
             Refreshed::No { .. } => {
                 // Report what is stored now (another process may have refreshed it).
                 let e = self.store().read(|c| {
-                    Ok(store::scope_profile(c, sp.scope.as_deref(), &id)?
+                    Ok(c.scope_profile(sp.scope.as_deref(), &id)?
                         .and_then(|s| s.profile.credential.expires()))
                 })?;
                 (false, e.unwrap_or(seen.expires))

@@ -8,8 +8,6 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use rusqlite::Connection;
-
 use crate::api::*;
 use crate::envkeys::{self, EnvKey};
 use crate::error::{ErrorKind, Result, RpcError};
@@ -20,26 +18,23 @@ use crate::resolve::{self, SkipReason, Step, WalkInput};
 use crate::secret::Secret;
 use crate::settings::{self, EnvFallback, Settings};
 use crate::status;
-use crate::store::{self, Store};
+use crate::store::{self, ChangeMarker, RefreshLocks, Store, Tx};
 use crate::usage::{self, Outcome, Usage};
 
 /// The application state shared by every request of one process.
 pub struct App {
-    store: Mutex<Store>,
+    store: Mutex<Box<dyn Store>>,
+    /// The store's single-flight refresh locks, taken without holding `store`.
+    pub(crate) refresh_locks: Arc<dyn RefreshLocks>,
     cache: Mutex<ReadCache>,
 }
 
-/// Identifies one state of the store as seen by one connection: the connection (its
-/// handle), `PRAGMA data_version` (changes when another connection commits) and the
-/// connection's own `total_changes` (changes when this process writes).
-type CacheKey = (usize, i64, u64);
-
 /// What a long-lived `serve` process keeps between requests while the store is unchanged:
 /// parsed aliases, settings and per-(agent, provider) views. Dropped as soon as the
-/// [`CacheKey`] changes, so a write by any process is seen by the next request.
+/// [`ChangeMarker`] changes, so a write by any process is seen by the next request.
 #[derive(Default)]
 struct ReadCache {
-    key: Option<CacheKey>,
+    key: Option<ChangeMarker>,
     aliases: Option<Arc<Aliases>>,
     views: HashMap<(Option<String>, String), Arc<ProviderSnapshot>>,
 }
@@ -52,23 +47,6 @@ struct ProviderSnapshot {
     settings: Arc<Settings>,
     /// Providers with an `oauth.tokenUrl` registered (their oauth profiles can refresh).
     with_oauth: HashSet<String>,
-}
-
-fn cache_key(c: &Connection) -> Result<CacheKey> {
-    let v: i64 = c
-        .prepare_cached("PRAGMA data_version")
-        .and_then(|mut s| s.query_row([], |r| r.get(0)))
-        .map_err(|e| {
-            store::map_sqlite(
-                e,
-                c.path()
-                    .map(std::path::Path::new)
-                    .unwrap_or(std::path::Path::new("")),
-            )
-        })?;
-    // SAFETY: only the address is used, as an identity; the handle is not dereferenced.
-    let handle = unsafe { c.handle() } as usize;
-    Ok((handle, v, c.total_changes()))
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -100,9 +78,9 @@ fn profile_id_param(raw: &str, aliases: &Aliases, pointer: &str) -> Result<(Stri
 }
 
 /// Registered aliases (alias → provider) from the providers table.
-pub fn load_aliases(c: &Connection) -> Result<Aliases> {
+pub fn load_aliases(c: &dyn Tx) -> Result<Aliases> {
     let mut out = Aliases::new();
-    for (id, body) in store::providers(c)? {
+    for (id, body) in c.providers()? {
         if let Some(list) = body.get("aliases").and_then(|v| v.as_array()) {
             for a in list.iter().filter_map(|v| v.as_str()) {
                 out.insert(a.to_string(), id.clone());
@@ -113,8 +91,8 @@ pub fn load_aliases(c: &Connection) -> Result<Aliases> {
 }
 
 /// Effective settings from the store.
-pub fn load_settings(c: &Connection) -> Result<Settings> {
-    Ok(settings::from_stored(&store::settings(c)?))
+pub fn load_settings(c: &dyn Tx) -> Result<Settings> {
+    Ok(settings::from_stored(&c.settings()?))
 }
 
 pub(crate) fn unknown_profile(id: &str, agent: Option<&str>) -> RpcError {
@@ -357,8 +335,9 @@ fn model_param(m: Option<String>) -> Option<String> {
 
 /// The environment keys (PROTOCOL §6) this process sees for `provider`, with the
 /// provider's registered `envVars` from the store.
-fn env_keys_for(c: &Connection, provider: &str) -> Result<Vec<EnvKey>> {
-    let registered: Vec<String> = store::providers(c)?
+fn env_keys_for(c: &dyn Tx, provider: &str) -> Result<Vec<EnvKey>> {
+    let registered: Vec<String> = c
+        .providers()?
         .into_iter()
         .find(|(id, _)| id == provider)
         .and_then(|(_, body)| {
@@ -471,13 +450,15 @@ fn env_result(
 impl App {
     /// An app on the store at `path` (nothing is opened yet).
     pub fn new(path: PathBuf) -> Self {
+        let store = store::open(path);
         App {
-            store: Mutex::new(Store::new(path)),
+            refresh_locks: store.refresh_locks(),
+            store: Mutex::new(store),
             cache: Mutex::new(ReadCache::default()),
         }
     }
 
-    pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, Store> {
+    pub(crate) fn store(&self) -> std::sync::MutexGuard<'_, Box<dyn Store>> {
         self.store.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -485,13 +466,15 @@ impl App {
     pub fn info(&self, _: InfoParams, methods: Vec<String>) -> Result<InfoResult> {
         let mut st = self.store();
         let schema_version = st.schema_version()?;
+        let d = st.describe();
         Ok(InfoResult {
             name: "modelauth".into(),
             version: env!("CARGO_PKG_VERSION").into(),
             protocol_version: 1,
             store: StoreInfo {
-                path: st.path().display().to_string(),
-                exists: st.exists(),
+                backend: d.backend.into(),
+                path: d.path,
+                exists: d.exists,
                 schema_version,
             },
             methods,
@@ -516,30 +499,30 @@ impl App {
             };
             let id = profile.id.clone();
             let provider = profile.provider.clone();
-            let existing = store::scope_profile(c, a, &id)?;
+            let existing = c.scope_profile(a, &id)?;
             if let Some(expected) = p.expected_revision {
                 let current = existing.as_ref().map(|e| e.revision).unwrap_or(0);
                 if current != expected {
                     return Err(revision_conflict(expected, current).with("profileId", &id));
                 }
             }
-            let (created, revision) = store::upsert_profile(c, a, &profile, now)?;
+            let (created, revision) = c.upsert_profile(a, &profile, now)?;
             if !created {
                 // Replacing a credential clears its cooldowns and failure counts.
-                let mut u = store::usage(c, &id)?;
+                let mut u = c.usage(&id)?;
                 u.cooldowns.clear();
                 u.disabled = None;
                 u.error_count = 0;
                 u.failure_counts.clear();
                 u.last_failure_at = None;
                 u.needs_reauth = false;
-                store::put_usage(c, &id, &u)?;
+                c.put_usage(&id, &u)?;
             }
             // Routability invariant.
-            let own = store::scope_order(c, a, &provider)?.map(|(ids, _)| ids);
+            let own = c.scope_order(a, &provider)?.map(|(ids, _)| ids);
             let base = match (&own, a) {
                 (Some(ids), _) => Some(ids.clone()),
-                (None, Some(_)) => store::scope_order(c, None, &provider)?.map(|(ids, _)| ids),
+                (None, Some(_)) => c.scope_order(None, &provider)?.map(|(ids, _)| ids),
                 (None, None) => None,
             };
             let new_order = match base {
@@ -554,8 +537,8 @@ impl App {
                     (own.is_some() || ids != before).then_some(ids)
                 }
                 None if p.primary => {
-                    let view = store::view_profiles(c, a, Some(&provider))?;
-                    let usage = store::usages(c, view.iter().map(|s| s.profile.id.as_str()))?;
+                    let view = c.view_profiles(a, Some(&provider))?;
+                    let usage = c.usages_of(&view)?;
                     let mut ids = vec![id.clone()];
                     ids.extend(
                         resolve::default_order(&view, &usage, now)
@@ -569,11 +552,11 @@ impl App {
             };
             if let Some(ids) = &new_order {
                 if own.as_ref() != Some(ids) {
-                    store::set_order(c, a, &provider, ids, now)?;
+                    c.set_order(a, &provider, ids, now)?;
                 }
             }
             if p.primary {
-                store::set_last_good(c, a, &provider, &id)?;
+                c.set_last_good(a, &provider, &id)?;
             }
             tracing::info!(profile_id = %id, agent = ?a, created, revision, "profile stored");
             Ok(PutResult {
@@ -594,8 +577,10 @@ impl App {
         self.store().read(|c| {
             let aliases = load_aliases(c)?;
             let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
-            let sp = store::view_profile(c, a, &id)?.ok_or_else(|| unknown_profile(&id, a))?;
-            let usage = store::usages(c, [id.as_str()])?;
+            let sp = c
+                .view_profile(a, &id)?
+                .ok_or_else(|| unknown_profile(&id, a))?;
+            let usage = c.usages(&[id.as_str()])?;
             let with_oauth = oauth_providers(c)?;
             Ok(GetResult {
                 agent: agent.clone(),
@@ -616,8 +601,8 @@ impl App {
                 .as_deref()
                 .map(|x| provider_param(x, &aliases))
                 .transpose()?;
-            let view = store::view_profiles(c, a, provider.as_deref())?;
-            let usage = store::usages(c, view.iter().map(|s| s.profile.id.as_str()))?;
+            let view = c.view_profiles(a, provider.as_deref())?;
+            let usage = c.usages_of(&view)?;
             let with_oauth = oauth_providers(c)?;
             let profiles = view
                 .iter()
@@ -635,12 +620,12 @@ impl App {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();
-        let body = |c: &Connection, apply: bool| -> Result<RemoveResult> {
+        let body = |c: &dyn Tx, apply: bool| -> Result<RemoveResult> {
             let aliases = load_aliases(c)?;
             let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
-            let sp = store::scope_profile(c, a, &id)?.ok_or_else(|| {
+            let sp = c.scope_profile(a, &id)?.ok_or_else(|| {
                 let e = unknown_profile(&id, a);
-                if a.is_some() && store::scope_profile(c, None, &id).ok().flatten().is_some() {
+                if a.is_some() && c.scope_profile(None, &id).ok().flatten().is_some() {
                     e.with_hint("this id is a shared profile: remove it without `agent`")
                 } else {
                     e
@@ -652,29 +637,30 @@ impl App {
                 }
             }
             let mut order_entries_removed = vec![];
-            for (provider, ids) in store::scope_orders(c, a)? {
+            for (provider, ids) in c.scope_orders(a)? {
                 if ids.contains(&id) {
                     order_entries_removed.push(provider.clone());
                     if apply {
                         let rest: Vec<String> = ids.into_iter().filter(|x| x != &id).collect();
                         if rest.is_empty() {
-                            store::clear_order(c, a, &provider)?;
+                            c.clear_order(a, &provider)?;
                         } else {
-                            store::set_order(c, a, &provider, &rest, now)?;
+                            c.set_order(a, &provider, &rest, now)?;
                         }
                     }
                 }
             }
-            let last_good_removed: Vec<String> = store::scope_last_good(c, a)?
+            let last_good_removed: Vec<String> = c
+                .scope_last_good(a)?
                 .into_iter()
                 .filter(|(_, pid)| pid == &id)
                 .map(|(prov, _)| prov)
                 .collect();
             if apply {
-                store::clear_last_good_for(c, a, &id)?;
-                store::delete_profile(c, a, &id)?;
-                if !store::profile_id_exists_anywhere(c, &id)? {
-                    store::put_usage(c, &id, &Usage::default())?;
+                c.clear_last_good_for(a, &id)?;
+                c.delete_profile(a, &id)?;
+                if !c.profile_id_exists_anywhere(&id)? {
+                    c.put_usage(&id, &Usage::default())?;
                 }
                 tracing::info!(profile_id = %id, agent = ?a, "profile removed");
             }
@@ -688,7 +674,7 @@ impl App {
             })
         };
         let mut st = self.store();
-        if p.dry_run || !st.exists() {
+        if p.dry_run || !st.describe().exists {
             st.read(|c| body(c, false)).map(|mut r| {
                 r.dry_run = p.dry_run;
                 r
@@ -700,12 +686,13 @@ impl App {
 
     #[allow(clippy::type_complexity)]
     /// The cache, emptied first if the store changed since it was filled.
-    fn cache_at(&self, c: &Connection) -> Result<std::sync::MutexGuard<'_, ReadCache>> {
-        let key = cache_key(c)?;
+    fn cache_at(&self, c: &dyn Tx) -> Result<std::sync::MutexGuard<'_, ReadCache>> {
+        let key = c.change_marker()?;
         let mut cache = self.cache.lock().unwrap_or_else(|p| p.into_inner());
-        if cache.key != Some(key) {
+        // A backend that cannot tell whether the store changed (`None`) caches nothing.
+        if key.is_none() || cache.key != key {
             *cache = ReadCache {
-                key: Some(key),
+                key,
                 ..ReadCache::default()
             };
         }
@@ -713,7 +700,7 @@ impl App {
     }
 
     /// Registered aliases, from the cache when the store is unchanged.
-    fn cached_aliases(&self, c: &Connection) -> Result<Arc<Aliases>> {
+    fn cached_aliases(&self, c: &dyn Tx) -> Result<Arc<Aliases>> {
         let mut cache = self.cache_at(c)?;
         if let Some(a) = &cache.aliases {
             return Ok(a.clone());
@@ -725,7 +712,7 @@ impl App {
 
     fn snapshot(
         &self,
-        c: &Connection,
+        c: &dyn Tx,
         a: Option<&str>,
         provider: &str,
     ) -> Result<Arc<ProviderSnapshot>> {
@@ -735,9 +722,9 @@ impl App {
             return Ok(v.clone());
         }
         let settings = Arc::new(load_settings(c)?);
-        let profiles = store::view_profiles(c, a, Some(provider))?;
-        let order = store::effective_order(c, a, provider)?;
-        let usage = store::usages(c, profiles.iter().map(|s| s.profile.id.as_str()))?;
+        let profiles = c.view_profiles(a, Some(provider))?;
+        let order = c.effective_order(a, provider)?;
+        let usage = c.usages_of(&profiles)?;
         let with_oauth = oauth_providers(c)?;
         let snap = Arc::new(ProviderSnapshot {
             profiles: Arc::new(profiles),
@@ -752,7 +739,7 @@ impl App {
 
     fn walk_view(
         &self,
-        c: &Connection,
+        c: &dyn Tx,
         a: Option<&str>,
         provider: &str,
         model: Option<&str>,
@@ -837,7 +824,7 @@ impl App {
                     )),
             );
         }
-        let check = |c: &Connection| -> Result<(String, Vec<String>)> {
+        let check = |c: &dyn Tx| -> Result<(String, Vec<String>)> {
             let aliases = load_aliases(c)?;
             let provider = provider_param(&p.provider, &aliases)?;
             let mut seen = BTreeSet::new();
@@ -851,7 +838,7 @@ impl App {
             let mut missing = vec![];
             let mut mismatched = vec![];
             for id in &ids {
-                match store::view_profile(c, a, id)? {
+                match c.view_profile(a, id)? {
                     None => missing.push(id.clone()),
                     Some(sp) if sp.profile.provider != provider => mismatched.push(id.clone()),
                     Some(_) => {}
@@ -885,14 +872,12 @@ impl App {
         self.store().write(|c| {
             let (provider, ids) = check(c)?;
             if let Some(expected) = p.expected_revision {
-                let current = store::scope_order(c, a, &provider)?
-                    .map(|(_, r)| r)
-                    .unwrap_or(0);
+                let current = c.scope_order(a, &provider)?.map(|(_, r)| r).unwrap_or(0);
                 if current != expected {
                     return Err(revision_conflict(expected, current).with("provider", &provider));
                 }
             }
-            let revision = store::set_order(c, a, &provider, &ids, now)?;
+            let revision = c.set_order(a, &provider, &ids, now)?;
             tracing::info!(%provider, agent = ?a, revision, "order stored");
             Ok(OrderSetResult {
                 provider,
@@ -910,9 +895,9 @@ impl App {
         let mut st = self.store();
         let aliases = st.read(load_aliases)?;
         let provider = provider_param(&p.provider, &aliases)?;
-        let exists = st.read(|c| store::scope_order(c, a, &provider))?.is_some();
+        let exists = st.read(|c| c.scope_order(a, &provider))?.is_some();
         let cleared = if exists {
-            st.write(|c| store::clear_order(c, a, &provider))?
+            st.write(|c| c.clear_order(a, &provider))?
         } else {
             false
         };
@@ -1128,10 +1113,11 @@ impl App {
         let a = agent.as_deref();
         let model = model_param(p.model);
         let now = now_ms();
-        let find = |c: &Connection| -> Result<StoredProfile> {
+        let find = |c: &dyn Tx| -> Result<StoredProfile> {
             let aliases = load_aliases(c)?;
             let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
-            store::view_profile(c, a, &id)?.ok_or_else(|| unknown_profile(&id, a))
+            c.view_profile(a, &id)?
+                .ok_or_else(|| unknown_profile(&id, a))
         };
         let mut st = self.store();
         // Refuse an unknown id without creating the store.
@@ -1141,7 +1127,7 @@ impl App {
             let id = sp.profile.id.clone();
             let provider = sp.profile.provider.clone();
             let settings = load_settings(c)?;
-            let before = store::usage(c, &id)?;
+            let before = c.usage(&id)?;
             let exempt = settings
                 .cooldown_exempt_providers
                 .iter()
@@ -1157,9 +1143,9 @@ impl App {
             }
             let after =
                 usage::apply_report(&before, p.outcome, model.as_deref(), now, &settings.cooldowns);
-            store::put_usage(c, &id, &after)?;
+            c.put_usage(&id, &after)?;
             if p.outcome == Outcome::Success {
-                store::set_last_good(c, a, &provider, &id)?;
+                c.set_last_good(a, &provider, &id)?;
             }
             tracing::info!(profile_id = %id, outcome = p.outcome.as_str(), model = ?model, "usage reported");
             Ok(ReportResult {
@@ -1181,12 +1167,12 @@ impl App {
         let a = agent.as_deref();
         let model = model_param(p.model);
         let now = now_ms();
-        let find = |c: &Connection| -> Result<String> {
+        let find = |c: &dyn Tx| -> Result<String> {
             let aliases = load_aliases(c)?;
             let (id, _) = profile_id_param(&p.profile_id, &aliases, "/profileId")?;
             let exists = match a {
-                Some(_) => store::view_profile(c, a, &id)?.is_some(),
-                None => store::profile_id_exists_anywhere(c, &id)?,
+                Some(_) => c.view_profile(a, &id)?.is_some(),
+                None => c.profile_id_exists_anywhere(&id)?,
             };
             if exists {
                 Ok(id)
@@ -1196,7 +1182,7 @@ impl App {
         };
         let mut st = self.store();
         let id = st.read(find)?;
-        let before = st.read(|c| store::usage(c, &id))?;
+        let before = st.read(|c| c.usage(&id))?;
         if usage::clear_cooldown(&before, model.as_deref()) == before {
             return Ok(ClearCooldownResult {
                 profile_id: id,
@@ -1206,9 +1192,9 @@ impl App {
         }
         st.write(|c| {
             let id = find(c)?;
-            let before = store::usage(c, &id)?;
+            let before = c.usage(&id)?;
             let after = usage::clear_cooldown(&before, model.as_deref());
-            store::put_usage(c, &id, &after)?;
+            c.put_usage(&id, &after)?;
             tracing::info!(profile_id = %id, model = ?model, "cooldown cleared");
             Ok(ClearCooldownResult {
                 profile_id: id,
@@ -1240,7 +1226,7 @@ impl App {
                 .as_deref()
                 .map(|x| provider_param(x, &aliases))
                 .transpose()?;
-            let view = store::view_profiles(c, a, only.as_deref())?;
+            let view = c.view_profiles(a, only.as_deref())?;
             let mut providers: Vec<String> =
                 view.iter().map(|s| s.profile.provider.clone()).collect();
             providers.extend(only.clone());
@@ -1251,7 +1237,7 @@ impl App {
             for provider in providers {
                 let (profiles, _, steps, settings) =
                     self.walk_view(c, a, &provider, None, None, now)?;
-                let usage = store::usages(c, profiles.iter().map(|s| s.profile.id.as_str()))?;
+                let usage = c.usages_of(&profiles)?;
                 let by_id: HashMap<&str, &StoredProfile> = profiles
                     .iter()
                     .map(|s| (s.profile.id.as_str(), s))
@@ -1417,11 +1403,11 @@ impl App {
     pub fn settings_set(&self, p: SettingsSetParams) -> Result<SettingsResult> {
         let mut st = self.store();
         // Validate first so that refused settings do not create the store.
-        st.read(|c| settings::merge_settings(&store::settings(c)?, &p.settings).map(|_| ()))?;
+        st.read(|c| settings::merge_settings(&c.settings()?, &p.settings).map(|_| ()))?;
         let settings = st.write(|c| {
-            let (to_store, settings) = settings::merge_settings(&store::settings(c)?, &p.settings)?;
+            let (to_store, settings) = settings::merge_settings(&c.settings()?, &p.settings)?;
             for (k, v) in &to_store {
-                store::put_setting(c, k, v)?;
+                c.put_setting(k, v)?;
             }
             Ok(settings)
         })?;

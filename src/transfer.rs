@@ -20,7 +20,7 @@ use crate::import::{
     OrderAction, Piece, PieceKind, ProfileAction, ValidateParams, ValidateResult,
 };
 use crate::service::{load_aliases, now_ms, App};
-use crate::store;
+use crate::store::Tx;
 use crate::usage::Usage;
 
 /// Largest JSON source read (bytes).
@@ -436,7 +436,7 @@ fn provider_of(id: &str) -> &str {
 /// Applies `plan` on `c` (inside the caller's transaction). With `write` false nothing is
 /// written and the result says what would happen. Returns `(profiles, orders, warnings)`.
 fn apply(
-    c: &Connection,
+    c: &dyn Tx,
     plan: &ImportPlan,
     replace: bool,
     write: bool,
@@ -456,7 +456,7 @@ fn apply(
         // 1. Profiles.
         let mut imported: Vec<&str> = vec![];
         for (id, pp) in &scope.profiles {
-            let existing = store::scope_profile(c, a, id)?;
+            let existing = c.scope_profile(a, id)?;
             let (action, reason) = match &existing {
                 None => ("created", None),
                 Some(e) if e.profile == pp.profile => ("unchanged", None),
@@ -466,16 +466,16 @@ fn apply(
             if matches!(action, "created" | "updated") {
                 imported.push(id);
                 if write {
-                    store::upsert_profile(c, a, &pp.profile, now)?;
+                    c.upsert_profile(a, &pp.profile, now)?;
                     match scope.usage.get(id) {
-                        Some(u) => store::put_usage(c, id, u)?,
+                        Some(u) => c.put_usage(id, u)?,
                         None if action == "updated" => {
                             // Replacing a credential clears its cooldowns and failure counts.
                             let u = Usage {
-                                last_used: store::usage(c, id)?.last_used,
+                                last_used: c.usage(id)?.last_used,
                                 ..Default::default()
                             };
-                            store::put_usage(c, id, &u)?;
+                            c.put_usage(id, &u)?;
                         }
                         None => {}
                     }
@@ -489,7 +489,8 @@ fn apply(
             });
         }
         // Ids the scope's view holds after the import.
-        let mut visible: BTreeSet<String> = store::view_profiles(c, a, None)?
+        let mut visible: BTreeSet<String> = c
+            .view_profiles(a, None)?
             .into_iter()
             .map(|s| s.profile.id)
             .collect();
@@ -538,7 +539,7 @@ fn apply(
                 );
                 continue;
             }
-            let existing = store::scope_order(c, a, provider)?.map(|(ids, _)| ids);
+            let existing = c.scope_order(a, provider)?.map(|(ids, _)| ids);
             let (final_ids, action, reason) = match existing {
                 None => (ids, "created", None),
                 Some(e) if e == ids => (ids, "unchanged", None),
@@ -558,7 +559,7 @@ fn apply(
                 }
             };
             if write && action != "unchanged" && action != "skipped" {
-                store::set_order(c, a, provider, &final_ids, now)?;
+                c.set_order(a, provider, &final_ids, now)?;
             }
             order_actions.push(OrderAction {
                 provider: provider.clone(),
@@ -578,10 +579,10 @@ fn apply(
             if ordered.contains(provider) {
                 continue;
             }
-            let own = store::scope_order(c, a, provider)?.map(|(ids, _)| ids);
+            let own = c.scope_order(a, provider)?.map(|(ids, _)| ids);
             let base = match (&own, a) {
                 (Some(ids), _) => Some(ids.clone()),
-                (None, Some(_)) => store::scope_order(c, None, provider)?.map(|(ids, _)| ids),
+                (None, Some(_)) => c.scope_order(None, provider)?.map(|(ids, _)| ids),
                 (None, None) => None,
             };
             if let Some(mut ids) = base {
@@ -593,7 +594,7 @@ fn apply(
                 }
                 if ids != before {
                     if write {
-                        store::set_order(c, a, provider, &ids, now)?;
+                        c.set_order(a, provider, &ids, now)?;
                     }
                     order_actions.push(OrderAction {
                         provider: provider.to_string(),
@@ -618,8 +619,8 @@ fn apply(
                 });
                 continue;
             }
-            if write && store::last_good(c, a, provider)?.as_deref() != Some(id) {
-                store::set_last_good(c, a, provider, id)?;
+            if write && c.last_good(a, provider)?.as_deref() != Some(id) {
+                c.set_last_good(a, provider, id)?;
             }
         }
     }
@@ -644,7 +645,7 @@ impl App {
         let a = agent.as_deref();
         let loaded = load_source(p.path.as_deref(), p.document, p.format, a)?;
         let now = now_ms();
-        let run = |c: &Connection, write: bool| -> Result<ImportResult> {
+        let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
             let aliases = load_aliases(c)?;
             let plan = import::plan(&loaded, &aliases);
             let (profiles, orders, extra) = apply(c, &plan, p.replace, write, now)?;
@@ -695,16 +696,17 @@ impl App {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         self.store().read(|c| {
-            let profiles: Vec<_> = store::view_profiles(c, a, None)?
+            let profiles: Vec<_> = c
+                .view_profiles(a, None)?
                 .into_iter()
                 .filter(|s| s.scope.as_deref() == a)
                 .map(|s| s.profile)
                 .collect();
-            let orders = store::scope_orders(c, a)?;
-            let last_good = store::scope_last_good(c, a)?;
+            let orders = c.scope_orders(a)?;
+            let last_good = c.scope_last_good(a)?;
             let mut usage = BTreeMap::new();
             for p in &profiles {
-                usage.insert(p.id.clone(), store::usage(c, &p.id)?);
+                usage.insert(p.id.clone(), c.usage(&p.id)?);
             }
             Ok(ExportResult {
                 agent: agent.clone(),

@@ -1,4 +1,4 @@
-//! The SQLite store (PROTOCOL §2): profiles per scope, orders, lastGood, usage, providers
+//! The SQLite implementation of [`Store`] (PROTOCOL §2): profiles per scope, orders, lastGood, usage, providers
 //! and settings in one database file.
 //!
 //! - Path: `--store`, else `$MODELAUTH_STORE`, else `$XDG_STATE_HOME/modelauth/store.db`,
@@ -26,6 +26,10 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 use crate::error::{ErrorKind, RpcError};
 use crate::profile::{Profile, StoredProfile};
 use crate::usage::Usage;
+
+use super::{
+    scope_key, ChangeMarker, RefreshGuard, RefreshLocks, Store, StoreDescription, Tx, TxBody,
+};
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 1;
@@ -156,8 +160,8 @@ fn io_error(e: std::io::Error, what: &str, path: &Path) -> RpcError {
     RpcError::new(kind, format!("cannot {what} {}: {e}", path.display()))
 }
 
-/// The store handle: one lazily opened connection to the file.
-pub struct Store {
+/// The SQLite store handle: one lazily opened connection to the file.
+pub struct SqliteStore {
     path: PathBuf,
     conn: Option<Connection>,
     empty: Option<Connection>,
@@ -167,15 +171,10 @@ pub struct Store {
     readonly: bool,
 }
 
-/// Scope key: `''` for shared, the agent id otherwise.
-pub fn scope_key(agent: Option<&str>) -> &str {
-    agent.unwrap_or("")
-}
-
-impl Store {
+impl SqliteStore {
     /// A handle on the store at `path`; nothing is opened or created yet.
     pub fn new(path: PathBuf) -> Self {
-        Store {
+        SqliteStore {
             path,
             conn: None,
             empty: None,
@@ -463,26 +462,19 @@ impl Store {
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot). A missing store reads as empty.
-    pub fn read<T>(
-        &mut self,
-        f: impl FnOnce(&Connection) -> Result<T, RpcError>,
-    ) -> Result<T, RpcError> {
+    fn read_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
         let path = self.path.clone();
         let c = self.read_conn()?;
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Deferred)
             .map_err(|e| map_sqlite(e, &path))?;
-        let r = f(&tx)?;
-        tx.commit().map_err(|e| map_sqlite(e, &path))?;
-        Ok(r)
+        f(&*tx)?;
+        tx.commit().map_err(|e| map_sqlite(e, &path))
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it durably; on error
     /// nothing is changed. Creates the store on first use.
-    pub fn write<T>(
-        &mut self,
-        f: impl FnOnce(&Connection) -> Result<T, RpcError>,
-    ) -> Result<T, RpcError> {
+    fn write_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
         let path = self.path.clone();
         self.write_conn()?;
         if self.readonly {
@@ -492,9 +484,167 @@ impl Store {
         let tx = c
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| map_sqlite(e, &path))?;
-        let r = f(&tx)?;
-        tx.commit().map_err(|e| map_sqlite(e, &path))?;
-        Ok(r)
+        f(&*tx)?;
+        tx.commit().map_err(|e| map_sqlite(e, &path))
+    }
+}
+
+impl RefreshGuard for crate::flight::RefreshLock {}
+
+impl Store for SqliteStore {
+    fn describe(&self) -> StoreDescription {
+        StoreDescription {
+            backend: "sqlite",
+            path: self.path.display().to_string(),
+            exists: self.exists(),
+        }
+    }
+
+    fn schema_version(&mut self) -> Result<Option<i64>, RpcError> {
+        SqliteStore::schema_version(self)
+    }
+
+    fn set_busy_timeout(&mut self, ms: u64) {
+        SqliteStore::set_busy_timeout(self, ms)
+    }
+
+    fn read_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        self.read_in_tx(f)
+    }
+
+    fn write_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        self.write_in_tx(f)
+    }
+
+    fn refresh_locks(&self) -> std::sync::Arc<dyn RefreshLocks> {
+        std::sync::Arc::new(FileLocks {
+            store: self.path.clone(),
+        })
+    }
+}
+
+/// Refresh locks as OS advisory locks on sidecar files next to the store (see
+/// [`crate::flight`]): the kernel releases them when the holder's file closes.
+struct FileLocks {
+    store: PathBuf,
+}
+
+impl RefreshLocks for FileLocks {
+    fn lock(
+        &self,
+        scope: Option<&str>,
+        profile_id: &str,
+        wait: Duration,
+    ) -> Result<Option<Box<dyn RefreshGuard>>, RpcError> {
+        let lp = crate::flight::lock_path(&self.store, scope_key(scope), profile_id);
+        match crate::flight::acquire(&lp, wait) {
+            Ok(l) => Ok(l.map(|l| Box::new(l) as Box<dyn RefreshGuard>)),
+            Err(e) => Err(io_error(e, "take the refresh lock", &lp).with("reason", "lock_failed")),
+        }
+    }
+}
+
+/// The SQL behind [`Tx`]: a connection inside a transaction opened by [`SqliteStore`].
+impl Tx for Connection {
+    fn change_marker(&self) -> Result<Option<ChangeMarker>, RpcError> {
+        let v: i64 = self
+            .prepare_cached("PRAGMA data_version")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(sql)?;
+        // SAFETY: only the address is used, as an identity; the handle is not dereferenced.
+        let handle = unsafe { self.handle() } as usize as u64;
+        Ok(Some((handle, v, self.total_changes())))
+    }
+    fn view_profiles(
+        &self,
+        a: Option<&str>,
+        p: Option<&str>,
+    ) -> Result<Vec<StoredProfile>, RpcError> {
+        view_profiles(self, a, p)
+    }
+    fn view_profile(&self, a: Option<&str>, id: &str) -> Result<Option<StoredProfile>, RpcError> {
+        view_profile(self, a, id)
+    }
+    fn scope_profile(&self, a: Option<&str>, id: &str) -> Result<Option<StoredProfile>, RpcError> {
+        scope_profile(self, a, id)
+    }
+    fn upsert_profile(
+        &self,
+        a: Option<&str>,
+        p: &Profile,
+        now: i64,
+    ) -> Result<(bool, i64), RpcError> {
+        upsert_profile(self, a, p, now)
+    }
+    fn delete_profile(&self, a: Option<&str>, id: &str) -> Result<bool, RpcError> {
+        delete_profile(self, a, id)
+    }
+    fn profile_id_exists_anywhere(&self, id: &str) -> Result<bool, RpcError> {
+        profile_id_exists_anywhere(self, id)
+    }
+    fn scopes(&self) -> Result<Vec<Option<String>>, RpcError> {
+        scopes(self)
+    }
+    fn scope_order(
+        &self,
+        a: Option<&str>,
+        p: &str,
+    ) -> Result<Option<(Vec<String>, i64)>, RpcError> {
+        scope_order(self, a, p)
+    }
+    fn set_order(
+        &self,
+        a: Option<&str>,
+        p: &str,
+        ids: &[String],
+        now: i64,
+    ) -> Result<i64, RpcError> {
+        set_order(self, a, p, ids, now)
+    }
+    fn clear_order(&self, a: Option<&str>, p: &str) -> Result<bool, RpcError> {
+        clear_order(self, a, p)
+    }
+    fn scope_orders(&self, a: Option<&str>) -> Result<Vec<(String, Vec<String>)>, RpcError> {
+        scope_orders(self, a)
+    }
+    fn last_good(&self, a: Option<&str>, p: &str) -> Result<Option<String>, RpcError> {
+        last_good(self, a, p)
+    }
+    fn scope_last_good(&self, a: Option<&str>) -> Result<Vec<(String, String)>, RpcError> {
+        scope_last_good(self, a)
+    }
+    fn set_last_good(&self, a: Option<&str>, p: &str, id: &str) -> Result<(), RpcError> {
+        set_last_good(self, a, p, id)
+    }
+    fn clear_last_good_for(&self, a: Option<&str>, id: &str) -> Result<usize, RpcError> {
+        clear_last_good_for(self, a, id)
+    }
+    fn usage(&self, id: &str) -> Result<Usage, RpcError> {
+        usage(self, id)
+    }
+    fn usages(&self, ids: &[&str]) -> Result<HashMap<String, Usage>, RpcError> {
+        usages(self, ids)
+    }
+    fn put_usage(&self, id: &str, u: &Usage) -> Result<(), RpcError> {
+        put_usage(self, id, u)
+    }
+    fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
+        setting(self, key)
+    }
+    fn settings(&self) -> Result<serde_json::Map<String, serde_json::Value>, RpcError> {
+        settings(self)
+    }
+    fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), RpcError> {
+        put_setting(self, key, value)
+    }
+    fn providers(&self) -> Result<Vec<(String, serde_json::Value)>, RpcError> {
+        providers(self)
+    }
+    fn put_provider(&self, id: &str, body: &serde_json::Value) -> Result<bool, RpcError> {
+        put_provider(self, id, body)
+    }
+    fn delete_provider(&self, id: &str) -> Result<bool, RpcError> {
+        delete_provider(self, id)
     }
 }
 
@@ -596,7 +746,7 @@ fn to_stored(row: (String, String, i64, i64, i64)) -> Result<StoredProfile, RpcE
 
 /// The profiles an `agent` sees (its own plus shared; its own win on the same id), or the
 /// shared ones without an agent; optionally of one provider. Sorted by provider, id.
-pub fn view_profiles(
+fn view_profiles(
     c: &Connection,
     agent: Option<&str>,
     provider: Option<&str>,
@@ -632,7 +782,7 @@ pub fn view_profiles(
 }
 
 /// One profile in the view of `agent` (its own first, then shared).
-pub fn view_profile(
+fn view_profile(
     c: &Connection,
     agent: Option<&str>,
     id: &str,
@@ -648,7 +798,7 @@ pub fn view_profile(
 }
 
 /// One profile in exactly one scope.
-pub fn scope_profile(
+fn scope_profile(
     c: &Connection,
     agent: Option<&str>,
     id: &str,
@@ -664,7 +814,7 @@ pub fn scope_profile(
 }
 
 /// Inserts or replaces a profile in a scope. Returns `(created, revision)`.
-pub fn upsert_profile(
+fn upsert_profile(
     c: &Connection,
     agent: Option<&str>,
     p: &Profile,
@@ -698,7 +848,7 @@ pub fn upsert_profile(
 }
 
 /// Deletes a profile from a scope; true if it was there.
-pub fn delete_profile(c: &Connection, agent: Option<&str>, id: &str) -> Result<bool, RpcError> {
+fn delete_profile(c: &Connection, agent: Option<&str>, id: &str) -> Result<bool, RpcError> {
     let n = c
         .prepare_cached("DELETE FROM profiles WHERE scope = ?1 AND id = ?2")
         .map_err(sql)?
@@ -707,8 +857,19 @@ pub fn delete_profile(c: &Connection, agent: Option<&str>, id: &str) -> Result<b
     Ok(n > 0)
 }
 
+/// Every scope with a profile or an order: shared (`''` → `None`) first, agents sorted.
+fn scopes(c: &Connection) -> Result<Vec<Option<String>>, RpcError> {
+    let mut s = c
+        .prepare_cached("SELECT scope FROM profiles UNION SELECT scope FROM orders ORDER BY 1")
+        .map_err(sql)?;
+    let rows = s.query_map([], |r| r.get::<_, String>(0)).map_err(sql)?;
+    rows.map(|r| r.map(|s| (!s.is_empty()).then_some(s)))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(sql)
+}
+
 /// Whether any scope still holds a profile with this id.
-pub fn profile_id_exists_anywhere(c: &Connection, id: &str) -> Result<bool, RpcError> {
+fn profile_id_exists_anywhere(c: &Connection, id: &str) -> Result<bool, RpcError> {
     c.prepare_cached("SELECT 1 FROM profiles WHERE id = ?1 LIMIT 1")
         .map_err(sql)?
         .query_row(params![id], |_| Ok(()))
@@ -718,7 +879,7 @@ pub fn profile_id_exists_anywhere(c: &Connection, id: &str) -> Result<bool, RpcE
 }
 
 /// An explicit order stored in exactly one scope: `(ids, revision)`.
-pub fn scope_order(
+fn scope_order(
     c: &Connection,
     agent: Option<&str>,
     provider: &str,
@@ -744,23 +905,8 @@ pub fn scope_order(
     .transpose()
 }
 
-/// The order an agent uses for a provider: its own if set, else the shared one.
-/// Returns `(ids, source)` with source `"agent"` or `"shared"`.
-pub fn effective_order(
-    c: &Connection,
-    agent: Option<&str>,
-    provider: &str,
-) -> Result<Option<(Vec<String>, &'static str)>, RpcError> {
-    if agent.is_some() {
-        if let Some((ids, _)) = scope_order(c, agent, provider)? {
-            return Ok(Some((ids, "agent")));
-        }
-    }
-    Ok(scope_order(c, None, provider)?.map(|(ids, _)| (ids, "shared")))
-}
-
 /// Stores an order in a scope; returns the new revision (1 for a new order).
-pub fn set_order(
+fn set_order(
     c: &Connection,
     agent: Option<&str>,
     provider: &str,
@@ -780,7 +926,7 @@ pub fn set_order(
 }
 
 /// Removes a scope's order for a provider; true if there was one.
-pub fn clear_order(c: &Connection, agent: Option<&str>, provider: &str) -> Result<bool, RpcError> {
+fn clear_order(c: &Connection, agent: Option<&str>, provider: &str) -> Result<bool, RpcError> {
     let n = c
         .prepare_cached("DELETE FROM orders WHERE scope = ?1 AND provider = ?2")
         .map_err(sql)?
@@ -790,7 +936,7 @@ pub fn clear_order(c: &Connection, agent: Option<&str>, provider: &str) -> Resul
 }
 
 /// Every order of a scope: provider → ids.
-pub fn scope_orders(
+fn scope_orders(
     c: &Connection,
     agent: Option<&str>,
 ) -> Result<Vec<(String, Vec<String>)>, RpcError> {
@@ -817,7 +963,7 @@ pub fn scope_orders(
 }
 
 /// lastGood of a scope for a provider.
-pub fn last_good(
+fn last_good(
     c: &Connection,
     agent: Option<&str>,
     provider: &str,
@@ -830,10 +976,7 @@ pub fn last_good(
 }
 
 /// Every lastGood of a scope: provider → profile id.
-pub fn scope_last_good(
-    c: &Connection,
-    agent: Option<&str>,
-) -> Result<Vec<(String, String)>, RpcError> {
+fn scope_last_good(c: &Connection, agent: Option<&str>) -> Result<Vec<(String, String)>, RpcError> {
     let mut s = c
         .prepare_cached(
             "SELECT provider, profile_id FROM last_good WHERE scope = ?1 ORDER BY provider",
@@ -846,7 +989,7 @@ pub fn scope_last_good(
 }
 
 /// Records lastGood of a scope for a provider.
-pub fn set_last_good(
+fn set_last_good(
     c: &Connection,
     agent: Option<&str>,
     provider: &str,
@@ -863,11 +1006,7 @@ pub fn set_last_good(
 }
 
 /// Removes lastGood entries of a scope that name `id`; returns how many.
-pub fn clear_last_good_for(
-    c: &Connection,
-    agent: Option<&str>,
-    id: &str,
-) -> Result<usize, RpcError> {
+fn clear_last_good_for(c: &Connection, agent: Option<&str>, id: &str) -> Result<usize, RpcError> {
     c.prepare_cached("DELETE FROM last_good WHERE scope = ?1 AND profile_id = ?2")
         .map_err(sql)?
         .execute(params![scope_key(agent), id])
@@ -875,7 +1014,7 @@ pub fn clear_last_good_for(
 }
 
 /// Usage state of one profile id (default when none is stored).
-pub fn usage(c: &Connection, id: &str) -> Result<Usage, RpcError> {
+fn usage(c: &Connection, id: &str) -> Result<Usage, RpcError> {
     let body: Option<String> = c
         .prepare_cached("SELECT body FROM usage WHERE profile_id = ?1")
         .map_err(sql)?
@@ -888,11 +1027,7 @@ pub fn usage(c: &Connection, id: &str) -> Result<Usage, RpcError> {
 }
 
 /// Usage state of several profiles (only those with stored state), in one query.
-pub fn usages<'a>(
-    c: &Connection,
-    ids: impl IntoIterator<Item = &'a str>,
-) -> Result<HashMap<String, Usage>, RpcError> {
-    let ids: Vec<&str> = ids.into_iter().collect();
+fn usages(c: &Connection, ids: &[&str]) -> Result<HashMap<String, Usage>, RpcError> {
     let mut out = HashMap::new();
     if ids.is_empty() {
         return Ok(out);
@@ -924,7 +1059,7 @@ pub fn usages<'a>(
 }
 
 /// Stores usage state (removes the row when it is the default).
-pub fn put_usage(c: &Connection, id: &str, u: &Usage) -> Result<(), RpcError> {
+fn put_usage(c: &Connection, id: &str, u: &Usage) -> Result<(), RpcError> {
     if *u == Usage::default() {
         c.prepare_cached("DELETE FROM usage WHERE profile_id = ?1")
             .map_err(sql)?
@@ -941,7 +1076,7 @@ pub fn put_usage(c: &Connection, id: &str, u: &Usage) -> Result<(), RpcError> {
 }
 
 /// A stored setting (JSON text) by key.
-pub fn setting(c: &Connection, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
+fn setting(c: &Connection, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
     let v: Option<String> = c
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")
         .map_err(sql)?
@@ -952,7 +1087,7 @@ pub fn setting(c: &Connection, key: &str) -> Result<Option<serde_json::Value>, R
 }
 
 /// Every stored setting: key → JSON value.
-pub fn settings(c: &Connection) -> Result<serde_json::Map<String, serde_json::Value>, RpcError> {
+fn settings(c: &Connection) -> Result<serde_json::Map<String, serde_json::Value>, RpcError> {
     let mut s = c
         .prepare_cached("SELECT key, value FROM settings")
         .map_err(sql)?;
@@ -970,7 +1105,7 @@ pub fn settings(c: &Connection) -> Result<serde_json::Map<String, serde_json::Va
 }
 
 /// Stores a setting.
-pub fn put_setting(c: &Connection, key: &str, value: &serde_json::Value) -> Result<(), RpcError> {
+fn put_setting(c: &Connection, key: &str, value: &serde_json::Value) -> Result<(), RpcError> {
     c.prepare_cached("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .map_err(sql)?
         .execute(params![key, value.to_string()])
@@ -979,7 +1114,7 @@ pub fn put_setting(c: &Connection, key: &str, value: &serde_json::Value) -> Resu
 }
 
 /// Every registered provider: id → JSON body.
-pub fn providers(c: &Connection) -> Result<Vec<(String, serde_json::Value)>, RpcError> {
+fn providers(c: &Connection) -> Result<Vec<(String, serde_json::Value)>, RpcError> {
     let mut s = c
         .prepare_cached("SELECT id, body FROM providers ORDER BY id")
         .map_err(sql)?;
@@ -998,7 +1133,7 @@ pub fn providers(c: &Connection) -> Result<Vec<(String, serde_json::Value)>, Rpc
 }
 
 /// Stores a provider registration.
-pub fn put_provider(c: &Connection, id: &str, body: &serde_json::Value) -> Result<bool, RpcError> {
+fn put_provider(c: &Connection, id: &str, body: &serde_json::Value) -> Result<bool, RpcError> {
     let existed = c
         .prepare_cached("SELECT 1 FROM providers WHERE id = ?1")
         .map_err(sql)?
@@ -1014,7 +1149,7 @@ pub fn put_provider(c: &Connection, id: &str, body: &serde_json::Value) -> Resul
 }
 
 /// Removes a provider registration; true if it was there.
-pub fn delete_provider(c: &Connection, id: &str) -> Result<bool, RpcError> {
+fn delete_provider(c: &Connection, id: &str) -> Result<bool, RpcError> {
     let n = c
         .prepare_cached("DELETE FROM providers WHERE id = ?1")
         .map_err(sql)?
@@ -1047,53 +1182,12 @@ mod tests {
     fn reads_of_a_missing_store_create_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub/store.db");
-        let mut s = Store::new(path.clone());
-        let v = s.read(|c| view_profiles(c, None, None)).unwrap();
+        let mut s: Box<dyn Store> = Box::new(SqliteStore::new(path.clone()));
+        let v = s.read(|c| c.view_profiles(None, None)).unwrap();
         assert!(v.is_empty());
         assert!(!path.exists());
         assert!(!dir.path().join("sub").exists());
         assert_eq!(s.schema_version().unwrap(), None);
-    }
-
-    #[test]
-    fn an_agent_sees_its_own_profiles_over_shared_ones() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::new(dir.path().join("store.db"));
-        s.write(|c| {
-            upsert_profile(c, None, &profile("openai:a"), 1)?;
-            upsert_profile(c, None, &profile("openai:b"), 1)?;
-            upsert_profile(c, Some("main"), &profile("openai:a"), 2)?;
-            Ok(())
-        })
-        .unwrap();
-        let v = s
-            .read(|c| view_profiles(c, Some("main"), Some("openai")))
-            .unwrap();
-        let got: Vec<_> = v
-            .iter()
-            .map(|p| (p.profile.id.as_str(), p.scope.as_deref()))
-            .collect();
-        assert_eq!(got, [("openai:a", Some("main")), ("openai:b", None)]);
-        let shared = s.read(|c| view_profiles(c, None, None)).unwrap();
-        assert!(shared.iter().all(|p| p.scope.is_none()));
-        assert_eq!(s.schema_version().unwrap(), Some(SCHEMA_VERSION));
-    }
-
-    #[test]
-    fn revisions_count_puts_and_orders_fall_back_to_shared() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut s = Store::new(dir.path().join("store.db"));
-        let (c1, r1) = s
-            .write(|c| upsert_profile(c, None, &profile("x:a"), 1))
-            .unwrap();
-        let (c2, r2) = s
-            .write(|c| upsert_profile(c, None, &profile("x:a"), 2))
-            .unwrap();
-        assert_eq!((c1, r1, c2, r2), (true, 1, false, 2));
-        s.write(|c| set_order(c, None, "x", &["x:a".to_string()], 3))
-            .unwrap();
-        let eff = s.read(|c| effective_order(c, Some("cron"), "x")).unwrap();
-        assert_eq!(eff, Some((vec!["x:a".to_string()], "shared")));
     }
 
     #[test]
@@ -1105,12 +1199,12 @@ mod tests {
             c.pragma_update(None, "user_version", 99).unwrap();
         }
         let before = fs::read(&path).unwrap();
-        let mut s = Store::new(path.clone());
+        let mut s: Box<dyn Store> = Box::new(SqliteStore::new(path.clone()));
         let e = s
-            .write(|c| upsert_profile(c, None, &profile("x:a"), 1))
+            .write(|c| c.upsert_profile(None, &profile("x:a"), 1))
             .unwrap_err();
         assert_eq!(e.kind, ErrorKind::StoreNewerSchema);
-        let e = s.read(|c| view_profiles(c, None, None)).unwrap_err();
+        let e = s.read(|c| c.view_profiles(None, None)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::StoreNewerSchema);
         assert_eq!(fs::read(&path).unwrap(), before);
     }
@@ -1125,8 +1219,8 @@ mod tests {
         )
         .unwrap();
         let before = fs::read(&path).unwrap();
-        let mut s = Store::new(path.clone());
-        let e = s.read(|c| view_profiles(c, None, None)).unwrap_err();
+        let mut s: Box<dyn Store> = Box::new(SqliteStore::new(path.clone()));
+        let e = s.read(|c| c.view_profiles(None, None)).unwrap_err();
         assert_eq!(e.kind, ErrorKind::StoreCorrupt);
         assert_eq!(fs::read(&path).unwrap(), before);
     }
