@@ -21,8 +21,11 @@ use crate::usage::Usage;
 /// Opens a new handle on the location under test.
 pub type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
 
+/// One check of the suite.
+pub type Check = fn(Open<'_>);
+
 /// Every check: `(name, check)`.
-pub const CHECKS: &[(&str, fn(Open<'_>))] = &[
+pub const CHECKS: &[(&str, Check)] = &[
     (
         "a_missing_store_reads_as_empty",
         a_missing_store_reads_as_empty,
