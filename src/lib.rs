@@ -2,39 +2,34 @@
 //!
 //! Gateways, editors, shell pipelines and cron jobs spawn `modelauth serve` (or
 //! `modelauth call METHOD`) and speak line-delimited JSON-RPC 2.0 on stdin/stdout. The
-//! contract is PROTOCOL.md; `protocol/openrpc.json` is generated from the types here.
+//! contract is `protocol/README.md`; `protocol/openrpc.json` is generated from the types here.
 //!
-//! Layout (dependencies point down; the pure core does no I/O):
+//! Layers (ARCHITECTURE.md; dependencies point down, nothing reaches up):
 //!
 //! | layer | modules |
 //! |---|---|
-//! | command line | [`cli`] (`serve`, `call`, `schema`) |
-//! | transport | [`transport`] (framing, ids, batches, notifications) |
-//! | registry | [`rpc`] (jsonrpsee `RpcModule`), [`openrpc`], [`api`] (params/results) |
-//! | shell | [`service`] (handlers), [`providers`] (provider registry), [`refresh`] (OAuth refresh, single flight), [`oauth`] (RFC 6749 refresh grant over HTTP), [`flight`] (per-profile refresh lock), [`transfer`] (import/export sources), [`store`] (SQLite), [`secrets`] (SecretRef resolution: env, file, exec) |
-//! | pure core | [`import`] (import plans), [`export`] (export documents), [`resolve`] (the walk), [`profile`] (validation), [`usage`] (windows, cooldown arithmetic), [`envkeys`], [`status`], [`ids`], [`secret`], [`settings`], [`error`] |
+//! | command line | [`cli`] |
+//! | protocol | [`protocol`]: framing, dispatch, OpenRPC |
+//! | method handlers | [`handlers`]: one file per domain |
+//! | contract types | [`api`]: params and results (serde + schemars) |
+//! | bottom, side by side | [`core`] (pure rules), [`store`] (the `Store` trait and its backends), [`secrets`] (SecretRefs, OAuth client), [`openclaw`] (OpenClaw formats) |
 
 pub mod api;
 pub mod cli;
-pub mod envkeys;
-pub mod error;
-pub mod export;
-pub mod flight;
-pub mod ids;
-pub mod import;
-pub mod oauth;
-pub mod openrpc;
-pub mod profile;
-pub mod providers;
-pub mod refresh;
-pub mod resolve;
-pub mod rpc;
-pub mod secret;
+pub mod core;
+pub mod handlers;
+pub mod openclaw;
+pub mod protocol;
 pub mod secrets;
-pub mod service;
-pub mod settings;
-pub mod status;
 pub mod store;
-pub mod transfer;
-pub mod transport;
-pub mod usage;
+
+// Old paths, kept while the restructuring lands.
+pub use crate::core::secret_value as secret;
+pub use crate::core::{envkeys, error, ids, profile, resolve, settings, status, usage};
+pub use crate::handlers as service;
+pub use crate::handlers::{providers, refresh, transfer};
+pub use crate::openclaw::{export, import};
+pub use crate::protocol::dispatch as rpc;
+pub use crate::protocol::{openrpc, transport};
+pub use crate::secrets::oauth;
+pub use crate::store::flock as flight;

@@ -29,6 +29,7 @@ use crate::profile::{Profile, StoredProfile};
 use crate::usage::Usage;
 
 pub mod conformance;
+pub mod flock;
 pub mod sqlite;
 
 pub use sqlite::{default_store_path, SqliteStore, DEFAULT_BUSY_TIMEOUT_MS, SCHEMA_VERSION};

@@ -4,6 +4,10 @@
 //! This is the shell around the pure core: it reads the clock, the store and the
 //! environment; the decisions are made by pure functions.
 
+pub mod providers;
+pub mod refresh;
+pub mod transfer;
+
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

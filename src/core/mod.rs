@@ -1,0 +1,16 @@
+//! The pure core: validation, ids, the resolution walk, cooldown arithmetic, status
+//! roll-up, environment keys, settings, error kinds and the redacting secret type.
+//!
+//! Nothing here does I/O: the clock (`now`, milliseconds since the epoch), the stored
+//! state and the environment are passed in, so every rule is unit-tested exhaustively.
+//! Depends on nothing else in the crate.
+
+pub mod envkeys;
+pub mod error;
+pub mod ids;
+pub mod profile;
+pub mod resolve;
+pub mod secret_value;
+pub mod settings;
+pub mod status;
+pub mod usage;

@@ -1,0 +1,8 @@
+//! Secrets the helper fetches at resolve time: SecretRefs (`env`, `file`, `exec`:
+//! [`refs`]) and the OAuth 2.0 refresh-token grant over HTTP ([`oauth`], RFC 6749 §6).
+//! Depends on the core only.
+
+pub mod oauth;
+pub mod refs;
+
+pub use refs::resolve_ref;
