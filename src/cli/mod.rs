@@ -522,7 +522,7 @@ mod tests {
         });
         assert!(r.is_err());
         let reports = PANIC_REPORTS.lock().unwrap().clone();
-        let mine: Vec<_> = reports.iter().filter(|r| r.contains("cli.rs")).collect();
+        let mine: Vec<_> = reports.iter().filter(|r| r.contains(file!())).collect();
         assert!(!mine.is_empty(), "{reports:?}");
         for r in reports {
             assert!(!r.contains("sk-hook-secret-0002"), "{r}");
