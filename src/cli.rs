@@ -364,7 +364,13 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(d) => d,
                 Err(e) => return print_error(&e),
             };
-            match resolve_secret(&d, &provider, agent.as_deref(), model.as_deref(), profile_id.as_deref()) {
+            match resolve_secret(
+                &d,
+                &provider,
+                agent.as_deref(),
+                model.as_deref(),
+                profile_id.as_deref(),
+            ) {
                 Ok(r) => {
                     let mut out = io::stdout().lock();
                     let _ = writeln!(out, "{}", r.secret);
@@ -385,7 +391,14 @@ pub fn run(cli: Cli) -> i32 {
                 Ok(d) => d,
                 Err(e) => return print_error(&e),
             };
-            exec(d, agent.as_deref(), model.as_deref(), &provider, &env, &command)
+            exec(
+                d,
+                agent.as_deref(),
+                model.as_deref(),
+                &provider,
+                &env,
+                &command,
+            )
         }
         Command::Completions { shell } => {
             use clap::CommandFactory;
@@ -410,7 +423,9 @@ pub fn run(cli: Cli) -> i32 {
                     let _ = out.write_all(&buf).and_then(|_| out.flush());
                     0
                 }
-                Err(e) => print_error(&RpcError::internal(format!("cannot write the man page: {e}"))),
+                Err(e) => print_error(&RpcError::internal(format!(
+                    "cannot write the man page: {e}"
+                ))),
             }
         }
     }
@@ -450,7 +465,10 @@ fn resolve_secret(
 /// [`default_env_var`] of the normalised provider id.
 fn provider_env_var(d: &Dispatcher, provider: &str) -> String {
     let registered = d
-        .call("providers.get", Some(&serde_json::json!({ "id": provider }).to_string()))
+        .call(
+            "providers.get",
+            Some(&serde_json::json!({ "id": provider }).to_string()),
+        )
         .ok()
         .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
         .and_then(|v| {
