@@ -728,4 +728,41 @@ mod tests {
             "id_missing"
         );
     }
+
+    #[test]
+    fn raw_output_drops_one_newline_and_refuses_a_second_line() {
+        assert_eq!(raw_exec_output(b"pw\n").unwrap(), "pw");
+        assert_eq!(raw_exec_output(b"pw\r\n").unwrap(), "pw");
+        assert_eq!(raw_exec_output(b"pw").unwrap(), "pw");
+        assert_eq!(
+            raw_exec_output(b"pw\nlogin: me\n").unwrap_err(),
+            "invalid_value"
+        );
+        assert_eq!(raw_exec_output(b"pw\n\n").unwrap_err(), "invalid_value");
+        assert_eq!(raw_exec_output(b"\xff\xfe").unwrap_err(), "bad_output");
+    }
+
+    #[test]
+    fn forwarded_stderr_is_prefixed_capped_escaped_and_redacted() {
+        let t = forwarded_stderr("vault", b"denied\nsecond\x1b[31m\n", b"");
+        assert_eq!(
+            t,
+            "modelauth: secret provider vault: denied\nmodelauth: secret provider vault: second\\u{1b}[31m\n"
+        );
+        let big = vec![b'x'; 10_000];
+        let t = forwarded_stderr("p", &big, b"");
+        assert_eq!(t.matches('x').count(), MAX_FORWARDED_STDERR_BYTES);
+        let t = forwarded_stderr(
+            "p",
+            b"value sk-raw-1234 and sk-json-5678",
+            br#"{"values":{"k":"sk-json-5678"}}"#,
+        );
+        assert_eq!(
+            t,
+            "modelauth: secret provider p: value sk-raw-1234 and [redacted]\n"
+        );
+        let t = forwarded_stderr("p", b"got sk-raw-1234!", b"sk-raw-1234\n");
+        assert_eq!(t, "modelauth: secret provider p: got [redacted]!\n");
+        assert_eq!(forwarded_stderr("p", b"", b"x"), "");
+    }
 }

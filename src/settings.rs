@@ -512,4 +512,53 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidSettings);
     }
+
+    #[test]
+    fn secret_provider_keys_are_checked_with_exact_pointers() {
+        let ptr = |v: Value| {
+            validate_secret_providers(&v).unwrap_err().data()["pointer"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            ptr(json!({"vault": {"source": "exec", "command": "/x", "timeoutMs": true}})),
+            "/settings/secretProviders/vault/timeoutMs"
+        );
+        assert_eq!(
+            ptr(json!({"a/b": {"source": "exec", "command": "/x", "passEnv": ["A=B"]}})),
+            "/settings/secretProviders/a~1b/passEnv/0"
+        );
+        assert_eq!(
+            ptr(
+                json!({"v": {"source": "exec", "command": "/x", "timeoutMs": MAX_EXEC_TIMEOUT_MS + 1}})
+            ),
+            "/settings/secretProviders/v/timeoutMs"
+        );
+        let e = validate_secret_providers(
+            &json!({"v": {"source": "exec", "command": "/x", "passenv": []}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidSettings);
+        assert_eq!(e.hint.as_deref(), Some("did you mean `passEnv`?"));
+        assert!(validate_secret_providers(&json!({
+            "v": {"source": "exec", "command": "/x", "args": [], "timeoutMs": 1, "passEnv": [], "jsonOnly": false},
+            "f": {"source": "file", "path": "/x"},
+            "e": {"source": "env"}
+        }))
+        .is_ok());
+        // merge_settings refuses through it, and the typed value keeps jsonOnly.
+        let (_, s) = merge_settings(
+            &Map::new(),
+            &obj(json!({"secretProviders": {"v": {"source": "exec", "command": "/x", "jsonOnly": false}}})),
+        )
+        .unwrap();
+        assert!(matches!(
+            s.secret_providers["v"],
+            SecretProvider::Exec {
+                json_only: false,
+                ..
+            }
+        ));
+    }
 }
