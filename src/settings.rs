@@ -205,18 +205,17 @@ pub fn validate_secret_providers(v: &Value) -> Result<(), RpcError> {
                 ("mode", x) if !matches!(x.as_str(), Some("json" | "singleValue")) => {
                     return Err(typed(key, "`json` or `singleValue`"))
                 }
-                ("timeoutMs", x) => {
+                ("timeoutMs", x)
                     if !x
                         .as_u64()
-                        .is_some_and(|t| (1..=MAX_EXEC_TIMEOUT_MS).contains(&t))
-                    {
-                        return Err(typed(
-                            key,
-                            &format!(
-                                "an integer number of milliseconds from 1 to {MAX_EXEC_TIMEOUT_MS}"
-                            ),
-                        ));
-                    }
+                        .is_some_and(|t| (1..=MAX_EXEC_TIMEOUT_MS).contains(&t)) =>
+                {
+                    return Err(typed(
+                        key,
+                        &format!(
+                            "an integer number of milliseconds from 1 to {MAX_EXEC_TIMEOUT_MS}"
+                        ),
+                    ));
                 }
                 ("jsonOnly", x) if !x.is_boolean() => return Err(typed(key, "true or false")),
                 ("args" | "passEnv", x) => {
