@@ -14,7 +14,7 @@
 //! | `exec`        | —                         | a provider cannot be resolved (COMMAND not run) | COMMAND's own status or signal; 126 COMMAND not executable, 127 not found; 64 usage |
 //! | `schema`      | document printed          | —                                               | 64 usage |
 //! | `completions` | script printed            | —                                               | 64 usage (unknown shell) |
-//! | `man`         | man page printed          | —                                               | 64 usage |
+//! | `man`         | man page printed          | the page cannot be rendered (a bug)             | 64 usage |
 
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
