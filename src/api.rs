@@ -372,8 +372,20 @@ impl schemars::JsonSchema for OpenRpcDocument {
 pub struct ReportParams {
     /// The profile the call used.
     pub profile_id: String,
-    /// How the call went.
-    pub outcome: crate::usage::Outcome,
+    /// How the call went. Either this or `httpStatus` is required; when both are given
+    /// this one wins.
+    #[serde(default)]
+    pub outcome: Option<crate::usage::Outcome>,
+    /// The provider's HTTP status, mapped to an outcome when `outcome` is absent (r2):
+    /// 2xx success, 429 rate_limit, 402 billing, 401/403 auth, 404 model_not_found,
+    /// 408/504 timeout, 500/502/503/529 overloaded, other 4xx format, else unknown.
+    #[serde(default)]
+    pub http_status: Option<u16>,
+    /// The provider's `Retry-After`, in milliseconds (r2): a new rate_limit, overloaded or
+    /// timeout window lasts at least this long, capped at `rateLimitMaxMs`; an active
+    /// window is never shortened or extended.
+    #[serde(default)]
+    pub retry_after_ms: Option<u64>,
     /// The model of the call: `rate_limit`, `timeout` and `model_not_found` windows are
     /// scoped to it.
     #[serde(default)]
@@ -391,6 +403,8 @@ pub struct ReportResult {
     pub profile_id: String,
     /// The agent.
     pub agent: Option<String>,
+    /// The outcome used: the given `outcome`, else the one `httpStatus` maps to.
+    pub outcome: crate::usage::Outcome,
     /// False when nothing was recorded (a failure of a cooldown-exempt provider).
     pub recorded: bool,
     /// The usage state after the report (times in ms since the epoch).

@@ -875,7 +875,11 @@ fn call_reads_params_from_stdin_and_reports_errors_on_stderr() {
     let e: Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(e["data"]["kind"], "missing_credential");
     let out = cmd(&s.path).args(["bogus"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    assert_eq!(
+        out.status.code(),
+        Some(64),
+        "usage errors exit 64 (EX_USAGE)"
+    );
 }
 
 // ---- Store

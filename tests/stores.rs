@@ -21,10 +21,16 @@ fn call(store: &Path, method: &str, params: Value) -> Result<Value, Value> {
         .stdin(Stdio::null())
         .output()
         .unwrap();
+    // On failure the error object is the last line of stderr: a secret in argv params is
+    // preceded by `call`'s warning line.
     let text = if out.status.success() {
-        &out.stdout
+        &out.stdout[..]
     } else {
-        &out.stderr
+        out.stderr
+            .trim_ascii_end()
+            .rsplit(|b| *b == b'\n')
+            .next()
+            .unwrap_or_default()
     };
     let v: Value = serde_json::from_slice(text)
         .unwrap_or_else(|_| panic!("not JSON: {}", String::from_utf8_lossy(text)));

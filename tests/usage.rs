@@ -522,3 +522,102 @@ fn cooldowns_show_in_status_but_do_not_fail_check() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("cooldown"));
     drop(s);
 }
+
+#[test]
+fn auth_report_takes_an_http_status_and_retry_after() {
+    let env = Env::new();
+    let mut s = env.serve();
+    for id in ["openai:a", "openai:b", "openai:c", "openai:d", "openai:e"] {
+        s.put_key(id, &format!("key-{id}"));
+    }
+    // The HTTP status maps to an outcome, which the result echoes.
+    for (status, outcome, field) in [
+        (429, "rate_limit", "cooldownReason"),
+        (402, "billing", "disabledReason"),
+        (503, "overloaded", "cooldownReason"),
+        (418, "format", "cooldownReason"),
+    ] {
+        let r = s.ok(
+            "auth.report",
+            json!({"profileId": "openai:a", "httpStatus": status}),
+        );
+        assert_eq!(r["outcome"], outcome, "{status}");
+        if status != 402 {
+            // Only the first failure opens a cooldown window (later ones are covered by it).
+            continue;
+        }
+        assert_eq!(r["usage"][field], outcome);
+    }
+    // An explicit outcome wins over the status.
+    let r = s.ok(
+        "auth.report",
+        json!({"profileId": "openai:b", "outcome": "timeout", "httpStatus": 200}),
+    );
+    assert_eq!(r["outcome"], "timeout");
+    let r = s.ok(
+        "auth.report",
+        json!({"profileId": "openai:b", "httpStatus": 204}),
+    );
+    assert_eq!(r["outcome"], "success");
+    assert!(r["usage"].get("cooldownUntil").is_none());
+    // Retry-After: a new rate-limit window lasts at least that long (base 30 s here).
+    let before = now_ms();
+    let r = s.ok(
+        "auth.report",
+        json!({"profileId": "openai:c", "httpStatus": 429, "retryAfterMs": 600000}),
+    );
+    let until = r["usage"]["cooldownUntil"].as_i64().unwrap();
+    assert!(
+        until >= before + 600_000 && until <= now_ms() + 600_000,
+        "{r}"
+    );
+    // ... and never shortens or extends the active one.
+    let r = s.ok(
+        "auth.report",
+        json!({"profileId": "openai:c", "httpStatus": 429, "retryAfterMs": 1000}),
+    );
+    assert_eq!(r["usage"]["cooldownUntil"].as_i64().unwrap(), until);
+    let r = s.ok(
+        "auth.report",
+        json!({"profileId": "openai:c", "outcome": "rate_limit", "retryAfterMs": 9 * DAY}),
+    );
+    assert_eq!(r["usage"]["cooldownUntil"].as_i64().unwrap(), until);
+    // Capped at rateLimitMaxMs.
+    s.ok(
+        "settings.set",
+        json!({"settings": {"cooldowns": {"rateLimitMaxMs": 3600000}}}),
+    );
+    let before = now_ms();
+    let r = s.ok(
+        "auth.report",
+        json!({"profileId": "openai:d", "httpStatus": 504, "retryAfterMs": 9 * DAY}),
+    );
+    assert_eq!(r["outcome"], "timeout");
+    let until = r["usage"]["cooldownUntil"].as_i64().unwrap();
+    assert!(
+        until >= before + 3_600_000 && until <= now_ms() + 3_600_000,
+        "{r}"
+    );
+    // Neither outcome nor httpStatus, or a bad one: invalid_params, nothing recorded.
+    for bad in [
+        json!({"profileId": "openai:e"}),
+        json!({"profileId": "openai:e", "retryAfterMs": 1000}),
+        json!({"profileId": "openai:e", "httpStatus": -1}),
+        json!({"profileId": "openai:e", "httpStatus": "429"}),
+        json!({"profileId": "openai:e", "httpStatus": 429, "retryAfterMs": -5}),
+    ] {
+        let e = s.err("auth.report", bad.clone());
+        assert_eq!(e["code"], -32602, "{bad}");
+        assert_eq!(e["data"]["kind"], "invalid_params", "{bad}");
+        assert!(e["data"]["hint"].is_string() || e["message"].is_string());
+    }
+    let e = s.err("auth.report", json!({"profileId": "openai:e"}));
+    assert!(e["data"]["hint"].as_str().unwrap().contains("httpStatus"));
+    let v = s.ok("profiles.get", json!({"profileId": "openai:e"}));
+    assert_eq!(v["profile"]["usage"]["errorCount"], 0);
+    // The process kept serving.
+    assert_eq!(
+        s.ok("auth.resolve", json!({"provider": "openai"}))["profileId"],
+        "openai:e"
+    );
+}

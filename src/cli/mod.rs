@@ -1,7 +1,20 @@
-//! The command line (PROTOCOL §8): `serve`, `call`, `check`, `schema`; logs to stderr.
+//! The command line (PROTOCOL §8): `serve`, `call`, `check`, `schema`, `get`, `exec`,
+//! `completions`, `man`; logs to stderr.
 //!
-//! Exit codes: 0 success; 1 a failed `call` (the error object is on stderr); 2 usage errors
-//! (clap's own code). `check`: 1 expired/missing/needs re-auth, 2 expiring within 24 h, 0 ok.
+//! Exit codes of every subcommand (a usage error — unknown flag, missing or malformed
+//! argument, no subcommand — is always [`EX_USAGE`] = 64, so no other code is ambiguous;
+//! `--help` and `--version` exit 0):
+//!
+//! | subcommand    | 0                         | 1                                              | other |
+//! |---------------|---------------------------|------------------------------------------------|-------|
+//! | `serve`       | end of input, SIGTERM/INT | the store cannot be opened                      | 64 usage |
+//! | `call`        | result printed on stdout  | error object printed on stderr                  | 64 usage |
+//! | `get`         | secret printed on stdout  | error object on stderr (nothing on stdout)      | 64 usage |
+//! | `check`       | everything ok / static    | expired, missing, needs re-auth, ref_unavailable, failed refresh or `auth.status` error | 2 expiring within 24 h; 64 usage |
+//! | `exec`        | —                         | a provider cannot be resolved (COMMAND not run) | COMMAND's own status or signal; 126 COMMAND not executable, 127 not found; 64 usage |
+//! | `schema`      | document printed          | —                                               | 64 usage |
+//! | `completions` | script printed            | —                                               | 64 usage (unknown shell) |
+//! | `man`         | man page printed          | the page cannot be rendered (a bug)             | 64 usage |
 
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -66,6 +79,106 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Print only the resolved secret and a newline, e.g. `$(modelauth get openai)`.
+    ///
+    /// Errors as `call`: the error object on stderr, nothing on stdout, exit 1.
+    Get {
+        /// The provider (normalised: trim, lower-case, aliases).
+        provider: String,
+        /// The agent whose view to resolve in (its own profiles and the shared ones).
+        #[arg(long)]
+        agent: Option<String>,
+        /// The model, for model-scoped cooldowns.
+        #[arg(long)]
+        model: Option<String>,
+        /// Use exactly this profile; its problem is the error.
+        #[arg(long = "profile", value_name = "ID")]
+        profile_id: Option<String>,
+    },
+    /// Run COMMAND with the resolved credentials in its environment (no shell, no argv).
+    ///
+    /// Resolves each provider and runs COMMAND (no shell) with the credentials in its
+    /// environment: `--provider P` sets `<BASE>_API_KEY` (OPENAI_API_KEY, GEMINI_API_KEY
+    /// for google) or the first of P's registered envVars; `--env VAR=P` sets exactly VAR.
+    /// The secret is in no argv. COMMAND replaces this process, so its exit status and
+    /// signals are COMMAND's; if a provider cannot be resolved COMMAND is not run (exit 1).
+    #[command(group(clap::ArgGroup::new("credentials").required(true).multiple(true).args(["provider", "env"])))]
+    Exec {
+        /// The agent whose view to resolve in.
+        #[arg(long)]
+        agent: Option<String>,
+        /// The model, for model-scoped cooldowns.
+        #[arg(long)]
+        model: Option<String>,
+        /// A provider whose credential goes into its conventional variable (repeatable).
+        #[arg(long, value_name = "P")]
+        provider: Vec<String>,
+        /// Put the credential of provider P into variable VAR (repeatable).
+        #[arg(long, value_name = "VAR=P", value_parser = parse_env_binding)]
+        env: Vec<(String, String)>,
+        /// The command and its arguments, after `--`.
+        #[arg(last = true, required = true, value_name = "COMMAND")]
+        command: Vec<std::ffi::OsString>,
+    },
+    /// Print a shell completion script (bash, zsh or fish) on stdout.
+    Completions {
+        /// The shell.
+        shell: CompletionShell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+/// EX_USAGE of sysexits(3): the exit code of every usage error.
+pub const EX_USAGE: i32 = 64;
+
+/// The shells `modelauth completions` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CompletionShell {
+    /// Bash.
+    Bash,
+    /// Zsh.
+    Zsh,
+    /// Fish.
+    Fish,
+}
+
+/// Parses `VAR=P` of `exec --env`: VAR a portable environment variable name
+/// (`[A-Za-z_][A-Za-z0-9_]*`), P a non-empty provider id.
+pub fn parse_env_binding(s: &str) -> Result<(String, String), String> {
+    let (var, provider) = s
+        .split_once('=')
+        .ok_or_else(|| format!("`{s}` is not VAR=PROVIDER"))?;
+    let valid = var
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && var.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(format!(
+            "`{var}` is not an environment variable name ([A-Za-z_][A-Za-z0-9_]*)"
+        ));
+    }
+    if provider.trim().is_empty() {
+        return Err(format!("`{s}` names no provider after `=`"));
+    }
+    Ok((var.to_string(), provider.to_string()))
+}
+
+/// Parses the command line: a usage error prints clap's message on stderr and gives
+/// [`EX_USAGE`]; `--help` and `--version` print on stdout and give 0.
+pub fn parse_args<I, T>(args: I) -> Result<Cli, i32>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    match Cli::try_parse_from(args) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            let _ = e.print();
+            Err(if e.use_stderr() { EX_USAGE } else { 0 })
+        }
+    }
 }
 
 /// Sets up logging to stderr with a `RUST_LOG`-style filter (default `warn`). jsonrpsee's
@@ -183,7 +296,18 @@ pub fn run(cli: Cli) -> i32 {
                     }
                     Some(s)
                 }
-                Some(p) => Some(p.to_string()),
+                Some(p) => {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(p) {
+                        let at = secret_pointers(&v);
+                        if !at.is_empty() {
+                            eprintln!(
+                                "modelauth: warning: the params in argv carry a secret ({}); any user can read argv (ps, /proc/PID/cmdline): pass them on stdin instead: `modelauth call {method} -`",
+                                at.join(", ")
+                            );
+                        }
+                    }
+                    Some(p.to_string())
+                }
                 None => None,
             };
             let params = match params.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
@@ -230,7 +354,223 @@ pub fn run(cli: Cli) -> i32 {
             Ok(d) => serve(&d, max_message_bytes),
             Err(e) => print_error(&e),
         },
+        Command::Get {
+            provider,
+            agent,
+            model,
+            profile_id,
+        } => {
+            let d = match dispatcher(cli.store.as_deref()) {
+                Ok(d) => d,
+                Err(e) => return print_error(&e),
+            };
+            match resolve_secret(
+                &d,
+                &provider,
+                agent.as_deref(),
+                model.as_deref(),
+                profile_id.as_deref(),
+            ) {
+                Ok(r) => {
+                    let mut out = io::stdout().lock();
+                    let _ = writeln!(out, "{}", r.secret);
+                    let _ = out.flush();
+                    0
+                }
+                Err(e) => print_error(&e),
+            }
+        }
+        Command::Exec {
+            agent,
+            model,
+            provider,
+            env,
+            command,
+        } => {
+            let d = match dispatcher(cli.store.as_deref()) {
+                Ok(d) => d,
+                Err(e) => return print_error(&e),
+            };
+            exec(
+                d,
+                agent.as_deref(),
+                model.as_deref(),
+                &provider,
+                &env,
+                &command,
+            )
+        }
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            // Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
+            let mut buf = Vec::new();
+            clap_complete::generate(shell, &mut Cli::command(), "modelauth", &mut buf);
+            let mut out = io::stdout().lock();
+            let _ = out.write_all(&buf).and_then(|_| out.flush());
+            0
+        }
+        Command::Man => {
+            use clap::CommandFactory;
+            let mut buf = Vec::new();
+            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
+                Ok(()) => {
+                    let mut out = io::stdout().lock();
+                    let _ = out.write_all(&buf).and_then(|_| out.flush());
+                    0
+                }
+                Err(e) => print_error(&RpcError::internal(format!(
+                    "cannot write the man page: {e}"
+                ))),
+            }
+        }
     }
+}
+
+/// The parts of an `auth.resolve` result that `get` and `exec` use.
+#[derive(serde::Deserialize)]
+struct Resolved {
+    provider: String,
+    secret: String,
+}
+
+/// Runs `auth.resolve` for `get` and `exec`.
+fn resolve_secret(
+    d: &Dispatcher,
+    provider: &str,
+    agent: Option<&str>,
+    model: Option<&str>,
+    profile_id: Option<&str>,
+) -> Result<Resolved, RpcError> {
+    let mut params = serde_json::json!({ "provider": provider });
+    if let Some(a) = agent {
+        params["agent"] = a.into();
+    }
+    if let Some(m) = model {
+        params["model"] = m.into();
+    }
+    if let Some(p) = profile_id {
+        params["profileId"] = p.into();
+    }
+    let raw = d.call("auth.resolve", Some(&params.to_string()))?;
+    serde_json::from_str(raw.get())
+        .map_err(|_| RpcError::internal("auth.resolve returned an unexpected result"))
+}
+
+/// The variable `exec --provider P` sets: the first of P's registered `envVars`, else
+/// [`default_env_var`] of the normalised provider id.
+fn provider_env_var(d: &Dispatcher, provider: &str) -> String {
+    let registered = d
+        .call(
+            "providers.get",
+            Some(&serde_json::json!({ "id": provider }).to_string()),
+        )
+        .ok()
+        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
+        .and_then(|v| {
+            v["provider"]["envVars"]
+                .as_array()
+                .and_then(|a| a.first())
+                .and_then(|x| x.as_str())
+                .map(str::to_string)
+        });
+    registered.unwrap_or_else(|| default_env_var(provider))
+}
+
+/// `<BASE>_API_KEY` of PROTOCOL §6 for a normalised provider id (`GEMINI_API_KEY` for
+/// google). Pure.
+pub fn default_env_var(provider: &str) -> String {
+    format!("{}_API_KEY", crate::envkeys::env_base(provider))
+}
+
+/// `modelauth exec`: resolves every credential first (nothing runs unless all resolve),
+/// then replaces this process with COMMAND (execvp(3): PATH lookup, no shell) with the
+/// credentials added to the inherited environment. Returns only on failure: 1 when a
+/// provider cannot be resolved (error object on stderr), 127 when COMMAND is not found,
+/// 126 when it cannot be executed.
+fn exec(
+    d: Dispatcher,
+    agent: Option<&str>,
+    model: Option<&str>,
+    providers: &[String],
+    bindings: &[(String, String)],
+    command: &[std::ffi::OsString],
+) -> i32 {
+    let Some((program, args)) = command.split_first() else {
+        eprintln!("modelauth exec: no COMMAND after `--`");
+        return EX_USAGE;
+    };
+    let mut vars: Vec<(String, crate::secret::Secret)> = vec![];
+    for p in providers {
+        match resolve_secret(&d, p, agent, model, None) {
+            Ok(r) => {
+                let var = provider_env_var(&d, &r.provider);
+                vars.push((var, crate::secret::Secret::new(r.secret)));
+            }
+            Err(e) => return print_error(&e),
+        }
+    }
+    for (var, p) in bindings {
+        match resolve_secret(&d, p, agent, model, None) {
+            Ok(r) => vars.push((var.clone(), crate::secret::Secret::new(r.secret))),
+            Err(e) => return print_error(&e),
+        }
+    }
+    // Close the store before the process image is replaced.
+    drop(d);
+    let mut cmd = std::process::Command::new(program);
+    cmd.args(args);
+    for (var, secret) in &vars {
+        cmd.env(var, secret.expose());
+    }
+    use std::os::unix::process::CommandExt;
+    let e = cmd.exec();
+    let code = match e.kind() {
+        io::ErrorKind::NotFound => 127,
+        _ => 126,
+    };
+    eprintln!(
+        "modelauth exec: cannot run {}: {e}",
+        program.to_string_lossy()
+    );
+    code
+}
+
+/// The secret fields `modelauth call` warns about when they are given in argv.
+pub const SECRET_FIELDS: [&str; 4] = ["key", "token", "access", "refresh"];
+
+/// JSON pointers of the non-empty string members named like a secret field
+/// ([`SECRET_FIELDS`]) anywhere in `v`. Pure.
+pub fn secret_pointers(v: &serde_json::Value) -> Vec<String> {
+    fn walk(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
+        match v {
+            serde_json::Value::Object(o) => {
+                for (k, x) in o {
+                    let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
+                    if SECRET_FIELDS.contains(&k.as_str())
+                        && x.as_str().is_some_and(|s| !s.trim().is_empty())
+                    {
+                        out.push(here);
+                    } else {
+                        walk(x, &here, out);
+                    }
+                }
+            }
+            serde_json::Value::Array(a) => {
+                for (i, x) in a.iter().enumerate() {
+                    walk(x, &format!("{at}/{i}"), out);
+                }
+            }
+            _ => {}
+        }
+    }
+    let mut out = vec![];
+    walk(v, "", &mut out);
+    out
 }
 
 /// `modelauth check`: runs `auth.status` and prints it (plain or `--json`); the exit code

@@ -87,7 +87,175 @@ pub enum SecretProvider {
         /// Environment variable names passed through.
         #[serde(default, rename = "passEnv")]
         pass_env: Vec<String>,
+        /// `true` (default): stdout is `{"protocolVersion":1,"values":{id: value}}`;
+        /// `false` (OpenClaw's key): the whole stdout, one trailing newline dropped, is the
+        /// value — `op read`, `pass show`, `secret-tool lookup`, `gh auth token` as they are.
+        #[serde(default = "default_json_only", rename = "jsonOnly")]
+        json_only: bool,
     },
+}
+
+fn default_json_only() -> bool {
+    true
+}
+
+/// The keys of a `secretProviders` entry per `source` (PROTOCOL §5.1); `source` itself
+/// is in every list.
+pub const SECRET_PROVIDER_KEYS: [(&str, &[&str]); 3] = [
+    ("env", &["source"]),
+    ("file", &["source", "path", "mode"]),
+    (
+        "exec",
+        &[
+            "source",
+            "command",
+            "args",
+            "timeoutMs",
+            "passEnv",
+            "jsonOnly",
+        ],
+    ),
+];
+
+/// Longest `timeoutMs` of an exec secret provider (10 min): a resolve waits for it.
+pub const MAX_EXEC_TIMEOUT_MS: u64 = 600_000;
+
+fn provider_error(pointer: String, msg: impl Into<String>, valid: &[&str]) -> RpcError {
+    RpcError::new(ErrorKind::InvalidSettings, msg)
+        .with("pointer", pointer)
+        .with("validKeys", valid)
+}
+
+/// Checks the `secretProviders` value given to `settings.set` key by key, so that an
+/// unknown key (`passenv`, `timeoutMS`) or a wrong type is refused with the exact pointer
+/// (`/settings/secretProviders/vault/timeoutMs`) instead of being dropped. Pure.
+///
+/// Errors: `invalid_settings` with `data.pointer`, `data.validKeys` and a hint naming the
+/// key meant when only its case differs.
+pub fn validate_secret_providers(v: &Value) -> Result<(), RpcError> {
+    let base = "/settings/secretProviders";
+    let Value::Object(entries) = v else {
+        return Err(provider_error(
+            base.into(),
+            "`secretProviders` must be an object of named providers",
+            &[],
+        ));
+    };
+    for (name, entry) in entries {
+        let at = format!("{base}/{}", name.replace('~', "~0").replace('/', "~1"));
+        if name.trim().is_empty() {
+            return Err(provider_error(
+                at,
+                "a secret provider needs a non-empty name",
+                &[],
+            ));
+        }
+        let Value::Object(fields) = entry else {
+            return Err(provider_error(
+                at,
+                format!("secret provider `{name}` must be an object with a `source`"),
+                &[],
+            ));
+        };
+        let sources: Vec<&str> = SECRET_PROVIDER_KEYS.iter().map(|(s, _)| *s).collect();
+        let source = fields.get("source");
+        let Some((source, keys)) = source
+            .and_then(Value::as_str)
+            .and_then(|s| SECRET_PROVIDER_KEYS.iter().find(|(k, _)| *k == s))
+            .copied()
+        else {
+            return Err(provider_error(
+                format!("{at}/source"),
+                format!("secret provider `{name}` needs `source`: env, file or exec"),
+                &sources,
+            ));
+        };
+        for k in fields.keys() {
+            if !keys.contains(&k.as_str()) {
+                let hint = keys
+                    .iter()
+                    .find(|x| x.eq_ignore_ascii_case(k))
+                    .map(|x| format!("did you mean `{x}`?"))
+                    .unwrap_or_else(|| format!("a `{source}` provider takes: {}", keys.join(", ")));
+                return Err(provider_error(
+                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                    format!("unknown key `{k}` in secret provider `{name}` (source `{source}`)"),
+                    keys,
+                )
+                .with_hint(hint));
+            }
+        }
+        let typed = |key: &str, what: &str| {
+            provider_error(
+                format!("{at}/{key}"),
+                format!("`{key}` of secret provider `{name}` must be {what}"),
+                keys,
+            )
+        };
+        let is_str = |x: &Value| {
+            x.as_str()
+                .is_some_and(|s| !s.is_empty() && !s.contains('\0'))
+        };
+        for (key, x) in fields {
+            match (key.as_str(), x) {
+                ("source", _) => {}
+                ("path" | "command", x) if !is_str(x) => {
+                    return Err(typed(key, "a non-empty string (an absolute path)"))
+                }
+                ("mode", x) if !matches!(x.as_str(), Some("json" | "singleValue")) => {
+                    return Err(typed(key, "`json` or `singleValue`"))
+                }
+                ("timeoutMs", x)
+                    if !x
+                        .as_u64()
+                        .is_some_and(|t| (1..=MAX_EXEC_TIMEOUT_MS).contains(&t)) =>
+                {
+                    return Err(typed(
+                        key,
+                        &format!(
+                            "an integer number of milliseconds from 1 to {MAX_EXEC_TIMEOUT_MS}"
+                        ),
+                    ));
+                }
+                ("jsonOnly", x) if !x.is_boolean() => return Err(typed(key, "true or false")),
+                ("args" | "passEnv", x) => {
+                    let Some(items) = x.as_array() else {
+                        return Err(typed(key, "an array of strings"));
+                    };
+                    for (i, item) in items.iter().enumerate() {
+                        let ok = match key.as_str() {
+                            "args" => item.as_str().is_some_and(|s| !s.contains('\0')),
+                            _ => item.as_str().is_some_and(|s| {
+                                !s.is_empty() && !s.contains('=') && !s.contains('\0')
+                            }),
+                        };
+                        if !ok {
+                            return Err(provider_error(
+                                format!("{at}/{key}/{i}"),
+                                format!(
+                                    "`{key}` of secret provider `{name}` must be an array of {}",
+                                    if key == "args" {
+                                        "strings"
+                                    } else {
+                                        "environment variable names"
+                                    }
+                                ),
+                                keys,
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        if !fields.contains_key(if source == "exec" { "command" } else { "path" })
+            && source != "env"
+        {
+            let key = if source == "exec" { "command" } else { "path" };
+            return Err(typed(key, "given (an absolute path)"));
+        }
+    }
+    Ok(())
 }
 
 fn default_file_mode() -> String {
@@ -186,6 +354,9 @@ pub fn merge_settings(
                 .map(|s| format!("did you mean `{s}`?"))
                 .unwrap_or_else(|| format!("valid keys: {}", SETTING_KEYS.join(", ")));
             return Err(invalid(k, format!("unknown setting `{k}`")).with_hint(hint));
+        }
+        if k == "secretProviders" {
+            validate_secret_providers(v)?;
         }
         let value = if k == "cooldowns" {
             let Value::Object(given_cd) = v else {
@@ -339,5 +510,54 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.kind, ErrorKind::InvalidSettings);
+    }
+
+    #[test]
+    fn secret_provider_keys_are_checked_with_exact_pointers() {
+        let ptr = |v: Value| {
+            validate_secret_providers(&v).unwrap_err().data()["pointer"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            ptr(json!({"vault": {"source": "exec", "command": "/x", "timeoutMs": true}})),
+            "/settings/secretProviders/vault/timeoutMs"
+        );
+        assert_eq!(
+            ptr(json!({"a/b": {"source": "exec", "command": "/x", "passEnv": ["A=B"]}})),
+            "/settings/secretProviders/a~1b/passEnv/0"
+        );
+        assert_eq!(
+            ptr(
+                json!({"v": {"source": "exec", "command": "/x", "timeoutMs": MAX_EXEC_TIMEOUT_MS + 1}})
+            ),
+            "/settings/secretProviders/v/timeoutMs"
+        );
+        let e = validate_secret_providers(
+            &json!({"v": {"source": "exec", "command": "/x", "passenv": []}}),
+        )
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidSettings);
+        assert_eq!(e.hint.as_deref(), Some("did you mean `passEnv`?"));
+        assert!(validate_secret_providers(&json!({
+            "v": {"source": "exec", "command": "/x", "args": [], "timeoutMs": 1, "passEnv": [], "jsonOnly": false},
+            "f": {"source": "file", "path": "/x"},
+            "e": {"source": "env"}
+        }))
+        .is_ok());
+        // merge_settings refuses through it, and the typed value keeps jsonOnly.
+        let (_, s) = merge_settings(
+            &Map::new(),
+            &obj(json!({"secretProviders": {"v": {"source": "exec", "command": "/x", "jsonOnly": false}}})),
+        )
+        .unwrap();
+        assert!(matches!(
+            s.secret_providers["v"],
+            SecretProvider::Exec {
+                json_only: false,
+                ..
+            }
+        ));
     }
 }

@@ -189,6 +189,33 @@ impl Outcome {
     }
 }
 
+/// The outcome of an HTTP status of the provider (PROTOCOL §3 `auth.report` r2, the mapping
+/// LiteLLM's router also uses): 2xx → success, 429 → rate_limit, 402 → billing, 401 and
+/// 403 → auth, 404 → model_not_found, 408 and 504 → timeout, 500/502/503/529 →
+/// overloaded, any other 4xx → format, anything else → unknown. Pure.
+pub fn outcome_for_http_status(status: u16) -> Outcome {
+    match status {
+        200..=299 => Outcome::Success,
+        429 => Outcome::RateLimit,
+        402 => Outcome::Billing,
+        401 | 403 => Outcome::Auth,
+        404 => Outcome::ModelNotFound,
+        408 | 504 => Outcome::Timeout,
+        500 | 502 | 503 | 529 => Outcome::Overloaded,
+        400..=499 => Outcome::Format,
+        _ => Outcome::Unknown,
+    }
+}
+
+/// Whether a `retryAfterMs` lengthens a new window of this outcome (PROTOCOL §3:
+/// `rate_limit`, `overloaded`, `timeout`).
+pub fn honours_retry_after(outcome: Outcome) -> bool {
+    matches!(
+        outcome,
+        Outcome::RateLimit | Outcome::Overloaded | Outcome::Timeout
+    )
+}
+
 /// `base * 2^(count-1)` capped at `max` (count starts at 1), in milliseconds.
 pub fn doubling_ms(base: i64, max: i64, count: u32) -> i64 {
     let shift = count.saturating_sub(1).min(62);
@@ -241,6 +268,21 @@ pub fn apply_report(
     now: i64,
     cfg: &CooldownSettings,
 ) -> Usage {
+    apply_report_retry_after(usage, outcome, model, now, cfg, None)
+}
+
+/// [`apply_report`] with the provider's `Retry-After` in milliseconds (PROTOCOL §3 r2):
+/// a **new** `rate_limit`, `overloaded` or `timeout` window lasts at least
+/// `min(retry_after_ms, rateLimitMaxMs)`. An active window that already covers the scope
+/// is neither shortened nor extended, and other outcomes ignore it. Pure.
+pub fn apply_report_retry_after(
+    usage: &Usage,
+    outcome: Outcome,
+    model: Option<&str>,
+    now: i64,
+    cfg: &CooldownSettings,
+    retry_after_ms: Option<i64>,
+) -> Usage {
     let mut u = usage.clone();
     if outcome == Outcome::Success {
         return Usage {
@@ -286,10 +328,13 @@ pub fn apply_report(
         }
         return u;
     }
-    let len = match outcome {
+    let mut len = match outcome {
         Outcome::RateLimit => doubling_ms(cfg.rate_limit_base_ms, cfg.rate_limit_max_ms, count),
         _ => transient_ms(&cfg.transient_steps_ms, u.error_count),
     };
+    if let Some(ra) = retry_after_ms.filter(|_| honours_retry_after(outcome)) {
+        len = len.max(ra.clamp(0, cfg.rate_limit_max_ms.max(0)));
+    }
     let scope = if outcome.is_model_scoped() {
         model.map(str::to_string)
     } else {
@@ -637,5 +682,82 @@ mod tests {
         for o in Outcome::ALL {
             assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
         }
+    }
+
+    #[test]
+    fn http_statuses_map_to_outcomes() {
+        use Outcome::*;
+        for (st, o) in [
+            (200, Success),
+            (201, Success),
+            (299, Success),
+            (429, RateLimit),
+            (402, Billing),
+            (401, Auth),
+            (403, Auth),
+            (404, ModelNotFound),
+            (408, Timeout),
+            (504, Timeout),
+            (500, Overloaded),
+            (502, Overloaded),
+            (503, Overloaded),
+            (529, Overloaded),
+            (400, Format),
+            (422, Format),
+            (499, Format),
+            (501, Unknown),
+            (599, Unknown),
+            (301, Unknown),
+            (100, Unknown),
+            (0, Unknown),
+        ] {
+            assert_eq!(outcome_for_http_status(st), o, "{st}");
+        }
+    }
+
+    #[test]
+    fn retry_after_lengthens_only_new_windows_of_three_outcomes_capped() {
+        let c = cfg();
+        let ra = Some(120 * S);
+        // A new rate_limit window lasts at least Retry-After (base is 30 s).
+        let u =
+            apply_report_retry_after(&Usage::default(), Outcome::RateLimit, Some("m"), T0, &c, ra);
+        assert_eq!(u.cooldowns[0].until, T0 + 120 * S);
+        // Shorter than the computed window: no shortening.
+        let u =
+            apply_report_retry_after(&Usage::default(), Outcome::RateLimit, None, T0, &c, Some(S));
+        assert_eq!(u.cooldowns[0].until, T0 + 30 * S);
+        for o in [Outcome::Overloaded, Outcome::Timeout] {
+            let u = apply_report_retry_after(&Usage::default(), o, None, T0, &c, ra);
+            assert_eq!(u.cooldowns[0].until, T0 + 120 * S, "{o:?}");
+        }
+        // Other outcomes ignore it.
+        let u = apply_report_retry_after(&Usage::default(), Outcome::Format, None, T0, &c, ra);
+        assert_eq!(u.cooldowns[0].until, T0 + 30 * S);
+        let u = apply_report_retry_after(&Usage::default(), Outcome::Billing, None, T0, &c, ra);
+        assert_eq!(u.disabled.as_ref().unwrap().until, T0 + 10 * MIN);
+        // Capped at rateLimitMaxMs.
+        let u = apply_report_retry_after(
+            &Usage::default(),
+            Outcome::RateLimit,
+            None,
+            T0,
+            &c,
+            Some(i64::MAX),
+        );
+        assert_eq!(u.cooldowns[0].until, T0 + c.rate_limit_max_ms);
+        // An active window is neither extended nor shortened.
+        let first = apply_report(&Usage::default(), Outcome::RateLimit, None, T0, &c);
+        let again = apply_report_retry_after(&first, Outcome::RateLimit, None, T0 + S, &c, Some(H));
+        assert_eq!(again.cooldowns, first.cooldowns);
+        let long =
+            apply_report_retry_after(&Usage::default(), Outcome::RateLimit, None, T0, &c, Some(H));
+        let short = apply_report_retry_after(&long, Outcome::RateLimit, None, T0 + S, &c, Some(S));
+        assert_eq!(short.cooldowns, long.cooldowns);
+        // None behaves as apply_report.
+        assert_eq!(
+            apply_report_retry_after(&Usage::default(), Outcome::Timeout, None, T0, &c, None),
+            apply_report(&Usage::default(), Outcome::Timeout, None, T0, &c)
+        );
     }
 }

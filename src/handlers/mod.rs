@@ -1116,6 +1116,22 @@ impl App {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let model = model_param(p.model);
+        let outcome = match (p.outcome, p.http_status) {
+            (Some(o), _) => o,
+            (None, Some(status)) => usage::outcome_for_http_status(status),
+            (None, None) => {
+                return Err(RpcError::invalid_params(
+                    "auth.report needs `outcome` or `httpStatus`",
+                )
+                .with("pointer", "/outcome")
+                .with_hint(
+                    "give the provider's HTTP status, e.g. {\"profileId\": \"openai:default\", \"httpStatus\": 429, \"retryAfterMs\": 20000}, or an outcome such as \"rate_limit\"",
+                ))
+            }
+        };
+        let retry_after_ms = p
+            .retry_after_ms
+            .map(|ms| i64::try_from(ms).unwrap_or(i64::MAX));
         let now = now_ms();
         let find = |c: &dyn Tx| -> Result<StoredProfile> {
             let aliases = load_aliases(c)?;
@@ -1136,25 +1152,34 @@ impl App {
                 .cooldown_exempt_providers
                 .iter()
                 .any(|x| x.trim().eq_ignore_ascii_case(&provider));
-            if exempt && p.outcome != Outcome::Success {
-                tracing::info!(profile_id = %id, outcome = p.outcome.as_str(), "cooldown-exempt provider: nothing recorded");
+            if exempt && outcome != Outcome::Success {
+                tracing::info!(profile_id = %id, outcome = outcome.as_str(), "cooldown-exempt provider: nothing recorded");
                 return Ok(ReportResult {
                     profile_id: id,
                     agent: agent.clone(),
+                    outcome,
                     recorded: false,
                     usage: before.view(now),
                 });
             }
             let after =
-                usage::apply_report(&before, p.outcome, model.as_deref(), now, &settings.cooldowns);
+                usage::apply_report_retry_after(
+                    &before,
+                    outcome,
+                    model.as_deref(),
+                    now,
+                    &settings.cooldowns,
+                    retry_after_ms,
+                );
             c.put_usage(&id, &after)?;
-            if p.outcome == Outcome::Success {
+            if outcome == Outcome::Success {
                 c.set_last_good(a, &provider, &id)?;
             }
-            tracing::info!(profile_id = %id, outcome = p.outcome.as_str(), model = ?model, "usage reported");
+            tracing::info!(profile_id = %id, outcome = outcome.as_str(), model = ?model, "usage reported");
             Ok(ReportResult {
                 profile_id: id,
                 agent: agent.clone(),
+                outcome,
                 recorded: true,
                 usage: after.view(now),
             })

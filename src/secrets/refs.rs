@@ -27,7 +27,8 @@ fn describe(r: &SecretRef) -> String {
 /// Errors: `secret_unavailable` (-32030) naming the ref (never the value), with `data.ref`
 /// and `data.reason`: `env_missing`, `provider_unknown`, `invalid_provider`, `invalid_id`,
 /// `invalid_value`, `file_unreadable`, `insecure_file`, `bad_file`, `id_missing`,
-/// `exec_failed`, `bad_output`, `timeout` (retryable).
+/// `exec_failed`, `bad_output`, `output_too_large`, `timeout` (retryable). A failing exec
+/// helper's stderr (first 4 KiB, redacted) goes to modelauth's stderr.
 pub fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcError> {
     match r.source {
         SecretSource::Env => {
@@ -84,6 +85,7 @@ pub fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcErro
                 args,
                 timeout_ms,
                 pass_env,
+                json_only,
             }) => resolve_exec(
                 r,
                 &ExecSpec {
@@ -91,6 +93,7 @@ pub fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcErro
                     args,
                     timeout_ms: *timeout_ms,
                     pass_env,
+                    json_only: *json_only,
                 },
             ),
             _ => Err(provider_unknown(r, "exec")),
@@ -280,7 +283,14 @@ struct ExecSpec<'a> {
     args: &'a [String],
     timeout_ms: u64,
     pass_env: &'a [String],
+    json_only: bool,
 }
+
+/// Largest helper stdout read (1 MiB): more is `output_too_large`, never a truncation.
+pub const MAX_EXEC_STDOUT_BYTES: usize = 1 << 20;
+
+/// How much of a failed helper's stderr is forwarded to modelauth's stderr (4 KiB).
+pub const MAX_FORWARDED_STDERR_BYTES: usize = 4096;
 
 /// Kills the process group `pgid` (the helper and anything it started).
 fn kill_group(pgid: u32) {
@@ -310,11 +320,201 @@ pub fn parse_exec_output(stdout: &[u8], id: &str) -> Result<String, &'static str
     }
 }
 
+/// The value of a `jsonOnly: false` helper: its whole stdout with one trailing newline
+/// dropped (PROTOCOL §5.1 r2). Pure. Errors are `reason` strings: `bad_output` (not
+/// UTF-8) or `invalid_value` (a line break inside the value — a `pass` entry with
+/// metadata lines, say — which would otherwise be joined silently into a wrong key).
+pub fn raw_exec_output(stdout: &[u8]) -> Result<String, &'static str> {
+    let text = std::str::from_utf8(stdout).map_err(|_| "bad_output")?;
+    let v = strip_one_newline(text);
+    if v.contains(['\n', '\r']) {
+        return Err("invalid_value");
+    }
+    Ok(v.to_string())
+}
+
+/// What a failed helper's stderr looks like on modelauth's stderr: at most
+/// [`MAX_FORWARDED_STDERR_BYTES`], each line prefixed with `modelauth: secret provider
+/// NAME: `, control characters escaped, and every string the helper printed on stdout
+/// (whole, per line and each JSON string value, when at least 4 characters long) replaced
+/// by `[redacted]` — a helper that echoes its value on stderr does not leak it. Pure.
+pub fn forwarded_stderr(provider: &str, stderr: &[u8], stdout: &[u8]) -> String {
+    let head = &stderr[..stderr.len().min(MAX_FORWARDED_STDERR_BYTES)];
+    let mut text = String::from_utf8_lossy(head).into_owned();
+    let out = String::from_utf8_lossy(stdout);
+    let mut hide: Vec<String> = vec![out.trim().to_string()];
+    hide.extend(out.lines().map(|l| l.trim().to_string()));
+    if let Ok(v) = serde_json::from_slice::<serde_json::Value>(stdout) {
+        fn strings(v: &serde_json::Value, into: &mut Vec<String>) {
+            match v {
+                serde_json::Value::String(s) => into.push(s.clone()),
+                serde_json::Value::Array(a) => a.iter().for_each(|x| strings(x, into)),
+                serde_json::Value::Object(o) => o.values().for_each(|x| strings(x, into)),
+                _ => {}
+            }
+        }
+        strings(&v, &mut hide);
+    }
+    hide.retain(|h| h.chars().count() >= 4);
+    // Longest first, so that a value is not left half-hidden by one of its lines.
+    hide.sort_by_key(|h| std::cmp::Reverse(h.len()));
+    for h in &hide {
+        text = text.replace(h.as_str(), "[redacted]");
+    }
+    let mut o = String::new();
+    for line in text.lines() {
+        let line: String = line
+            .chars()
+            .map(|c| {
+                if c.is_control() && c != '\t' {
+                    c.escape_default().to_string()
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        o.push_str(&format!("modelauth: secret provider {provider}: {line}\n"));
+    }
+    o
+}
+
+/// How a helper run ended.
+struct HelperRun {
+    /// `None` when it was killed (time-out or too much output).
+    status: Option<std::process::ExitStatus>,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+    timed_out: bool,
+    too_large: bool,
+}
+
+/// Sets `O_NONBLOCK` on a pipe end of ours.
+fn set_nonblocking(fd: std::os::fd::RawFd) {
+    // SAFETY: fcntl on a descriptor this process owns; no memory is passed.
+    unsafe {
+        let flags = libc::fcntl(fd, libc::F_GETFL);
+        if flags >= 0 {
+            libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK);
+        }
+    }
+}
+
+/// Reads what `r` has now without blocking: appends at most `room` bytes to `buf` (the
+/// rest is read and counted but dropped). Returns (bytes read, end of file).
+fn drain(r: &mut impl std::io::Read, buf: &mut Vec<u8>, room: usize) -> (usize, bool) {
+    let mut chunk = [0u8; 16 * 1024];
+    let mut total = 0;
+    loop {
+        match r.read(&mut chunk) {
+            Ok(0) => return (total, true),
+            Ok(n) => {
+                total += n;
+                let keep = n.min(room.saturating_sub(buf.len()));
+                buf.extend_from_slice(&chunk[..keep]);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return (total, false),
+            Err(_) => return (total, true),
+        }
+    }
+}
+
+/// Runs a spawned helper to its end on this thread: no reader threads, so nothing is left
+/// behind when a process the helper started (even one in a session of its own, `setsid`)
+/// keeps its stdout or stderr open. The pipes are read without blocking while the helper
+/// runs; once it has exited, what is buffered is read and the pipes are closed, without
+/// waiting for an end of file that may never come. Time-out or more than
+/// [`MAX_EXEC_STDOUT_BYTES`] on stdout: the helper's process group is killed and reaped.
+fn run_helper(
+    child: &mut std::process::Child,
+    deadline: std::time::Instant,
+) -> std::io::Result<HelperRun> {
+    use std::os::fd::AsRawFd;
+    let mut out = child.stdout.take().expect("piped");
+    let mut err = child.stderr.take().expect("piped");
+    set_nonblocking(out.as_raw_fd());
+    set_nonblocking(err.as_raw_fd());
+    let pid = child.id();
+    let mut run = HelperRun {
+        status: None,
+        stdout: Vec::new(),
+        stderr: Vec::new(),
+        timed_out: false,
+        too_large: false,
+    };
+    let (mut out_open, mut err_open) = (true, true);
+    let cap = MAX_EXEC_STDOUT_BYTES + 1;
+    loop {
+        if out_open {
+            let (_, eof) = drain(&mut out, &mut run.stdout, cap);
+            out_open = !eof;
+            if run.stdout.len() > MAX_EXEC_STDOUT_BYTES {
+                run.too_large = true;
+            }
+        }
+        if err_open {
+            let (_, eof) = drain(&mut err, &mut run.stderr, MAX_FORWARDED_STDERR_BYTES);
+            err_open = !eof;
+        }
+        if run.too_large {
+            kill_group(pid);
+            child.wait()?;
+            return Ok(run);
+        }
+        if let Some(st) = child.try_wait()? {
+            // Everything the helper wrote before it exited is in the pipes now.
+            if out_open {
+                drain(&mut out, &mut run.stdout, cap);
+                run.too_large = run.stdout.len() > MAX_EXEC_STDOUT_BYTES;
+            }
+            if err_open {
+                drain(&mut err, &mut run.stderr, MAX_FORWARDED_STDERR_BYTES);
+            }
+            run.status = Some(st);
+            return Ok(run);
+        }
+        let now = std::time::Instant::now();
+        if now >= deadline {
+            kill_group(pid);
+            child.wait()?;
+            run.timed_out = true;
+            return Ok(run);
+        }
+        // Wait for output, or at most 10 ms before looking at the helper again.
+        let wait_ms = (deadline - now).as_millis().clamp(1, 10) as libc::c_int;
+        let mut fds = vec![];
+        if out_open {
+            fds.push(libc::pollfd {
+                fd: out.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if err_open {
+            fds.push(libc::pollfd {
+                fd: err.as_raw_fd(),
+                events: libc::POLLIN,
+                revents: 0,
+            });
+        }
+        if fds.is_empty() {
+            std::thread::sleep(std::time::Duration::from_millis(wait_ms as u64));
+        } else {
+            // SAFETY: `fds` is a valid array of `fds.len()` pollfd structs for the call.
+            unsafe {
+                libc::poll(fds.as_mut_ptr(), fds.len() as libc::nfds_t, wait_ms);
+            }
+        }
+    }
+}
+
 /// Runs an exec helper without a shell: environment cleared but `passEnv`, the request on
-/// stdin (then closed), stdout read (at most 1 MiB), stderr discarded. The helper runs in a
-/// process group of its own; on time-out the whole group is killed and reaped.
+/// stdin (then closed), stdout read (at most 1 MiB), the first 4 KiB of stderr kept and
+/// forwarded to modelauth's stderr only when the helper fails ([`forwarded_stderr`]). The
+/// helper runs in a process group of its own; on time-out the whole group is killed and
+/// reaped. With `jsonOnly: false` the whole stdout is the value ([`raw_exec_output`]).
 fn resolve_exec(r: &SecretRef, spec: &ExecSpec<'_>) -> Result<Secret, RpcError> {
-    use std::io::{Read, Write};
+    use std::io::Write;
     use std::os::unix::process::CommandExt;
     use std::process::{Command, Stdio};
     use std::time::{Duration, Instant};
@@ -334,7 +534,7 @@ fn resolve_exec(r: &SecretRef, spec: &ExecSpec<'_>) -> Result<Secret, RpcError> 
         .env_clear()
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null())
+        .stderr(Stdio::piped())
         .process_group(0);
     for name in spec.pass_env {
         if let Some(v) = std::env::var_os(name) {
@@ -349,89 +549,99 @@ fn resolve_exec(r: &SecretRef, spec: &ExecSpec<'_>) -> Result<Secret, RpcError> 
         )
     })?;
     let pid = child.id();
+    let deadline = Instant::now() + Duration::from_millis(spec.timeout_ms);
     let request = serde_json::json!({"protocolVersion": 1, "provider": r.provider, "ids": [r.id]});
     if let Some(mut stdin) = child.stdin.take() {
         // A helper that does not read its stdin may close it: ignore EPIPE.
         let _ = stdin.write_all(request.to_string().as_bytes());
     }
-    let mut stdout = child.stdout.take().expect("piped");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let _ = (&mut stdout)
-            .take(MAX_SECRET_SOURCE_BYTES)
-            .read_to_end(&mut buf);
-        let _ = tx.send(buf);
-    });
-    let timeout = Duration::from_millis(spec.timeout_ms);
-    let deadline = Instant::now() + timeout;
-    let timed_out = || {
-        unavailable(
-            r,
-            "timeout",
-            format!(
-                "ref {}: {} did not answer within {} ms and was killed",
-                describe(r),
-                spec.command,
-                spec.timeout_ms
-            ),
-        )
-        .with("timeoutMs", spec.timeout_ms)
-        .retryable(true)
-    };
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(st)) => break st,
-            Ok(None) if Instant::now() >= deadline => {
-                kill_group(pid);
-                let _ = child.wait();
-                tracing::warn!(secret_provider = %r.provider, timeout_ms = spec.timeout_ms, "exec secret provider timed out; killed");
-                return Err(timed_out());
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
-            Err(e) => {
-                kill_group(pid);
-                let _ = child.wait();
-                return Err(unavailable(
-                    r,
-                    "exec_failed",
-                    format!(
-                        "ref {}: waiting for {} failed: {e}",
-                        describe(r),
-                        spec.command
-                    ),
-                ));
-            }
-        }
-    };
-    let left = deadline.saturating_duration_since(Instant::now());
-    let out = match rx.recv_timeout(left) {
-        Ok(b) => b,
-        Err(_) => {
-            // Something the helper started still holds stdout open.
+    let run = match run_helper(&mut child, deadline) {
+        Ok(run) => run,
+        Err(e) => {
             kill_group(pid);
-            return Err(timed_out());
+            let _ = child.wait();
+            return Err(unavailable(
+                r,
+                "exec_failed",
+                format!(
+                    "ref {}: waiting for {} failed: {e}",
+                    describe(r),
+                    spec.command
+                ),
+            ));
         }
     };
-    if !status.success() {
-        return Err(unavailable(
-            r,
-            "exec_failed",
-            format!(
-                "ref {}: {} exited with {}",
-                describe(r),
-                spec.command,
-                status
-                    .code()
-                    .map(|c| format!("status {c}"))
-                    .unwrap_or_else(|| "a signal".into())
-            ),
-        )
-        .with("exitCode", status.code()));
+    let fail = |e: RpcError| {
+        let text = forwarded_stderr(&r.provider, &run.stderr, &run.stdout);
+        if !text.is_empty() {
+            let mut err = std::io::stderr().lock();
+            let _ = err.write_all(text.as_bytes());
+            let _ = err.flush();
+        }
+        Err(e)
+    };
+    if run.timed_out {
+        tracing::warn!(secret_provider = %r.provider, timeout_ms = spec.timeout_ms, "exec secret provider timed out; killed");
+        return fail(
+            unavailable(
+                r,
+                "timeout",
+                format!(
+                    "ref {}: {} did not answer within {} ms and was killed",
+                    describe(r),
+                    spec.command,
+                    spec.timeout_ms
+                ),
+            )
+            .with("timeoutMs", spec.timeout_ms)
+            .retryable(true),
+        );
     }
-    match parse_exec_output(&out, &r.id) {
-        Ok(v) => normalize_secret_input(&v).map_err(|_| invalid_value(r)),
-        Err("id_missing") => Err(unavailable(
+    if run.too_large {
+        return fail(
+            unavailable(
+                r,
+                "output_too_large",
+                format!(
+                    "ref {}: {} printed more than {} bytes on stdout and was killed",
+                    describe(r),
+                    spec.command,
+                    MAX_EXEC_STDOUT_BYTES
+                ),
+            )
+            .with("maxBytes", MAX_EXEC_STDOUT_BYTES),
+        );
+    }
+    let status = run.status.expect("exited");
+    if !status.success() {
+        return fail(
+            unavailable(
+                r,
+                "exec_failed",
+                format!(
+                    "ref {}: {} exited with {}",
+                    describe(r),
+                    spec.command,
+                    status
+                        .code()
+                        .map(|c| format!("status {c}"))
+                        .unwrap_or_else(|| "a signal".into())
+                ),
+            )
+            .with("exitCode", status.code()),
+        );
+    }
+    let parsed = if spec.json_only {
+        parse_exec_output(&run.stdout, &r.id)
+    } else {
+        raw_exec_output(&run.stdout)
+    };
+    match parsed {
+        Ok(v) => match normalize_secret_input(&v) {
+            Ok(s) => Ok(s),
+            Err(_) => fail(invalid_value(r)),
+        },
+        Err("id_missing") => fail(unavailable(
             r,
             "id_missing",
             format!(
@@ -441,11 +651,35 @@ fn resolve_exec(r: &SecretRef, spec: &ExecSpec<'_>) -> Result<Secret, RpcError> 
                 r.id
             ),
         )),
-        Err(reason) => Err(unavailable(
+        Err("invalid_value") => fail(
+            unavailable(
+                r,
+                "invalid_value",
+                format!(
+                    "ref {}: {} printed more than one line; with `jsonOnly: false` the whole stdout (one trailing newline dropped) is the value",
+                    describe(r),
+                    spec.command
+                ),
+            )
+            .with_hint("make the helper print the secret alone, e.g. `op read op://vault/item/field`, or wrap a multi-line `pass` entry in a script that prints its first line"),
+        ),
+        Err(reason) if spec.json_only => fail(
+            unavailable(
+                r,
+                reason,
+                format!(
+                    "ref {}: {} did not print {{\"protocolVersion\":1,\"values\":{{...}}}} on stdout",
+                    describe(r),
+                    spec.command
+                ),
+            )
+            .with_hint("a helper that prints the bare value needs `\"jsonOnly\": false` in its secretProviders entry"),
+        ),
+        Err(reason) => fail(unavailable(
             r,
             reason,
             format!(
-                "ref {}: {} did not print {{\"protocolVersion\":1,\"values\":{{...}}}} on stdout",
+                "ref {}: {} printed something that is not UTF-8 text on stdout",
                 describe(r),
                 spec.command
             ),
@@ -493,5 +727,42 @@ mod tests {
             parse_exec_output(br#"{"values":{"k":1}}"#, "k").unwrap_err(),
             "id_missing"
         );
+    }
+
+    #[test]
+    fn raw_output_drops_one_newline_and_refuses_a_second_line() {
+        assert_eq!(raw_exec_output(b"pw\n").unwrap(), "pw");
+        assert_eq!(raw_exec_output(b"pw\r\n").unwrap(), "pw");
+        assert_eq!(raw_exec_output(b"pw").unwrap(), "pw");
+        assert_eq!(
+            raw_exec_output(b"pw\nlogin: me\n").unwrap_err(),
+            "invalid_value"
+        );
+        assert_eq!(raw_exec_output(b"pw\n\n").unwrap_err(), "invalid_value");
+        assert_eq!(raw_exec_output(b"\xff\xfe").unwrap_err(), "bad_output");
+    }
+
+    #[test]
+    fn forwarded_stderr_is_prefixed_capped_escaped_and_redacted() {
+        let t = forwarded_stderr("vault", b"denied\nsecond\x1b[31m\n", b"");
+        assert_eq!(
+            t,
+            "modelauth: secret provider vault: denied\nmodelauth: secret provider vault: second\\u{1b}[31m\n"
+        );
+        let big = vec![b'x'; 10_000];
+        let t = forwarded_stderr("p", &big, b"");
+        assert_eq!(t.matches('x').count(), MAX_FORWARDED_STDERR_BYTES);
+        let t = forwarded_stderr(
+            "p",
+            b"value sk-raw-1234 and sk-json-5678",
+            br#"{"values":{"k":"sk-json-5678"}}"#,
+        );
+        assert_eq!(
+            t,
+            "modelauth: secret provider p: value sk-raw-1234 and [redacted]\n"
+        );
+        let t = forwarded_stderr("p", b"got sk-raw-1234!", b"sk-raw-1234\n");
+        assert_eq!(t, "modelauth: secret provider p: got [redacted]!\n");
+        assert_eq!(forwarded_stderr("p", b"", b"x"), "");
     }
 }
