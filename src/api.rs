@@ -438,6 +438,10 @@ pub struct StatusParams {
     /// A credential expiring within this many milliseconds is `expiring` (default 24 h).
     #[serde(default = "default_expiring_within")]
     pub expiring_within_ms: i64,
+    /// Also run `exec` SecretRefs to see whether they resolve (`env` and `file` refs are
+    /// always checked, without side effects).
+    #[serde(default)]
+    pub probe: bool,
 }
 
 impl Default for StatusParams {
@@ -446,6 +450,7 @@ impl Default for StatusParams {
             agent: None,
             provider: None,
             expiring_within_ms: default_expiring_within(),
+            probe: false,
         }
     }
 }

@@ -151,7 +151,7 @@ pub struct ImportWarning {
     /// RFC 6901 pointer into the source document ("" = the whole source).
     pub pointer: String,
     /// `normalised` (legacy aliases rewritten), `field_dropped`, `order_entry_dropped`,
-    /// `last_good_dropped`, `usage_dropped`, `source_skipped`, `wal_not_read`.
+    /// `last_good_dropped`, `usage_dropped`, `source_skipped`, `ref_wins`.
     pub kind: String,
     /// What happened; never contains a secret.
     pub message: String,

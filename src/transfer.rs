@@ -4,6 +4,10 @@
 //! Sources are only read: JSON files with a plain read, SQLite files opened with
 //! `file:PATH?mode=ro&immutable=1` (`SQLITE_OPEN_READ_ONLY | SQLITE_OPEN_URI`), so no lock is
 //! taken and no `-wal` / `-shm` file is created next to them, even in a read-only directory.
+//! When a source has a non-empty `-wal` (OpenClaw's gateway is running), the database and
+//! its `-wal` are copied with plain reads into a private temporary directory and the copy
+//! is opened, so committed writes still in the WAL are imported while the source files stay
+//! byte-identical and no checkpoint runs on them.
 //! A dry run or a validation runs in a read transaction: the store is not even created.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -126,17 +130,47 @@ fn row_json(c: &Connection, sql: &str, key: &str, path: &Path) -> Result<Option<
     }
 }
 
-fn wal_warning(path: &Path, label: &str, warnings: &mut Vec<ImportWarning>) {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    if std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0) {
-        warnings.push(ImportWarning {
-            pointer: String::new(),
-            kind: "wal_not_read".into(),
-            message: "the database has a non-empty -wal file that an immutable read-only open does not see; stop OpenClaw (or let it checkpoint) and import again to get its latest changes".into(),
-            source: Some(label.to_string()),
-        });
+/// The path of `db`'s companion file with `suffix` (`-wal`, `-shm`).
+fn companion(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// A private copy of a SQLite source and its `-wal`, when that `-wal` is not empty: a
+/// committed write still in the WAL (a running OpenClaw gateway) is then read by opening
+/// the copy, which replays the WAL there. The source, its `-wal` and `-shm` are only read
+/// (plain reads, no SQLite open, no lock, no checkpoint), so they stay byte-identical.
+/// `None` when there is no WAL content to read.
+struct WalCopy {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+fn wal_copy(path: &Path) -> Result<Option<WalCopy>> {
+    let wal = companion(path, "-wal");
+    if !std::fs::metadata(&wal).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return Ok(None);
     }
+    let dir = tempfile::Builder::new()
+        .prefix("modelauth-import-")
+        .tempdir()
+        .map_err(|e| unreadable(path, e))?;
+    let db = dir.path().join("source.sqlite");
+    // The WAL is read before the database: a checkpoint between the two reads then only
+    // moves frames the copy already has into the main file, which replays the same way.
+    let wal_bytes = std::fs::read(&wal).map_err(|e| unreadable(&wal, e))?;
+    let db_bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+    std::fs::write(&db, db_bytes).map_err(|e| unreadable(path, e))?;
+    std::fs::write(companion(&db, "-wal"), wal_bytes).map_err(|e| unreadable(&wal, e))?;
+    Ok(Some(WalCopy { _dir: dir, db }))
+}
+
+/// Opens the private copy read-write (SQLite needs to build its WAL index next to it)
+/// and reads in one transaction.
+fn open_copy_db(copy: &WalCopy, source: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(&copy.db, flags).map_err(|e| unreadable(source, e))
 }
 
 /// Reads the auth rows of one OpenClaw SQLite file into pieces for `agent`. An agent DB has
@@ -149,7 +183,11 @@ fn sqlite_pieces(
     agent: Option<&str>,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<Option<Vec<Piece>>> {
-    let c = open_source_db(path)?;
+    let copy = wal_copy(path)?;
+    let c = match &copy {
+        Some(cp) => open_copy_db(cp, path)?,
+        None => open_source_db(path)?,
+    };
     let mut out = vec![];
     let piece = |kind, doc, src: String| Piece {
         agent: agent.map(str::to_string),
@@ -198,7 +236,7 @@ fn sqlite_pieces(
     } else {
         return Ok(None);
     }
-    wal_warning(path, label, warnings);
+    let _ = warnings;
     Ok(Some(out))
 }
 
