@@ -380,12 +380,14 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                 }
             };
             // The legacy JSON files of an agent (OpenClaw's doctor migrates them into its
-            // database): `auth-state.json` (order, lastGood, usageStats) and `auth.json`
-            // (a flat map that fills only absent ids).
+            // database): `auth-profiles.json`, `auth-state.json` (order, lastGood,
+            // usageStats) and `auth.json` (a flat map that fills only absent ids). Those of
+            // the default agent `main` go to the shared store, as the doctor moves them.
+            let legacy_agent = (name != "main").then(|| agent.clone());
             let legacy_state = |pieces: &mut Vec<Piece>| -> Result<()> {
                 if state_json.is_file() && !db.is_file() {
                     pieces.push(Piece {
-                        agent: Some(agent.clone()),
+                        agent: legacy_agent.clone(),
                         kind: PieceKind::State,
                         doc: read_json(&state_json)?,
                         source: Some(format!("agents/{name}/agent/auth-state.json")),
@@ -394,7 +396,7 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                 }
                 if flat_json.is_file() {
                     pieces.push(Piece {
-                        agent: Some(agent.clone()),
+                        agent: legacy_agent.clone(),
                         kind: PieceKind::FlatFill,
                         doc: read_json(&flat_json)?,
                         source: Some(format!("agents/{name}/agent/auth.json")),
@@ -415,7 +417,7 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                 if import::detect_json(&doc) == Some(Format::Openclaw) {
                     import::check_version(&doc, &format!("{label}: "))?;
                     pieces.push(Piece {
-                        agent: Some(agent),
+                        agent: legacy_agent,
                         kind: PieceKind::Store,
                         doc,
                         source: Some(label),
