@@ -610,6 +610,10 @@ pub struct ProviderView {
     /// Its OAuth client, used to refresh oauth profiles without their own `tokenUrl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<ProviderOAuth>,
+    /// True for one of OpenClaw's built-in OAuth providers that `providers.put` has not
+    /// overridden (PROTOCOL §5.2).
+    #[serde(default)]
+    pub builtin: bool,
 }
 
 /// `providers.put` params: creates or replaces the provider's registration.

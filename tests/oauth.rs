@@ -590,7 +590,14 @@ fn providers_put_get_list_remove_and_aliases() {
         .unwrap();
     assert_eq!(r["profileId"], "anthropic:me");
     let l = env.call("providers.list", json!({})).unwrap();
-    assert_eq!(l["providers"].as_array().unwrap().len(), 1);
+    let registered: Vec<&Value> = l["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["builtin"] == false)
+        .collect();
+    assert_eq!(registered.len(), 1, "{l}");
+    assert_eq!(registered[0]["id"], "anthropic");
     // Refused: plain http to a non-loopback host, an alias that is taken.
     let e = env
         .call(
