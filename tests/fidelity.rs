@@ -377,3 +377,59 @@ fn builtin_oauth_providers_are_known_overridable_and_listed() {
     let e = err(&t.path, "providers.remove", json!({"id": "openai-codex"}));
     assert_eq!(e["data"]["kind"], "unknown_provider");
 }
+
+/// Sets `expires` of profile `id` in the shared store (`authProfiles.store`) of a copied
+/// OpenClaw state dir to `at` (ms since the epoch).
+fn rebase_shared_expiry(dir: &Path, id: &str, at: i64) {
+    let c = rusqlite::Connection::open(dir.join("state/openclaw.sqlite")).unwrap();
+    let q = "SELECT value_json FROM config_machine_state WHERE state_key = 'authProfiles.store'";
+    let text: String = c.query_row(q, [], |r| r.get(0)).unwrap();
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    doc["profiles"][id]["expires"] = json!(at);
+    c.execute(
+        "UPDATE config_machine_state SET value_json = ?1 WHERE state_key = 'authProfiles.store'",
+        [doc.to_string()],
+    )
+    .unwrap();
+}
+
+#[test]
+fn status_roll_ups_and_check_equal_openclaws_models_status() {
+    let case = "status-rollup";
+    let ans = answers(case);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("openclaw");
+    copy_dir(&fixture(case), &dir);
+    // OpenClaw answered 65 s after `--expires-in 12h`: keep that token 12 h ahead.
+    rebase_shared_expiry(&dir, "mistral:soon", common::now_ms() + 12 * 3_600_000);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": dir}));
+    assert_eq!(r["errors"], json!([]));
+    let views = &ans["views"]["main"]["providers"];
+    // What OpenClaw said: a token without expires + an api_key → ok; an expired token with
+    // an api_key fallback → static; a token expiring in 12 h → expiring.
+    assert_eq!(views["openrouter"]["status"], "ok");
+    assert_eq!(views["deepseek"]["status"], "static");
+    assert_eq!(views["mistral"]["status"], "expiring");
+    assert_views_match(&t.path, &ans);
+    let st = ok(&t.path, "auth.status", json!({}));
+    for p in st["providers"].as_array().unwrap() {
+        let theirs = &views[p["provider"].as_str().unwrap()]["profiles"];
+        for pr in p["profiles"].as_array().unwrap() {
+            assert_eq!(
+                pr["status"],
+                theirs[pr["profileId"].as_str().unwrap()]["status"],
+                "{pr}"
+            );
+        }
+    }
+    // check: expiring → 2 (OpenClaw's --check contract); without mistral → 0.
+    assert_eq!(st["overall"], "expiring");
+    let out = cmd(&t.path).args(["check"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let out = cmd(&t.path)
+        .args(["check", "--provider", "deepseek"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+}
