@@ -553,7 +553,8 @@ pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
                     match ids::normalize_provider(key, aliases) {
                         Ok(p) => {
                             let id = format!("{p}:default");
-                            if piece.kind == PieceKind::FlatFill && scope.profiles.contains_key(&id) {
+                            if piece.kind == PieceKind::FlatFill && scope.profiles.contains_key(&id)
+                            {
                                 d.warn(
                                     &ptr,
                                     "legacy_skipped",
@@ -592,46 +593,48 @@ fn entry(
     aliases: &Aliases,
 ) {
     match normalize_entry(key, v, ptr, flat_provider, strict) {
-        Ok((obj, notes, dropped, ref_wins)) => match validate_profile(&Value::Object(obj), ptr, aliases) {
-            Ok(profile) => {
-                if !notes.is_empty() {
-                    d.warn(ptr, "normalised", notes.join("; "));
-                }
-                for f in ref_wins {
-                    d.warn(
+        Ok((obj, notes, dropped, ref_wins)) => {
+            match validate_profile(&Value::Object(obj), ptr, aliases) {
+                Ok(profile) => {
+                    if !notes.is_empty() {
+                        d.warn(ptr, "normalised", notes.join("; "));
+                    }
+                    for f in ref_wins {
+                        d.warn(
                         &format!("{ptr}/{f}"),
                         "literal_dropped",
                         format!("both `{f}` and `{f}Ref` are set: the ref is kept and the literal `{f}` was not imported (as OpenClaw does)"),
                     );
-                }
-                for f in dropped {
-                    d.warn(
+                    }
+                    for f in dropped {
+                        d.warn(
                             &format!("{ptr}/{}", escape_pointer(&f)),
                             "field_dropped",
                             format!("field `{f}` is not part of a modelauth profile of this type; it was not imported"),
                         );
+                    }
+                    scope.profiles.insert(
+                        profile.id.clone(),
+                        PlannedProfile {
+                            profile,
+                            pointer: ptr.to_string(),
+                        },
+                    );
                 }
-                scope.profiles.insert(
-                    profile.id.clone(),
-                    PlannedProfile {
-                        profile,
-                        pointer: ptr.to_string(),
-                    },
-                );
+                Err(e) => {
+                    let data = e.data();
+                    let pointer = data["pointer"].as_str().unwrap_or(ptr).to_string();
+                    let mut ee = entry_error(&pointer, e.kind.as_str(), e.message.clone());
+                    if e.kind != ErrorKind::InvalidProfile {
+                        ee.valid_types = None;
+                    }
+                    if let Some(h) = e.hint {
+                        ee.message = format!("{} ({h})", ee.message);
+                    }
+                    d.error(ee);
+                }
             }
-            Err(e) => {
-                let data = e.data();
-                let pointer = data["pointer"].as_str().unwrap_or(ptr).to_string();
-                let mut ee = entry_error(&pointer, e.kind.as_str(), e.message.clone());
-                if e.kind != ErrorKind::InvalidProfile {
-                    ee.valid_types = None;
-                }
-                if let Some(h) = e.hint {
-                    ee.message = format!("{} ({h})", ee.message);
-                }
-                d.error(ee);
-            }
-        },
+        }
         Err(e) => d.error(e),
     }
 }
@@ -953,7 +956,10 @@ pub fn config_profile_orders(
     let mut by_provider: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for raw in config_ids {
         if let Ok((id, _)) = ids::normalize_profile_id(raw, aliases) {
-            let provider = id.split_once(':').map(|(p, _)| p.to_string()).unwrap_or_default();
+            let provider = id
+                .split_once(':')
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_default();
             let list = by_provider.entry(provider).or_default();
             if !list.contains(&id) {
                 list.push(id);
@@ -968,10 +974,18 @@ pub fn config_profile_orders(
     let last_used = |id: &str| usage.get(id).copied().flatten().unwrap_or(0);
     let expired = |p: &Profile| p.credential.expires().is_some_and(|e| now >= e);
     let oc_key = |p: &Profile| {
-        let oauth_expired = matches!(p.credential, crate::profile::Credential::OAuth { .. }) && expired(p);
+        let oauth_expired =
+            matches!(p.credential, crate::profile::Credential::OAuth { .. }) && expired(p);
         (p.credential.type_rank(), oauth_expired, last_used(&p.id))
     };
-    let ma_key = |p: &Profile| (p.credential.type_rank(), expired(p), last_used(&p.id), p.id.clone());
+    let ma_key = |p: &Profile| {
+        (
+            p.credential.type_rank(),
+            expired(p),
+            last_used(&p.id),
+            p.id.clone(),
+        )
+    };
     if by_provider.is_empty() {
         return vec![];
     }
@@ -999,13 +1013,20 @@ pub fn config_profile_orders(
                 continue;
             }
             let mut v = shared.clone();
-            for pp in s.profiles.values().filter(|pp| pp.profile.provider == provider) {
+            for pp in s
+                .profiles
+                .values()
+                .filter(|pp| pp.profile.provider == provider)
+            {
                 v.insert(pp.profile.id.as_str(), &pp.profile);
             }
             views.push(v);
         }
         let oc_order = |v: &BTreeMap<&str, &Profile>| {
-            let mut l: Vec<&Profile> = cfg.iter().filter_map(|id| v.get(id.as_str()).copied()).collect();
+            let mut l: Vec<&Profile> = cfg
+                .iter()
+                .filter_map(|id| v.get(id.as_str()).copied())
+                .collect();
             l.sort_by_key(|p| oc_key(p));
             l.into_iter().map(|p| p.id.clone()).collect::<Vec<_>>()
         };
@@ -1019,7 +1040,11 @@ pub fn config_profile_orders(
         }
         let mut all: BTreeMap<&str, &Profile> = BTreeMap::new();
         for s in &plan.scopes {
-            for pp in s.profiles.values().filter(|pp| pp.profile.provider == provider) {
+            for pp in s
+                .profiles
+                .values()
+                .filter(|pp| pp.profile.provider == provider)
+            {
                 all.entry(pp.profile.id.as_str()).or_insert(&pp.profile);
             }
         }

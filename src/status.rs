@@ -243,12 +243,18 @@ mod tests {
         assert_eq!(h(&token(None), RefCheck::Unchecked), "static");
         // An oauth past expires is expired even with a refresh token (OpenClaw).
         assert_eq!(h(&oauth(NOW - 1), RefCheck::Inline), "expired");
-        assert_eq!(health(&oauth(NOW + 60_000), None, RefCheck::Inline, NOW, 0), "expiring");
+        assert_eq!(
+            health(&oauth(NOW + 60_000), None, RefCheck::Inline, NOW, 0),
+            "expiring"
+        );
         let u = Usage {
             needs_reauth: true,
             ..Default::default()
         };
-        assert_eq!(health(&token(None), Some(&u), RefCheck::Inline, NOW, DAY), "expired");
+        assert_eq!(
+            health(&token(None), Some(&u), RefCheck::Inline, NOW, DAY),
+            "expired"
+        );
         assert!(!eligible(&token(Some(NOW - 1)), NOW));
         assert!(eligible(&token(None), NOW));
         assert!(eligible(&oauth(NOW - 1), NOW));
@@ -261,25 +267,40 @@ mod tests {
         assert_eq!(r(&[entry("api_key", "static", true)]), "static");
         // A token without expires is static itself but makes its provider ok.
         assert_eq!(
-            r(&[entry("token", "static", true), entry("api_key", "static", true)]),
+            r(&[
+                entry("token", "static", true),
+                entry("api_key", "static", true)
+            ]),
             "ok"
         );
         // An expired token does not count while another profile is eligible.
         assert_eq!(
-            r(&[entry("token", "expired", false), entry("api_key", "static", true)]),
+            r(&[
+                entry("token", "expired", false),
+                entry("api_key", "static", true)
+            ]),
             "static"
         );
         assert_eq!(r(&[entry("token", "expired", false)]), "expired");
         assert_eq!(
-            r(&[entry("oauth", "expired", true), entry("api_key", "static", true)]),
+            r(&[
+                entry("oauth", "expired", true),
+                entry("api_key", "static", true)
+            ]),
             "expired"
         );
         assert_eq!(
-            r(&[entry("api_key", "missing", true), entry("api_key", "static", true)]),
+            r(&[
+                entry("api_key", "missing", true),
+                entry("api_key", "static", true)
+            ]),
             "missing"
         );
         assert_eq!(
-            r(&[entry("oauth", "expiring", true), entry("token", "missing", true)]),
+            r(&[
+                entry("oauth", "expiring", true),
+                entry("token", "missing", true)
+            ]),
             "missing"
         );
         assert_eq!(r(&[entry("oauth", "expiring", true)]), "expiring");
@@ -287,7 +308,10 @@ mod tests {
         let mut unlisted = entry("api_key", "static", true);
         unlisted.listed = false;
         assert_eq!(provider_roll_up(&[unlisted], true).0, "missing");
-        assert_eq!(provider_roll_up(&[entry("oauth", "ok", true)], false).1, Some(NOW + 5));
+        assert_eq!(
+            provider_roll_up(&[entry("oauth", "ok", true)], false).1,
+            Some(NOW + 5)
+        );
         assert_eq!(overall_status([]), "missing");
         assert_eq!(overall_status(["static", "ok"]), "ok");
         assert_eq!(overall_status(["ok", "expiring", "static"]), "expiring");

@@ -562,11 +562,19 @@ pub fn load_source(
 /// Adds the orders OpenClaw's walk takes from openclaw.json `auth.profiles`
 /// ([`import::config_profile_orders`]).
 fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::ids::Aliases) {
-    for piece in loaded.pieces.iter().filter(|p| p.kind == PieceKind::ConfigProfiles) {
+    for piece in loaded
+        .pieces
+        .iter()
+        .filter(|p| p.kind == PieceKind::ConfigProfiles)
+    {
         let ids: Vec<String> = piece
             .doc
             .as_array()
-            .map(|a| a.iter().filter_map(|v| v.as_str().map(str::to_string)).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
             .unwrap_or_default();
         import::config_profile_orders(plan, &ids, now_ms(), aliases);
     }

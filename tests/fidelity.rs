@@ -126,7 +126,10 @@ fn agent_keys_and_the_config_order_openclaw_rewrote_pick_what_openclaw_picks() {
     let main = ok(&t.path, "auth.resolve", json!({"provider": "openrouter"}));
     assert_eq!(main["profileId"], "openrouter:key");
     // A token without expires plus an api_key: the provider is `ok` (OpenClaw), not static.
-    assert_eq!(ans["views"]["main"]["providers"]["openrouter"]["status"], "ok");
+    assert_eq!(
+        ans["views"]["main"]["providers"]["openrouter"]["status"],
+        "ok"
+    );
 }
 
 #[test]
@@ -136,7 +139,10 @@ fn agent_keys_without_an_order_walk_openclaws_config_profile_sequence() {
     let t = TempStore::new();
     let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
     assert_eq!(r["errors"], json!([]));
-    assert!(r["warnings"].to_string().contains("order_from_config"), "{r}");
+    assert!(
+        r["warnings"].to_string().contains("order_from_config"),
+        "{r}"
+    );
     assert_views_match(&t.path, &ans);
     // OpenClaw keeps its first-pasted key first, for the agent too (not the id order).
     let cron = ok(
@@ -234,7 +240,11 @@ fn era_a_entries_fill_only_absent_ids() {
     let t = TempStore::new();
     let r = ok(&t.path, "store.import", json!({"path": dir}));
     assert!(r["warnings"].to_string().contains("legacy_skipped"), "{r}");
-    let p = ok(&t.path, "profiles.get", json!({"profileId": "anthropic:default"}));
+    let p = ok(
+        &t.path,
+        "profiles.get",
+        json!({"profileId": "anthropic:default"}),
+    );
     assert_eq!(p["profile"]["type"], "api_key");
     let p = ok(
         &t.path,
@@ -255,7 +265,10 @@ fn a_ref_beats_a_literal_unknown_order_ids_are_kept_and_refs_are_checked_in_stat
     let lit = w.iter().find(|w| w["kind"] == "literal_dropped").unwrap();
     assert_eq!(lit["pointer"], "/profiles/mistral:both/key");
     assert!(!r.to_string().contains("sk-mistral-literal-fake-9999"));
-    let unknown = w.iter().find(|w| w["kind"] == "order_entry_unknown").unwrap();
+    let unknown = w
+        .iter()
+        .find(|w| w["kind"] == "order_entry_unknown")
+        .unwrap();
     assert_eq!(unknown["pointer"], "/order/mistral/1");
     // OpenClaw's doctor kept the ref, dropped the literal, and kept the unknown id.
     let migrated = &ans["migratedStore"]["profiles"]["mistral:both"];
@@ -283,14 +296,22 @@ fn a_ref_beats_a_literal_unknown_order_ids_are_kept_and_refs_are_checked_in_stat
     );
     let st = ok(&t.path, "auth.status", json!({"provider": "openrouter"}));
     assert_eq!(st["providers"][0]["status"], "missing", "{st}");
-    assert_eq!(st["providers"][0]["profiles"][0]["status"], "ref_unavailable");
+    assert_eq!(
+        st["providers"][0]["profiles"][0]["status"],
+        "ref_unavailable"
+    );
     let out = cmd(&t.path).args(["check"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let mut c = cmd(&t.path);
     c.env("MODELAUTH_FIDELITY_UNSET_VAR", "sk-or-env-fake")
         .env("MISTRAL_FIDELITY_KEY", "sk-mistral-env-fake");
     let out = c.args(["check", "--json"]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     let st: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(st["overall"], "static");
 }
@@ -321,12 +342,21 @@ fn exec_refs_run_only_with_probe() {
     );
     let out = cmd(&t.path).args(["check"]).output().unwrap();
     assert_eq!(out.status.code(), Some(0));
-    assert!(!marker.exists(), "check without --probe ran the exec helper");
-    let out = cmd(&t.path).args(["check", "--probe", "--json"]).output().unwrap();
+    assert!(
+        !marker.exists(),
+        "check without --probe ran the exec helper"
+    );
+    let out = cmd(&t.path)
+        .args(["check", "--probe", "--json"])
+        .output()
+        .unwrap();
     assert!(marker.exists(), "check --probe runs the exec helper");
     assert_eq!(out.status.code(), Some(1));
     let st: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(st["providers"][0]["profiles"][0]["status"], "ref_unavailable");
+    assert_eq!(
+        st["providers"][0]["profiles"][0]["status"],
+        "ref_unavailable"
+    );
 }
 
 #[test]
@@ -341,7 +371,10 @@ fn builtin_oauth_providers_are_known_overridable_and_listed() {
         .unwrap()
         .clone();
     assert_eq!(codex["builtin"], true);
-    assert_eq!(codex["oauth"]["tokenUrl"], "https://auth.openai.com/oauth/token");
+    assert_eq!(
+        codex["oauth"]["tokenUrl"],
+        "https://auth.openai.com/oauth/token"
+    );
     assert_eq!(codex["oauth"]["clientId"], "app_EMoamEEZ73f0CkXaXp7hrann");
     let a = ok(&t.path, "providers.get", json!({"id": "anthropic"}));
     assert_eq!(
@@ -431,5 +464,10 @@ fn status_roll_ups_and_check_equal_openclaws_models_status() {
         .args(["check", "--provider", "deepseek"])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 }

@@ -388,7 +388,10 @@ fn invalid_grant_fails_closed_and_needs_reauth() {
         .call("auth.status", json!({"provider": "acme"}))
         .unwrap();
     // One hour left: OpenClaw's `models status` calls an oauth within 24 h `expiring`.
-    assert_eq!(st["providers"][0]["profiles"][0]["status"], "expiring", "{st}");
+    assert_eq!(
+        st["providers"][0]["profiles"][0]["status"], "expiring",
+        "{st}"
+    );
 }
 
 #[test]
