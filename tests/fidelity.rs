@@ -471,3 +471,46 @@ fn status_roll_ups_and_check_equal_openclaws_models_status() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+#[test]
+fn a_commit_still_in_the_wal_is_imported_and_the_source_stays_byte_identical() {
+    // OpenClaw wrote openrouter:new while another connection (a running gateway) held
+    // the database open, so that commit is only in `state/openclaw.sqlite-wal`.
+    let case = "wal-gateway";
+    let ans = answers(case);
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("openclaw");
+    copy_dir(&fixture(case), &dir);
+    let db = dir.join("state/openclaw.sqlite");
+    // The fixture is what it claims: an immutable open (no WAL) does not see the new key.
+    {
+        let uri = format!("file:{}?mode=ro&immutable=1", db.display());
+        let c = rusqlite::Connection::open_with_flags(
+            uri,
+            rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
+        )
+        .unwrap();
+        let q = "SELECT value_json FROM config_machine_state WHERE state_key = 'authProfiles.store'";
+        let text: String = c.query_row(q, [], |r| r.get(0)).unwrap();
+        assert!(!text.contains("openrouter:new"));
+    }
+    let before = snapshot(&dir);
+    assert!(before[&dir.join("state/openclaw.sqlite-wal")].len() > 0);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": dir}));
+    assert_eq!(r["errors"], json!([]));
+    assert!(!r["warnings"].to_string().contains("wal_not_read"), "{r}");
+    let got = ok(
+        &t.path,
+        "profiles.get",
+        json!({"profileId": "openrouter:new", "reveal": true}),
+    );
+    assert_eq!(got["profile"]["key"], "sk-or-new-fake-0002");
+    // What OpenClaw lists (it reads the WAL too).
+    for p in ans["authList"].as_array().unwrap() {
+        ok(&t.path, "profiles.get", json!({"profileId": p["id"]}));
+    }
+    // Source, -wal and -shm byte-identical; no checkpoint ran (the WAL is still there).
+    assert_eq!(snapshot(&dir), before);
+    assert_views_match(&t.path, &ans);
+}
