@@ -1290,4 +1290,77 @@ mod tests {
         assert_eq!(p.scopes[0].orders["x"].ids, ["x:a"]);
         assert_eq!(p.scopes[0].orders["y"].ids, ["y:a"]);
     }
+
+    #[test]
+    fn a_ref_beats_a_literal_and_era_a_entries_are_oauth() {
+        let p = plan_of(json!({"version": 1, "profiles": {
+            "a:both": {"type": "api_key", "provider": "a", "key": "lit", "keyRef": {"source": "env", "provider": "default", "id": "A_KEY"}},
+            "b:both": {"type": "token", "provider": "b", "token": "lit", "tokenRef": {"source": "env", "provider": "default", "id": "B_TOK"}}
+        }}));
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let ptrs: Vec<&str> = p
+            .warnings
+            .iter()
+            .filter(|w| w.kind == "literal_dropped")
+            .map(|w| w.pointer.as_str())
+            .collect();
+        assert_eq!(ptrs, ["/profiles/a:both/key", "/profiles/b:both/token"]);
+        assert!(!format!("{:?}", p.warnings).contains("lit\""));
+        let c = &p.scopes[0].profiles["a:both"].profile.credential;
+        assert!(c.inline_secret().is_none() && c.secret_ref().is_some());
+        let e = plan_of(
+            json!({"anthropic": {"access": "a", "refresh": "r", "expires": 1_800_000_000_000i64}}),
+        );
+        assert!(e.errors.is_empty(), "{:?}", e.errors);
+        assert_eq!(
+            e.scopes[0].profiles["anthropic:default"]
+                .profile
+                .credential
+                .type_name(),
+            "oauth"
+        );
+    }
+
+    fn api(id: &str) -> PlannedProfile {
+        let provider = id.split(':').next().unwrap();
+        PlannedProfile {
+            profile: validate_profile(
+                &json!({"id": id, "type": "api_key", "provider": provider, "key": "k"}),
+                "",
+                &Aliases::new(),
+            )
+            .unwrap(),
+            pointer: String::new(),
+        }
+    }
+
+    #[test]
+    fn config_profiles_become_an_order_only_where_the_walks_differ() {
+        let mut shared = ScopePlan::default();
+        shared.profiles.insert("p:z".into(), api("p:z"));
+        shared.profiles.insert("p:a".into(), api("p:a"));
+        shared.profiles.insert("q:a".into(), api("q:a"));
+        shared.profiles.insert("q:b".into(), api("q:b"));
+        let mut agent = ScopePlan {
+            agent: Some("cron".into()),
+            ..Default::default()
+        };
+        agent.profiles.insert("p:m".into(), api("p:m"));
+        let mut plan = ImportPlan {
+            format: Format::OpenclawState,
+            scopes: vec![shared, agent],
+            warnings: vec![],
+            errors: vec![],
+        };
+        let cfg: Vec<String> = ["p:z", "p:a", "p:m", "q:a", "q:b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let given = config_profile_orders(&mut plan, &cfg, 0, &Aliases::new());
+        // p: OpenClaw walks z, a (file order), modelauth would walk a, z: an order is given,
+        // with the agent's id where the config put it. q: the same either way: none.
+        assert_eq!(given, ["p"]);
+        assert_eq!(plan.scopes[0].orders["p"].ids, ["p:z", "p:a", "p:m"]);
+        assert!(!plan.scopes[0].orders.contains_key("q"));
+    }
 }

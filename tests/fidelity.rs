@@ -490,7 +490,8 @@ fn a_commit_still_in_the_wal_is_imported_and_the_source_stays_byte_identical() {
             rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_URI,
         )
         .unwrap();
-        let q = "SELECT value_json FROM config_machine_state WHERE state_key = 'authProfiles.store'";
+        let q =
+            "SELECT value_json FROM config_machine_state WHERE state_key = 'authProfiles.store'";
         let text: String = c.query_row(q, [], |r| r.get(0)).unwrap();
         assert!(!text.contains("openrouter:new"));
     }
