@@ -496,7 +496,7 @@ fn a_commit_still_in_the_wal_is_imported_and_the_source_stays_byte_identical() {
         assert!(!text.contains("openrouter:new"));
     }
     let before = snapshot(&dir);
-    assert!(before[&dir.join("state/openclaw.sqlite-wal")].len() > 0);
+    assert!(!before[&dir.join("state/openclaw.sqlite-wal")].is_empty());
     let t = TempStore::new();
     let r = ok(&t.path, "store.import", json!({"path": dir}));
     assert_eq!(r["errors"], json!([]));
