@@ -70,7 +70,8 @@ pub enum Refreshed {
     },
 }
 
-/// The OAuth client registered for `provider` (`providers.put {oauth}`), if any.
+/// The OAuth client registered for `provider` (`providers.put {oauth}`), else OpenClaw's
+/// built-in one ([`crate::providers::BUILTIN_OAUTH`]), if any.
 ///
 /// Errors: store errors.
 pub fn provider_oauth(c: &Connection, provider: &str) -> Result<Option<ProviderOAuth>> {
@@ -78,14 +79,15 @@ pub fn provider_oauth(c: &Connection, provider: &str) -> Result<Option<ProviderO
         .into_iter()
         .find(|(id, _)| id == provider)
         .and_then(|(_, body)| body.get("oauth").cloned())
-        .and_then(|o| serde_json::from_value(o).ok()))
+        .and_then(|o| serde_json::from_value(o).ok())
+        .or_else(|| crate::providers::builtin_oauth(provider)))
 }
 
-/// Providers with a registered OAuth token endpoint.
+/// Providers with an OAuth token endpoint: registered ones and OpenClaw's built-in ones.
 ///
 /// Errors: store errors.
 pub fn oauth_providers(c: &Connection) -> Result<HashSet<String>> {
-    Ok(store::providers(c)?
+    let mut set: HashSet<String> = store::providers(c)?
         .into_iter()
         .filter(|(_, body)| {
             body.get("oauth")
@@ -93,7 +95,13 @@ pub fn oauth_providers(c: &Connection) -> Result<HashSet<String>> {
                 .is_some_and(|u| u.is_string())
         })
         .map(|(id, _)| id)
-        .collect())
+        .collect();
+    set.extend(
+        crate::providers::BUILTIN_OAUTH
+            .iter()
+            .map(|(id, _, _)| id.to_string()),
+    );
+    Ok(set)
 }
 
 /// Whether `sp` can be refreshed: an oauth profile with its own `tokenUrl` or whose
