@@ -454,6 +454,10 @@ pub struct StatusParams {
     /// A credential expiring within this many milliseconds is `expiring` (default 24 h).
     #[serde(default = "default_expiring_within")]
     pub expiring_within_ms: i64,
+    /// Also run `exec` SecretRefs to see whether they resolve (`env` and `file` refs are
+    /// always checked, without side effects).
+    #[serde(default)]
+    pub probe: bool,
 }
 
 impl Default for StatusParams {
@@ -462,6 +466,7 @@ impl Default for StatusParams {
             agent: None,
             provider: None,
             expiring_within_ms: default_expiring_within(),
+            probe: false,
         }
     }
 }
@@ -621,6 +626,10 @@ pub struct ProviderView {
     /// Its OAuth client, used to refresh oauth profiles without their own `tokenUrl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<ProviderOAuth>,
+    /// True for one of OpenClaw's built-in OAuth providers that `providers.put` has not
+    /// overridden (PROTOCOL §5.2).
+    #[serde(default)]
+    pub builtin: bool,
 }
 
 /// `providers.put` params: creates or replaces the provider's registration.

@@ -62,8 +62,9 @@ pub enum Command {
     },
     /// Print the OpenRPC document (the same as rpc.discover).
     Schema,
-    /// auth.status for cron: exit 1 when anything is expired, missing or needs re-auth,
-    /// 2 when something expires within 24 h, else 0.
+    /// auth.status for cron: exit 1 when anything is expired, missing, needs re-auth or has
+    /// a SecretRef that cannot be read (ref_unavailable), 2 when something expires within
+    /// 24 h, else 0.
     Check {
         /// The agent whose view to check (its own profiles and the shared ones).
         #[arg(long)]
@@ -75,6 +76,9 @@ pub enum Command {
         /// a failed refresh makes the exit code at least 1.
         #[arg(long)]
         refresh: bool,
+        /// Also run `exec` SecretRefs to check them (`env` and `file` refs are always checked).
+        #[arg(long)]
+        probe: bool,
         /// Print the auth.status result as JSON instead of the plain report.
         #[arg(long)]
         json: bool,
@@ -342,13 +346,14 @@ pub fn run(cli: Cli) -> i32 {
             agent,
             provider,
             refresh,
+            probe,
             json,
         } => {
             let d = match dispatcher(cli.store.as_deref()) {
                 Ok(d) => d,
                 Err(e) => return print_error(&e),
             };
-            check(&d, agent, provider, refresh, json)
+            check(&d, agent, provider, refresh, probe, json)
         }
         Command::Serve { max_message_bytes } => match dispatcher(cli.store.as_deref()) {
             Ok(d) => serve(&d, max_message_bytes),
@@ -581,9 +586,13 @@ fn check(
     agent: Option<String>,
     provider: Option<String>,
     refresh: bool,
+    probe: bool,
     json: bool,
 ) -> i32 {
     let mut params = serde_json::Map::new();
+    if probe {
+        params.insert("probe".into(), true.into());
+    }
     if let Some(a) = agent {
         params.insert("agent".into(), a.into());
     }

@@ -1,63 +1,158 @@
 //! The roll-up of `auth.status` and the exit code of `modelauth check` (PROTOCOL §3, §8),
-//! following OpenClaw's `models status`: a provider is `missing` (no profiles), `static`
-//! (api keys and tokens without expiry only), `expired`, `expiring` or `ok`, judged on its
-//! expiring credentials; `overall` is the worst provider.
+//! following OpenClaw 2026.9.6's `models status` (`buildAuthHealthSummary` in its
+//! `src/agents/auth-health.ts`):
+//! - each profile has a health word: an api_key is `static` (or `missing` when its secret
+//!   cannot be had); a token or oauth is `ok`, `expiring` (within the window; for oauth at
+//!   least the 5 min refresh margin), `expired` (past `expires`, even with a refresh token)
+//!   or `missing` (unusable `expires`, or its SecretRef cannot be read); a token without
+//!   `expires` is `static`;
+//! - a provider rolls up over its *effective* profiles: those of the walk (the explicit
+//!   order's, else all) that are eligible (a token past or with an invalid `expires` is
+//!   not); when none is, the order's profiles, else all. No expiring kind among them →
+//!   `missing` if one is missing, else `static`; otherwise `expired` > `missing` >
+//!   `expiring` > `ok` (so a token without `expires` makes its provider `ok`);
+//! - modelauth's refinements: a profile needing re-authentication is `expired`; one whose
+//!   `env`/`file` SecretRef (or, with `probe`, `exec` ref) cannot be read is `missing`.
 //!
-//! Pure: times are milliseconds since the epoch, passed in.
+//! Pure: times are milliseconds since the epoch, passed in; ref availability is found out by
+//! the shell and passed in as [`RefCheck`].
 
 use crate::profile::{Credential, StoredProfile};
 use crate::usage::Usage;
 
-/// Expiry values below this are seconds or garbage, not milliseconds (March 1973).
-const MIN_PLAUSIBLE_MS: i64 = 100_000_000_000;
+/// OpenClaw's refresh margin, the least `expiring` window of an oauth (ms).
+const OAUTH_REFRESH_MARGIN_MS: i64 = 300_000;
 
-/// How one profile counts in the roll-up at `now`: `static` (nothing expires), `ok`,
-/// `expiring` (within `expiring_within_ms`), or `expired` (past `expires`, an implausible
-/// `expires`, or needing re-authentication). Cooldowns do not count: they always end.
-pub fn expiry_class(
+/// Largest plausible `expires` (OpenClaw's bound, 8.64e15 ms).
+const MAX_EXPIRES_MS: i64 = 8_640_000_000_000_000;
+
+/// What the shell found out about a profile's SecretRef.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefCheck {
+    /// The profile holds its secret (no ref).
+    Inline,
+    /// The ref resolved now.
+    Available,
+    /// The ref cannot be resolved now (`ref_unavailable`).
+    Unavailable,
+    /// Not checked (an `exec` ref without `probe`): counted as available.
+    Unchecked,
+}
+
+/// One profile's health word for the roll-up at `now` (see the module doc): `static`, `ok`,
+/// `expiring` (within `expiring_within_ms`), `expired` or `missing`.
+pub fn health(
     sp: &StoredProfile,
     usage: Option<&Usage>,
+    refc: RefCheck,
     now: i64,
     expiring_within_ms: i64,
-    can_refresh: bool,
 ) -> &'static str {
+    let cred = &sp.profile.credential;
     if usage.is_some_and(|u| u.needs_reauth) {
         return "expired";
     }
-    let e = match &sp.profile.credential {
+    if refc == RefCheck::Unavailable {
+        return "missing";
+    }
+    let (e, window) = match cred {
         Credential::ApiKey { .. } | Credential::Token { expires: None, .. } => return "static",
         Credential::Token {
             expires: Some(e), ..
+        } => (*e, expiring_within_ms),
+        Credential::OAuth { expires, .. } => {
+            (*expires, expiring_within_ms.max(OAUTH_REFRESH_MARGIN_MS))
         }
-        | Credential::OAuth { expires: e, .. } => *e,
     };
-    if e < MIN_PLAUSIBLE_MS {
-        "expired"
-    } else if can_refresh {
-        "ok"
+    if e <= 0 || e > MAX_EXPIRES_MS {
+        "missing"
     } else if now >= e {
         "expired"
-    } else if e - now <= expiring_within_ms {
+    } else if window > 0 && e - now <= window {
         "expiring"
     } else {
         "ok"
     }
 }
 
-/// A provider's status from the classes of its profiles (see [`expiry_class`]).
-pub fn provider_status<'a>(classes: impl IntoIterator<Item = &'a str>) -> &'static str {
-    let classes: Vec<&str> = classes.into_iter().collect();
-    if classes.is_empty() {
-        "missing"
-    } else if classes.contains(&"expired") {
-        "expired"
-    } else if classes.contains(&"expiring") {
-        "expiring"
-    } else if classes.contains(&"ok") {
-        "ok"
-    } else {
-        "static"
+/// OpenClaw's eligibility for selection (`evaluateStoredCredentialEligibility`): a token past
+/// or with an unusable `expires` is not eligible; every other profile is.
+pub fn eligible(sp: &StoredProfile, now: i64) -> bool {
+    match &sp.profile.credential {
+        Credential::Token {
+            expires: Some(e), ..
+        } => *e > 0 && *e <= MAX_EXPIRES_MS && now < *e,
+        _ => true,
     }
+}
+
+/// One profile as the roll-up sees it, in walk order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RollUpEntry {
+    /// `api_key`, `token` or `oauth`.
+    pub kind: &'static str,
+    /// Its [`health`].
+    pub health: &'static str,
+    /// Its [`eligible`].
+    pub eligible: bool,
+    /// False when an explicit order exists and does not list it.
+    pub listed: bool,
+    /// Its `expires` (ms since the epoch).
+    pub expires: Option<i64>,
+}
+
+/// A provider's status and earliest expiry (ms since the epoch) from its profiles in walk
+/// order (see the module doc); `has_order` says whether an explicit order applies.
+pub fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (&'static str, Option<i64>) {
+    let mut eff: Vec<&RollUpEntry> = entries.iter().filter(|e| e.listed && e.eligible).collect();
+    if eff.is_empty() {
+        eff = entries.iter().filter(|e| e.listed || !has_order).collect();
+    }
+    if eff.is_empty() {
+        return ("missing", None);
+    }
+    let (mut api, mut expirable, mut expired, mut missing, mut expiring) =
+        (false, false, false, false, false);
+    let mut earliest: Option<i64> = None;
+    for e in eff {
+        if e.kind == "api_key" {
+            match e.health {
+                "static" => api = true,
+                _ => missing = true,
+            }
+            continue;
+        }
+        expirable = true;
+        if matches!(e.health, "ok" | "expiring" | "expired") {
+            if let Some(x) = e.expires {
+                earliest = Some(earliest.map_or(x, |m| m.min(x)));
+            }
+        }
+        match e.health {
+            "expired" => expired = true,
+            "missing" => missing = true,
+            "expiring" => expiring = true,
+            _ => {}
+        }
+    }
+    let st = if !expirable {
+        if missing {
+            "missing"
+        } else if api {
+            "static"
+        } else {
+            "missing"
+        }
+    } else if expired {
+        "expired"
+    } else if missing {
+        "missing"
+    } else if expiring {
+        "expiring"
+    } else {
+        "ok"
+    };
+    (st, if expirable { earliest } else { None })
 }
 
 /// `overall`: the worst provider status (`expired` > `missing` > `expiring` > `ok` >
@@ -72,8 +167,9 @@ pub fn overall_status<'a>(providers: impl IntoIterator<Item = &'a str>) -> &'sta
     "missing"
 }
 
-/// The exit code of `modelauth check` for an `overall` status: 1 for `expired` or
-/// `missing`, 2 for `expiring`, else 0.
+/// The exit code of `modelauth check` for an `overall` status (OpenClaw's `models status
+/// --check`): 1 for `expired` or `missing` (which covers needs re-auth and
+/// `ref_unavailable`), 2 for `expiring`, else 0.
 pub fn check_exit_code(overall: &str) -> i32 {
     match overall {
         "expired" | "missing" => 1,
@@ -111,29 +207,111 @@ mod tests {
         }
     }
 
+    fn oauth(expires: i64) -> StoredProfile {
+        let mut p = token(None);
+        p.profile.credential = Credential::OAuth {
+            access: Secret::new("a"),
+            refresh: Secret::new("r"),
+            expires,
+            token_url: None,
+            client_id: None,
+            account_id: None,
+        };
+        p
+    }
+
+    fn entry(kind: &'static str, health: &'static str, eligible: bool) -> RollUpEntry {
+        RollUpEntry {
+            kind,
+            health,
+            eligible,
+            listed: true,
+            expires: Some(NOW + 5),
+        }
+    }
+
     #[test]
-    fn classes() {
-        let c = |e, u: Option<&Usage>| expiry_class(&token(e), u, NOW, DAY, false);
-        assert_eq!(c(None, None), "static");
-        assert_eq!(c(Some(NOW - 1), None), "expired");
-        assert_eq!(c(Some(NOW), None), "expired");
-        assert_eq!(c(Some(NOW + DAY), None), "expiring");
-        assert_eq!(c(Some(NOW + DAY + 1), None), "ok");
-        assert_eq!(c(Some(1_700_000_000), None), "expired", "seconds, not ms");
+    fn health_words() {
+        let h = |p: &StoredProfile, r| health(p, None, r, NOW, DAY);
+        assert_eq!(h(&token(None), RefCheck::Inline), "static");
+        assert_eq!(h(&token(Some(NOW - 1)), RefCheck::Inline), "expired");
+        assert_eq!(h(&token(Some(NOW)), RefCheck::Inline), "expired");
+        assert_eq!(h(&token(Some(NOW + DAY)), RefCheck::Inline), "expiring");
+        assert_eq!(h(&token(Some(NOW + DAY + 1)), RefCheck::Inline), "ok");
+        assert_eq!(h(&token(Some(0)), RefCheck::Inline), "missing");
+        assert_eq!(h(&token(None), RefCheck::Unavailable), "missing");
+        assert_eq!(h(&token(None), RefCheck::Unchecked), "static");
+        // An oauth past expires is expired even with a refresh token (OpenClaw).
+        assert_eq!(h(&oauth(NOW - 1), RefCheck::Inline), "expired");
+        assert_eq!(
+            health(&oauth(NOW + 60_000), None, RefCheck::Inline, NOW, 0),
+            "expiring"
+        );
         let u = Usage {
             needs_reauth: true,
             ..Default::default()
         };
-        assert_eq!(c(None, Some(&u)), "expired");
+        assert_eq!(
+            health(&token(None), Some(&u), RefCheck::Inline, NOW, DAY),
+            "expired"
+        );
+        assert!(!eligible(&token(Some(NOW - 1)), NOW));
+        assert!(eligible(&token(None), NOW));
+        assert!(eligible(&oauth(NOW - 1), NOW));
     }
 
     #[test]
     fn roll_up() {
-        assert_eq!(provider_status([]), "missing");
-        assert_eq!(provider_status(["static", "static"]), "static");
-        assert_eq!(provider_status(["static", "ok"]), "ok");
-        assert_eq!(provider_status(["ok", "expiring"]), "expiring");
-        assert_eq!(provider_status(["expiring", "expired", "ok"]), "expired");
+        let r = |e: &[RollUpEntry]| provider_roll_up(e, false).0;
+        assert_eq!(r(&[]), "missing");
+        assert_eq!(r(&[entry("api_key", "static", true)]), "static");
+        // A token without expires is static itself but makes its provider ok.
+        assert_eq!(
+            r(&[
+                entry("token", "static", true),
+                entry("api_key", "static", true)
+            ]),
+            "ok"
+        );
+        // An expired token does not count while another profile is eligible.
+        assert_eq!(
+            r(&[
+                entry("token", "expired", false),
+                entry("api_key", "static", true)
+            ]),
+            "static"
+        );
+        assert_eq!(r(&[entry("token", "expired", false)]), "expired");
+        assert_eq!(
+            r(&[
+                entry("oauth", "expired", true),
+                entry("api_key", "static", true)
+            ]),
+            "expired"
+        );
+        assert_eq!(
+            r(&[
+                entry("api_key", "missing", true),
+                entry("api_key", "static", true)
+            ]),
+            "missing"
+        );
+        assert_eq!(
+            r(&[
+                entry("oauth", "expiring", true),
+                entry("token", "missing", true)
+            ]),
+            "missing"
+        );
+        assert_eq!(r(&[entry("oauth", "expiring", true)]), "expiring");
+        // An explicit order that lists none of them: missing.
+        let mut unlisted = entry("api_key", "static", true);
+        unlisted.listed = false;
+        assert_eq!(provider_roll_up(&[unlisted], true).0, "missing");
+        assert_eq!(
+            provider_roll_up(&[entry("oauth", "ok", true)], false).1,
+            Some(NOW + 5)
+        );
         assert_eq!(overall_status([]), "missing");
         assert_eq!(overall_status(["static", "ok"]), "ok");
         assert_eq!(overall_status(["ok", "expiring", "static"]), "expiring");

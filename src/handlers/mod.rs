@@ -20,6 +20,7 @@ use crate::profile::{validate_profile, Credential, ProfileView, StoredProfile};
 use crate::refresh::{oauth_providers, refreshable, Snapshot};
 use crate::resolve::{self, SkipReason, Step, WalkInput};
 use crate::secret::Secret;
+use crate::secrets;
 use crate::settings::{self, EnvFallback, Settings};
 use crate::status;
 use crate::store::{self, ChangeMarker, RefreshLocks, Store, Tx};
@@ -121,21 +122,29 @@ fn revision_conflict(expected: i64, current: i64) -> RpcError {
     .with_hint("read the current state again and retry with its revision")
 }
 
-/// Status of a profile at `now` (PROTOCOL §3 `auth.status`), with reason and until.
-///
-/// `can_refresh`: whether the profile is an oauth one with a token endpoint
-/// ([`crate::refresh::refreshable`]).
+/// The `auth.status` word of one profile at `now` (PROTOCOL §3), its reason and until/expiry
+/// (ms since the epoch): `needs_reauth`, `ref_unavailable` (its SecretRef cannot be read
+/// now: [`status::RefCheck`]), `disabled` / `cooldown`, then by expiry: `static` (api_key,
+/// token without `expires`), `expired` (past, or an unusable `expires`), `refreshable` (an
+/// oauth past `expires` with a token endpoint), `expiring` (within `expiring_within_ms`; for
+/// an oauth at least the 5 min refresh margin) or `ok` — OpenClaw's words where it has them.
 pub fn profile_status(
     sp: &StoredProfile,
     u: Option<&Usage>,
     now: i64,
     expiring_within_ms: i64,
     can_refresh: bool,
+    refc: status::RefCheck,
 ) -> (&'static str, Option<String>, Option<i64>) {
     if let Some(u) = u {
         if u.needs_reauth {
             return ("needs_reauth", Some("needs_reauth".into()), None);
         }
+    }
+    if refc == status::RefCheck::Unavailable {
+        return ("ref_unavailable", Some("ref_unavailable".into()), None);
+    }
+    if let Some(u) = u {
         if let Some(b) = u.block(now, None) {
             let st = if b.reason == "disabled" {
                 "disabled"
@@ -145,31 +154,34 @@ pub fn profile_status(
             return (st, Some(b.cause), Some(b.until));
         }
     }
-    // A SecretRef is resolved at auth.resolve time only (status never runs exec helpers):
-    // a ref-backed key counts as static here.
-    match &sp.profile.credential {
-        Credential::ApiKey { .. } => ("static", None, None),
-        Credential::Token { expires: None, .. } => ("static", None, None),
-        Credential::Token {
-            expires: Some(e), ..
-        }
-        | Credential::OAuth { expires: e, .. } => {
-            let refreshable =
-                matches!(sp.profile.credential, Credential::OAuth { .. }) && can_refresh;
-            if *e < 100_000_000_000 {
-                ("expired", Some("invalid_expires".into()), None)
-            } else if now >= *e {
-                if refreshable {
-                    ("refreshable", None, Some(*e))
-                } else {
-                    ("expired", Some("expired".into()), Some(*e))
-                }
-            } else if *e - now <= expiring_within_ms && !refreshable {
-                ("expiring", None, Some(*e))
+    match status::health(sp, u, refc, now, expiring_within_ms) {
+        "static" => ("static", None, None),
+        "missing" => ("expired", Some("invalid_expires".into()), None),
+        "expired" => {
+            let e = sp.profile.credential.expires();
+            let oauth = matches!(sp.profile.credential, Credential::OAuth { .. });
+            if oauth && can_refresh {
+                ("refreshable", None, e)
             } else {
-                ("ok", None, None)
+                ("expired", Some("expired".into()), e)
             }
         }
+        "expiring" => ("expiring", None, sp.profile.credential.expires()),
+        _ => ("ok", None, None),
+    }
+}
+
+/// Whether `sp`'s SecretRef can be read now, without side effects: `env` and `file` refs
+/// are read; an `exec` ref is run only when `probe` is true, else [`status::RefCheck::Unchecked`].
+pub fn ref_check(sp: &StoredProfile, settings: &Settings, probe: bool) -> status::RefCheck {
+    use crate::profile::SecretSource;
+    match sp.profile.credential.secret_ref() {
+        None => status::RefCheck::Inline,
+        Some(r) if r.source == SecretSource::Exec && !probe => status::RefCheck::Unchecked,
+        Some(r) => match secrets::resolve_ref(r, settings) {
+            Ok(_) => status::RefCheck::Available,
+            Err(_) => status::RefCheck::Unavailable,
+        },
     }
 }
 
@@ -181,7 +193,14 @@ fn view_of(
     reveal: bool,
 ) -> ProfileView {
     let u = usage.get(&sp.profile.id);
-    let (status, _, _) = profile_status(sp, u, now, 86_400_000, refreshable(sp, with_oauth));
+    let (status, _, _) = profile_status(
+        sp,
+        u,
+        now,
+        86_400_000,
+        refreshable(sp, with_oauth),
+        status::RefCheck::Unchecked,
+    );
     ProfileView::new(
         sp,
         status,
@@ -1264,7 +1283,7 @@ impl App {
             let mut out = vec![];
             let with_oauth = oauth_providers(c)?;
             for provider in providers {
-                let (profiles, _, steps, settings) =
+                let (profiles, order, steps, settings) =
                     self.walk_view(c, a, &provider, None, None, now)?;
                 let usage = c.usages_of(&profiles)?;
                 let by_id: HashMap<&str, &StoredProfile> = profiles
@@ -1272,15 +1291,27 @@ impl App {
                     .map(|s| (s.profile.id.as_str(), s))
                     .collect();
                 let mut entries = vec![];
-                let mut classes = vec![];
+                let mut roll = vec![];
                 for step in &steps {
                     let Some(sp) = by_id.get(step.profile_id.as_str()) else {
                         continue;
                     };
                     let u = usage.get(&sp.profile.id);
                     let can = refreshable(sp, &with_oauth);
-                    let (st, reason, until) = profile_status(sp, u, now, p.expiring_within_ms, can);
-                    classes.push(status::expiry_class(sp, u, now, p.expiring_within_ms, can));
+                    let refc = ref_check(sp, &settings, p.probe);
+                    let (st, reason, until) =
+                        profile_status(sp, u, now, p.expiring_within_ms, can, refc);
+                    let listed = !step
+                        .skip
+                        .as_ref()
+                        .is_some_and(|k| k.reason == SkipReason::ExcludedByAuthOrder);
+                    roll.push(status::RollUpEntry {
+                        kind: sp.profile.credential.type_name(),
+                        health: status::health(sp, u, refc, now, p.expiring_within_ms),
+                        eligible: status::eligible(sp, now),
+                        listed,
+                        expires: sp.profile.credential.expires(),
+                    });
                     entries.push(ProfileStatus {
                         profile_id: sp.profile.id.clone(),
                         kind: sp.profile.credential.type_name().into(),
@@ -1295,15 +1326,11 @@ impl App {
                 } else {
                     envkeys::env_names(&env_keys_for(c, &provider)?)
                 };
-                let mut pstatus = status::provider_status(classes.iter().copied());
-                if pstatus == "missing" && !env_vars.is_empty() {
+                let (mut pstatus, expires) = status::provider_roll_up(&roll, order.is_some());
+                if pstatus == "missing" && roll.is_empty() && !env_vars.is_empty() {
                     // Environment keys are static credentials.
                     pstatus = "static";
                 }
-                let expires = profiles
-                    .iter()
-                    .filter_map(|s| s.profile.credential.expires())
-                    .min();
                 out.push(ProviderStatus {
                     provider,
                     status: pstatus.into(),

@@ -50,7 +50,66 @@ pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
             .get("oauth")
             .cloned()
             .and_then(|o| serde_json::from_value(o).ok()),
+        builtin: false,
     }
+}
+
+/// OpenClaw 2026.9.6's built-in OAuth clients (PROTOCOL §5.2): provider id, token endpoint
+/// and public client id, as read from the installed `openclaw@2026.9.6` package
+/// (`dist/provider-runtime.errors-*.mjs` for anthropic, `extensions/openai/.setup/
+/// openai-chatgpt-oauth-flow.runtime-*.mjs` for openai-codex, `extensions/xai/xai-oauth.js`
+/// for xai). Known without `providers.put`; a registration with `oauth` overrides one.
+pub const BUILTIN_OAUTH: &[(&str, &str, &str)] = &[
+    (
+        "anthropic",
+        "https://platform.claude.com/v1/oauth/token",
+        "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
+    ),
+    (
+        "openai-codex",
+        "https://auth.openai.com/oauth/token",
+        "app_EMoamEEZ73f0CkXaXp7hrann",
+    ),
+    (
+        "xai",
+        "https://auth.x.ai/oauth/token",
+        "b1a00492-073a-47ea-816f-4c329264a828",
+    ),
+];
+
+/// The built-in OAuth client of `provider` ([`BUILTIN_OAUTH`]), if it has one.
+pub fn builtin_oauth(provider: &str) -> Option<ProviderOAuth> {
+    BUILTIN_OAUTH
+        .iter()
+        .find(|(id, _, _)| *id == provider)
+        .map(|(_, url, client)| ProviderOAuth {
+            token_url: url.to_string(),
+            client_id: client.to_string(),
+            client_secret_ref: None,
+            scope: None,
+        })
+}
+
+/// The view of a built-in provider that is not registered.
+fn builtin_view(id: &str) -> Option<ProviderView> {
+    builtin_oauth(id).map(|o| ProviderView {
+        id: id.to_string(),
+        aliases: vec![],
+        env_vars: vec![],
+        oauth: Some(o),
+        builtin: true,
+    })
+}
+
+/// A registered view, completed with the built-in OAuth client when it has none.
+fn with_builtin(mut v: ProviderView) -> ProviderView {
+    if v.oauth.is_none() {
+        if let Some(o) = builtin_oauth(&v.id) {
+            v.oauth = Some(o);
+            v.builtin = true;
+        }
+    }
+    v
 }
 
 fn find(c: &dyn Tx, raw: &str) -> Result<ProviderView> {
@@ -59,7 +118,8 @@ fn find(c: &dyn Tx, raw: &str) -> Result<ProviderView> {
     c.providers()?
         .into_iter()
         .find(|(pid, _)| *pid == id)
-        .map(|(pid, body)| view_from_body(&pid, &body))
+        .map(|(pid, body)| with_builtin(view_from_body(&pid, &body)))
+        .or_else(|| builtin_view(&id))
         .ok_or_else(|| unknown_provider(&id))
 }
 
@@ -137,6 +197,7 @@ fn validate(
         aliases: aliases.into_iter().collect(),
         env_vars,
         oauth: p.oauth.clone(),
+        builtin: false,
     })
 }
 
@@ -174,18 +235,23 @@ impl App {
             .map(|provider| ProviderGetResult { provider })
     }
 
-    /// `providers.list`: every registered provider, sorted by id.
+    /// `providers.list`: every registered provider and every built-in OAuth provider
+    /// (`builtin: true` while its OpenClaw client is the one in use), sorted by id.
     ///
     /// Errors: store errors.
     pub fn providers_list(&self, _: ProvidersListParams) -> Result<ProvidersListResult> {
         self.store().read(|c| {
-            Ok(ProvidersListResult {
-                providers: c
-                    .providers()?
-                    .iter()
-                    .map(|(id, body)| view_from_body(id, body))
-                    .collect(),
-            })
+            let mut providers: Vec<ProviderView> = c.providers()?
+                .iter()
+                .map(|(id, body)| with_builtin(view_from_body(id, body)))
+                .collect();
+            for (id, _, _) in BUILTIN_OAUTH {
+                if !providers.iter().any(|p| p.id == *id) {
+                    providers.extend(builtin_view(id));
+                }
+            }
+            providers.sort_by(|a, b| a.id.cmp(&b.id));
+            Ok(ProvidersListResult { providers })
         })
     }
 
@@ -197,7 +263,12 @@ impl App {
         st.read(|c| find(c, &p.id).map(|_| ()))?;
         st.write(|c| {
             let v = find(c, &p.id)?;
-            c.delete_provider(&v.id)?;
+            if !c.delete_provider(&v.id)? {
+                // A built-in provider that is not registered: nothing to remove.
+                return Err(unknown_provider(&v.id).with_hint(
+                    "a built-in OAuth provider is not removed; providers.put overrides it",
+                ));
+            }
             tracing::info!(provider = %v.id, "provider removed");
             Ok(ProviderRemoveResult {
                 id: v.id,

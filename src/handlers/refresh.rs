@@ -68,7 +68,8 @@ pub enum Refreshed {
     },
 }
 
-/// The OAuth client registered for `provider` (`providers.put {oauth}`), if any.
+/// The OAuth client registered for `provider` (`providers.put {oauth}`), else OpenClaw's
+/// built-in one ([`crate::providers::BUILTIN_OAUTH`]), if any.
 ///
 /// Errors: store errors.
 pub fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth>> {
@@ -76,14 +77,15 @@ pub fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth
         .into_iter()
         .find(|(id, _)| id == provider)
         .and_then(|(_, body)| body.get("oauth").cloned())
-        .and_then(|o| serde_json::from_value(o).ok()))
+        .and_then(|o| serde_json::from_value(o).ok())
+        .or_else(|| crate::providers::builtin_oauth(provider)))
 }
 
-/// Providers with a registered OAuth token endpoint.
+/// Providers with an OAuth token endpoint: registered ones and OpenClaw's built-in ones.
 ///
 /// Errors: store errors.
 pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
-    Ok(c.providers()?
+    let mut set: HashSet<String> = c.providers()?
         .into_iter()
         .filter(|(_, body)| {
             body.get("oauth")
@@ -91,7 +93,13 @@ pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
                 .is_some_and(|u| u.is_string())
         })
         .map(|(id, _)| id)
-        .collect())
+        .collect();
+    set.extend(
+        crate::providers::BUILTIN_OAUTH
+            .iter()
+            .map(|(id, _, _)| id.to_string()),
+    );
+    Ok(set)
 }
 
 /// Whether `sp` can be refreshed: an oauth profile with its own `tokenUrl` or whose

@@ -4,6 +4,10 @@
 //! Sources are only read: JSON files with a plain read, SQLite files opened with
 //! `file:PATH?mode=ro&immutable=1` (`SQLITE_OPEN_READ_ONLY | SQLITE_OPEN_URI`), so no lock is
 //! taken and no `-wal` / `-shm` file is created next to them, even in a read-only directory.
+//! When a source has a non-empty `-wal` (OpenClaw's gateway is running), the database and
+//! its `-wal` are copied with plain reads into a private temporary directory and the copy
+//! is opened, so committed writes still in the WAL are imported while the source files stay
+//! byte-identical and no checkpoint runs on them.
 //! A dry run or a validation runs in a read transaction: the store is not even created.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -126,17 +130,47 @@ fn row_json(c: &Connection, sql: &str, key: &str, path: &Path) -> Result<Option<
     }
 }
 
-fn wal_warning(path: &Path, label: &str, warnings: &mut Vec<ImportWarning>) {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    if std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0) {
-        warnings.push(ImportWarning {
-            pointer: String::new(),
-            kind: "wal_not_read".into(),
-            message: "the database has a non-empty -wal file that an immutable read-only open does not see; stop OpenClaw (or let it checkpoint) and import again to get its latest changes".into(),
-            source: Some(label.to_string()),
-        });
+/// The path of `db`'s companion file with `suffix` (`-wal`, `-shm`).
+fn companion(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// A private copy of a SQLite source and its `-wal`, when that `-wal` is not empty: a
+/// committed write still in the WAL (a running OpenClaw gateway) is then read by opening
+/// the copy, which replays the WAL there. The source, its `-wal` and `-shm` are only read
+/// (plain reads, no SQLite open, no lock, no checkpoint), so they stay byte-identical.
+/// `None` when there is no WAL content to read.
+struct WalCopy {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+fn wal_copy(path: &Path) -> Result<Option<WalCopy>> {
+    let wal = companion(path, "-wal");
+    if !std::fs::metadata(&wal).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return Ok(None);
     }
+    let dir = tempfile::Builder::new()
+        .prefix("modelauth-import-")
+        .tempdir()
+        .map_err(|e| unreadable(path, e))?;
+    let db = dir.path().join("source.sqlite");
+    // The WAL is read before the database: a checkpoint between the two reads then only
+    // moves frames the copy already has into the main file, which replays the same way.
+    let wal_bytes = std::fs::read(&wal).map_err(|e| unreadable(&wal, e))?;
+    let db_bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+    std::fs::write(&db, db_bytes).map_err(|e| unreadable(path, e))?;
+    std::fs::write(companion(&db, "-wal"), wal_bytes).map_err(|e| unreadable(&wal, e))?;
+    Ok(Some(WalCopy { _dir: dir, db }))
+}
+
+/// Opens the private copy read-write (SQLite needs to build its WAL index next to it)
+/// and reads in one transaction.
+fn open_copy_db(copy: &WalCopy, source: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(&copy.db, flags).map_err(|e| unreadable(source, e))
 }
 
 /// Reads the auth rows of one OpenClaw SQLite file into pieces for `agent`. An agent DB has
@@ -149,7 +183,11 @@ fn sqlite_pieces(
     agent: Option<&str>,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<Option<Vec<Piece>>> {
-    let c = open_source_db(path)?;
+    let copy = wal_copy(path)?;
+    let c = match &copy {
+        Some(cp) => open_copy_db(cp, path)?,
+        None => open_source_db(path)?,
+    };
     let mut out = vec![];
     let piece = |kind, doc, src: String| Piece {
         agent: agent.map(str::to_string),
@@ -198,8 +236,50 @@ fn sqlite_pieces(
     } else {
         return Ok(None);
     }
-    wal_warning(path, label, warnings);
+    let _ = warnings;
     Ok(Some(out))
+}
+
+/// The keys of `auth.profiles` of an openclaw.json text, in file order (empty when absent
+/// or not JSON).
+fn config_profile_ids(text: &[u8]) -> Vec<String> {
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys(Vec<String>);
+    impl<'de> Deserialize<'de> for Keys {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> std::result::Result<Keys, A::Error> {
+                    let mut out = vec![];
+                    while let Some((k, IgnoredAny)) = m.next_entry::<String, IgnoredAny>()? {
+                        out.push(k);
+                    }
+                    Ok(Keys(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Auth {
+        profiles: Option<Keys>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        auth: Option<Auth>,
+    }
+    serde_json::from_slice::<Config>(text)
+        .ok()
+        .and_then(|c| c.auth?.profiles)
+        .map(|k| k.0)
+        .unwrap_or_default()
 }
 
 /// Reads an OpenClaw state directory: `state/openclaw.sqlite` (shared scope),
@@ -223,6 +303,18 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
         found = true;
         match read_json(&config) {
             Ok(v) => {
+                let ids = std::fs::read(&config)
+                    .map(|b| config_profile_ids(&b))
+                    .unwrap_or_default();
+                if !ids.is_empty() {
+                    pieces.push(Piece {
+                        agent: None,
+                        kind: PieceKind::ConfigProfiles,
+                        doc: Value::from(ids),
+                        source: Some("openclaw.json /auth/profiles".into()),
+                        strict: false,
+                    });
+                }
                 if let Some(order) = v.pointer("/auth/order").filter(|o| !o.is_null()) {
                     pieces.push(Piece {
                         agent: None,
@@ -243,6 +335,19 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
             }),
         }
     }
+    // Era A: `credentials/oauth.json` `{provider: {access, refresh, expires}}` goes to the
+    // shared store as oauth `<provider>:default`, filling only absent ids.
+    let legacy_oauth = dir.join("credentials/oauth.json");
+    if legacy_oauth.is_file() {
+        found = true;
+        pieces.push(Piece {
+            agent: None,
+            kind: PieceKind::FlatFill,
+            doc: read_json(&legacy_oauth)?,
+            source: Some("credentials/oauth.json".into()),
+            strict: false,
+        });
+    }
     let agents = dir.join("agents");
     if let Ok(rd) = std::fs::read_dir(&agents) {
         let mut names: Vec<String> = rd
@@ -255,7 +360,9 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
             let adir = agents.join(&name).join("agent");
             let db = adir.join("openclaw-agent.sqlite");
             let json = adir.join("auth-profiles.json");
-            if !db.is_file() && !json.is_file() {
+            let state_json = adir.join("auth-state.json");
+            let flat_json = adir.join("auth.json");
+            if !db.is_file() && !json.is_file() && !state_json.is_file() && !flat_json.is_file() {
                 continue;
             }
             found = true;
@@ -272,18 +379,45 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                     continue;
                 }
             };
+            // The legacy JSON files of an agent (OpenClaw's doctor migrates them into its
+            // database): `auth-profiles.json`, `auth-state.json` (order, lastGood,
+            // usageStats) and `auth.json` (a flat map that fills only absent ids). Those of
+            // the default agent `main` go to the shared store, as the doctor moves them.
+            let legacy_agent = (name != "main").then(|| agent.clone());
+            let legacy_state = |pieces: &mut Vec<Piece>| -> Result<()> {
+                if state_json.is_file() && !db.is_file() {
+                    pieces.push(Piece {
+                        agent: legacy_agent.clone(),
+                        kind: PieceKind::State,
+                        doc: read_json(&state_json)?,
+                        source: Some(format!("agents/{name}/agent/auth-state.json")),
+                        strict: false,
+                    });
+                }
+                if flat_json.is_file() {
+                    pieces.push(Piece {
+                        agent: legacy_agent.clone(),
+                        kind: PieceKind::FlatFill,
+                        doc: read_json(&flat_json)?,
+                        source: Some(format!("agents/{name}/agent/auth.json")),
+                        strict: false,
+                    });
+                }
+                Ok(())
+            };
+            legacy_state(&mut pieces)?;
             if db.is_file() {
                 let label = format!("agents/{name}/agent/openclaw-agent.sqlite");
                 if let Some(p) = sqlite_pieces(&db, &label, Some(&agent), &mut warnings)? {
                     pieces.extend(p);
                 }
-            } else {
+            } else if json.is_file() {
                 let doc = read_json(&json)?;
                 let label = format!("agents/{name}/agent/auth-profiles.json");
                 if import::detect_json(&doc) == Some(Format::Openclaw) {
                     import::check_version(&doc, &format!("{label}: "))?;
                     pieces.push(Piece {
-                        agent: Some(agent),
+                        agent: legacy_agent,
                         kind: PieceKind::Store,
                         doc,
                         source: Some(label),
@@ -304,7 +438,7 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
         return Err(RpcError::new(
             ErrorKind::ShapeUnrecognized,
             format!(
-                "{} is not an OpenClaw state directory (no state/openclaw.sqlite, openclaw.json or agents/*/agent/openclaw-agent.sqlite); nothing was imported",
+                "{} is not an OpenClaw state directory (no state/openclaw.sqlite, openclaw.json, credentials/oauth.json or agents/*/agent/ auth files); nothing was imported",
                 dir.display()
             ),
         )
@@ -425,6 +559,27 @@ pub fn load_source(
     }
 }
 
+/// Adds the orders OpenClaw's walk takes from openclaw.json `auth.profiles`
+/// ([`import::config_profile_orders`]).
+fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::ids::Aliases) {
+    for piece in loaded
+        .pieces
+        .iter()
+        .filter(|p| p.kind == PieceKind::ConfigProfiles)
+    {
+        let ids: Vec<String> = piece
+            .doc
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|v| v.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default();
+        import::config_profile_orders(plan, &ids, now_ms(), aliases);
+    }
+}
+
 fn scope_name(agent: Option<&str>) -> String {
     agent.unwrap_or("shared").to_string()
 }
@@ -451,6 +606,13 @@ fn apply(
         .filter(|s| s.agent.is_none())
         .flat_map(|s| s.profiles.keys().map(String::as_str))
         .collect();
+    let all_planned: BTreeSet<&str> = plan
+        .scopes
+        .iter()
+        .flat_map(|s| s.profiles.keys().map(String::as_str))
+        .collect();
+    // The shared orders as this import leaves them (also in a dry run).
+    let mut shared_final: BTreeMap<String, Vec<String>> = BTreeMap::new();
     for scope in &plan.scopes {
         let a = scope.agent.as_deref();
         // 1. Profiles.
@@ -511,26 +673,44 @@ fn apply(
         for (provider, po) in &scope.orders {
             ordered.insert(provider);
             let mut ids = vec![];
-            for id in &po.ids {
+            let mut named = false;
+            for (k, id) in po.ids.iter().enumerate() {
+                let ptr = match po.indexes.get(k) {
+                    Some(i) => format!("{}/{i}", po.pointer),
+                    None => po.pointer.clone(),
+                };
                 if provider_of(id) != provider {
                     warn(
                         &mut warnings,
-                        &po.pointer,
+                        &ptr,
                         &po.source,
                         format!("`{id}` is not a {provider} profile; left out of the order"),
                     );
-                } else if !visible.contains(id) {
-                    warn(
-                        &mut warnings,
-                        &po.pointer,
-                        &po.source,
-                        format!("`{id}` was not imported and is not stored; left out of the order"),
-                    );
+                } else if visible.contains(id) {
+                    named = true;
+                    ids.push(id.clone());
+                } else if a.is_none()
+                    && (all_planned.contains(id.as_str())
+                        || c.profile_id_exists_anywhere(id)?)
+                {
+                    // An agent's own profile in the shared (config) order, as OpenClaw writes
+                    // it for `paste-api-key --agent`: that agent's walk uses it from here.
+                    named = true;
+                    ids.push(id.clone());
                 } else {
+                    // OpenClaw keeps such an entry and skips it when walking; so does modelauth.
+                    warnings.push(ImportWarning {
+                        pointer: ptr,
+                        kind: "order_entry_unknown".into(),
+                        message: format!(
+                            "`{id}` names no profile; kept in the {provider} order, where the walk skips it until such a profile exists"
+                        ),
+                        source: po.source.clone(),
+                    });
                     ids.push(id.clone());
                 }
             }
-            if ids.is_empty() {
+            if !named {
                 warn(
                     &mut warnings,
                     &po.pointer,
@@ -561,6 +741,9 @@ fn apply(
             if write && action != "unchanged" && action != "skipped" {
                 c.set_order(a, provider, &final_ids, now)?;
             }
+            if a.is_none() {
+                shared_final.insert(provider.clone(), final_ids.clone());
+            }
             order_actions.push(OrderAction {
                 provider: provider.clone(),
                 scope: scope_name(a),
@@ -582,7 +765,10 @@ fn apply(
             let own = c.scope_order(a, provider)?.map(|(ids, _)| ids);
             let base = match (&own, a) {
                 (Some(ids), _) => Some(ids.clone()),
-                (None, Some(_)) => c.scope_order(None, provider)?.map(|(ids, _)| ids),
+                (None, Some(_)) => match shared_final.get(provider) {
+                    Some(ids) => Some(ids.clone()),
+                    None => c.scope_order(None, provider)?.map(|(ids, _)| ids),
+                },
                 (None, None) => None,
             };
             if let Some(mut ids) = base {
@@ -647,7 +833,8 @@ impl App {
         let now = now_ms();
         let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
             let aliases = load_aliases(c)?;
-            let plan = import::plan(&loaded, &aliases);
+            let mut plan = import::plan(&loaded, &aliases);
+            with_config_orders(&mut plan, &loaded, &aliases);
             let (profiles, orders, extra) = apply(c, &plan, p.replace, write, now)?;
             let mut warnings = plan.warnings;
             warnings.extend(extra);
@@ -682,7 +869,8 @@ impl App {
     pub fn store_validate(&self, p: ValidateParams) -> Result<ValidateResult> {
         let loaded = load_source(p.path.as_deref(), p.document, p.format, None)?;
         let aliases = self.store().read(load_aliases)?;
-        let plan = import::plan(&loaded, &aliases);
+        let mut plan = import::plan(&loaded, &aliases);
+        with_config_orders(&mut plan, &loaded, &aliases);
         Ok(ValidateResult {
             valid: plan.errors.is_empty(),
             format: plan.format,

@@ -151,7 +151,7 @@ pub struct ImportWarning {
     /// RFC 6901 pointer into the source document ("" = the whole source).
     pub pointer: String,
     /// `normalised` (legacy aliases rewritten), `field_dropped`, `order_entry_dropped`,
-    /// `last_good_dropped`, `usage_dropped`, `source_skipped`, `wal_not_read`.
+    /// `last_good_dropped`, `usage_dropped`, `source_skipped`, `ref_wins`.
     pub kind: String,
     /// What happened; never contains a secret.
     pub message: String,
@@ -238,6 +238,13 @@ pub enum PieceKind {
     State,
     /// A flat `{provider: {...}}` map.
     Flat,
+    /// A legacy flat map inside a state directory (Era A `credentials/oauth.json`, an
+    /// agent's `auth.json`): fills only ids the scope's other pieces do not hold, as
+    /// OpenClaw's doctor does.
+    FlatFill,
+    /// The ids of openclaw.json `auth.profiles` in file order (a JSON array): see
+    /// [`config_profile_orders`].
+    ConfigProfiles,
     /// A config order `{provider: [ids]}` (openclaw.json `auth.order`): it fills in the
     /// providers the state documents of the scope do not order.
     ConfigOrder,
@@ -411,6 +418,8 @@ pub struct PlannedProfile {
 pub struct PlannedOrder {
     /// The ids, normalised and deduplicated.
     pub ids: Vec<String>,
+    /// For each id, its index in the source list (for warning pointers).
+    pub indexes: Vec<usize>,
     /// Where it was in the source.
     pub pointer: String,
     /// Which document.
@@ -485,7 +494,11 @@ pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
     let mut scopes: BTreeMap<Option<String>, ScopePlan> = BTreeMap::new();
     // Config orders fill in last, whatever the piece order.
     let mut pieces: Vec<&Piece> = loaded.pieces.iter().collect();
-    pieces.sort_by_key(|p| p.kind == PieceKind::ConfigOrder);
+    pieces.sort_by_key(|p| match p.kind {
+        PieceKind::ConfigOrder => 2,
+        PieceKind::FlatFill => 1,
+        _ => 0,
+    });
     for piece in pieces {
         let scope = scopes
             .entry(piece.agent.clone())
@@ -530,8 +543,9 @@ pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
                     usage_stats(scope, &mut d, v, aliases);
                 }
             }
-            PieceKind::Flat => {
+            PieceKind::Flat | PieceKind::FlatFill => {
                 let Some(o) = piece.doc.as_object() else {
+                    d.warn("", "source_skipped", "not a JSON object; skipped");
                     continue;
                 };
                 for (key, v) in o {
@@ -539,6 +553,15 @@ pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
                     match ids::normalize_provider(key, aliases) {
                         Ok(p) => {
                             let id = format!("{p}:default");
+                            if piece.kind == PieceKind::FlatFill && scope.profiles.contains_key(&id)
+                            {
+                                d.warn(
+                                    &ptr,
+                                    "legacy_skipped",
+                                    format!("`{id}` is already in the store; the legacy entry was not imported (as OpenClaw's doctor does)"),
+                                );
+                                continue;
+                            }
                             entry(scope, &mut d, &id, v, &ptr, Some(&p), false, aliases);
                         }
                         Err(e) => d.error(entry_error(&ptr, "invalid_profile", e.to_string())),
@@ -546,6 +569,7 @@ pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
                 }
             }
             PieceKind::ConfigOrder => orders(scope, &mut d, &piece.doc, "", true, aliases),
+            PieceKind::ConfigProfiles => {}
         }
     }
     ImportPlan {
@@ -569,39 +593,48 @@ fn entry(
     aliases: &Aliases,
 ) {
     match normalize_entry(key, v, ptr, flat_provider, strict) {
-        Ok((obj, notes, dropped)) => match validate_profile(&Value::Object(obj), ptr, aliases) {
-            Ok(profile) => {
-                if !notes.is_empty() {
-                    d.warn(ptr, "normalised", notes.join("; "));
-                }
-                for f in dropped {
-                    d.warn(
+        Ok((obj, notes, dropped, ref_wins)) => {
+            match validate_profile(&Value::Object(obj), ptr, aliases) {
+                Ok(profile) => {
+                    if !notes.is_empty() {
+                        d.warn(ptr, "normalised", notes.join("; "));
+                    }
+                    for f in ref_wins {
+                        d.warn(
+                        &format!("{ptr}/{f}"),
+                        "literal_dropped",
+                        format!("both `{f}` and `{f}Ref` are set: the ref is kept and the literal `{f}` was not imported (as OpenClaw does)"),
+                    );
+                    }
+                    for f in dropped {
+                        d.warn(
                             &format!("{ptr}/{}", escape_pointer(&f)),
                             "field_dropped",
                             format!("field `{f}` is not part of a modelauth profile of this type; it was not imported"),
                         );
+                    }
+                    scope.profiles.insert(
+                        profile.id.clone(),
+                        PlannedProfile {
+                            profile,
+                            pointer: ptr.to_string(),
+                        },
+                    );
                 }
-                scope.profiles.insert(
-                    profile.id.clone(),
-                    PlannedProfile {
-                        profile,
-                        pointer: ptr.to_string(),
-                    },
-                );
+                Err(e) => {
+                    let data = e.data();
+                    let pointer = data["pointer"].as_str().unwrap_or(ptr).to_string();
+                    let mut ee = entry_error(&pointer, e.kind.as_str(), e.message.clone());
+                    if e.kind != ErrorKind::InvalidProfile {
+                        ee.valid_types = None;
+                    }
+                    if let Some(h) = e.hint {
+                        ee.message = format!("{} ({h})", ee.message);
+                    }
+                    d.error(ee);
+                }
             }
-            Err(e) => {
-                let data = e.data();
-                let pointer = data["pointer"].as_str().unwrap_or(ptr).to_string();
-                let mut ee = entry_error(&pointer, e.kind.as_str(), e.message.clone());
-                if e.kind != ErrorKind::InvalidProfile {
-                    ee.valid_types = None;
-                }
-                if let Some(h) = e.hint {
-                    ee.message = format!("{} ({h})", ee.message);
-                }
-                d.error(ee);
-            }
-        },
+        }
         Err(e) => d.error(e),
     }
 }
@@ -611,8 +644,9 @@ fn is_secret_view(v: &Value) -> bool {
         .is_some_and(|o| o.len() == 2 && o.contains_key("fingerprint") && o.contains_key("length"))
 }
 
-/// A canonical profile object, its normalisation notes and the dropped field names.
-type Normalised = (Map<String, Value>, Vec<String>, Vec<String>);
+/// A canonical profile object, its normalisation notes, the dropped field names and the
+/// literal fields dropped because a ref was given too.
+type Normalised = (Map<String, Value>, Vec<String>, Vec<String>, Vec<String>);
 
 /// Rewrites one OpenClaw entry into the canonical profile object `validate_profile` takes.
 /// Returns the object, the normalisation notes and the names of dropped unknown fields.
@@ -632,6 +666,7 @@ fn normalize_entry(
     };
     let mut o = src.clone();
     let mut notes = vec![];
+    let mut ref_wins = vec![];
     for f in ["key", "token", "access", "refresh"] {
         if o.get(f).is_some_and(is_secret_view) {
             return Err(entry_error(
@@ -676,7 +711,21 @@ fn normalize_entry(
             o.insert("type".into(), Value::from("api_key"));
             notes.push("type inferred as api_key".into());
         }
+        // Era A `credentials/oauth.json`: `{provider: {access, refresh, expires, …}}`, no type.
+        if flat_provider.is_some()
+            && !o.contains_key("type")
+            && (o.contains_key("access") || o.contains_key("refresh"))
+        {
+            o.insert("type".into(), Value::from("oauth"));
+            notes.push("type inferred as oauth (legacy oauth.json)".into());
+        }
         for (f, rf) in [("key", "keyRef"), ("token", "tokenRef")] {
+            // Both a literal and a ref: OpenClaw keeps the ref and drops the literal.
+            if o.contains_key(f) && o.get(rf).is_some_and(Value::is_object) {
+                o.remove(f);
+                ref_wins.push(f.to_string());
+                continue;
+            }
             if o.get(f).is_some_and(Value::is_object) && !o.contains_key(rf) {
                 let r = o.remove(f).unwrap_or(Value::Null);
                 o.insert(rf.into(), r);
@@ -757,10 +806,15 @@ fn normalize_entry(
             dropped.push(k);
         }
     }
-    Ok((o, notes, dropped))
+    Ok((o, notes, dropped, ref_wins))
 }
 
-fn normalize_ids(d: &mut Diag<'_>, v: &Value, ptr: &str, aliases: &Aliases) -> Option<Vec<String>> {
+fn normalize_ids(
+    d: &mut Diag<'_>,
+    v: &Value,
+    ptr: &str,
+    aliases: &Aliases,
+) -> Option<(Vec<String>, Vec<usize>)> {
     let Value::Array(list) = v else {
         d.warn(
             ptr,
@@ -770,19 +824,21 @@ fn normalize_ids(d: &mut Diag<'_>, v: &Value, ptr: &str, aliases: &Aliases) -> O
         return None;
     };
     let mut out: Vec<String> = vec![];
+    let mut idx = vec![];
     for (i, x) in list.iter().enumerate() {
         let p = format!("{ptr}/{i}");
         match x.as_str().map(|s| ids::normalize_profile_id(s, aliases)) {
             Some(Ok((id, _))) => {
                 if !out.contains(&id) {
                     out.push(id);
+                    idx.push(i);
                 }
             }
             Some(Err(e)) => d.warn(&p, "order_entry_dropped", e.to_string()),
             None => d.warn(&p, "order_entry_dropped", "not a profile id string"),
         }
     }
-    Some(out)
+    Some((out, idx))
 }
 
 fn orders(
@@ -812,7 +868,7 @@ fn orders(
                 continue;
             }
         };
-        let Some(ids) = normalize_ids(d, list, &ptr, aliases) else {
+        let Some((ids, indexes)) = normalize_ids(d, list, &ptr, aliases) else {
             continue;
         };
         if fill_only {
@@ -831,6 +887,7 @@ fn orders(
             provider,
             PlannedOrder {
                 ids,
+                indexes,
                 pointer: ptr,
                 source: d.source.clone(),
             },
@@ -880,6 +937,145 @@ fn usage_stats(scope: &mut ScopePlan, d: &mut Diag<'_>, v: &Value, aliases: &Ali
             ),
         }
     }
+}
+
+/// OpenClaw walks a provider that has no explicit order over the ids of `openclaw.json`
+/// `auth.profiles` (`config_ids`, in file order), stably sorted by type (oauth, token,
+/// api_key), expired oauth last, least recently used first (`resolveAuthProfileOrder` with
+/// `explicitProfiles`); ids not listed there are not walked. modelauth's default order
+/// breaks ties by id instead. Where the two differ for some scope view of the import (the
+/// shared scope, or shared + an agent's own without its own order), the config sequence,
+/// sorted OpenClaw's way, becomes the shared order, so that every view picks what OpenClaw
+/// picks. Pure: `now` is ms since the epoch. Returns the providers given such an order.
+pub fn config_profile_orders(
+    plan: &mut ImportPlan,
+    config_ids: &[String],
+    now: i64,
+    aliases: &Aliases,
+) -> Vec<String> {
+    let mut by_provider: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for raw in config_ids {
+        if let Ok((id, _)) = ids::normalize_profile_id(raw, aliases) {
+            let provider = id
+                .split_once(':')
+                .map(|(p, _)| p.to_string())
+                .unwrap_or_default();
+            let list = by_provider.entry(provider).or_default();
+            if !list.contains(&id) {
+                list.push(id);
+            }
+        }
+    }
+    let usage: BTreeMap<String, Option<i64>> = plan
+        .scopes
+        .iter()
+        .flat_map(|s| s.usage.iter().map(|(id, u)| (id.clone(), u.last_used)))
+        .collect();
+    let last_used = |id: &str| usage.get(id).copied().flatten().unwrap_or(0);
+    let expired = |p: &Profile| p.credential.expires().is_some_and(|e| now >= e);
+    let oc_key = |p: &Profile| {
+        let oauth_expired =
+            matches!(p.credential, crate::profile::Credential::OAuth { .. }) && expired(p);
+        (p.credential.type_rank(), oauth_expired, last_used(&p.id))
+    };
+    let ma_key = |p: &Profile| {
+        (
+            p.credential.type_rank(),
+            expired(p),
+            last_used(&p.id),
+            p.id.clone(),
+        )
+    };
+    if by_provider.is_empty() {
+        return vec![];
+    }
+    let shared_ix = match plan.scopes.iter().position(|s| s.agent.is_none()) {
+        Some(i) => i,
+        None => {
+            plan.scopes.insert(0, ScopePlan::default());
+            0
+        }
+    };
+    let mut given = vec![];
+    for (provider, cfg) in by_provider {
+        if plan.scopes[shared_ix].orders.contains_key(&provider) {
+            continue;
+        }
+        let shared: BTreeMap<&str, &Profile> = plan.scopes[shared_ix]
+            .profiles
+            .values()
+            .filter(|pp| pp.profile.provider == provider)
+            .map(|pp| (pp.profile.id.as_str(), &pp.profile))
+            .collect();
+        let mut views = vec![shared.clone()];
+        for s in plan.scopes.iter().filter(|s| s.agent.is_some()) {
+            if s.orders.contains_key(&provider) {
+                continue;
+            }
+            let mut v = shared.clone();
+            for pp in s
+                .profiles
+                .values()
+                .filter(|pp| pp.profile.provider == provider)
+            {
+                v.insert(pp.profile.id.as_str(), &pp.profile);
+            }
+            views.push(v);
+        }
+        let oc_order = |v: &BTreeMap<&str, &Profile>| {
+            let mut l: Vec<&Profile> = cfg
+                .iter()
+                .filter_map(|id| v.get(id.as_str()).copied())
+                .collect();
+            l.sort_by_key(|p| oc_key(p));
+            l.into_iter().map(|p| p.id.clone()).collect::<Vec<_>>()
+        };
+        let differs = views.iter().filter(|v| !v.is_empty()).any(|v| {
+            let mut ma: Vec<&Profile> = v.values().copied().collect();
+            ma.sort_by_key(|p| ma_key(p));
+            oc_order(v) != ma.into_iter().map(|p| p.id.clone()).collect::<Vec<_>>()
+        });
+        if !differs {
+            continue;
+        }
+        let mut all: BTreeMap<&str, &Profile> = BTreeMap::new();
+        for s in &plan.scopes {
+            for pp in s
+                .profiles
+                .values()
+                .filter(|pp| pp.profile.provider == provider)
+            {
+                all.entry(pp.profile.id.as_str()).or_insert(&pp.profile);
+            }
+        }
+        let ids = oc_order(&all);
+        if ids.is_empty() {
+            continue;
+        }
+        plan.warnings.push(ImportWarning {
+            pointer: "/auth/profiles".into(),
+            kind: "order_from_config".into(),
+            message: format!(
+                "OpenClaw walks {provider} over the profiles listed in openclaw.json auth.profiles; imported as the shared {provider} order so that the picks match"
+            ),
+            source: Some("openclaw.json".into()),
+        });
+        let indexes = ids
+            .iter()
+            .map(|id| cfg.iter().position(|c| c == id).unwrap_or(0))
+            .collect();
+        plan.scopes[shared_ix].orders.insert(
+            provider.clone(),
+            PlannedOrder {
+                ids,
+                indexes,
+                pointer: "/auth/profiles".into(),
+                source: Some("openclaw.json /auth/profiles".into()),
+            },
+        );
+        given.push(provider);
+    }
+    given
 }
 
 fn ms_field(o: &Map<String, Value>, f: &str) -> Result<Option<i64>, String> {
@@ -1093,5 +1289,78 @@ mod tests {
         let p = plan(&l, &Aliases::new());
         assert_eq!(p.scopes[0].orders["x"].ids, ["x:a"]);
         assert_eq!(p.scopes[0].orders["y"].ids, ["y:a"]);
+    }
+
+    #[test]
+    fn a_ref_beats_a_literal_and_era_a_entries_are_oauth() {
+        let p = plan_of(json!({"version": 1, "profiles": {
+            "a:both": {"type": "api_key", "provider": "a", "key": "lit", "keyRef": {"source": "env", "provider": "default", "id": "A_KEY"}},
+            "b:both": {"type": "token", "provider": "b", "token": "lit", "tokenRef": {"source": "env", "provider": "default", "id": "B_TOK"}}
+        }}));
+        assert!(p.errors.is_empty(), "{:?}", p.errors);
+        let ptrs: Vec<&str> = p
+            .warnings
+            .iter()
+            .filter(|w| w.kind == "literal_dropped")
+            .map(|w| w.pointer.as_str())
+            .collect();
+        assert_eq!(ptrs, ["/profiles/a:both/key", "/profiles/b:both/token"]);
+        assert!(!format!("{:?}", p.warnings).contains("lit\""));
+        let c = &p.scopes[0].profiles["a:both"].profile.credential;
+        assert!(c.inline_secret().is_none() && c.secret_ref().is_some());
+        let e = plan_of(
+            json!({"anthropic": {"access": "a", "refresh": "r", "expires": 1_800_000_000_000i64}}),
+        );
+        assert!(e.errors.is_empty(), "{:?}", e.errors);
+        assert_eq!(
+            e.scopes[0].profiles["anthropic:default"]
+                .profile
+                .credential
+                .type_name(),
+            "oauth"
+        );
+    }
+
+    fn api(id: &str) -> PlannedProfile {
+        let provider = id.split(':').next().unwrap();
+        PlannedProfile {
+            profile: validate_profile(
+                &json!({"id": id, "type": "api_key", "provider": provider, "key": "k"}),
+                "",
+                &Aliases::new(),
+            )
+            .unwrap(),
+            pointer: String::new(),
+        }
+    }
+
+    #[test]
+    fn config_profiles_become_an_order_only_where_the_walks_differ() {
+        let mut shared = ScopePlan::default();
+        shared.profiles.insert("p:z".into(), api("p:z"));
+        shared.profiles.insert("p:a".into(), api("p:a"));
+        shared.profiles.insert("q:a".into(), api("q:a"));
+        shared.profiles.insert("q:b".into(), api("q:b"));
+        let mut agent = ScopePlan {
+            agent: Some("cron".into()),
+            ..Default::default()
+        };
+        agent.profiles.insert("p:m".into(), api("p:m"));
+        let mut plan = ImportPlan {
+            format: Format::OpenclawState,
+            scopes: vec![shared, agent],
+            warnings: vec![],
+            errors: vec![],
+        };
+        let cfg: Vec<String> = ["p:z", "p:a", "p:m", "q:a", "q:b"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let given = config_profile_orders(&mut plan, &cfg, 0, &Aliases::new());
+        // p: OpenClaw walks z, a (file order), modelauth would walk a, z: an order is given,
+        // with the agent's id where the config put it. q: the same either way: none.
+        assert_eq!(given, ["p"]);
+        assert_eq!(plan.scopes[0].orders["p"].ids, ["p:z", "p:a", "p:m"]);
+        assert!(!plan.scopes[0].orders.contains_key("q"));
     }
 }
