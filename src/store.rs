@@ -200,15 +200,16 @@ impl Store {
     }
 
     /// Sets the busy timeout (ms) for this and later connections.
+    /// Values above [`crate::settings::BUSY_TIMEOUT_MS_RANGE`] are clamped to its end.
     pub fn set_busy_timeout(&mut self, ms: u64) {
         self.busy_timeout_ms = ms;
         if let Some(c) = &self.conn {
-            let _ = c.busy_timeout(Duration::from_millis(ms));
+            let _ = c.busy_timeout(busy_duration(ms));
         }
     }
 
     fn configure(&self, c: &Connection) -> Result<(), RpcError> {
-        c.busy_timeout(Duration::from_millis(self.busy_timeout_ms))
+        c.busy_timeout(busy_duration(self.busy_timeout_ms))
             .map_err(|e| map_sqlite(e, &self.path))?;
         c.execute_batch("PRAGMA synchronous=FULL;")
             .map_err(|e| map_sqlite(e, &self.path))?;
@@ -320,7 +321,7 @@ impl Store {
     }
 
     fn configure_readonly(&self, c: &Connection) -> Result<(), RpcError> {
-        c.busy_timeout(Duration::from_millis(self.busy_timeout_ms))
+        c.busy_timeout(busy_duration(self.busy_timeout_ms))
             .map_err(|e| map_sqlite(e, &self.path))?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())
@@ -374,19 +375,20 @@ impl Store {
             }
             self.with_setup_lock(|| self.migrate(&mut c))?;
         }
-        // settings.busyTimeoutMs, stored by any process, applies from the first open on.
-        let stored: Option<String> = c
-            .query_row(
-                "SELECT value FROM settings WHERE key = 'busyTimeoutMs'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .ok()
-            .flatten();
-        if let Some(ms) = stored.and_then(|v| v.trim().parse::<u64>().ok()) {
-            self.busy_timeout_ms = ms;
-            let _ = c.busy_timeout(Duration::from_millis(ms));
+        // Stored settings, written by any process, apply from the first open on. Bad ones
+        // (out of bounds, unparsable) never stop the store from opening: they are named
+        // on stderr and the defaults are used, so a settings.set can still repair them.
+        if let Ok(stored) = settings(&c) {
+            let (effective, ignored) = crate::settings::from_stored_checked(&stored);
+            if !ignored.is_empty() {
+                tracing::warn!(
+                    store = %self.path.display(),
+                    keys = ?ignored,
+                    "stored settings out of bounds or unreadable: using the defaults for them; fix with settings.set"
+                );
+            }
+            self.busy_timeout_ms = effective.busy_timeout_ms;
+            let _ = c.busy_timeout(busy_duration(effective.busy_timeout_ms));
         }
         self.conn = Some(c);
         Ok(())
@@ -496,6 +498,19 @@ impl Store {
         tx.commit().map_err(|e| map_sqlite(e, &path))?;
         Ok(r)
     }
+}
+
+/// The busy timeout as a `Duration`, clamped to [`crate::settings::BUSY_TIMEOUT_MS_RANGE`]
+/// (rusqlite panics on a value that does not fit SQLite's `int`).
+pub fn busy_duration(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(*crate::settings::BUSY_TIMEOUT_MS_RANGE.end()))
+}
+
+/// Applies a busy timeout (ms, clamped) to `c` now.
+///
+/// Errors: store errors from SQLite.
+pub fn apply_busy_timeout(c: &Connection, ms: u64) -> Result<(), RpcError> {
+    c.busy_timeout(busy_duration(ms)).map_err(sql)
 }
 
 fn readonly_error(path: &Path) -> RpcError {
