@@ -80,6 +80,20 @@ pub fn init_logging() {
     } else {
         spec.parse::<tracing_subscriber::filter::Targets>().ok()
     };
+    // A directive for a module *inside* a silenced crate (`ureq_proto::util=trace`) would
+    // win over the crate-wide OFF below (the longest target matches): drop such directives.
+    let parsed = parsed.map(|t| {
+        let kept = t
+            .iter()
+            .filter(|(target, _)| !silenced_target(target))
+            .map(|(target, level)| (target.to_string(), level))
+            .collect::<Vec<_>>();
+        let rebuilt = tracing_subscriber::filter::Targets::new().with_targets(kept);
+        match t.default_level() {
+            Some(l) => rebuilt.with_default(l),
+            None => rebuilt,
+        }
+    });
     let targets = parsed
         .unwrap_or_else(|| {
             tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
@@ -105,6 +119,24 @@ pub fn init_logging() {
         )
         .with(targets)
         .try_init();
+}
+
+/// Crates whose logging is always off: jsonrpsee prints raw messages, HTTP and TLS
+/// internals may print headers or bodies (tokens).
+const SILENCED_CRATES: [&str; 6] = [
+    "jsonrpsee",
+    "jsonrpsee_core",
+    "jsonrpsee_types",
+    "ureq",
+    "ureq_proto",
+    "rustls",
+];
+
+/// Whether a `RUST_LOG` target is a silenced crate or a module inside one.
+fn silenced_target(target: &str) -> bool {
+    SILENCED_CRATES
+        .iter()
+        .any(|c| target == *c || target.starts_with(&format!("{c}::")))
 }
 
 /// What the panic hook prints: where the bug is, never the panic's message, which may hold

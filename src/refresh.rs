@@ -267,13 +267,20 @@ impl App {
         let client_id = client_id
             .clone()
             .or_else(|| pconf.as_ref().map(|p| p.client_id.clone()));
-        // The provider's client secret goes only with the provider's own client id.
+        // The provider's client secret goes only with the provider's own client id, and
+        // only to the provider's own token endpoint: a profile's own `tokenUrl` (which
+        // anyone who can put a profile chooses) never receives it.
         let client_secret = match &pconf {
-            Some(p) if client_id.as_deref() == Some(p.client_id.as_str()) => p
+            Some(p)
+                if client_id.as_deref() == Some(p.client_id.as_str())
+                    && oauth::same_endpoint(&endpoint, &p.token_url) =>
+            {
+                p
                 .client_secret_ref
                 .as_ref()
-                .map(|r| crate::secrets::resolve_ref(r, &settings))
-                .transpose()?,
+                    .map(|r| crate::secrets::resolve_ref(r, &settings))
+                    .transpose()?
+            }
             _ => None,
         };
         let scope_param = pconf.as_ref().and_then(|p| p.scope.clone());
