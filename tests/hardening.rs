@@ -65,3 +65,48 @@ fn settings_set_honours_expected_revision() {
     let r = ok(&t.path, "settings.set", json!({"settings": {"envFallback": "always"}, "expectedRevision": 1}));
     assert_eq!(r["revision"], 2);
 }
+
+fn discover_batch(n: usize) -> String {
+    let members: Vec<String> = (0..n)
+        .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"rpc.discover"}}"#))
+        .collect();
+    format!("[{}]\n", members.join(","))
+}
+
+/// Before: one 1 MiB line of ~20,000 `rpc.discover` calls took 4.2 GB and produced a
+/// 1.4 GB answer. Now: one clear error, nothing executed, and the process keeps serving.
+#[test]
+fn a_batch_with_too_many_members_is_one_error() {
+    let t = TempStore::new();
+    let mut input = discover_batch(19_500);
+    input.push_str(r#"{"jsonrpc":"2.0","id":"after","method":"helper.info"}"#);
+    input.push('\n');
+    let (lines, out) = serve_lines(&t.path, input.as_bytes(), &[]);
+    assert!(out.status.success());
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].len() < 4096, "answer of {} bytes", lines[0].len());
+    let e: serde_json::Value = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(e["error"]["code"], -32600);
+    assert_eq!(e["error"]["data"]["maxBatchMembers"], 256);
+    let after: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    assert_eq!(after["id"], "after");
+    assert!(after["result"].is_object());
+}
+
+/// Within the member cap, the answer stops growing past 8 MiB: later members are not
+/// executed and each gets a short `message_too_large` error with its own id.
+#[test]
+fn a_batch_answer_is_bounded_in_bytes() {
+    let t = TempStore::new();
+    let input = discover_batch(256);
+    let (lines, out) = serve_lines(&t.path, input.as_bytes(), &[]);
+    assert!(out.status.success());
+    assert_eq!(lines.len(), 1);
+    assert!(lines[0].len() < 10 << 20, "answer of {} bytes", lines[0].len());
+    let answers: Vec<serde_json::Value> = serde_json::from_str(&lines[0]).unwrap();
+    assert_eq!(answers.len(), 256);
+    assert!(answers[0]["result"].is_object());
+    let last = &answers[255];
+    assert_eq!(last["id"], 255);
+    assert_eq!(last["error"]["data"]["kind"], "message_too_large", "{last}");
+}
