@@ -110,3 +110,95 @@ fn a_batch_answer_is_bounded_in_bytes() {
     assert_eq!(last["id"], 255);
     assert_eq!(last["error"]["data"]["kind"], "message_too_large", "{last}");
 }
+
+fn mkfifo(p: &std::path::Path) {
+    let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
+/// Before: a FIFO path hung `serve` forever (SIGTERM no longer stopped it) and
+/// `/dev/zero` was read until memory ran out. Now each is refused at once, and the next
+/// request on the same process is answered.
+#[test]
+fn fifos_and_devices_are_refused_as_import_sources() {
+    let t = TempStore::new();
+    let fifo = t.dir.path().join("auth-profiles.json");
+    mkfifo(&fifo);
+    let mut s = Server::start(&t.path);
+    for (m, p) in [
+        ("store.validate", json!({"path": fifo})),
+        ("store.import", json!({"path": fifo})),
+        ("store.import", json!({"path": fifo, "format": "openclaw"})),
+        ("store.validate", json!({"path": fifo, "format": "openclaw-sqlite"})),
+        ("store.validate", json!({"path": "/dev/zero"})),
+        ("store.validate", json!({"path": "/dev/zero", "format": "openclaw"})),
+    ] {
+        let e = s.err(m, p.clone());
+        assert_eq!(kind(&e), "import_invalid", "{m} {p}: {e}");
+        let msg = e["message"].as_str().unwrap();
+        assert!(msg.contains("not a regular file"), "{msg}");
+    }
+    assert!(s.ok("helper.info", json!({})).is_object());
+    assert!(s.finish().status.success());
+    assert!(!t.path.exists(), "a refused import created the store");
+}
+
+/// Before: a `file` SecretRef naming a FIFO hung `serve`; one over 1 MiB was silently
+/// truncated to its first MiB.
+#[test]
+fn file_refs_to_a_fifo_or_an_oversized_file_are_errors() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = TempStore::new();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    mkfifo(&fifo);
+    let big = dir.path().join("big");
+    std::fs::write(&big, vec![b'k'; (1 << 20) + 10]).unwrap();
+    std::fs::set_permissions(&big, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mut s = Server::start(&t.path);
+    s.ok(
+        "settings.set",
+        json!({"settings": {"secretProviders": {
+            "fifo": {"source": "file", "path": fifo, "mode": "singleValue"},
+            "big": {"source": "file", "path": big, "mode": "singleValue"}}}}),
+    );
+    for prov in ["fifo", "big"] {
+        s.ok(
+            "profiles.put",
+            json!({"profile": {"id": format!("{prov}:a"), "type": "api_key",
+                   "keyRef": {"source": "file", "provider": prov, "id": "value"}}}),
+        );
+        let e = s.err("auth.resolve", json!({"provider": prov, "profileId": format!("{prov}:a")}));
+        let all = e.to_string();
+        assert!(all.contains("secret_unavailable"), "{prov}: {all}");
+        assert!(!all.contains("kkkkkkkk"), "{prov}: the secret echoed");
+        if prov == "fifo" {
+            assert!(all.contains("not a regular file"), "{all}");
+        } else {
+            assert!(all.contains("file_too_large"), "{all}");
+        }
+    }
+    assert!(s.finish().status.success());
+}
+
+/// Before: a crafted few-KB SQLite source made `store.validate` allocate what its schema
+/// asked for (about 2 GB). Now the source connection has hard limits.
+#[test]
+fn a_crafted_sqlite_source_is_bounded() {
+    let t = TempStore::new();
+    let src = t.dir.path().join("openclaw-agent.sqlite");
+    {
+        let c = rusqlite::Connection::open(&src).unwrap();
+        c.execute_batch(
+            "CREATE TABLE auth_profile_store (store_key TEXT PRIMARY KEY, n INTEGER,
+               store_json TEXT GENERATED ALWAYS AS (printf('%.*c', n, 'x')) VIRTUAL);
+             INSERT INTO auth_profile_store (store_key, n) VALUES ('primary', 100000000);",
+        )
+        .unwrap();
+    }
+    assert!(std::fs::metadata(&src).unwrap().len() < 64 * 1024);
+    let e = err(&t.path, "store.validate", json!({"path": src}));
+    assert_eq!(kind(&e), "import_invalid", "{e}");
+    assert!(e["message"].as_str().unwrap().contains("too big"), "{e}");
+}
