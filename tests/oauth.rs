@@ -774,3 +774,43 @@ fn token_urls_with_userinfo_are_refused_everywhere() {
         assert!(all.contains("insecure_token_url") || all.contains("invalid_profile"), "{u}: {all}");
     }
 }
+
+/// Before: the refresh lock was keyed by the store path as typed; processes reaching one
+/// store through a symlink both sent the same rotated refresh token and it was revoked.
+#[test]
+fn processes_reaching_the_store_through_a_symlink_share_one_refresh() {
+    let env = Env::new();
+    let server = TokenServer::start(Mode::Rotate, 300, "REFRESH-0-xyzzy");
+    setup(&env, &server, now_ms() + 60_000);
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("linked.db");
+    std::os::unix::fs::symlink(env.store(), &link).unwrap();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let mut c = if i % 2 == 1 {
+                let mut c = std::process::Command::new(common::BIN);
+                c.env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .env("HOME", env.dir.path())
+                    .arg("--store")
+                    .arg(&link);
+                c
+            } else {
+                env.command()
+            };
+            c.args(["call", "auth.resolve", r#"{"provider":"acme"}"#])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["secret"], "ACCESS-1-xyzzy");
+    }
+    assert_eq!(server.calls(), 1);
+    assert_eq!(server.reuses(), 0);
+}
