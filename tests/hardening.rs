@@ -201,6 +201,11 @@ fn a_crafted_sqlite_source_is_bounded() {
     let e = err(&t.path, "store.validate", json!({"path": src}));
     assert_eq!(kind(&e), "import_invalid", "{e}");
     assert!(e["message"].as_str().unwrap().contains("too big"), "{e}");
+    // The same under a (hardened, non-dumpable) serve.
+    let mut s = Server::start(&t.path);
+    let e = s.err("store.validate", json!({"path": src}));
+    assert!(e["message"].as_str().unwrap().contains("too big"), "{e}");
+    assert!(s.finish().status.success());
 }
 
 fn mode(p: &std::path::Path) -> u32 {
@@ -316,4 +321,37 @@ fn a_non_regular_store_path_is_refused_and_creates_nothing() {
     assert!(e["message"].as_str().unwrap().contains("directory"), "{e}");
     let entries = std::fs::read_dir(t.path.parent().unwrap()).unwrap().count();
     assert_eq!(entries, 1, "something was created next to the directory");
+}
+
+/// Before: a core dump of `serve` held resolved keys. Now `serve` has no core limit and is
+/// not dumpable.
+#[test]
+fn serve_cannot_dump_core() {
+    let t = TempStore::new();
+    let mut s = Server::start(&t.path);
+    assert!(s.ok("helper.info", json!({})).is_object());
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", s.child.id())).unwrap();
+    let core = limits
+        .lines()
+        .find(|l| l.starts_with("Max core file size"))
+        .unwrap();
+    let fields: Vec<&str> = core.split_whitespace().collect();
+    assert_eq!(&fields[4..6], &["0", "0"], "{core}");
+    assert!(s.finish().status.success());
+}
+
+/// Before: about 1 run in 6 under load, a SIGTERM sent right after the first answer
+/// killed `serve` with the signal (exit -15) instead of "finish, flush, exit 0", because
+/// the handler was installed on a thread that might not have run yet.
+#[test]
+fn sigterm_right_after_the_first_answer_exits_zero() {
+    let t = TempStore::new();
+    for i in 0..24 {
+        let mut s = Server::start(&t.path);
+        assert!(s.ok("helper.info", json!({})).is_object());
+        // SAFETY: kill on our own child's pid.
+        assert_eq!(unsafe { libc::kill(s.child.id() as i32, libc::SIGTERM) }, 0);
+        let status = s.child.wait().unwrap();
+        assert_eq!(status.code(), Some(0), "run {i}: {status:?}");
+    }
 }
