@@ -207,11 +207,24 @@ pub fn run(cli: Cli) -> i32 {
             };
             let params = match params.as_deref() {
                 Some("-") => {
+                    // Bounded like a `serve` line: at most --max-message-bytes' default.
+                    let cap = transport::DEFAULT_MAX_MESSAGE_BYTES as u64;
                     let mut s = String::new();
-                    if let Err(e) = io::stdin().read_to_string(&mut s) {
+                    if let Err(e) = io::stdin().take(cap + 1).read_to_string(&mut s) {
                         return print_error(&RpcError::invalid_params(format!(
                             "cannot read params from stdin: {e}"
                         )));
+                    }
+                    if s.len() as u64 > cap {
+                        zeroize::Zeroize::zeroize(&mut s);
+                        return print_error(
+                            &RpcError::new(
+                                ErrorKind::MessageTooLarge,
+                                format!("params on stdin are larger than {cap} bytes"),
+                            )
+                            .with("maxMessageBytes", cap)
+                            .with_hint("send smaller params, or use `serve`"),
+                        );
                     }
                     Some(s)
                 }

@@ -355,3 +355,34 @@ fn sigterm_right_after_the_first_answer_exits_zero() {
         assert_eq!(status.code(), Some(0), "run {i}: {status:?}");
     }
 }
+
+/// Before: `call METHOD -` read stdin without limit.
+#[test]
+fn call_reads_at_most_one_mebibyte_of_params_from_stdin() {
+    let t = TempStore::new();
+    let mut c = cmd(&t.path);
+    let mut child = c
+        .args(["call", "helper.info", "-"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    // An endless stream: the writer stops when the process closes its end.
+    let w = std::thread::spawn(move || {
+        use std::io::Write;
+        let chunk = vec![b' '; 64 * 1024];
+        for _ in 0..1024 {
+            if stdin.write_all(&chunk).is_err() {
+                return true;
+            }
+        }
+        false
+    });
+    let out = child.wait_with_output().unwrap();
+    assert!(w.join().unwrap(), "the process read 64 MiB of stdin");
+    assert_eq!(out.status.code(), Some(1));
+    let e: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
+    assert_eq!(kind(&e), "message_too_large", "{e}");
+}
