@@ -780,3 +780,48 @@ impl App {
         })
     }
 }
+
+/// The body of the `import` fuzz target (`fuzz/fuzz_targets/import.rs`) and of its
+/// seeded-corpus test (`tests/import_fuzz.rs`): the first byte picks a parser, the rest
+/// is the source — 0: a JSON document through every JSON format, 1: the bytes as a SQLite
+/// file, 2: the bytes as a JSON file (both through [`load_source`], written under
+/// `scratch`). Each accepted source is planned as an import. Never panics; returns whether
+/// the source was accepted.
+pub fn fuzz_import_source(data: &[u8], scratch: &Path) -> bool {
+    let Some((selector, body)) = data.split_first() else {
+        return false;
+    };
+    let aliases = ids::Aliases::new();
+    let mut accepted = false;
+    match selector % 3 {
+        0 => {
+            let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+                return false;
+            };
+            for format in [
+                Format::Auto,
+                Format::Openclaw,
+                Format::OpenclawFlat,
+                Format::Modelauth,
+            ] {
+                if let Ok(loaded) = import::load_json(doc.clone(), format, None) {
+                    let _ = import::plan(&loaded, &aliases);
+                    accepted = true;
+                }
+            }
+        }
+        n => {
+            let path = scratch.join(if n == 1 { "src.sqlite" } else { "src.json" });
+            if std::fs::write(&path, body).is_err() {
+                return false;
+            }
+            if let Ok(loaded) =
+                load_source(path.to_str(), None, Format::Auto, None)
+            {
+                let _ = import::plan(&loaded, &aliases);
+                accepted = true;
+            }
+        }
+    }
+    accepted
+}
