@@ -814,3 +814,38 @@ fn processes_reaching_the_store_through_a_symlink_share_one_refresh() {
     assert_eq!(server.calls(), 1);
     assert_eq!(server.reuses(), 0);
 }
+
+/// Before: the commit of a rotated refresh token was tried 4 times; a store that stayed
+/// busy longer lost the token (it existed nowhere else) and the profile needed a new login.
+#[test]
+fn a_rotated_refresh_token_survives_a_store_that_stays_busy() {
+    let env = Env::new();
+    let server = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
+    setup(&env, &server, now_ms() + 60_000);
+    env.call("settings.set", json!({"settings": {"busyTimeoutMs": 50}}))
+        .unwrap();
+    // Another process holds the write lock for a while (far longer than 4 busy timeouts).
+    let c = rusqlite::Connection::open(env.store()).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let child = env
+        .command()
+        .args(["call", "auth.refresh", r#"{"profileId":"acme:work","force":true}"#])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the token call has happened, then keep the store busy a while longer.
+    for _ in 0..3000 {
+        if server.calls() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.calls(), 1, "the token call did not happen");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.execute_batch("COMMIT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(server.calls(), 1);
+    assert_eq!(stored(&env, "acme:work")["refresh"], server.current());
+}
