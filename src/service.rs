@@ -803,11 +803,16 @@ impl App {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();
-        self.store().read(|c| {
+        // The store is read in one transaction; SecretRefs (which may run exec helpers or
+        // read files) are resolved after it ended, so no helper runs inside it.
+        let (provider, profiles, order, steps, settings) = self.store().read(|c| {
             let aliases = load_aliases(c)?;
             let provider = provider_param(&p.provider, &aliases)?;
             let (profiles, order, steps, settings) =
                 self.walk_view(c, a, &provider, p.model.as_deref(), None, now)?;
+            Ok((provider, profiles, order, steps, settings))
+        })?;
+        {
             let walked = materialise(
                 &profiles,
                 steps,
@@ -838,7 +843,7 @@ impl App {
                 source,
                 effective,
             })
-        })
+        }
     }
 
     /// `order.set`.
@@ -1363,11 +1368,16 @@ impl App {
             );
         }
         let now = now_ms();
-        self.store().read(|c| {
+        // Read in one transaction; resolve SecretRefs (exec helpers, files) after it.
+        let (provider, profiles, steps, settings, env_keys) = self.store().read(|c| {
             let aliases = load_aliases(c)?;
             let provider = provider_param(&p.provider, &aliases)?;
             let (profiles, _, steps, settings) =
                 self.walk_view(c, a, &provider, model.as_deref(), None, now)?;
+            let env_keys = env_keys_for(c, &provider)?;
+            Ok((provider, profiles, steps, settings, env_keys))
+        })?;
+        {
             let walked = materialise(
                 &profiles,
                 steps,
@@ -1398,7 +1408,7 @@ impl App {
                 });
             }
             if env_allowed(settings.env_fallback, &walked.steps) {
-                for k in env_keys_for(c, &provider)? {
+                for k in env_keys {
                     if !seen.insert(k.value.expose().to_string()) {
                         continue;
                     }
@@ -1417,7 +1427,7 @@ impl App {
                 agent: agent.clone(),
                 candidates,
             })
-        })
+        }
     }
 
     /// `settings.get`: the effective settings (defaults merged with the stored keys).

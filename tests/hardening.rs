@@ -386,3 +386,72 @@ fn call_reads_at_most_one_mebibyte_of_params_from_stdin() {
     let e: serde_json::Value = serde_json::from_slice(&out.stderr).unwrap();
     assert_eq!(kind(&e), "message_too_large", "{e}");
 }
+
+/// Before: `order.get` and `auth.candidates` ran exec helpers inside a read transaction,
+/// so a slow helper pinned a snapshot and no checkpoint could finish (the WAL of every
+/// other process grew). Now the store is read first and the helper runs after.
+#[test]
+fn exec_helpers_run_outside_any_read_transaction() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let dir = env.dir.path();
+    let started = dir.join("started");
+    let done = dir.join("done");
+    let helper = dir.join("helper.sh");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\n: > {s}\ni=0\nwhile [ ! -e {d} ] && [ $i -lt 1000 ]; do sleep 0.01; i=$((i+1)); done\nrm -f {s} {d}\nprintf '{{\"protocolVersion\":1,\"values\":{{\"k\":\"sk-exec-1\"}}}}'\n",
+            s = started.display(),
+            d = done.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    env.call(
+        "settings.set",
+        json!({"settings": {"secretProviders": {"vault": {"source": "exec", "command": helper}}}}),
+    )
+    .unwrap();
+    env.call(
+        "profiles.put",
+        json!({"profile": {"id": "openai:x", "type": "api_key",
+               "keyRef": {"source": "exec", "provider": "vault", "id": "k"}}}),
+    )
+    .unwrap();
+    for (method, params) in [
+        ("order.get", json!({"provider": "openai"})),
+        ("auth.candidates", json!({"provider": "openai"})),
+    ] {
+        let child = env
+            .command()
+            .args(["call", method, &params.to_string()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        for _ in 0..1000 {
+            if started.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(started.exists(), "{method}: the helper did not start");
+        // While the helper runs: a write, then a full checkpoint, must both complete.
+        let c = rusqlite::Connection::open(env.store()).unwrap();
+        c.execute(
+            "INSERT INTO settings (key, value) VALUES ('probe', '1') ON CONFLICT (key) DO UPDATE SET value = value + 1",
+            [],
+        )
+        .unwrap();
+        let (busy, _, _): (i64, i64, i64) = c
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .unwrap();
+        std::fs::write(&done, "").unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(busy, 0, "{method}: a reader pinned the WAL while the helper ran");
+    }
+}
