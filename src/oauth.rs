@@ -177,7 +177,8 @@ pub struct TokenUrl {
 ///
 /// Errors: a sentence saying why.
 pub fn parse_token_url(raw: &str) -> Result<TokenUrl, String> {
-    let url = url::Url::parse(raw.trim()).map_err(|e| format!("the token URL is not a URL ({e})"))?;
+    let url =
+        url::Url::parse(raw.trim()).map_err(|e| format!("the token URL is not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err("a token URL must not carry a user name or password (`user@host`)".into());
     }
@@ -412,7 +413,11 @@ mod tests {
         assert!(check_token_url("https://").is_err());
         assert!(parse_token_url("http://LOCALHOST:8/t").unwrap().loopback);
         assert!(parse_token_url("http://127.9.9.9/t").unwrap().loopback);
-        assert!(!parse_token_url("https://auth.example.com/t").unwrap().loopback);
+        assert!(
+            !parse_token_url("https://auth.example.com/t")
+                .unwrap()
+                .loopback
+        );
     }
 
     /// Before: these passed the hand-written check as "loopback" and the refresh token and
@@ -436,8 +441,14 @@ mod tests {
 
     #[test]
     fn same_endpoint_compares_parsed_urls() {
-        assert!(same_endpoint("HTTPS://Auth.Example.com/t", "https://auth.example.com/t"));
-        assert!(!same_endpoint("https://auth.example.com/t", "https://auth.example.com/u"));
+        assert!(same_endpoint(
+            "HTTPS://Auth.Example.com/t",
+            "https://auth.example.com/t"
+        ));
+        assert!(!same_endpoint(
+            "https://auth.example.com/t",
+            "https://auth.example.com/u"
+        ));
         assert!(!same_endpoint("nope", "nope"));
     }
 }

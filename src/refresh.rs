@@ -279,9 +279,8 @@ impl App {
                 if client_id.as_deref() == Some(p.client_id.as_str())
                     && oauth::same_endpoint(&endpoint, &p.token_url) =>
             {
-                p
-                .client_secret_ref
-                .as_ref()
+                p.client_secret_ref
+                    .as_ref()
                     .map(|r| crate::secrets::resolve_ref(r, &settings))
                     .transpose()?
             }

@@ -202,17 +202,19 @@ fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcErro
     }
     // More than the cap is an error, never a silent truncation (a cut key or JSON
     // document would be a wrong secret).
-    let bytes = crate::fsread::read_capped(f, &meta, MAX_SECRET_SOURCE_BYTES).map_err(|e| {
-        match e {
+    let bytes =
+        crate::fsread::read_capped(f, &meta, MAX_SECRET_SOURCE_BYTES).map_err(|e| match e {
             crate::fsread::ReadError::TooLarge(cap) => unavailable(
                 r,
                 "file_too_large",
-                format!("ref {}: secrets file {path} is larger than {cap} bytes", describe(r)),
+                format!(
+                    "ref {}: secrets file {path} is larger than {cap} bytes",
+                    describe(r)
+                ),
             )
             .with("path", path),
             e => read_err(e.to_string()),
-        }
-    })?;
+        })?;
     let text =
         String::from_utf8(bytes).map_err(|_| read_err("is not readable UTF-8 text".into()))?;
     let missing = || {

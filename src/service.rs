@@ -1461,7 +1461,11 @@ impl App {
             for (k, v) in &to_store {
                 store::put_setting(c, k, v)?;
             }
-            store::put_setting(c, SETTINGS_REVISION_KEY, &serde_json::Value::from(current + 1))?;
+            store::put_setting(
+                c,
+                SETTINGS_REVISION_KEY,
+                &serde_json::Value::from(current + 1),
+            )?;
             Ok((settings, current + 1))
         })?;
         st.set_busy_timeout(settings.busy_timeout_ms);

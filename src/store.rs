@@ -445,10 +445,7 @@ impl Store {
             Ok(m) if !m.is_file() => {
                 return Err(location_error(
                     &self.path,
-                    format!(
-                        "is a {}, not a store file",
-                        crate::fsread::file_kind(&m)
-                    ),
+                    format!("is a {}, not a store file", crate::fsread::file_kind(&m)),
                     "point --store at a regular file (or a path that does not exist yet)",
                 ))
             }
@@ -673,7 +670,9 @@ fn check_own_file(f: &fs::File, path: &Path) -> Result<(), RpcError> {
     let mode = m.mode() & 0o7777;
     if mode & 0o077 != 0 {
         match f.set_permissions(fs::Permissions::from_mode(mode & 0o700)) {
-            Ok(()) => tracing::info!(path = %path.display(), from = format!("{mode:04o}"), "tightened store file permissions"),
+            Ok(()) => {
+                tracing::info!(path = %path.display(), from = format!("{mode:04o}"), "tightened store file permissions")
+            }
             Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
                 tracing::warn!(path = %path.display(), "store file is group/world-accessible on a read-only file system")
             }

@@ -815,9 +815,7 @@ pub fn fuzz_import_source(data: &[u8], scratch: &Path) -> bool {
             if std::fs::write(&path, body).is_err() {
                 return false;
             }
-            if let Ok(loaded) =
-                load_source(path.to_str(), None, Format::Auto, None)
-            {
+            if let Ok(loaded) = load_source(path.to_str(), None, Format::Auto, None) {
                 let _ = import::plan(&loaded, &aliases);
                 accepted = true;
             }

@@ -14,8 +14,16 @@ fn kind(e: &serde_json::Value) -> &str {
 #[test]
 fn an_unbounded_busy_timeout_is_refused_and_stores_nothing() {
     let t = TempStore::new();
-    ok(&t.path, "profiles.put", json!({"profile": api_key("openai:a", "sk-test-1")}));
-    let e = err(&t.path, "settings.set", json!({"settings": {"busyTimeoutMs": 3_000_000_000u64}}));
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-test-1")}),
+    );
+    let e = err(
+        &t.path,
+        "settings.set",
+        json!({"settings": {"busyTimeoutMs": 3_000_000_000u64}}),
+    );
     assert_eq!(kind(&e), "invalid_settings", "{e}");
     assert_eq!(e["data"]["pointer"], "/settings/busyTimeoutMs");
     let s = ok(&t.path, "settings.get", json!({}));
@@ -27,7 +35,11 @@ fn an_unbounded_busy_timeout_is_refused_and_stores_nothing() {
 #[test]
 fn a_store_with_bad_stored_settings_opens_with_the_defaults_and_a_warning() {
     let t = TempStore::new();
-    ok(&t.path, "profiles.put", json!({"profile": api_key("openai:a", "sk-test-1")}));
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-test-1")}),
+    );
     {
         let c = rusqlite::Connection::open(&t.path).unwrap();
         c.execute(
@@ -37,15 +49,26 @@ fn a_store_with_bad_stored_settings_opens_with_the_defaults_and_a_warning() {
         .unwrap();
     }
     let out = call_with_stdin(cmd(&t.path), "settings.get", &json!({}));
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(s["settings"]["busyTimeoutMs"], 5000);
     assert_eq!(s["settings"]["refreshMarginMs"], 300000);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("busyTimeoutMs") && stderr.contains("defaults"), "{stderr}");
+    assert!(
+        stderr.contains("busyTimeoutMs") && stderr.contains("defaults"),
+        "{stderr}"
+    );
     // The store still works, and settings.set repairs it.
     ok(&t.path, "auth.resolve", json!({"provider": "openai"}));
-    ok(&t.path, "settings.set", json!({"settings": {"busyTimeoutMs": 4000, "refreshMarginMs": 1000}}));
+    ok(
+        &t.path,
+        "settings.set",
+        json!({"settings": {"busyTimeoutMs": 4000, "refreshMarginMs": 1000}}),
+    );
     let out = call_with_stdin(cmd(&t.path), "settings.get", &json!({}));
     assert!(!String::from_utf8_lossy(&out.stderr).contains("defaults"));
 }
@@ -54,15 +77,27 @@ fn a_store_with_bad_stored_settings_opens_with_the_defaults_and_a_warning() {
 #[test]
 fn settings_set_honours_expected_revision() {
     let t = TempStore::new();
-    let r = ok(&t.path, "settings.set", json!({"settings": {"envFallback": "never"}, "expectedRevision": 0}));
+    let r = ok(
+        &t.path,
+        "settings.set",
+        json!({"settings": {"envFallback": "never"}, "expectedRevision": 0}),
+    );
     assert_eq!(r["revision"], 1);
-    let e = err(&t.path, "settings.set", json!({"settings": {"envFallback": "always"}, "expectedRevision": 0}));
+    let e = err(
+        &t.path,
+        "settings.set",
+        json!({"settings": {"envFallback": "always"}, "expectedRevision": 0}),
+    );
     assert_eq!(kind(&e), "revision_conflict", "{e}");
     assert_eq!(e["data"]["currentRevision"], 1);
     let s = ok(&t.path, "settings.get", json!({}));
     assert_eq!(s["settings"]["envFallback"], "never");
     assert_eq!(s["revision"], 1);
-    let r = ok(&t.path, "settings.set", json!({"settings": {"envFallback": "always"}, "expectedRevision": 1}));
+    let r = ok(
+        &t.path,
+        "settings.set",
+        json!({"settings": {"envFallback": "always"}, "expectedRevision": 1}),
+    );
     assert_eq!(r["revision"], 2);
 }
 
@@ -102,7 +137,11 @@ fn a_batch_answer_is_bounded_in_bytes() {
     let (lines, out) = serve_lines(&t.path, input.as_bytes(), &[]);
     assert!(out.status.success());
     assert_eq!(lines.len(), 1);
-    assert!(lines[0].len() < 10 << 20, "answer of {} bytes", lines[0].len());
+    assert!(
+        lines[0].len() < 10 << 20,
+        "answer of {} bytes",
+        lines[0].len()
+    );
     let answers: Vec<serde_json::Value> = serde_json::from_str(&lines[0]).unwrap();
     assert_eq!(answers.len(), 256);
     assert!(answers[0]["result"].is_object());
@@ -130,9 +169,15 @@ fn fifos_and_devices_are_refused_as_import_sources() {
         ("store.validate", json!({"path": fifo})),
         ("store.import", json!({"path": fifo})),
         ("store.import", json!({"path": fifo, "format": "openclaw"})),
-        ("store.validate", json!({"path": fifo, "format": "openclaw-sqlite"})),
+        (
+            "store.validate",
+            json!({"path": fifo, "format": "openclaw-sqlite"}),
+        ),
         ("store.validate", json!({"path": "/dev/zero"})),
-        ("store.validate", json!({"path": "/dev/zero", "format": "openclaw"})),
+        (
+            "store.validate",
+            json!({"path": "/dev/zero", "format": "openclaw"}),
+        ),
     ] {
         let e = s.err(m, p.clone());
         assert_eq!(kind(&e), "import_invalid", "{m} {p}: {e}");
@@ -169,7 +214,10 @@ fn file_refs_to_a_fifo_or_an_oversized_file_are_errors() {
             json!({"profile": {"id": format!("{prov}:a"), "type": "api_key",
                    "keyRef": {"source": "file", "provider": prov, "id": "value"}}}),
         );
-        let e = s.err("auth.resolve", json!({"provider": prov, "profileId": format!("{prov}:a")}));
+        let e = s.err(
+            "auth.resolve",
+            json!({"provider": prov, "profileId": format!("{prov}:a")}),
+        );
         let all = e.to_string();
         assert!(all.contains("secret_unavailable"), "{prov}: {all}");
         assert!(!all.contains("kkkkkkkk"), "{prov}: the secret echoed");
@@ -224,16 +272,33 @@ fn chmod(p: &std::path::Path, m: u32) {
 #[test]
 fn loose_permissions_are_refused_or_tightened() {
     let t = TempStore::new();
-    ok(&t.path, "profiles.put", json!({"profile": api_key("openai:a", "sk-test-1")}));
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-test-1")}),
+    );
     let dir = t.path.parent().unwrap();
     chmod(dir, 0o777);
     chmod(&t.path, 0o644);
     let e = err(&t.path, "profiles.list", json!({}));
     assert_eq!(kind(&e), "store_permissions", "{e}");
-    assert!(e["message"].as_str().unwrap().contains(dir.to_str().unwrap()), "{e}");
-    assert!(e["data"]["hint"].as_str().unwrap().contains("chmod 700"), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(dir.to_str().unwrap()),
+        "{e}"
+    );
+    assert!(
+        e["data"]["hint"].as_str().unwrap().contains("chmod 700"),
+        "{e}"
+    );
     chmod(dir, 0o700);
-    ok(&t.path, "profiles.put", json!({"profile": api_key("openai:b", "sk-test-2")}));
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:b", "sk-test-2")}),
+    );
     for suffix in ["", "-wal", "-shm", ".lock"] {
         let p = std::path::PathBuf::from(format!("{}{suffix}", t.path.display()));
         if p.exists() {
@@ -250,7 +315,11 @@ fn a_store_or_directory_owned_by_another_user_is_refused() {
     let me = unsafe { libc::geteuid() };
     let other = if me == 65534 { 65533 } else { 65534 };
     let t = TempStore::new();
-    ok(&t.path, "profiles.put", json!({"profile": api_key("openai:a", "sk-test-1")}));
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-test-1")}),
+    );
     let chown = |p: &std::path::Path, uid: u32| {
         let c = std::ffi::CString::new(p.to_str().unwrap()).unwrap();
         // SAFETY: a valid NUL-terminated path.
@@ -264,14 +333,26 @@ fn a_store_or_directory_owned_by_another_user_is_refused() {
     }
     let e = err(&t.path, "profiles.list", json!({}));
     assert_eq!(kind(&e), "store_permissions", "{e}");
-    assert!(e["message"].as_str().unwrap().contains("owned by uid"), "{e}");
-    assert!(e["message"].as_str().unwrap().contains(t.path.to_str().unwrap()));
+    assert!(
+        e["message"].as_str().unwrap().contains("owned by uid"),
+        "{e}"
+    );
+    assert!(e["message"]
+        .as_str()
+        .unwrap()
+        .contains(t.path.to_str().unwrap()));
     assert!(chown(&t.path, me));
     let dir = t.path.parent().unwrap();
     assert!(chown(dir, other));
     let e = err(&t.path, "profiles.list", json!({}));
     assert_eq!(kind(&e), "store_permissions", "{e}");
-    assert!(e["message"].as_str().unwrap().contains(dir.to_str().unwrap()), "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains(dir.to_str().unwrap()),
+        "{e}"
+    );
 }
 
 /// Before: a planted `store.db.lock` symlink was followed and its target chmod-ed.
@@ -285,7 +366,11 @@ fn a_planted_lock_symlink_is_refused_and_its_target_untouched() {
     chmod(&victim, 0o644);
     let lock = std::path::PathBuf::from(format!("{}.lock", t.path.display()));
     std::os::unix::fs::symlink(&victim, &lock).unwrap();
-    let e = err(&t.path, "profiles.put", json!({"profile": api_key("openai:a", "sk-test-1")}));
+    let e = err(
+        &t.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-test-1")}),
+    );
     assert_eq!(kind(&e), "store_permissions", "{e}");
     assert!(e["message"].as_str().unwrap().contains(".lock"), "{e}");
     assert_eq!(mode(&victim), 0o644);
@@ -302,7 +387,10 @@ fn a_non_regular_store_path_is_refused_and_creates_nothing() {
         let p = std::path::Path::new(path);
         for (m, params) in [
             ("profiles.list", json!({})),
-            ("profiles.put", json!({"profile": api_key("openai:a", "sk-test-1")})),
+            (
+                "profiles.put",
+                json!({"profile": api_key("openai:a", "sk-test-1")}),
+            ),
         ] {
             let e = err(p, m, params);
             assert_eq!(kind(&e), "store_permissions", "{e}");
@@ -452,7 +540,11 @@ fn exec_helpers_run_outside_any_read_transaction() {
             .unwrap();
         std::fs::write(&done, "").unwrap();
         let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{method}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert_eq!(
             (busy, log, done_frames),
             (0, 0, 0),

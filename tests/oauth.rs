@@ -677,7 +677,11 @@ fn module_level_trace_of_http_crates_prints_no_token() {
     setup(&env, &server, now_ms() + 60_000);
     let out = env
         .command()
-        .args(["call", "auth.refresh", r#"{"profileId":"acme:work","force":true}"#])
+        .args([
+            "call",
+            "auth.refresh",
+            r#"{"profileId":"acme:work","force":true}"#,
+        ])
         .output()
         .unwrap();
     assert!(out.status.success());
@@ -710,7 +714,10 @@ fn loopback_token_calls_bypass_proxies() {
     ]);
     let server = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
     setup(&env, &server, now_ms() + 60_000);
-    let r = env.call("auth.refresh", json!({"profileId": "acme:work", "force": true}));
+    let r = env.call(
+        "auth.refresh",
+        json!({"profileId": "acme:work", "force": true}),
+    );
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(server.calls(), 1);
     assert_eq!(*seen.lock().unwrap(), 0, "the proxy saw the token call");
@@ -734,18 +741,33 @@ fn the_client_secret_goes_only_to_the_providers_token_url() {
                "refresh": "REFRESH-0-xyzzy", "expires": now_ms() + 60_000, "tokenUrl": profile_ep.url}}),
     )
     .unwrap();
-    env.call("auth.refresh", json!({"profileId": "acme:own", "force": true}))
-        .unwrap();
+    env.call(
+        "auth.refresh",
+        json!({"profileId": "acme:own", "force": true}),
+    )
+    .unwrap();
     assert_eq!(profile_ep.calls(), 1);
     let form = profile_ep.state.lock().unwrap().last_form.clone();
     assert_eq!(form_get(&form, "client_id").as_deref(), Some("client-1"));
     assert!(form_get(&form, "client_secret").is_none(), "{form}");
     // The provider's own endpoint still gets it.
-    put_oauth(&env, "acme:work", "ACCESS-0-xyzzy", "REFRESH-0-xyzzy", now_ms() + 60_000);
-    env.call("auth.refresh", json!({"profileId": "acme:work", "force": true}))
-        .unwrap();
+    put_oauth(
+        &env,
+        "acme:work",
+        "ACCESS-0-xyzzy",
+        "REFRESH-0-xyzzy",
+        now_ms() + 60_000,
+    );
+    env.call(
+        "auth.refresh",
+        json!({"profileId": "acme:work", "force": true}),
+    )
+    .unwrap();
     let form = provider_ep.state.lock().unwrap().last_form.clone();
-    assert_eq!(form_get(&form, "client_secret").as_deref(), Some("client-secret-xyzzy"));
+    assert_eq!(
+        form_get(&form, "client_secret").as_deref(),
+        Some("client-secret-xyzzy")
+    );
 }
 
 /// Before: `http://127.0.0.1:1@HOST/` passed as loopback.
@@ -758,7 +780,10 @@ fn token_urls_with_userinfo_are_refused_everywhere() {
         "http://localhost:x@evil.example/t",
     ] {
         let e = env
-            .call("providers.put", json!({"id": "acme", "oauth": {"tokenUrl": u, "clientId": "c"}}))
+            .call(
+                "providers.put",
+                json!({"id": "acme", "oauth": {"tokenUrl": u, "clientId": "c"}}),
+            )
             .unwrap_err();
         assert_eq!(e["data"]["kind"], "invalid_params", "{u}: {e}");
         env.call(
@@ -768,10 +793,16 @@ fn token_urls_with_userinfo_are_refused_everywhere() {
         )
         .ok();
         let e = env
-            .call("auth.refresh", json!({"profileId": "acme:x", "force": true}))
+            .call(
+                "auth.refresh",
+                json!({"profileId": "acme:x", "force": true}),
+            )
             .unwrap_err();
         let all = e.to_string();
-        assert!(all.contains("insecure_token_url") || all.contains("invalid_profile"), "{u}: {all}");
+        assert!(
+            all.contains("insecure_token_url") || all.contains("invalid_profile"),
+            "{u}: {all}"
+        );
     }
 }
 
@@ -807,7 +838,11 @@ fn processes_reaching_the_store_through_a_symlink_share_one_refresh() {
         .collect();
     for c in children {
         let out = c.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v: Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(v["secret"], "ACCESS-1-xyzzy");
     }
@@ -829,7 +864,11 @@ fn a_rotated_refresh_token_survives_a_store_that_stays_busy() {
     c.execute_batch("BEGIN IMMEDIATE").unwrap();
     let child = env
         .command()
-        .args(["call", "auth.refresh", r#"{"profileId":"acme:work","force":true}"#])
+        .args([
+            "call",
+            "auth.refresh",
+            r#"{"profileId":"acme:work","force":true}"#,
+        ])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -845,7 +884,11 @@ fn a_rotated_refresh_token_survives_a_store_that_stays_busy() {
     std::thread::sleep(Duration::from_millis(1500));
     c.execute_batch("COMMIT").unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(server.calls(), 1);
     assert_eq!(stored(&env, "acme:work")["refresh"], server.current());
 }
