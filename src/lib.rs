@@ -20,6 +20,7 @@ pub mod envkeys;
 pub mod error;
 pub mod export;
 pub mod flight;
+pub mod fsread;
 pub mod ids;
 pub mod import;
 pub mod oauth;
