@@ -584,7 +584,7 @@ mod tests {
             json!({"cooldowns": {"transientStepsMs": [1, MAX_DURATION_MS + 1]}}),
             json!({"cooldowns": {"transientStepsMs": vec![1; MAX_LIST_LEN + 1]}}),
             json!({"secretProviders": {"v": {"source": "exec", "command": "/bin/true", "timeoutMs": 0}}}),
-            json!({"secretProviders": {"v": {"source": "exec", "command": "/bin/true", "timeoutMs": 300_001}}}),
+            json!({"secretProviders": {"v": {"source": "exec", "command": "/bin/true", "timeoutMs": MAX_EXEC_TIMEOUT_MS + 1}}}),
         ] {
             let e = merge_settings(&Map::new(), &obj(bad.clone())).unwrap_err();
             assert_eq!(e.kind, ErrorKind::InvalidSettings, "{bad}");
