@@ -585,6 +585,10 @@ pub struct SettingsSetParams {
     /// The keys to change; merged into the stored ones (`cooldowns` key by key).
     #[schemars(with = "crate::settings::Settings")]
     pub settings: serde_json::Map<String, Value>,
+    /// Store only if the settings revision is still this one (`revision_conflict` otherwise),
+    /// so two editors of `secretProviders` do not overwrite each other.
+    #[serde(default)]
+    pub expected_revision: Option<i64>,
 }
 
 /// `settings.get` / `settings.set` result.
@@ -593,6 +597,9 @@ pub struct SettingsSetParams {
 pub struct SettingsResult {
     /// The effective settings (durations in milliseconds).
     pub settings: crate::settings::Settings,
+    /// The settings revision: 0 before the first `settings.set`, +1 per successful one
+    /// (give it as `expectedRevision`).
+    pub revision: i64,
 }
 
 /// A provider's OAuth client (PROTOCOL §5.2): where and as whom refresh tokens are redeemed.

@@ -17,6 +17,7 @@
 pub mod api;
 pub mod cli;
 pub mod core;
+pub mod fsread;
 pub mod handlers;
 pub mod openclaw;
 pub mod protocol;

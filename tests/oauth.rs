@@ -677,3 +677,230 @@ fn tokens_never_reach_logs_or_errors() {
         assert!(!all.contains(MARK), "{m} leaked: {all}");
     }
 }
+
+/// Before: `RUST_LOG=ureq_proto::util=trace` printed the token endpoint's answer.
+#[test]
+fn module_level_trace_of_http_crates_prints_no_token() {
+    let env = Env::with_vars(&[(
+        "RUST_LOG",
+        "trace,ureq_proto::util=trace,ureq::unversioned=trace,rustls::client=trace",
+    )]);
+    let server = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
+    setup(&env, &server, now_ms() + 60_000);
+    let out = env
+        .command()
+        .args([
+            "call",
+            "auth.refresh",
+            r#"{"profileId":"acme:work","force":true}"#,
+        ])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert_eq!(server.calls(), 1);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains(MARK), "a token in the log: {stderr}");
+}
+
+/// Before: `HTTPS_PROXY`/`ALL_PROXY` sent a loopback token call (refresh token and client
+/// secret in clear) to the proxy.
+#[test]
+fn loopback_token_calls_bypass_proxies() {
+    let proxy = TcpListener::bind("127.0.0.1:0").unwrap();
+    let purl = format!("http://{}", proxy.local_addr().unwrap());
+    let seen = Arc::new(Mutex::new(0usize));
+    let s2 = seen.clone();
+    std::thread::spawn(move || {
+        for c in proxy.incoming() {
+            *s2.lock().unwrap() += 1;
+            drop(c);
+        }
+    });
+    let env = Env::with_vars(&[
+        ("HTTPS_PROXY", &purl),
+        ("HTTP_PROXY", &purl),
+        ("ALL_PROXY", &purl),
+        ("https_proxy", &purl),
+        ("http_proxy", &purl),
+        ("all_proxy", &purl),
+    ]);
+    let server = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
+    setup(&env, &server, now_ms() + 60_000);
+    let r = env.call(
+        "auth.refresh",
+        json!({"profileId": "acme:work", "force": true}),
+    );
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(server.calls(), 1);
+    assert_eq!(*seen.lock().unwrap(), 0, "the proxy saw the token call");
+}
+
+/// Before: the provider's client secret went to a profile's own `tokenUrl`.
+#[test]
+fn the_client_secret_goes_only_to_the_providers_token_url() {
+    let env = Env::with_vars(&[("ACME_CLIENT_SECRET", "client-secret-xyzzy")]);
+    let provider_ep = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
+    let profile_ep = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
+    env.call(
+        "providers.put",
+        json!({"id": "acme", "oauth": {"tokenUrl": provider_ep.url, "clientId": "client-1",
+               "clientSecretRef": {"source": "env", "provider": "default", "id": "ACME_CLIENT_SECRET"}}}),
+    )
+    .unwrap();
+    env.call(
+        "profiles.put",
+        json!({"profile": {"id": "acme:own", "type": "oauth", "access": "ACCESS-0-xyzzy",
+               "refresh": "REFRESH-0-xyzzy", "expires": now_ms() + 60_000, "tokenUrl": profile_ep.url}}),
+    )
+    .unwrap();
+    env.call(
+        "auth.refresh",
+        json!({"profileId": "acme:own", "force": true}),
+    )
+    .unwrap();
+    assert_eq!(profile_ep.calls(), 1);
+    let form = profile_ep.state.lock().unwrap().last_form.clone();
+    assert_eq!(form_get(&form, "client_id").as_deref(), Some("client-1"));
+    assert!(form_get(&form, "client_secret").is_none(), "{form}");
+    // The provider's own endpoint still gets it.
+    put_oauth(
+        &env,
+        "acme:work",
+        "ACCESS-0-xyzzy",
+        "REFRESH-0-xyzzy",
+        now_ms() + 60_000,
+    );
+    env.call(
+        "auth.refresh",
+        json!({"profileId": "acme:work", "force": true}),
+    )
+    .unwrap();
+    let form = provider_ep.state.lock().unwrap().last_form.clone();
+    assert_eq!(
+        form_get(&form, "client_secret").as_deref(),
+        Some("client-secret-xyzzy")
+    );
+}
+
+/// Before: `http://127.0.0.1:1@HOST/` passed as loopback.
+#[test]
+fn token_urls_with_userinfo_are_refused_everywhere() {
+    let env = Env::new();
+    for u in [
+        "http://127.0.0.1:1@evil.example/t",
+        "http://[::1]@evil.example/t",
+        "http://localhost:x@evil.example/t",
+    ] {
+        let e = env
+            .call(
+                "providers.put",
+                json!({"id": "acme", "oauth": {"tokenUrl": u, "clientId": "c"}}),
+            )
+            .unwrap_err();
+        assert_eq!(e["data"]["kind"], "invalid_params", "{u}: {e}");
+        env.call(
+            "profiles.put",
+            json!({"profile": {"id": "acme:x", "type": "oauth", "access": "a", "refresh": "r",
+                   "expires": now_ms() + 60_000, "tokenUrl": u}}),
+        )
+        .ok();
+        let e = env
+            .call(
+                "auth.refresh",
+                json!({"profileId": "acme:x", "force": true}),
+            )
+            .unwrap_err();
+        let all = e.to_string();
+        assert!(
+            all.contains("insecure_token_url") || all.contains("invalid_profile"),
+            "{u}: {all}"
+        );
+    }
+}
+
+/// Before: the refresh lock was keyed by the store path as typed; processes reaching one
+/// store through a symlink both sent the same rotated refresh token and it was revoked.
+#[test]
+fn processes_reaching_the_store_through_a_symlink_share_one_refresh() {
+    let env = Env::new();
+    let server = TokenServer::start(Mode::Rotate, 300, "REFRESH-0-xyzzy");
+    setup(&env, &server, now_ms() + 60_000);
+    let link_dir = tempfile::tempdir().unwrap();
+    let link = link_dir.path().join("linked.db");
+    std::os::unix::fs::symlink(env.store(), &link).unwrap();
+    let children: Vec<_> = (0..6)
+        .map(|i| {
+            let mut c = if i % 2 == 1 {
+                let mut c = std::process::Command::new(common::BIN);
+                c.env_clear()
+                    .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+                    .env("HOME", env.dir.path())
+                    .arg("--store")
+                    .arg(&link);
+                c
+            } else {
+                env.command()
+            };
+            c.args(["call", "auth.resolve", r#"{"provider":"acme"}"#])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(v["secret"], "ACCESS-1-xyzzy");
+    }
+    assert_eq!(server.calls(), 1);
+    assert_eq!(server.reuses(), 0);
+}
+
+/// Before: the commit of a rotated refresh token was tried 4 times; a store that stayed
+/// busy longer lost the token (it existed nowhere else) and the profile needed a new login.
+#[test]
+fn a_rotated_refresh_token_survives_a_store_that_stays_busy() {
+    let env = Env::new();
+    let server = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
+    setup(&env, &server, now_ms() + 60_000);
+    env.call("settings.set", json!({"settings": {"busyTimeoutMs": 50}}))
+        .unwrap();
+    // Another process holds the write lock for a while (far longer than 4 busy timeouts).
+    let c = rusqlite::Connection::open(env.store()).unwrap();
+    c.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let child = env
+        .command()
+        .args([
+            "call",
+            "auth.refresh",
+            r#"{"profileId":"acme:work","force":true}"#,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the token call has happened, then keep the store busy a while longer.
+    for _ in 0..3000 {
+        if server.calls() > 0 {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(server.calls(), 1, "the token call did not happen");
+    std::thread::sleep(Duration::from_millis(1500));
+    c.execute_batch("COMMIT").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(server.calls(), 1);
+    assert_eq!(stored(&env, "acme:work")["refresh"], server.current());
+}

@@ -197,6 +197,20 @@ pub fn init_logging() {
     } else {
         spec.parse::<tracing_subscriber::filter::Targets>().ok()
     };
+    // A directive for a module *inside* a silenced crate (`ureq_proto::util=trace`) would
+    // win over the crate-wide OFF below (the longest target matches): drop such directives.
+    let parsed = parsed.map(|t| {
+        let kept = t
+            .iter()
+            .filter(|(target, _)| !silenced_target(target))
+            .map(|(target, level)| (target.to_string(), level))
+            .collect::<Vec<_>>();
+        let rebuilt = tracing_subscriber::filter::Targets::new().with_targets(kept);
+        match t.default_level() {
+            Some(l) => rebuilt.with_default(l),
+            None => rebuilt,
+        }
+    });
     let targets = parsed
         .unwrap_or_else(|| {
             tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
@@ -222,6 +236,24 @@ pub fn init_logging() {
         )
         .with(targets)
         .try_init();
+}
+
+/// Crates whose logging is always off: jsonrpsee prints raw messages, HTTP and TLS
+/// internals may print headers or bodies (tokens).
+const SILENCED_CRATES: [&str; 6] = [
+    "jsonrpsee",
+    "jsonrpsee_core",
+    "jsonrpsee_types",
+    "ureq",
+    "ureq_proto",
+    "rustls",
+];
+
+/// Whether a `RUST_LOG` target is a silenced crate or a module inside one.
+fn silenced_target(target: &str) -> bool {
+    SILENCED_CRATES
+        .iter()
+        .any(|c| target == *c || target.starts_with(&format!("{c}::")))
 }
 
 /// What the panic hook prints: where the bug is, never the panic's message, which may hold
@@ -292,11 +324,24 @@ pub fn run(cli: Cli) -> i32 {
             };
             let params = match params.as_deref() {
                 Some("-") => {
+                    // Bounded like a `serve` line: at most --max-message-bytes' default.
+                    let cap = transport::DEFAULT_MAX_MESSAGE_BYTES as u64;
                     let mut s = String::new();
-                    if let Err(e) = io::stdin().read_to_string(&mut s) {
+                    if let Err(e) = io::stdin().take(cap + 1).read_to_string(&mut s) {
                         return print_error(&RpcError::invalid_params(format!(
                             "cannot read params from stdin: {e}"
                         )));
+                    }
+                    if s.len() as u64 > cap {
+                        zeroize::Zeroize::zeroize(&mut s);
+                        return print_error(
+                            &RpcError::new(
+                                ErrorKind::MessageTooLarge,
+                                format!("params on stdin are larger than {cap} bytes"),
+                            )
+                            .with("maxMessageBytes", cap)
+                            .with_hint("send smaller params, or use `serve`"),
+                        );
                     }
                     Some(s)
                 }
@@ -764,31 +809,63 @@ enum Event {
     Signal,
 }
 
+/// Process hardening of a long-lived `serve` (issue 11): no core dump
+/// (`RLIMIT_CORE = 0`) and not dumpable (`PR_SET_DUMPABLE = 0`: no core, and another
+/// process of the same user cannot ptrace it or read its memory through /proc), so
+/// resolved keys do not end up on disk or in another process. Failures are ignored.
+pub fn harden_process() {
+    let zero = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls with valid arguments; they only change this process.
+    unsafe {
+        let _ = libc::setrlimit(libc::RLIMIT_CORE, &zero);
+        #[cfg(target_os = "linux")]
+        let _ = libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
+    }
+}
+
 /// The serve loop: a reader thread feeds lines through a bounded channel, in batches of
 /// whatever is already buffered (so a pipelined client costs one hand-over per 64 KiB, not
 /// per line); requests run in order on this thread; output is flushed whenever no more
 /// input is waiting. SIGTERM/SIGINT: finish the request in flight, flush, exit 0.
 pub fn serve(d: &Dispatcher, max: usize) -> i32 {
+    harden_process();
     let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(16);
     let stop = Arc::new(AtomicBool::new(false));
     {
         let tx = tx.clone();
         let stop = stop.clone();
+        // The SIGTERM/SIGINT handlers are installed here, on this thread, before the first
+        // request is read: a signal sent right after the first answer must find them in
+        // place (installed on the waiting thread, they were missing in about 1 run in 6).
+        let handlers = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .ok()
+            .and_then(|rt| {
+                use tokio::signal::unix::{signal, SignalKind};
+                let installed = {
+                    let _g = rt.enter();
+                    (
+                        signal(SignalKind::terminate()),
+                        signal(SignalKind::interrupt()),
+                    )
+                };
+                match installed {
+                    (Ok(term), Ok(int)) => Some((rt, term, int)),
+                    _ => None,
+                }
+            });
+        if handlers.is_none() {
+            tracing::warn!("could not install the SIGTERM/SIGINT handlers");
+        }
         std::thread::spawn(move || {
-            let Ok(rt) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-            else {
+            let Some((rt, mut term, mut int)) = handlers else {
                 return;
             };
             rt.block_on(async {
-                use tokio::signal::unix::{signal, SignalKind};
-                let (Ok(mut term), Ok(mut int)) = (
-                    signal(SignalKind::terminate()),
-                    signal(SignalKind::interrupt()),
-                ) else {
-                    return;
-                };
                 tokio::select! {
                     _ = term.recv() => {}
                     _ = int.recv() => {}
@@ -829,16 +906,24 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
                 break 'outer;
             }
             let reply = match ev {
-                Event::Line(line) => d.handle_line(&line),
+                Event::Line(mut line) => {
+                    let r = d.handle_line(&line);
+                    // The line may carry a secret (profiles.put): wipe it now rather than
+                    // leave it in freed memory.
+                    zeroize::Zeroize::zeroize(&mut line);
+                    r
+                }
                 Event::TooLarge => Some(transport::too_large_response(max)),
                 Event::Eof | Event::Signal => break 'outer,
             };
-            if let Some(reply) = reply {
-                if out
+            if let Some(mut reply) = reply {
+                let failed = out
                     .write_all(reply.as_bytes())
                     .and_then(|_| out.write_all(b"\n"))
-                    .is_err()
-                {
+                    .is_err();
+                // An auth.resolve answer holds a secret.
+                zeroize::Zeroize::zeroize(&mut reply);
+                if failed {
                     return 0;
                 }
             }

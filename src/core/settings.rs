@@ -312,10 +312,29 @@ fn invalid(key: &str, msg: impl Into<String>) -> RpcError {
         .with("validKeys", SETTING_KEYS)
 }
 
+/// Upper bound of every duration setting except `busyTimeoutMs`: 365 days in milliseconds.
+pub const MAX_DURATION_MS: i64 = 365 * 86_400_000;
+/// Bounds of `busyTimeoutMs` (milliseconds): SQLite takes an `int`, and a process that
+/// waits longer than 10 minutes for a lock is better told the store is busy.
+pub const BUSY_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=600_000;
+/// Bounds of an exec secret provider's `timeoutMs` (milliseconds).
+pub const EXEC_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=MAX_EXEC_TIMEOUT_MS;
+/// At most this many entries in `transientStepsMs`, `cooldownExemptProviders`,
+/// `secretProviders` and an exec provider's `args` / `passEnv`.
+pub const MAX_LIST_LEN: usize = 64;
+
 /// Builds the effective settings from the stored keys (unknown or broken ones are ignored).
 pub fn from_stored(stored: &Map<String, Value>) -> Settings {
+    from_stored_checked(stored).0
+}
+
+/// Builds the effective settings from the stored keys and names the stored keys that were
+/// ignored because they do not parse or are out of bounds (their defaults are used
+/// instead). A store whose settings were written by a buggy or older build still opens.
+pub fn from_stored_checked(stored: &Map<String, Value>) -> (Settings, Vec<String>) {
+    let mut ignored = Vec::new();
     if stored.is_empty() {
-        return Settings::default();
+        return (Settings::default(), ignored);
     }
     let mut obj = serde_json::to_value(Settings::default()).expect("settings serialise");
     if let Value::Object(o) = &mut obj {
@@ -323,13 +342,18 @@ pub fn from_stored(stored: &Map<String, Value>) -> Settings {
             if SETTING_KEYS.contains(&k.as_str()) {
                 let mut trial = o.clone();
                 trial.insert(k.clone(), v.clone());
-                if serde_json::from_value::<Settings>(Value::Object(trial)).is_ok() {
+                let ok = serde_json::from_value::<Settings>(Value::Object(trial))
+                    .ok()
+                    .is_some_and(|s| validate(&s).is_ok());
+                if ok {
                     o.insert(k.clone(), v.clone());
+                } else {
+                    ignored.push(k.clone());
                 }
             }
         }
     }
-    serde_json::from_value(obj).unwrap_or_default()
+    (serde_json::from_value(obj).unwrap_or_default(), ignored)
 }
 
 /// Merges `given` into `stored` (a `cooldowns` object merges key by key) and validates the
@@ -411,21 +435,54 @@ fn validate(s: &Settings) -> Result<(), RpcError> {
         ("authPermanentMaxMs", c.auth_permanent_max_ms),
         ("failureWindowMs", c.failure_window_ms),
     ] {
-        if v < 0 {
+        if !(0..=MAX_DURATION_MS).contains(&v) {
             return Err(invalid(
                 &format!("cooldowns/{name}"),
-                format!("`{name}` must be >= 0 milliseconds"),
+                format!("`{name}` must be 0 to {MAX_DURATION_MS} milliseconds (365 days)"),
             ));
         }
     }
-    if c.transient_steps_ms.is_empty() || c.transient_steps_ms.iter().any(|v| *v < 0) {
+    if c.transient_steps_ms.is_empty()
+        || c.transient_steps_ms.len() > MAX_LIST_LEN
+        || c.transient_steps_ms
+            .iter()
+            .any(|v| !(0..=MAX_DURATION_MS).contains(v))
+    {
         return Err(invalid(
             "cooldowns/transientStepsMs",
-            "`transientStepsMs` must be a non-empty list of milliseconds >= 0",
+            format!(
+                "`transientStepsMs` must be a list of 1 to {MAX_LIST_LEN} durations of 0 to {MAX_DURATION_MS} milliseconds"
+            ),
         ));
     }
-    if s.refresh_margin_ms < 0 {
-        return Err(invalid("refreshMarginMs", "`refreshMarginMs` must be >= 0"));
+    if !(0..=MAX_DURATION_MS).contains(&s.refresh_margin_ms) {
+        return Err(invalid(
+            "refreshMarginMs",
+            format!("`refreshMarginMs` must be 0 to {MAX_DURATION_MS} milliseconds"),
+        ));
+    }
+    if !BUSY_TIMEOUT_MS_RANGE.contains(&s.busy_timeout_ms) {
+        return Err(invalid(
+            "busyTimeoutMs",
+            format!(
+                "`busyTimeoutMs` must be {} to {} milliseconds",
+                BUSY_TIMEOUT_MS_RANGE.start(),
+                BUSY_TIMEOUT_MS_RANGE.end()
+            ),
+        )
+        .with_hint("5000 (the default) suits most stores"));
+    }
+    if s.cooldown_exempt_providers.len() > MAX_LIST_LEN {
+        return Err(invalid(
+            "cooldownExemptProviders",
+            format!("at most {MAX_LIST_LEN} providers"),
+        ));
+    }
+    if s.secret_providers.len() > MAX_LIST_LEN {
+        return Err(invalid(
+            "secretProviders",
+            format!("at most {MAX_LIST_LEN} secret providers"),
+        ));
     }
     for (name, p) in &s.secret_providers {
         match p {
@@ -443,7 +500,29 @@ fn validate(s: &Settings) -> Result<(), RpcError> {
                     ));
                 }
             }
-            SecretProvider::Exec { command, .. } => {
+            SecretProvider::Exec {
+                command,
+                timeout_ms,
+                args,
+                pass_env,
+                ..
+            } => {
+                if !EXEC_TIMEOUT_MS_RANGE.contains(timeout_ms) {
+                    return Err(invalid(
+                        &format!("secretProviders/{name}/timeoutMs"),
+                        format!(
+                            "`timeoutMs` must be {} to {} milliseconds",
+                            EXEC_TIMEOUT_MS_RANGE.start(),
+                            EXEC_TIMEOUT_MS_RANGE.end()
+                        ),
+                    ));
+                }
+                if args.len() > MAX_LIST_LEN || pass_env.len() > MAX_LIST_LEN {
+                    return Err(invalid(
+                        &format!("secretProviders/{name}"),
+                        format!("at most {MAX_LIST_LEN} `args` and `passEnv` entries"),
+                    ));
+                }
                 if !command.starts_with('/') {
                     return Err(invalid(
                         &format!("secretProviders/{name}/command"),
@@ -493,6 +572,34 @@ mod tests {
         let (_, s2) = merge_settings(&store, &obj(json!({"envFallback": "never"}))).unwrap();
         assert_eq!(s2.cooldowns.rate_limit_base_ms, 100);
         assert_eq!(s2.env_fallback, EnvFallback::Never);
+    }
+
+    #[test]
+    fn every_setting_is_bounded() {
+        for bad in [
+            json!({"busyTimeoutMs": 3_000_000_000u64}),
+            json!({"busyTimeoutMs": 600_001}),
+            json!({"refreshMarginMs": MAX_DURATION_MS + 1}),
+            json!({"cooldowns": {"rateLimitMaxMs": i64::MAX}}),
+            json!({"cooldowns": {"transientStepsMs": [1, MAX_DURATION_MS + 1]}}),
+            json!({"cooldowns": {"transientStepsMs": vec![1; MAX_LIST_LEN + 1]}}),
+            json!({"secretProviders": {"v": {"source": "exec", "command": "/bin/true", "timeoutMs": 0}}}),
+            json!({"secretProviders": {"v": {"source": "exec", "command": "/bin/true", "timeoutMs": MAX_EXEC_TIMEOUT_MS + 1}}}),
+        ] {
+            let e = merge_settings(&Map::new(), &obj(bad.clone())).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidSettings, "{bad}");
+        }
+        let (_, s) = merge_settings(&Map::new(), &obj(json!({"busyTimeoutMs": 600_000}))).unwrap();
+        assert_eq!(s.busy_timeout_ms, 600_000);
+    }
+
+    #[test]
+    fn bad_stored_settings_are_ignored_and_named() {
+        let stored = obj(json!({"busyTimeoutMs": 3_000_000_000u64, "refreshMarginMs": 1000}));
+        let (s, ignored) = from_stored_checked(&stored);
+        assert_eq!(s.busy_timeout_ms, 5000);
+        assert_eq!(s.refresh_margin_ms, 1000);
+        assert_eq!(ignored, vec!["busyTimeoutMs".to_string()]);
     }
 
     #[test]

@@ -112,6 +112,25 @@ pub(crate) fn unknown_profile(id: &str, agent: Option<&str>) -> RpcError {
     .with_hint("list the stored ids with profiles.list, or create it with profiles.put")
 }
 
+/// The settings-table key holding the settings revision (not a setting: never merged).
+const SETTINGS_REVISION_KEY: &str = "_revision";
+
+/// The settings revision: 0 before the first `settings.set`, +1 per successful one.
+fn settings_revision(c: &dyn Tx) -> Result<i64> {
+    Ok(c.setting(SETTINGS_REVISION_KEY)?
+        .and_then(|v| v.as_i64())
+        .unwrap_or(0))
+}
+
+/// The current settings revision, or `revision_conflict` when `expected` differs.
+fn check_settings_revision(c: &dyn Tx, expected: Option<i64>) -> Result<i64> {
+    let current = settings_revision(c)?;
+    match expected {
+        Some(e) if e != current => Err(revision_conflict(e, current)),
+        _ => Ok(current),
+    }
+}
+
 fn revision_conflict(expected: i64, current: i64) -> RpcError {
     RpcError::new(
         ErrorKind::RevisionConflict,
@@ -794,11 +813,16 @@ impl App {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();
-        self.store().read(|c| {
+        // The store is read in one transaction; SecretRefs (which may run exec helpers or
+        // read files) are resolved after it ended, so no helper runs inside it.
+        let (provider, profiles, order, steps, settings) = self.store().read(|c| {
             let aliases = load_aliases(c)?;
             let provider = provider_param(&p.provider, &aliases)?;
             let (profiles, order, steps, settings) =
                 self.walk_view(c, a, &provider, p.model.as_deref(), None, now)?;
+            Ok((provider, profiles, order, steps, settings))
+        })?;
+        {
             let walked = materialise(
                 &profiles,
                 steps,
@@ -829,7 +853,7 @@ impl App {
                 source,
                 effective,
             })
-        })
+        }
     }
 
     /// `order.set`.
@@ -1386,11 +1410,16 @@ impl App {
             );
         }
         let now = now_ms();
-        self.store().read(|c| {
+        // Read in one transaction; resolve SecretRefs (exec helpers, files) after it.
+        let (provider, profiles, steps, settings, env_keys) = self.store().read(|c| {
             let aliases = load_aliases(c)?;
             let provider = provider_param(&p.provider, &aliases)?;
             let (profiles, _, steps, settings) =
                 self.walk_view(c, a, &provider, model.as_deref(), None, now)?;
+            let env_keys = env_keys_for(c, &provider)?;
+            Ok((provider, profiles, steps, settings, env_keys))
+        })?;
+        {
             let walked = materialise(
                 &profiles,
                 steps,
@@ -1421,7 +1450,7 @@ impl App {
                 });
             }
             if env_allowed(settings.env_fallback, &walked.steps) {
-                for k in env_keys_for(c, &provider)? {
+                for k in env_keys {
                     if !seen.insert(k.value.expose().to_string()) {
                         continue;
                     }
@@ -1440,15 +1469,17 @@ impl App {
                 agent: agent.clone(),
                 candidates,
             })
-        })
+        }
     }
 
     /// `settings.get`: the effective settings (defaults merged with the stored keys).
     ///
     /// Errors: store errors.
     pub fn settings_get(&self, _: SettingsGetParams) -> Result<SettingsResult> {
-        let settings = self.store().read(load_settings)?;
-        Ok(SettingsResult { settings })
+        let (settings, revision) = self
+            .store()
+            .read(|c| Ok((load_settings(c)?, settings_revision(c)?)))?;
+        Ok(SettingsResult { settings, revision })
     }
 
     /// `settings.set`: merges the given keys into the stored ones (`cooldowns` key by key)
@@ -1459,16 +1490,26 @@ impl App {
     pub fn settings_set(&self, p: SettingsSetParams) -> Result<SettingsResult> {
         let mut st = self.store();
         // Validate first so that refused settings do not create the store.
-        st.read(|c| settings::merge_settings(&c.settings()?, &p.settings).map(|_| ()))?;
-        let settings = st.write(|c| {
+        st.read(|c| {
+            check_settings_revision(c, p.expected_revision)?;
+            settings::merge_settings(&c.settings()?, &p.settings).map(|_| ())
+        })?;
+        let (settings, revision) = st.write(|c| {
+            let current = check_settings_revision(c, p.expected_revision)?;
             let (to_store, settings) = settings::merge_settings(&c.settings()?, &p.settings)?;
+            // Applied before committed: a value this connection cannot use is refused
+            // here, inside the transaction, and nothing is stored.
+            c.apply_busy_timeout(settings.busy_timeout_ms)?;
             for (k, v) in &to_store {
                 c.put_setting(k, v)?;
             }
-            Ok(settings)
+            c.put_setting(SETTINGS_REVISION_KEY,
+                &serde_json::Value::from(current + 1),
+            )?;
+            Ok((settings, current + 1))
         })?;
         st.set_busy_timeout(settings.busy_timeout_ms);
         tracing::info!(keys = ?p.settings.keys().collect::<Vec<_>>(), "settings stored");
-        Ok(SettingsResult { settings })
+        Ok(SettingsResult { settings, revision })
     }
 }

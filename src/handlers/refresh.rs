@@ -23,6 +23,10 @@ use crate::secret::Secret;
 use crate::service::{load_settings, now_ms, unknown_profile, App};
 use crate::store::Tx;
 
+/// How long the commit of a *rotated* refresh token is retried while the store stays busy
+/// (the token exists nowhere else; the refresh lock is held meanwhile).
+pub const ROTATED_COMMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+
 /// The refresh-relevant state of an oauth profile, compared before and after taking the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Snapshot {
@@ -272,13 +276,19 @@ impl App {
         let client_id = client_id
             .clone()
             .or_else(|| pconf.as_ref().map(|p| p.client_id.clone()));
-        // The provider's client secret goes only with the provider's own client id.
+        // The provider's client secret goes only with the provider's own client id, and
+        // only to the provider's own token endpoint: a profile's own `tokenUrl` (which
+        // anyone who can put a profile chooses) never receives it.
         let client_secret = match &pconf {
-            Some(p) if client_id.as_deref() == Some(p.client_id.as_str()) => p
-                .client_secret_ref
-                .as_ref()
-                .map(|r| crate::secrets::resolve_ref(r, &settings))
-                .transpose()?,
+            Some(p)
+                if client_id.as_deref() == Some(p.client_id.as_str())
+                    && oauth::same_endpoint(&endpoint, &p.token_url) =>
+            {
+                p.client_secret_ref
+                    .as_ref()
+                    .map(|r| crate::secrets::resolve_ref(r, &settings))
+                    .transpose()?
+            }
             _ => None,
         };
         let scope_param = pconf.as_ref().and_then(|p| p.scope.clone());
@@ -297,7 +307,8 @@ impl App {
                 let rotated = grant.refresh.is_some();
                 // Commit before anyone uses the token. A busy store is retried: the rotated
                 // refresh token exists nowhere else.
-                let mut tries = 0;
+                let mut tries = 0u32;
+                let commit_started = std::time::Instant::now();
                 let stored = loop {
                     let r = self.store().write(|c| {
                         let Some(mut now_sp) = c.scope_profile(scope, id)? else {
@@ -327,10 +338,28 @@ impl App {
                         }
                         Ok(true)
                     });
-                    match r {
-                        Err(e) if e.kind == ErrorKind::StoreBusy && tries < 3 => tries += 1,
-                        other => break other,
+                    // A rotated refresh token exists only in this process now, and the
+                    // refresh lock keeps every other process from using the old one: keep
+                    // retrying a busy store for up to ROTATED_COMMIT_PATIENCE rather than
+                    // drop it. Without rotation, three tries are enough.
+                    let retry = match &r {
+                        Err(e) if e.kind == ErrorKind::StoreBusy => {
+                            if rotated {
+                                commit_started.elapsed() < ROTATED_COMMIT_PATIENCE
+                            } else {
+                                tries < 3
+                            }
+                        }
+                        _ => false,
+                    };
+                    if !retry {
+                        break r;
                     }
+                    tries += 1;
+                    tracing::warn!(profile_id = %id, tries, rotated, "the store is busy; retrying the commit of the refreshed token");
+                    std::thread::sleep(std::time::Duration::from_millis(
+                        (25u64 << tries.min(5)).min(500),
+                    ));
                 };
                 match stored {
                     Ok(true) => {

@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::error::{ErrorKind, Result, RpcError};
 use crate::export::{self, ExportParams, ExportResult};
+use crate::fsread;
 use crate::ids;
 use crate::import::{
     self, EntryError, Format, ImportParams, ImportPlan, ImportResult, ImportWarning, Loaded,
@@ -54,12 +55,14 @@ fn expand_home(p: &str) -> PathBuf {
     PathBuf::from(p)
 }
 
+/// Opens a source file without blocking and checks it is a regular file ([`fsread`]).
+fn open_source(path: &Path) -> Result<(std::fs::File, std::fs::Metadata)> {
+    fsread::open_regular(path).map_err(|e| unreadable(path, e))
+}
+
 fn read_json(path: &Path) -> Result<Value> {
-    let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
-    if meta.len() > MAX_JSON_BYTES {
-        return Err(unreadable(path, "the file is larger than 64 MiB"));
-    }
-    let bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+    let (f, meta) = open_source(path)?;
+    let bytes = fsread::read_capped(f, &meta, MAX_JSON_BYTES).map_err(|e| unreadable(path, e))?;
     serde_json::from_slice(&bytes).map_err(|_| {
         RpcError::new(
             ErrorKind::ShapeUnrecognized,
@@ -74,17 +77,43 @@ fn read_json(path: &Path) -> Result<Value> {
 fn is_sqlite(path: &Path) -> bool {
     use std::io::Read;
     let mut head = [0u8; 16];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok()
+    fsread::open_regular(path)
+        .ok()
+        .is_some_and(|(mut f, _)| f.read_exact(&mut head).is_ok())
         && &head == b"SQLite format 3\0"
 }
 
+/// Largest SQLite source opened (bytes): an OpenClaw database holding auth profiles is
+/// far smaller.
+const MAX_SQLITE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// SQLite virtual-machine steps allowed per source query before it is interrupted, so a
+/// crafted schema (a recursive view, an expression index) cannot spin.
+const MAX_SQLITE_PROGRESS_CALLS: u32 = 100_000; // × 1000 opcodes
+
 /// Opens a SQLite source strictly read-only and immutable: no lock, no `-wal`/`-shm`.
+/// The file is first opened `O_NONBLOCK` and checked to be a regular file of at most
+/// [`MAX_SQLITE_BYTES`]; the connection gets hard limits (16 MiB strings and blobs, a
+/// 2 MiB page cache, no mmap, an untrusted schema, a bounded number of VM steps), so an
+/// 8 KB crafted file cannot make it allocate gigabytes.
 fn open_source_db(path: &Path) -> Result<Connection> {
-    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let (f, meta) = open_source(path)?;
+    if meta.len() > MAX_SQLITE_BYTES {
+        return Err(unreadable(
+            path,
+            format!("the database is larger than {MAX_SQLITE_BYTES} bytes"),
+        ));
+    }
+    // Open what was checked: /proc/self/fd/N names the very file behind `f`.
+    use std::os::fd::AsRawFd;
+    let via_fd = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    let target = if via_fd.exists() {
+        via_fd
+    } else {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    };
     let mut enc = String::new();
-    for ch in abs.to_string_lossy().chars() {
+    for ch in target.to_string_lossy().chars() {
         match ch {
             '%' => enc.push_str("%25"),
             '?' => enc.push_str("%3f"),
@@ -96,7 +125,37 @@ fn open_source_db(path: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
         | OpenFlags::SQLITE_OPEN_URI
         | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Connection::open_with_flags(&uri, flags).map_err(|e| unreadable(path, e))
+    let mut c = Connection::open_with_flags(&uri, flags).map_err(|e| unreadable(path, e))?;
+    drop(f);
+    limit_source_connection(&mut c).map_err(|e| unreadable(path, e))?;
+    Ok(c)
+}
+
+/// The limits of a connection on an untrusted SQLite source (see [`open_source_db`]).
+fn limit_source_connection(c: &mut Connection) -> rusqlite::Result<()> {
+    use rusqlite::limits::Limit;
+    c.set_limit(Limit::SQLITE_LIMIT_LENGTH, 16 << 20)?;
+    c.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 64 << 10)?;
+    c.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 100)?;
+    c.set_limit(Limit::SQLITE_LIMIT_COMPOUND_SELECT, 16)?;
+    c.set_limit(Limit::SQLITE_LIMIT_VDBE_OP, 100_000)?;
+    c.set_limit(Limit::SQLITE_LIMIT_FUNCTION_ARG, 16)?;
+    c.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    c.set_limit(Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000)?;
+    c.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 1)?;
+    c.execute_batch(
+        "PRAGMA trusted_schema = OFF; PRAGMA mmap_size = 0; PRAGMA cache_size = -2048;\
+         PRAGMA query_only = ON; PRAGMA cell_size_check = ON;",
+    )?;
+    let mut calls = 0u32;
+    c.progress_handler(
+        1000,
+        Some(move || {
+            calls += 1;
+            calls > MAX_SQLITE_PROGRESS_CALLS
+        }),
+    )?;
+    Ok(())
 }
 
 fn has_table(c: &Connection, name: &str) -> bool {
@@ -475,7 +534,15 @@ pub fn load_source(
         (None, Some(doc)) => return import::load_json(doc, format, agent),
         (Some(p), None) => expand_home(p),
     };
+    // stat (not open) never blocks; anything but a directory or a regular file (a FIFO,
+    // /dev/zero) is refused before it is opened.
     let meta = std::fs::metadata(&path).map_err(|e| unreadable(&path, e))?;
+    if !meta.is_dir() && !meta.is_file() {
+        return Err(unreadable(
+            &path,
+            format!("it is a {}, not a regular file", fsread::file_kind(&meta)),
+        ));
+    }
     let format = if format == Format::Auto {
         if meta.is_dir() {
             Format::OpenclawState
@@ -902,4 +969,47 @@ impl App {
             })
         })
     }
+}
+
+/// The body of the `import` fuzz target (`fuzz/fuzz_targets/import.rs`) and of its
+/// seeded-corpus test (`tests/import_fuzz.rs`): the first byte picks a parser, the rest
+/// is the source — 0: a JSON document through every JSON format, 1: the bytes as a SQLite
+/// file, 2: the bytes as a JSON file (both through [`load_source`], written under
+/// `scratch`). Each accepted source is planned as an import. Never panics; returns whether
+/// the source was accepted.
+pub fn fuzz_import_source(data: &[u8], scratch: &Path) -> bool {
+    let Some((selector, body)) = data.split_first() else {
+        return false;
+    };
+    let aliases = ids::Aliases::new();
+    let mut accepted = false;
+    match selector % 3 {
+        0 => {
+            let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+                return false;
+            };
+            for format in [
+                Format::Auto,
+                Format::Openclaw,
+                Format::OpenclawFlat,
+                Format::Modelauth,
+            ] {
+                if let Ok(loaded) = import::load_json(doc.clone(), format, None) {
+                    let _ = import::plan(&loaded, &aliases);
+                    accepted = true;
+                }
+            }
+        }
+        n => {
+            let path = scratch.join(if n == 1 { "src.sqlite" } else { "src.json" });
+            if std::fs::write(&path, body).is_err() {
+                return false;
+            }
+            if let Ok(loaded) = load_source(path.to_str(), None, Format::Auto, None) {
+                let _ = import::plan(&loaded, &aliases);
+                accepted = true;
+            }
+        }
+    }
+    accepted
 }

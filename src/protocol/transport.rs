@@ -20,6 +20,35 @@ use crate::rpc::Dispatcher;
 /// Default `--max-message-bytes`: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 
+/// Most members a batch may hold (more is one `invalid_request` error).
+pub const MAX_BATCH_MEMBERS: usize = 256;
+
+/// Once a batch's answers pass this many bytes (8 MiB), its remaining members are not
+/// executed (each gets a short `message_too_large` error).
+pub const MAX_BATCH_ANSWER_BYTES: usize = 8 << 20;
+
+/// The id text of a batch member that would be answered (`None` for a notification; a
+/// member whose id cannot be read is answered with `null`).
+fn batch_member_id(v: &RawValue) -> Option<String> {
+    #[derive(Deserialize)]
+    struct IdOnly<'a> {
+        #[serde(borrow, default, deserialize_with = "present")]
+        id: Option<&'a RawValue>,
+    }
+    match serde_json::from_str::<IdOnly<'_>>(v.get()) {
+        Ok(IdOnly { id: None }) => None,
+        Ok(IdOnly { id: Some(id) }) => {
+            let t = id.get();
+            let ok = t.starts_with('"')
+                || t == "null"
+                || t.starts_with('-')
+                || t.as_bytes()[0].is_ascii_digit();
+            Some(if ok { t.to_string() } else { "null".into() })
+        }
+        Err(_) => Some("null".into()),
+    }
+}
+
 /// What [`read_line_limited`] read.
 #[derive(Debug, PartialEq, Eq)]
 pub enum LineRead {
@@ -160,16 +189,62 @@ impl Dispatcher {
                     &invalid_request("an empty batch is not a request"),
                 ));
             }
-            let out: Vec<String> = items.iter().filter_map(|v| self.handle_value(v)).collect();
-            if out.is_empty() {
-                return None;
-            }
-            return Some(format!("[{}]", out.join(",")));
+            return self.handle_batch(&items);
         }
         match serde_json::from_str::<&RawValue>(text) {
             Ok(v) => self.handle_value(v),
             Err(e) => Some(parse_error(&e)),
         }
+    }
+
+    /// Answers a batch in bounded work and memory: more than [`MAX_BATCH_MEMBERS`] members
+    /// is one `invalid_request` error (nothing executed); once the answers reach
+    /// [`MAX_BATCH_ANSWER_BYTES`], the remaining members are not executed and each gets a
+    /// short `message_too_large` error with its id.
+    fn handle_batch(&self, items: &[&RawValue]) -> Option<String> {
+        if items.len() > MAX_BATCH_MEMBERS {
+            return Some(error_response(
+                "null",
+                &RpcError::new(
+                    ErrorKind::InvalidRequest,
+                    format!(
+                        "a batch holds at most {MAX_BATCH_MEMBERS} requests, this one {}; nothing was executed",
+                        items.len()
+                    ),
+                )
+                .with("maxBatchMembers", MAX_BATCH_MEMBERS)
+                .with_hint("split the batch, or send one request per line"),
+            ));
+        }
+        let mut out = String::from("[");
+        let mut any = false;
+        for v in items {
+            let answer = if out.len() > MAX_BATCH_ANSWER_BYTES {
+                batch_member_id(v).map(|id| {
+                    error_response(
+                        &id,
+                        &RpcError::new(
+                            ErrorKind::MessageTooLarge,
+                            format!(
+                                "the batch's answer passed {MAX_BATCH_ANSWER_BYTES} bytes; this request was not executed"
+                            ),
+                        )
+                        .with_hint("send it again in a later batch or on its own line"),
+                    )
+                })
+            } else {
+                self.handle_value(v)
+            };
+            if let Some(a) = answer {
+                if any {
+                    out.push(',');
+                }
+                out.push_str(&a);
+                any = true;
+            }
+        }
+        out.push(']');
+        any.then_some(out)
     }
 
     /// Answers one request value (a line or a batch member).

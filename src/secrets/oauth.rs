@@ -160,36 +160,69 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, Endp
     }
 }
 
-/// Checks a token endpoint URL: `https://`, or `http://` to a loopback host only (a
-/// refresh token is never sent in clear over a network). Errors: a sentence saying why.
+/// A token endpoint URL that passed [`parse_token_url`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenUrl {
+    /// The URL as the `url` crate normalised it (what is sent).
+    pub url: url::Url,
+    /// Whether the host is a loopback one (`127.0.0.0/8`, `::1`, `localhost`): such calls
+    /// never go through a proxy.
+    pub loopback: bool,
+}
+
+/// Parses and checks a token endpoint URL with a real URL parser (the `url` crate):
+/// `https://`, or `http://` only when the parsed host is a loopback one (a refresh token is
+/// never sent in clear over a network). Userinfo (`user:pass@`) is refused whatever the
+/// scheme: it is how `http://127.0.0.1:1@evil/` passed a hand-written check.
+///
+/// Errors: a sentence saying why.
+pub fn parse_token_url(raw: &str) -> Result<TokenUrl, String> {
+    let url =
+        url::Url::parse(raw.trim()).map_err(|e| format!("the token URL is not a URL ({e})"))?;
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err("a token URL must not carry a user name or password (`user@host`)".into());
+    }
+    let loopback = match url.host() {
+        Some(url::Host::Ipv4(a)) => a.is_loopback(),
+        Some(url::Host::Ipv6(a)) => a.is_loopback(),
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        None => return Err("the token URL has no host".into()),
+    };
+    match url.scheme() {
+        "https" => {}
+        "http" if loopback => {}
+        "http" => {
+            return Err(
+                "a token URL must be https:// (plain http:// only to a loopback address)".into(),
+            )
+        }
+        _ => return Err("a token URL must be an https:// URL".into()),
+    }
+    // What is sent is parsed again by the HTTP client (the `http` crate): refuse a URL on
+    // whose host the two parsers disagree.
+    let uri: ureq::http::Uri = url
+        .as_str()
+        .parse()
+        .map_err(|_| "the token URL cannot be sent as it is".to_string())?;
+    let ours = url.host_str().unwrap_or_default().to_ascii_lowercase();
+    if uri.host().map(str::to_ascii_lowercase).as_deref() != Some(ours.as_str()) {
+        return Err("the token URL's host is ambiguous".into());
+    }
+    Ok(TokenUrl { url, loopback })
+}
+
+/// Checks a token endpoint URL ([`parse_token_url`]). Errors: a sentence saying why.
 pub fn check_token_url(url: &str) -> Result<(), String> {
-    let lower = url.trim().to_ascii_lowercase();
-    if let Some(rest) = lower.strip_prefix("https://") {
-        return if rest.is_empty() || rest.starts_with('/') {
-            Err("the token URL has no host".into())
-        } else {
-            Ok(())
-        };
+    parse_token_url(url).map(|_| ())
+}
+
+/// Whether two token URLs name the same endpoint (compared after parsing, so `HTTPS://A/t`
+/// and `https://a/t` are one). A URL that does not parse equals nothing.
+pub fn same_endpoint(a: &str, b: &str) -> bool {
+    match (parse_token_url(a), parse_token_url(b)) {
+        (Ok(a), Ok(b)) => a.url == b.url,
+        _ => false,
     }
-    if let Some(rest) = lower.strip_prefix("http://") {
-        let host_port = rest.split(['/', '?', '#']).next().unwrap_or("");
-        let host = if let Some(v6) = host_port.strip_prefix('[') {
-            v6.split(']').next().unwrap_or("")
-        } else {
-            host_port.split(':').next().unwrap_or("")
-        };
-        let loopback = host == "localhost"
-            || host == "::1"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .is_ok_and(|a| a.is_loopback());
-        return if loopback {
-            Ok(())
-        } else {
-            Err("a token URL must be https:// (plain http:// only to a loopback address)".into())
-        };
-    }
-    Err("a token URL must be an https:// URL".into())
 }
 
 /// One refresh_token grant request (RFC 6749 §6).
@@ -212,7 +245,19 @@ pub struct RefreshRequest<'a> {
 ///
 /// Errors: [`EndpointError`] (network failures are `Transient { reason: "network" }`).
 pub fn post_refresh(req: &RefreshRequest<'_>) -> Result<TokenGrant, EndpointError> {
+    let endpoint = parse_token_url(req.token_url).map_err(|_| EndpointError::Rejected {
+        status: 0,
+        error: None,
+    })?;
+    // A loopback endpoint is reached directly: `HTTPS_PROXY`/`ALL_PROXY` must not route a
+    // refresh token for 127.0.0.1 through another host. Others honour the proxy variables.
+    let proxy = if endpoint.loopback {
+        None
+    } else {
+        ureq::Proxy::try_from_env()
+    };
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .proxy(proxy)
         .timeout_global(Some(REQUEST_TIMEOUT))
         .http_status_as_error(false)
         .max_redirects(0)
@@ -237,7 +282,7 @@ pub fn post_refresh(req: &RefreshRequest<'_>) -> Result<TokenGrant, EndpointErro
         reason: "network",
     };
     let mut resp = agent
-        .post(req.token_url)
+        .post(endpoint.url.as_str())
         .header("Accept", "application/json")
         .send_form(form)
         .map_err(|_| network.clone())?;
@@ -366,5 +411,44 @@ mod tests {
         assert!(check_token_url("http://127.0.0.1.evil.com/token").is_err());
         assert!(check_token_url("ftp://x").is_err());
         assert!(check_token_url("https://").is_err());
+        assert!(parse_token_url("http://LOCALHOST:8/t").unwrap().loopback);
+        assert!(parse_token_url("http://127.9.9.9/t").unwrap().loopback);
+        assert!(
+            !parse_token_url("https://auth.example.com/t")
+                .unwrap()
+                .loopback
+        );
+    }
+
+    /// Before: these passed the hand-written check as "loopback" and the refresh token and
+    /// client secret went in clear to HOST.
+    #[test]
+    fn userinfo_and_lookalike_loopback_urls_are_refused() {
+        for u in [
+            "http://127.0.0.1:1@evil.example/t",
+            "http://[::1]@evil.example/t",
+            "http://localhost:x@evil.example/t",
+            "https://user:pw@auth.example.com/t",
+            "https://user@auth.example.com/t",
+            "http://localhost.evil.example/t",
+            "http://127.0.0.1%2f@evil.example/t",
+            "http://0x7f.1@evil.example/t",
+            "http:/\\evil.example/t",
+        ] {
+            assert!(check_token_url(u).is_err(), "{u}");
+        }
+    }
+
+    #[test]
+    fn same_endpoint_compares_parsed_urls() {
+        assert!(same_endpoint(
+            "HTTPS://Auth.Example.com/t",
+            "https://auth.example.com/t"
+        ));
+        assert!(!same_endpoint(
+            "https://auth.example.com/t",
+            "https://auth.example.com/u"
+        ));
+        assert!(!same_endpoint("nope", "nope"));
     }
 }

@@ -160,8 +160,7 @@ pub fn strip_one_newline(s: &str) -> &str {
 /// Reads a secret out of a file (PROTOCOL §5.1 `file`). The file is opened first and
 /// checked through its descriptor, so what is checked is what is read.
 fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcError> {
-    use std::io::Read;
-    use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     let p = std::path::Path::new(path);
     if !p.is_absolute() {
         return Err(unavailable(
@@ -181,7 +180,13 @@ fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcErro
             format!("ref {}: secrets file {path} {what}", describe(r)),
         )
     };
-    let f = std::fs::File::open(p).map_err(|e| read_err(format!("cannot be opened: {e}")))?;
+    // O_NONBLOCK: a FIFO (or a device) at the path must not hang the process; it is
+    // refused below as "not a regular file" by the descriptor's fstat.
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+        .open(p)
+        .map_err(|e| read_err(format!("cannot be opened: {e}")))?;
     let meta = f
         .metadata()
         .map_err(|e| read_err(format!("cannot be examined: {e}")))?;
@@ -198,10 +203,23 @@ fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcErro
             "make it a regular file owned by this user and readable by it alone: chmod 600 {path}"
         )));
     }
-    let mut text = String::new();
-    f.take(MAX_SECRET_SOURCE_BYTES)
-        .read_to_string(&mut text)
-        .map_err(|_| read_err("is not readable UTF-8 text".into()))?;
+    // More than the cap is an error, never a silent truncation (a cut key or JSON
+    // document would be a wrong secret).
+    let bytes =
+        crate::fsread::read_capped(f, &meta, MAX_SECRET_SOURCE_BYTES).map_err(|e| match e {
+            crate::fsread::ReadError::TooLarge(cap) => unavailable(
+                r,
+                "file_too_large",
+                format!(
+                    "ref {}: secrets file {path} is larger than {cap} bytes",
+                    describe(r)
+                ),
+            )
+            .with("path", path),
+            e => read_err(e.to_string()),
+        })?;
+    let text =
+        String::from_utf8(bytes).map_err(|_| read_err("is not readable UTF-8 text".into()))?;
     let missing = || {
         unavailable(
             r,

@@ -46,7 +46,10 @@ pub fn lock_path(store: &Path, scope: &str, profile_id: &str) -> PathBuf {
         .take(8)
         .map(|b| format!("{b:02x}"))
         .collect();
-    let mut dir = store.as_os_str().to_owned();
+    // Keyed by the real file: two processes reaching one store through a symlink (or
+    // `..`, or a bind of the same path) take the same lock.
+    let real = fs::canonicalize(store).unwrap_or_else(|_| store.to_path_buf());
+    let mut dir = real.as_os_str().to_owned();
     dir.push(".locks");
     PathBuf::from(dir).join(format!("refresh-{hex}.lock"))
 }
@@ -75,6 +78,7 @@ pub fn acquire(path: &Path, wait: Duration) -> std::io::Result<Option<RefreshLoc
         .truncate(false)
         .write(true)
         .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
         .open(path)?;
     let deadline = Instant::now() + wait;
     let mut attempt = 0;

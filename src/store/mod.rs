@@ -64,6 +64,10 @@ pub trait Tx {
     /// A marker of the committed state this transaction reads (see [`ChangeMarker`]).
     fn change_marker(&self) -> Result<Option<ChangeMarker>, RpcError>;
 
+    /// Applies a lock-wait limit (ms, `settings.busyTimeoutMs`) to this transaction's
+    /// connection now, so a new value is proven usable before it is committed.
+    fn apply_busy_timeout(&self, ms: u64) -> Result<(), RpcError>;
+
     /// The profiles an `agent` sees (its own plus shared; its own win on the same id), or
     /// the shared ones without an agent; optionally of one provider. Sorted by provider, id.
     fn view_profiles(

@@ -199,15 +199,16 @@ impl SqliteStore {
     }
 
     /// Sets the busy timeout (ms) for this and later connections.
+    /// Values above [`crate::settings::BUSY_TIMEOUT_MS_RANGE`] are clamped to its end.
     pub fn set_busy_timeout(&mut self, ms: u64) {
         self.busy_timeout_ms = ms;
         if let Some(c) = &self.conn {
-            let _ = c.busy_timeout(Duration::from_millis(ms));
+            let _ = c.busy_timeout(busy_duration(ms));
         }
     }
 
     fn configure(&self, c: &Connection) -> Result<(), RpcError> {
-        c.busy_timeout(Duration::from_millis(self.busy_timeout_ms))
+        c.busy_timeout(busy_duration(self.busy_timeout_ms))
             .map_err(|e| map_sqlite(e, &self.path))?;
         c.execute_batch("PRAGMA synchronous=FULL;")
             .map_err(|e| map_sqlite(e, &self.path))?;
@@ -231,15 +232,22 @@ impl SqliteStore {
         if let Some(dir) = self.path.parent().filter(|d| !d.as_os_str().is_empty()) {
             create_private_dirs(dir)?;
         }
+        // Only the directories here: the store's own files may be open in this process
+        // (a migration), and closing another descriptor of them would drop SQLite's
+        // POSIX locks.
+        self.verify_dirs()?;
         let lp = self.lock_path();
+        // O_NOFOLLOW: a planted `store.db.lock` symlink is refused, never followed (and
+        // its target never chmod-ed); the chmod below acts on the descriptor (fchmod).
         let lock = OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
             .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&lp)
             .map_err(|e| io_error(e, "create the lock file", &lp))?;
-        let _ = lock.set_permissions(fs::Permissions::from_mode(0o600));
+        check_own_file(&lock, &lp)?;
         lock.lock().map_err(|e| io_error(e, "lock", &lp))?;
         let r = f();
         let _ = lock.unlock();
@@ -319,13 +327,14 @@ impl SqliteStore {
     }
 
     fn configure_readonly(&self, c: &Connection) -> Result<(), RpcError> {
-        c.busy_timeout(Duration::from_millis(self.busy_timeout_ms))
+        c.busy_timeout(busy_duration(self.busy_timeout_ms))
             .map_err(|e| map_sqlite(e, &self.path))?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())
     }
 
     fn open_existing(&mut self) -> Result<(), RpcError> {
+        self.verify_location()?;
         let (mut c, v, readonly) = match self.connect_rw() {
             Ok((c, v)) => {
                 let ro = c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
@@ -373,21 +382,121 @@ impl SqliteStore {
             }
             self.with_setup_lock(|| self.migrate(&mut c))?;
         }
-        // settings.busyTimeoutMs, stored by any process, applies from the first open on.
-        let stored: Option<String> = c
-            .query_row(
-                "SELECT value FROM settings WHERE key = 'busyTimeoutMs'",
-                [],
-                |r| r.get(0),
-            )
-            .optional()
-            .ok()
-            .flatten();
-        if let Some(ms) = stored.and_then(|v| v.trim().parse::<u64>().ok()) {
-            self.busy_timeout_ms = ms;
-            let _ = c.busy_timeout(Duration::from_millis(ms));
+        // Stored settings, written by any process, apply from the first open on. Bad ones
+        // (out of bounds, unparsable) never stop the store from opening: they are named
+        // on stderr and the defaults are used, so a settings.set can still repair them.
+        if let Ok(stored) = settings(&c) {
+            let (effective, ignored) = crate::settings::from_stored_checked(&stored);
+            if !ignored.is_empty() {
+                tracing::warn!(
+                    store = %self.path.display(),
+                    keys = ?ignored,
+                    "stored settings out of bounds or unreadable: using the defaults for them; fix with settings.set"
+                );
+            }
+            self.busy_timeout_ms = effective.busy_timeout_ms;
+            let _ = c.busy_timeout(busy_duration(effective.busy_timeout_ms));
         }
         self.conn = Some(c);
+        Ok(())
+    }
+
+    /// The directory checks of [`Store::verify_location`] (no file is opened); returns the
+    /// store's canonical path when it exists.
+    fn verify_dirs(&self) -> Result<Option<PathBuf>, RpcError> {
+        let real = fs::canonicalize(&self.path).ok();
+        let mut dirs = vec![];
+        for p in std::iter::once(self.path.as_path()).chain(real.as_deref()) {
+            let d = match p.parent() {
+                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+                _ => PathBuf::from("."),
+            };
+            if !dirs.contains(&d) {
+                dirs.push(d);
+            }
+        }
+        for d in &dirs {
+            match fs::metadata(d) {
+                Ok(m) => check_dir(&m, d)?,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_error(e, "examine the directory", d)),
+            }
+        }
+        Ok(real)
+    }
+
+    /// Verifies an existing store location before it is used (issue 11):
+    /// - each directory holding the store (as given, and where a symlink leads) is owned by
+    ///   this user (or root) and not group/world-writable unless sticky (`/tmp`);
+    /// - the store file is a regular file (a device such as `/dev/null`, a directory or a
+    ///   FIFO is refused before SQLite touches it) owned by this user;
+    /// - `-wal`, `-shm`, `.lock` are regular files (never symlinks, opened `O_NOFOLLOW`)
+    ///   owned by this user;
+    /// - group/world permission bits on any of them are removed through the descriptor
+    ///   (`fchmod`), never a path.
+    ///
+    /// Errors: `store_permissions` naming the path.
+    /// Runs before the connection is opened: closing a descriptor of the store file while
+    /// SQLite holds POSIX locks on it would drop them.
+    fn verify_location(&self) -> Result<(), RpcError> {
+        let real = self.verify_dirs()?;
+        match fs::metadata(&self.path) {
+            Ok(m) if !m.is_file() => {
+                return Err(location_error(
+                    &self.path,
+                    format!("is a {}, not a store file", crate::fsread::file_kind(&m)),
+                    "point --store at a regular file (or a path that does not exist yet)",
+                ))
+            }
+            Ok(_) => {
+                let f = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
+                    .open(&self.path)
+                    .map_err(|e| io_error(e, "open", &self.path))?;
+                check_own_file(&f, &self.path)?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(io_error(e, "examine", &self.path)),
+        }
+        let mut sidecars = vec![self.lock_path()];
+        for base in std::iter::once(self.path.as_path()).chain(real.as_deref()) {
+            for suffix in ["-wal", "-shm", "-journal"] {
+                let mut s = base.as_os_str().to_owned();
+                s.push(suffix);
+                let s = PathBuf::from(s);
+                if !sidecars.contains(&s) {
+                    sidecars.push(s);
+                }
+            }
+        }
+        for sc in &sidecars {
+            let m = match fs::symlink_metadata(sc) {
+                Ok(m) => m,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(io_error(e, "examine", sc)),
+            };
+            if !m.is_file() {
+                return Err(location_error(
+                    sc,
+                    format!(
+                        "is a {}, not a regular file",
+                        if m.file_type().is_symlink() {
+                            "symbolic link"
+                        } else {
+                            crate::fsread::file_kind(&m)
+                        }
+                    ),
+                    "remove it: modelauth creates its own sidecar files",
+                ));
+            }
+            let f = OpenOptions::new()
+                .read(true)
+                .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK | libc::O_NOCTTY)
+                .open(sc)
+                .map_err(|e| io_error(e, "open", sc))?;
+            check_own_file(&f, sc)?;
+        }
         Ok(())
     }
 
@@ -555,6 +664,9 @@ impl Tx for Connection {
         let handle = unsafe { self.handle() } as usize as u64;
         Ok(Some((handle, v, self.total_changes())))
     }
+    fn apply_busy_timeout(&self, ms: u64) -> Result<(), RpcError> {
+        apply_busy_timeout(self, ms)
+    }
     fn view_profiles(
         &self,
         a: Option<&str>,
@@ -648,6 +760,100 @@ impl Tx for Connection {
     }
 }
 
+fn location_error(path: &Path, what: String, hint: &str) -> RpcError {
+    RpcError::new(
+        ErrorKind::StorePermissions,
+        format!("refusing the store location: {} {what}", path.display()),
+    )
+    .with("path", path.display().to_string())
+    .with_hint(hint.to_string())
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// A directory holding the store: owned by this user or root; not group/world-writable
+/// unless sticky (so another user cannot replace the store or plant its sidecars).
+fn check_dir(m: &fs::Metadata, d: &Path) -> Result<(), RpcError> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = euid();
+    if m.uid() != uid && m.uid() != 0 {
+        return Err(location_error(
+            d,
+            format!("is owned by uid {}, not by this user (uid {uid})", m.uid()),
+            "keep the store in a directory of your own, e.g. ~/.local/state/modelauth",
+        ));
+    }
+    if m.mode() & 0o022 != 0 && m.mode() & 0o1000 == 0 {
+        return Err(location_error(
+            d,
+            format!(
+                "has mode {:04o}: other users can replace files in it",
+                m.mode() & 0o7777
+            ),
+            &format!("chmod 700 {}", d.display()),
+        ));
+    }
+    Ok(())
+}
+
+/// A store or sidecar file open as `f`: a regular file owned by this user; group/world
+/// bits are removed with `fchmod` on the descriptor (on a read-only file system, where
+/// nobody can change it, they are only reported).
+fn check_own_file(f: &fs::File, path: &Path) -> Result<(), RpcError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = f.metadata().map_err(|e| io_error(e, "examine", path))?;
+    if !m.is_file() {
+        return Err(location_error(
+            path,
+            format!("is a {}, not a regular file", crate::fsread::file_kind(&m)),
+            "point --store at a regular file (or a path that does not exist yet)",
+        ));
+    }
+    let uid = euid();
+    if m.uid() != uid {
+        return Err(location_error(
+            path,
+            format!("is owned by uid {}, not by this user (uid {uid})", m.uid()),
+            "a store made by another user is never used: move it aside or point --store elsewhere",
+        ));
+    }
+    let mode = m.mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        match f.set_permissions(fs::Permissions::from_mode(mode & 0o700)) {
+            Ok(()) => {
+                tracing::info!(path = %path.display(), from = format!("{mode:04o}"), "tightened store file permissions")
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EROFS) => {
+                tracing::warn!(path = %path.display(), "store file is group/world-accessible on a read-only file system")
+            }
+            Err(e) => {
+                return Err(location_error(
+                    path,
+                    format!("has mode {mode:04o} and cannot be tightened to 0600: {e}"),
+                    &format!("chmod 600 {}", path.display()),
+                ))
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The busy timeout as a `Duration`, clamped to [`crate::settings::BUSY_TIMEOUT_MS_RANGE`]
+/// (rusqlite panics on a value that does not fit SQLite's `int`).
+pub fn busy_duration(ms: u64) -> Duration {
+    Duration::from_millis(ms.min(*crate::settings::BUSY_TIMEOUT_MS_RANGE.end()))
+}
+
+/// Applies a busy timeout (ms, clamped) to `c` now.
+///
+/// Errors: store errors from SQLite.
+fn apply_busy_timeout(c: &Connection, ms: u64) -> Result<(), RpcError> {
+    c.busy_timeout(busy_duration(ms)).map_err(sql)
+}
+
 fn readonly_error(path: &Path) -> RpcError {
     RpcError::new(
         ErrorKind::StoreReadonly,
@@ -703,7 +909,13 @@ fn create_private_dirs(dir: &Path) -> Result<(), RpcError> {
     for d in missing.into_iter().rev() {
         match fs::DirBuilder::new().mode(0o700).create(d) {
             Ok(()) => {
-                fs::set_permissions(d, fs::Permissions::from_mode(0o700))
+                // fchmod on the directory we just made (O_NOFOLLOW: never a planted link).
+                let fd = OpenOptions::new()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY | libc::O_NOFOLLOW)
+                    .open(d)
+                    .map_err(|e| io_error(e, "open the directory", d))?;
+                fd.set_permissions(fs::Permissions::from_mode(0o700))
                     .map_err(|e| io_error(e, "set permissions on", d))?;
             }
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
