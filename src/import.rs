@@ -6,7 +6,7 @@
 //! an error per rejected one. Nothing here does I/O.
 //!
 //! Rules, from PROTOCOL §3 and OpenClaw's auth-profile store (its research spec §2.1–2.3, §6.1,
-//! §8.3, as summarised in `shared/fixtures/openclaw/legacy-json/README.md`):
+//! §8.3, as summarised in `tests/fixtures/openclaw/legacy-json/README.md`):
 //! - legacy aliases are normalised with one warning per entry: `mode` → `type` (a canonical
 //!   `type` wins), `apiKey` / `api_key` → `key` (a canonical `key` wins; the discarded value is
 //!   never stored), `type: "apiKey"` → `api_key`, a SecretRef object in `key` / `token` →
