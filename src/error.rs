@@ -145,6 +145,38 @@ impl ErrorKind {
         ]
     };
 
+    /// The hint given when the code that raised the error had no more specific one, so
+    /// every error tells a person what to do next.
+    pub fn default_hint(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            ParseError => "send one JSON object per line, e.g. {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"helper.info\"}",
+            InvalidRequest => "a request is {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"helper.info\",\"params\":{}}",
+            MessageTooLarge => "send smaller messages or raise --max-message-bytes",
+            MethodNotFound => "helper.info lists every method (`modelauth call helper.info`)",
+            InvalidParams => "`modelauth schema` (rpc.discover) gives the params of every method",
+            InvalidProfile => "a profile is {\"id\":\"openai:default\",\"type\":\"api_key\",\"key\":\"...\"}; types: api_key, oauth, token",
+            ProviderMismatch => "a profile id is <provider>:<name>, with the provider the call names",
+            InvalidSettings => "settings.get shows every setting and its current value",
+            UnknownProfile => "list the stored ids with profiles.list, or create it with profiles.put",
+            UnknownProvider => "providers.list shows the registered providers; register one with providers.put",
+            MissingCredential => "store one with profiles.put",
+            ExcludedByAuthOrder => "add the profile to the order with order.set, or remove the order with order.clear",
+            Unavailable => "auth.status shows why each profile is unusable and until when",
+            SecretUnavailable => "check what the SecretRef names (variable, file or command) and settings.secretProviders",
+            RefreshFailed => "log in again and store the new credential with profiles.put (same id)",
+            RevisionConflict => "read the current state again and retry with its revision",
+            StoreBusy => "retry; raise settings.busyTimeoutMs if this happens often",
+            StoreCorrupt => "move the file aside (it is left untouched) or point --store elsewhere",
+            StorePermissions => "make the store and its directory yours (0600 / 0700) or point --store elsewhere",
+            StoreReadonly => "make the store and its directory writable or point --store elsewhere",
+            StoreNewerSchema => "upgrade modelauth",
+            ShapeUnrecognized => "give `format` explicitly; store.validate reports what a source holds",
+            ImportInvalid => "store.validate lists every problem of the source without writing",
+            Internal => "a bug: report the method and this message (it never holds a secret)",
+        }
+    }
+
     /// Whether retrying the same call later may succeed without any other change.
     pub fn default_retryable(self) -> bool {
         matches!(self, ErrorKind::StoreBusy | ErrorKind::Unavailable)
@@ -165,7 +197,8 @@ pub struct RpcError {
     pub message: String,
     /// `data.retryable`.
     pub retryable: bool,
-    /// `data.hint`: the call that fixes the problem, when there is one.
+    /// `data.hint`: the call that fixes the problem; when `None`, `data.hint` is the
+    /// kind's [`ErrorKind::default_hint`].
     pub hint: Option<String>,
     /// More members of `data` (for example `pointer`, `validTypes`, `candidates`).
     pub extra: Map<String, Value>,
@@ -220,9 +253,8 @@ impl RpcError {
         let mut data = Map::new();
         data.insert("kind".into(), Value::from(self.kind.as_str()));
         data.insert("retryable".into(), Value::from(self.retryable));
-        if let Some(h) = &self.hint {
-            data.insert("hint".into(), Value::from(h.clone()));
-        }
+        let hint = self.hint.as_deref().unwrap_or(self.kind.default_hint());
+        data.insert("hint".into(), Value::from(hint));
         for (k, v) in &self.extra {
             data.insert(k.clone(), v.clone());
         }
@@ -261,6 +293,15 @@ mod tests {
         assert_eq!(ErrorKind::ExcludedByAuthOrder.code(), -32020);
         assert_eq!(ErrorKind::StoreNewerSchema.code(), -32060);
         assert_eq!(ErrorKind::ShapeUnrecognized.code(), -32070);
+    }
+
+    #[test]
+    fn every_error_carries_a_hint() {
+        for k in ErrorKind::ALL {
+            let j = RpcError::new(k, "m").to_json();
+            let h = j["data"]["hint"].as_str().unwrap_or_default();
+            assert!(h.len() > 10, "{k:?} has no useful hint: {h:?}");
+        }
     }
 
     #[test]

@@ -1,10 +1,8 @@
 //! The `modelauth` binary: parses the command line and runs it (see [`modelauth::cli`]).
 
-use clap::Parser;
-
 fn main() {
     modelauth::cli::install_panic_hook();
-    let cli = modelauth::cli::Cli::parse();
+    let cli = modelauth::cli::parse_args();
     modelauth::cli::init_logging();
     let code = modelauth::cli::run(cli);
     std::process::exit(code);
