@@ -145,6 +145,38 @@ impl ErrorKind {
         ]
     };
 
+    /// One sentence on what the kind means, for the catalogue under OpenRPC's
+    /// `components.errors`.
+    pub fn description(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            ParseError => "The line (or the params given to `call`) is not valid JSON or not UTF-8.",
+            InvalidRequest => "Valid JSON that is not a JSON-RPC 2.0 request, or an empty batch.",
+            MessageTooLarge => "A line longer than --max-message-bytes; it was discarded unread.",
+            MethodNotFound => "No method of that name.",
+            InvalidParams => "Params missing, of the wrong type, positional, duplicated or unknown; data.pointer names the member.",
+            InvalidProfile => "A profile that breaks the profile rules; data.pointer and data.validTypes.",
+            ProviderMismatch => "A profile id whose provider is not the one the call names.",
+            InvalidSettings => "Settings with an unknown key or a wrong value; data.pointer and data.validKeys.",
+            UnknownProfile => "No profile with that id in the scope's view.",
+            UnknownProvider => "No registered provider with that id.",
+            MissingCredential => "No profile for the provider at all, and no usable environment key.",
+            ExcludedByAuthOrder => "Profiles exist, but the explicit order lists none of them.",
+            Unavailable => "Every candidate was skipped (cooldown, disabled, expired, ...); data.candidates says why.",
+            SecretUnavailable => "A SecretRef could not be resolved; data.reason says why, never the value.",
+            RefreshFailed => "An OAuth refresh failed; data.reason says why.",
+            RevisionConflict => "expectedRevision did not match the stored revision.",
+            StoreBusy => "The store stayed locked longer than busyTimeoutMs; retryable.",
+            StoreCorrupt => "The store is not a readable modelauth database; it is left untouched.",
+            StorePermissions => "The store or its directory cannot be opened with this user's permissions.",
+            StoreReadonly => "The store cannot be written (read-only file or file system).",
+            StoreNewerSchema => "The store was written by a newer modelauth; it is never rewritten.",
+            ShapeUnrecognized => "An import source whose shape is no known format.",
+            ImportInvalid => "An import that fails as a whole (unreadable source, bad format option); nothing changed.",
+            Internal => "A bug; the message says what failed, never a secret.",
+        }
+    }
+
     /// The hint given when the code that raised the error had no more specific one, so
     /// every error tells a person what to do next.
     pub fn default_hint(self) -> &'static str {
