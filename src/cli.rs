@@ -1,4 +1,4 @@
-//! The command line (PROTOCOL §8): `serve`, `call`, `check`, `schema`; logs to stderr.
+//! The command line (protocol §8): `serve`, `call`, `check`, `schema`; logs to stderr.
 //!
 //! Exit codes: 0 success; 1 a failed `call` (the error object is on stderr); 2 usage errors
 //! (clap's own code). `check`: 1 expired/missing/needs re-auth, 2 expiring within 24 h, 0 ok.

@@ -1,4 +1,4 @@
-//! The error catalogue of PROTOCOL §7: every failure a caller can see, as a stable
+//! The error catalogue of protocol §7: every failure a caller can see, as a stable
 //! `data.kind` with its JSON-RPC code.
 //!
 //! Callers match on [`ErrorKind`] (serialised as `data.kind`), never on the message.
@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// A stable error kind (`data.kind`) and the JSON-RPC error code it maps to (PROTOCOL §7).
+/// A stable error kind (`data.kind`) and the JSON-RPC error code it maps to (protocol §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -21,7 +21,7 @@ pub enum ErrorKind {
     MethodNotFound,
     /// -32602: params missing, of the wrong type, positional, or unknown.
     InvalidParams,
-    /// -32602: a profile that breaks the rules of PROTOCOL §2.2.
+    /// -32602: a profile that breaks the rules of protocol §2.2.
     InvalidProfile,
     /// -32602: a profile id of another provider than the one named.
     ProviderMismatch,
@@ -62,7 +62,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The JSON-RPC error code of this kind (PROTOCOL §7).
+    /// The JSON-RPC error code of this kind (protocol §7).
     pub fn code(self) -> i32 {
         use ErrorKind::*;
         match self {

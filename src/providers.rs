@@ -1,4 +1,4 @@
-//! `providers.put`, `providers.get`, `providers.list`, `providers.remove` (PROTOCOL §3
+//! `providers.put`, `providers.get`, `providers.list`, `providers.remove` (protocol §3
 //! "Secrets, providers and settings"): aliases that normalise provider ids everywhere,
 //! extra environment key names (§6) and the OAuth client used for refresh (§5.2).
 //!

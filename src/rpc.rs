@@ -1,4 +1,4 @@
-//! The method registry: every method of PROTOCOL §3 registered in a jsonrpsee
+//! The method registry: every method of protocol §3 registered in a jsonrpsee
 //! [`RpcModule`], with the schema and error catalogue the OpenRPC document is built from.
 //!
 //! [`Dispatcher::call`] runs one method by name with by-name params and returns the

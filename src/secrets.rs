@@ -1,4 +1,4 @@
-//! Resolving a SecretRef to its value at `auth.resolve` time (PROTOCOL §5.1).
+//! Resolving a SecretRef to its value at `auth.resolve` time (protocol §5.1).
 //!
 //! The value is never stored, logged or put in an error; errors name the ref only.
 
@@ -154,7 +154,7 @@ pub fn strip_one_newline(s: &str) -> &str {
         .unwrap_or(s)
 }
 
-/// Reads a secret out of a file (PROTOCOL §5.1 `file`). The file is opened first and
+/// Reads a secret out of a file (protocol §5.1 `file`). The file is opened first and
 /// checked through its descriptor, so what is checked is what is read.
 fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcError> {
     use std::io::Read;
@@ -274,7 +274,7 @@ fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcErro
     }
 }
 
-/// An exec secret provider (PROTOCOL §5.1 `exec`).
+/// An exec secret provider (protocol §5.1 `exec`).
 struct ExecSpec<'a> {
     command: &'a str,
     args: &'a [String],

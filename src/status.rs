@@ -1,4 +1,4 @@
-//! The roll-up of `auth.status` and the exit code of `modelauth check` (PROTOCOL §3, §8),
+//! The roll-up of `auth.status` and the exit code of `modelauth check` (protocol §3, §8),
 //! following OpenClaw's `models status`: a provider is `missing` (no profiles), `static`
 //! (api keys and tokens without expiry only), `expired`, `expiring` or `ok`, judged on its
 //! expiring credentials; `overall` is the worst provider.

@@ -1,4 +1,4 @@
-//! Line-delimited JSON-RPC 2.0 framing (PROTOCOL §1): classify a line, answer it.
+//! Line-delimited JSON-RPC 2.0 framing (protocol §1): classify a line, answer it.
 //!
 //! - One message per line; a trailing `\r` is tolerated; blank lines are ignored.
 //! - Invalid JSON or UTF-8 → -32700 with `id: null`; valid JSON that is not a request →

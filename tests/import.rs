@@ -1,5 +1,5 @@
 //! store.import / store.export / store.validate against the real binary and the OpenClaw
-//! fixtures in `tests/fixtures/openclaw` (PROTOCOL §3, issue 3).
+//! fixtures in `tests/fixtures/openclaw` (protocol §3, issue 3).
 
 use std::collections::BTreeMap;
 use std::io::Write;
