@@ -59,7 +59,11 @@ fn the_first_command_and_both_clients_run_as_written() {
     std::fs::write(home.path().join("client.mjs"), &node).unwrap();
     let mut script = format!("set -eu\ncd '{}'\n{first}\n", home.path().display());
     // A client that never exits fails the test instead of hanging it.
-    let limit = if find("timeout").is_some() { "timeout 60 " } else { "" };
+    let limit = if find("timeout").is_some() {
+        "timeout 60 "
+    } else {
+        ""
+    };
     match find("python3") {
         Some(py) => script.push_str(&format!("echo '--- python'\n{limit}{py} client.py\n")),
         None => note("python3 not found: the README's Python client was NOT run"),

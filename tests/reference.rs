@@ -152,7 +152,7 @@ fn documents_name_only_the_projects_own_files() {
     for d in docs {
         let text = read(&d);
         for outside in [
-            "protocol/README.md",
+            "PROTOCOL.md",
             "../shared",
             "shared/fixtures",
             "shared/spec",
@@ -163,4 +163,37 @@ fn documents_name_only_the_projects_own_files() {
             );
         }
     }
+}
+
+/// Every test SECURITY.md names as proof exists: a backquoted snake_case name in a table row
+/// must be a `fn` of the file (`tests/….rs` or `src/….rs`) named before it in that row.
+#[test]
+fn every_test_security_md_cites_exists() {
+    let text = read("SECURITY.md");
+    let mut cited = 0;
+    for row in text.lines().filter(|l| l.starts_with('|')) {
+        let mut file: Option<String> = None;
+        for (i, part) in row.split('`').enumerate() {
+            if i % 2 == 0 {
+                continue;
+            }
+            if (part.starts_with("tests/") || part.starts_with("src/")) && part.ends_with(".rs") {
+                file = Some(part.to_string());
+                continue;
+            }
+            let is_fn_name = part.len() > 20
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+            if let (true, Some(f)) = (is_fn_name, &file) {
+                let src = read(f);
+                assert!(
+                    src.contains(&format!("fn {part}(")),
+                    "SECURITY.md cites `{part}` in {f}, which has no such test"
+                );
+                cited += 1;
+            }
+        }
+    }
+    assert!(cited >= 15, "only {cited} tests cited");
 }
