@@ -124,3 +124,47 @@ fn the_first_command_and_both_clients_run_as_written() {
         "the README's first command wrote to the default store"
     );
 }
+
+/// docs/import.md: `store.export` returns `{agent, document}`; its `document` member alone
+/// is an OpenClaw auth-profiles.json (format `openclaw`), the whole result is `modelauth`.
+#[test]
+fn the_export_document_of_docs_import_md_is_a_bare_openclaw_file() {
+    let docs =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/import.md")).unwrap();
+    assert!(
+        docs.contains("| jq .document >"),
+        "docs/import.md lost its recipe"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = |store: &str, method: &str, params: serde_json::Value| -> serde_json::Value {
+        let out = Command::new(env!("CARGO_BIN_EXE_modelauth"))
+            .args([
+                "--store",
+                &dir.path().join(store).to_string_lossy(),
+                "call",
+                method,
+            ])
+            .arg(params.to_string())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    run(
+        "a.db",
+        "profiles.put",
+        serde_json::json!({"profile": {"id": "openai:default", "type": "api_key", "keyRef": {"source": "env", "provider": "default", "id": "OPENAI_API_KEY"}}}),
+    );
+    let exported = run("a.db", "store.export", serde_json::json!({}));
+    assert_eq!(exported["agent"], serde_json::Value::Null);
+    assert_eq!(exported["document"]["version"], 1);
+    let bare = dir.path().join("auth-profiles.json");
+    std::fs::write(&bare, exported["document"].to_string()).unwrap();
+    let v = run("b.db", "store.validate", serde_json::json!({"path": bare}));
+    assert_eq!(v["format"], "openclaw", "{v}");
+    assert_eq!(v["valid"], true, "{v}");
+}

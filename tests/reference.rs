@@ -151,12 +151,7 @@ fn documents_name_only_the_projects_own_files() {
     }
     for d in docs {
         let text = read(&d);
-        for outside in [
-            "PROTOCOL.md",
-            "../shared",
-            "shared/fixtures",
-            "shared/spec",
-        ] {
+        for outside in ["PROTOCOL.md", "../shared", "shared/fixtures", "shared/spec"] {
             assert!(
                 !text.contains(outside),
                 "{d} names `{outside}`, which is not in the repository"
