@@ -2,7 +2,7 @@
 //!
 //! Gateways, editors, shell pipelines and cron jobs spawn `modelauth serve` (or
 //! `modelauth call METHOD`) and speak line-delimited JSON-RPC 2.0 on stdin/stdout. The
-//! contract is PROTOCOL.md; `protocol/openrpc.json` is generated from the types here.
+//! contract is protocol/README.md; `protocol/openrpc.json` is generated from the types here.
 //!
 //! Layout (dependencies point down; the pure core does no I/O):
 //!
