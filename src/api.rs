@@ -1,4 +1,4 @@
-//! The protocol's params and results as serde + schemars types (PROTOCOL §3).
+//! The protocol's params and results as serde + schemars types (protocol §3).
 //!
 //! These types are the single source of the OpenRPC document (`rpc.discover`,
 //! `modelauth schema`, `protocol/openrpc.json`). Params are by name; unknown params are
@@ -56,7 +56,7 @@ pub struct DiscoverParams {}
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct PutParams {
-    /// The profile: `id`, `type` and the fields of its type (PROTOCOL §2.2).
+    /// The profile: `id`, `type` and the fields of its type (protocol §2.2).
     #[schemars(with = "Profile")]
     pub profile: Value,
     /// The agent scope; omitted or null = shared.
@@ -602,7 +602,7 @@ pub struct SettingsResult {
     pub revision: i64,
 }
 
-/// A provider's OAuth client (PROTOCOL §5.2): where and as whom refresh tokens are redeemed.
+/// A provider's OAuth client (protocol §5.2): where and as whom refresh tokens are redeemed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProviderOAuth {
@@ -627,14 +627,14 @@ pub struct ProviderView {
     /// Other ids normalised to this one everywhere (`claude-cli` → `anthropic`).
     #[serde(default)]
     pub aliases: Vec<String>,
-    /// Extra environment variables holding keys for it (PROTOCOL §6), after the standard ones.
+    /// Extra environment variables holding keys for it (protocol §6), after the standard ones.
     #[serde(default)]
     pub env_vars: Vec<String>,
     /// Its OAuth client, used to refresh oauth profiles without their own `tokenUrl`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub oauth: Option<ProviderOAuth>,
     /// True for one of OpenClaw's built-in OAuth providers that `providers.put` has not
-    /// overridden (PROTOCOL §5.2).
+    /// overridden (protocol §5.2).
     #[serde(default)]
     pub builtin: bool,
 }

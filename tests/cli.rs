@@ -1,4 +1,4 @@
-//! The shell front door (PROTOCOL §8 r2) against the real binary: usage errors exit 64 in
+//! The shell front door (protocol §8 r2) against the real binary: usage errors exit 64 in
 //! every subcommand, `get` prints only the secret, `exec` runs a command with the
 //! credentials in its environment (never in any argv; exit status and signals are the
 //! command's), `completions` and `man`, and the warning of `call` for secrets in argv.

@@ -1,4 +1,4 @@
-//! Environment keys (PROTOCOL §6) against the real binary: the variables are set on the
+//! Environment keys (protocol §6) against the real binary: the variables are set on the
 //! child process only (its environment is otherwise cleared).
 
 mod common;

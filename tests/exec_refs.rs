@@ -1,4 +1,4 @@
-//! Exec SecretRefs, revision 2 (PROTOCOL §5.1), against the real binary: `jsonOnly: false`
+//! Exec SecretRefs, revision 2 (protocol §5.1), against the real binary: `jsonOnly: false`
 //! helpers that print a raw value, the 1 MiB stdout cap, the helper's stderr forwarded on
 //! failure only (prefixed, capped at 4 KiB, never a secret), no thread or descriptor left
 //! behind by a `setsid` grandchild that keeps stdout open, and `invalid_settings` with the

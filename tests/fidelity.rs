@@ -1,4 +1,4 @@
-//! OpenClaw fidelity (issue 12, PROTOCOL §3 r2 "Import" and "auth.status", §5.2): states
+//! OpenClaw fidelity (issue 12, protocol §3 r2 "Import" and "auth.status", §5.2): states
 //! that the real OpenClaw 2026.9.6 CLI wrote, in `tests/fixtures/openclaw/<case>/`, each with
 //! `openclaw-answers.json` (what OpenClaw answered about it: `models status --json`'s
 //! `auth.oauth.providers`, `models auth order get --json`, `models auth list --json`).

@@ -1,5 +1,5 @@
 //! store.import / store.export / store.validate against the real binary and the OpenClaw
-//! fixtures in `../shared/fixtures/openclaw` (PROTOCOL §3, issue 3).
+//! fixtures in `tests/fixtures/openclaw` (protocol §3, issue 3).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 
 use serde_json::{json, Value};
 
-const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/fixtures/openclaw");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openclaw");
 
 fn fixture(rel: &str) -> PathBuf {
     Path::new(FIXTURES).join(rel)

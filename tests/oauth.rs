@@ -1,4 +1,4 @@
-//! OAuth refresh (PROTOCOL §5.2) against the real binary and a token endpoint run by the
+//! OAuth refresh (protocol §5.2) against the real binary and a token endpoint run by the
 //! test on 127.0.0.1: single flight across processes and requests, rotation, revoke on
 //! reuse, invalid_grant, 5xx, `auth.refresh`, `check --refresh`, providers.*.
 

@@ -1,4 +1,4 @@
-//! SecretRef sources (PROTOCOL §5.1) against the real binary: env, file (ownership and
+//! SecretRef sources (protocol §5.1) against the real binary: env, file (ownership and
 //! mode checks, json and singleValue), exec (no shell, stdin request, passEnv only,
 //! time-out that kills the helper and what it started), and no secret in any output but
 //! auth.resolve's result.

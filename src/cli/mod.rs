@@ -1,4 +1,4 @@
-//! The command line (PROTOCOL §8): `serve`, `call`, `check`, `schema`, `get`, `exec`,
+//! The command line (protocol §8): `serve`, `call`, `check`, `schema`, `get`, `exec`,
 //! `completions`, `man`; logs to stderr.
 //!
 //! Exit codes of every subcommand (a usage error — unknown flag, missing or malformed
@@ -176,7 +176,27 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    match Cli::try_parse_from(args) {
+    use clap::{CommandFactory, FromArgMatches};
+    let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    let mut cmd = Cli::command();
+    // When help is asked for, `call --help` also lists every method with its summary
+    // (built only then, to keep a plain call's start-up short).
+    if args
+        .iter()
+        .skip(1)
+        .any(|a| a == "--help" || a == "-h" || a == "help")
+    {
+        let d = Dispatcher::new(App::new(PathBuf::from("/dev/null")));
+        let mut list = String::from("Methods (params and results: `modelauth schema`):\n");
+        for s in d.specs() {
+            list.push_str(&format!("  {:<20} {}\n", s.name, s.summary));
+        }
+        cmd = cmd.mut_subcommand("call", |c| c.after_help(list));
+    }
+    match cmd
+        .try_get_matches_from(args)
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(c) => Ok(c),
         Err(e) => {
             let _ = e.print();
@@ -309,13 +329,8 @@ pub fn run(cli: Cli) -> i32 {
         Command::Schema => {
             // The schema does not depend on the store path.
             let d = Dispatcher::new(App::new(PathBuf::from("/dev/null")));
-            let mut out = io::stdout().lock();
-            let _ = writeln!(
-                out,
-                "{}",
-                serde_json::to_string_pretty(d.openrpc()).expect("json")
-            );
-            0
+            let text = serde_json::to_string_pretty(d.openrpc()).expect("json");
+            write_stdout(&format!("{text}\n"), 0)
         }
         Command::Call { method, params } => {
             let d = match dispatcher(cli.store.as_deref()) {
@@ -369,21 +384,19 @@ pub fn run(cli: Cli) -> i32 {
                             "params must be a JSON object of named params",
                         ))
                     }
-                    Err(_) => {
-                        return print_error(&RpcError::new(
-                            ErrorKind::ParseError,
-                            "params are not valid JSON",
-                        ))
+                    Err(e) => {
+                        return print_error(
+                            &RpcError::new(
+                                ErrorKind::ParseError,
+                                format!("params are not valid JSON: {}", transport::json_error_text(&e)),
+                            )
+                            .with_hint("give one JSON object in single quotes, e.g. '{\"provider\":\"openai\"}', or `-` and the object on stdin"),
+                        )
                     }
                 },
             };
             match d.call(&method, params.as_deref()) {
-                Ok(r) => {
-                    let mut out = io::stdout().lock();
-                    let _ = writeln!(out, "{}", r.get());
-                    let _ = out.flush();
-                    0
-                }
+                Ok(r) => write_stdout(&format!("{}\n", r.get()), 0),
                 Err(e) => print_error(&e),
             }
         }
@@ -531,7 +544,7 @@ fn provider_env_var(d: &Dispatcher, provider: &str) -> String {
     registered.unwrap_or_else(|| default_env_var(provider))
 }
 
-/// `<BASE>_API_KEY` of PROTOCOL §6 for a normalised provider id (`GEMINI_API_KEY` for
+/// `<BASE>_API_KEY` of protocol §6 for a normalised provider id (`GEMINI_API_KEY` for
 /// google). Pure.
 pub fn default_env_var(provider: &str) -> String {
     format!("{}_API_KEY", crate::envkeys::env_base(provider))
@@ -696,21 +709,44 @@ fn check(
     if refresh_failed && code != 1 {
         code = 1;
     }
-    let mut out = io::stdout().lock();
+    let mut text = String::new();
     if json {
         // stdout stays one JSON document; the refresh notes go to stderr.
         for n in &notes {
             eprintln!("{n}");
         }
-        let _ = writeln!(out, "{}", raw.get());
+        text = format!("{}\n", raw.get());
     } else {
         for n in &notes {
-            let _ = writeln!(out, "{n}");
+            text.push_str(n);
+            text.push('\n');
         }
-        let _ = write!(out, "{}", render_status(&st));
+        text.push_str(&render_status(&st));
     }
-    let _ = out.flush();
-    code
+    write_stdout(&text, code)
+}
+
+/// Writes `text` to stdout and returns `code`. A reader that went away (`| head`, EPIPE)
+/// is not an error worth a word: exit quietly with `code`. Any other failure (`> /dev/full`)
+/// is said on stderr and exits 1, so a script never takes lost output for success.
+fn write_stdout(text: &str, code: i32) -> i32 {
+    let mut out = io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Ok(()) => code,
+        Err(e) => output_failed(&e, code),
+    }
+}
+
+/// The exit code after a failed write to stdout (see [`write_stdout`]).
+fn output_failed(e: &io::Error, code: i32) -> i32 {
+    if e.kind() == io::ErrorKind::BrokenPipe {
+        return code;
+    }
+    let _ = writeln!(
+        io::stderr().lock(),
+        "modelauth: cannot write to stdout: {e}"
+    );
+    1
 }
 
 /// `3d 4h`, `5h 2m`, `12m`, `40s`: a duration in milliseconds for people.
@@ -760,7 +796,11 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
             .unwrap_or_default();
         let _ = writeln!(o, "{}: {}{exp}", p.provider, p.status);
         if p.profiles.is_empty() && p.env_vars.is_empty() {
-            let _ = writeln!(o, "  no profile (add one with profiles.put)");
+            let _ = writeln!(
+                o,
+                "  no profile; add one: printf '{{\"profile\":{{\"id\":\"{}:default\",\"type\":\"api_key\",\"key\":\"%s\"}}}}' \"$KEY\" | modelauth call profiles.put -",
+                p.provider
+            );
         }
         for pr in &p.profiles {
             let mut detail = vec![];
@@ -788,12 +828,31 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
                 "  {:<32} {:<8} {}{detail}",
                 pr.profile_id, pr.kind, pr.status
             );
+            if let Some(fix) = profile_fix(&pr.profile_id, &pr.kind, &pr.status) {
+                let _ = writeln!(o, "    fix: {fix}");
+            }
         }
         if !p.env_vars.is_empty() {
             let _ = writeln!(o, "  environment keys: {}", p.env_vars.join(", "));
         }
     }
     o
+}
+
+/// What to run about a profile in a bad state, naming the profile's own id.
+fn profile_fix(id: &str, kind: &str, status: &str) -> Option<String> {
+    match status {
+        "expired" | "needs_reauth" => Some(format!(
+            "log in again, then store the new credential under the same id: {{\"profile\":{{\"id\":\"{id}\",\"type\":\"{kind}\",...}}}} on the stdin of `modelauth call profiles.put -`"
+        )),
+        "ref_unavailable" => Some(format!(
+            "make what its SecretRef names readable; see it with modelauth call profiles.get '{{\"profileId\":\"{id}\"}}'"
+        )),
+        "disabled" | "cooldown" => Some(format!(
+            "wait, or end it now: modelauth call auth.clearCooldown '{{\"profileId\":\"{id}\"}}'"
+        )),
+        _ => None,
+    }
 }
 
 fn print_error(e: &RpcError) -> i32 {
@@ -917,29 +976,30 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
                 Event::Eof | Event::Signal => break 'outer,
             };
             if let Some(mut reply) = reply {
-                let failed = out
+                let written = out
                     .write_all(reply.as_bytes())
-                    .and_then(|_| out.write_all(b"\n"))
-                    .is_err();
+                    .and_then(|_| out.write_all(b"\n"));
                 // An auth.resolve answer holds a secret.
                 zeroize::Zeroize::zeroize(&mut reply);
-                if failed {
-                    return 0;
+                if let Err(e) = written {
+                    return output_failed(&e, 0);
                 }
             }
         }
         next = match rx.try_recv() {
             Ok(b) => Some(b),
             Err(mpsc::TryRecvError::Empty) => {
-                if out.flush().is_err() {
-                    return 0;
+                if let Err(e) = out.flush() {
+                    return output_failed(&e, 0);
                 }
                 rx.recv().ok()
             }
             Err(mpsc::TryRecvError::Disconnected) => None,
         };
     }
-    let _ = out.flush();
+    if let Err(e) = out.flush() {
+        return output_failed(&e, 0);
+    }
     tracing::debug!("serve loop finished");
     0
 }
@@ -1018,5 +1078,9 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("environment keys: ANTHROPIC_API_KEY"));
+        assert!(
+            text.contains("fix: wait, or end it now: modelauth call auth.clearCooldown '{\"profileId\":\"anthropic:k\"}'"),
+            "{text}"
+        );
     }
 }

@@ -1,4 +1,4 @@
-//! Environment keys (PROTOCOL §6): which API keys the environment offers for a provider.
+//! Environment keys (protocol §6): which API keys the environment offers for a provider.
 //!
 //! Pure: [`env_keys`] takes a snapshot of the environment (name → value) and the provider's
 //! registered `envVars`; the shell ([`crate::service`]) takes the snapshot with

@@ -1,4 +1,4 @@
-//! The error catalogue of PROTOCOL §7: every failure a caller can see, as a stable
+//! The error catalogue of protocol §7: every failure a caller can see, as a stable
 //! `data.kind` with its JSON-RPC code.
 //!
 //! Callers match on [`ErrorKind`] (serialised as `data.kind`), never on the message.
@@ -7,7 +7,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-/// A stable error kind (`data.kind`) and the JSON-RPC error code it maps to (PROTOCOL §7).
+/// A stable error kind (`data.kind`) and the JSON-RPC error code it maps to (protocol §7).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorKind {
@@ -21,7 +21,7 @@ pub enum ErrorKind {
     MethodNotFound,
     /// -32602: params missing, of the wrong type, positional, or unknown.
     InvalidParams,
-    /// -32602: a profile that breaks the rules of PROTOCOL §2.2.
+    /// -32602: a profile that breaks the rules of protocol §2.2.
     InvalidProfile,
     /// -32602: a profile id of another provider than the one named.
     ProviderMismatch,
@@ -62,7 +62,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The JSON-RPC error code of this kind (PROTOCOL §7).
+    /// The JSON-RPC error code of this kind (protocol §7).
     pub fn code(self) -> i32 {
         use ErrorKind::*;
         match self {
@@ -145,6 +145,70 @@ impl ErrorKind {
         ]
     };
 
+    /// One sentence on what the kind means, for the catalogue under OpenRPC's
+    /// `components.errors`.
+    pub fn description(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            ParseError => "The line (or the params given to `call`) is not valid JSON or not UTF-8.",
+            InvalidRequest => "Valid JSON that is not a JSON-RPC 2.0 request, or an empty batch.",
+            MessageTooLarge => "A line longer than --max-message-bytes; it was discarded unread.",
+            MethodNotFound => "No method of that name.",
+            InvalidParams => "Params missing, of the wrong type, positional, duplicated or unknown; data.pointer names the member.",
+            InvalidProfile => "A profile that breaks the profile rules; data.pointer and data.validTypes.",
+            ProviderMismatch => "A profile id whose provider is not the one the call names.",
+            InvalidSettings => "Settings with an unknown key or a wrong value; data.pointer and data.validKeys.",
+            UnknownProfile => "No profile with that id in the scope's view.",
+            UnknownProvider => "No registered provider with that id.",
+            MissingCredential => "No profile for the provider at all, and no usable environment key.",
+            ExcludedByAuthOrder => "Profiles exist, but the explicit order lists none of them.",
+            Unavailable => "Every candidate was skipped (cooldown, disabled, expired, ...); data.candidates says why.",
+            SecretUnavailable => "A SecretRef could not be resolved; data.reason says why, never the value.",
+            RefreshFailed => "An OAuth refresh failed; data.reason says why.",
+            RevisionConflict => "expectedRevision did not match the stored revision.",
+            StoreBusy => "The store stayed locked longer than busyTimeoutMs; retryable.",
+            StoreCorrupt => "The store is not a readable modelauth database; it is left untouched.",
+            StorePermissions => "The store or its directory cannot be opened with this user's permissions.",
+            StoreReadonly => "The store cannot be written (read-only file or file system).",
+            StoreNewerSchema => "The store was written by a newer modelauth; it is never rewritten.",
+            ShapeUnrecognized => "An import source whose shape is no known format.",
+            ImportInvalid => "An import that fails as a whole (unreadable source, bad format option); nothing changed.",
+            Internal => "A bug; the message says what failed, never a secret.",
+        }
+    }
+
+    /// The hint given when the code that raised the error had no more specific one, so
+    /// every error tells a person what to do next.
+    pub fn default_hint(self) -> &'static str {
+        use ErrorKind::*;
+        match self {
+            ParseError => "send one JSON object per line, e.g. {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"helper.info\"}",
+            InvalidRequest => "a request is {\"jsonrpc\":\"2.0\",\"id\":1,\"method\":\"helper.info\",\"params\":{}}",
+            MessageTooLarge => "send smaller messages or raise --max-message-bytes",
+            MethodNotFound => "helper.info lists every method (`modelauth call helper.info`)",
+            InvalidParams => "`modelauth schema` (rpc.discover) gives the params of every method",
+            InvalidProfile => "a profile is {\"id\":\"openai:default\",\"type\":\"api_key\",\"key\":\"...\"}; types: api_key, oauth, token",
+            ProviderMismatch => "a profile id is <provider>:<name>, with the provider the call names",
+            InvalidSettings => "settings.get shows every setting and its current value",
+            UnknownProfile => "list the stored ids with profiles.list, or create it with profiles.put",
+            UnknownProvider => "providers.list shows the registered providers; register one with providers.put",
+            MissingCredential => "store one with profiles.put",
+            ExcludedByAuthOrder => "add the profile to the order with order.set, or remove the order with order.clear",
+            Unavailable => "auth.status shows why each profile is unusable and until when",
+            SecretUnavailable => "check what the SecretRef names (variable, file or command) and settings.secretProviders",
+            RefreshFailed => "log in again and store the new credential with profiles.put (same id)",
+            RevisionConflict => "read the current state again and retry with its revision",
+            StoreBusy => "retry; raise settings.busyTimeoutMs if this happens often",
+            StoreCorrupt => "move the file aside (it is left untouched) or point --store elsewhere",
+            StorePermissions => "make the store and its directory yours (0600 / 0700) or point --store elsewhere",
+            StoreReadonly => "make the store and its directory writable or point --store elsewhere",
+            StoreNewerSchema => "upgrade modelauth",
+            ShapeUnrecognized => "give `format` explicitly; store.validate reports what a source holds",
+            ImportInvalid => "store.validate lists every problem of the source without writing",
+            Internal => "a bug: report the method and this message (it never holds a secret)",
+        }
+    }
+
     /// Whether retrying the same call later may succeed without any other change.
     pub fn default_retryable(self) -> bool {
         matches!(self, ErrorKind::StoreBusy | ErrorKind::Unavailable)
@@ -165,7 +229,8 @@ pub struct RpcError {
     pub message: String,
     /// `data.retryable`.
     pub retryable: bool,
-    /// `data.hint`: the call that fixes the problem, when there is one.
+    /// `data.hint`: the call that fixes the problem; when `None`, `data.hint` is the
+    /// kind's [`ErrorKind::default_hint`].
     pub hint: Option<String>,
     /// More members of `data` (for example `pointer`, `validTypes`, `candidates`).
     pub extra: Map<String, Value>,
@@ -220,9 +285,8 @@ impl RpcError {
         let mut data = Map::new();
         data.insert("kind".into(), Value::from(self.kind.as_str()));
         data.insert("retryable".into(), Value::from(self.retryable));
-        if let Some(h) = &self.hint {
-            data.insert("hint".into(), Value::from(h.clone()));
-        }
+        let hint = self.hint.as_deref().unwrap_or(self.kind.default_hint());
+        data.insert("hint".into(), Value::from(hint));
         for (k, v) in &self.extra {
             data.insert(k.clone(), v.clone());
         }
@@ -261,6 +325,15 @@ mod tests {
         assert_eq!(ErrorKind::ExcludedByAuthOrder.code(), -32020);
         assert_eq!(ErrorKind::StoreNewerSchema.code(), -32060);
         assert_eq!(ErrorKind::ShapeUnrecognized.code(), -32070);
+    }
+
+    #[test]
+    fn every_error_carries_a_hint() {
+        for k in ErrorKind::ALL {
+            let j = RpcError::new(k, "m").to_json();
+            let h = j["data"]["hint"].as_str().unwrap_or_default();
+            assert!(h.len() > 10, "{k:?} has no useful hint: {h:?}");
+        }
     }
 
     #[test]

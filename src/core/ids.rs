@@ -1,4 +1,4 @@
-//! Identifiers: provider ids, agent ids and profile ids (PROTOCOL §2.1, §2.2).
+//! Identifiers: provider ids, agent ids and profile ids (protocol §2.1, §2.2).
 //!
 //! Pure functions: normalisation and validation only, no I/O. Provider aliases
 //! (registered with `providers.put`) are passed in as a map.

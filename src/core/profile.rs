@@ -1,4 +1,4 @@
-//! Auth profiles: the stored shape, the validation of PROTOCOL §2.2 and the
+//! Auth profiles: the stored shape, the validation of protocol §2.2 and the
 //! `ProfileView` callers see.
 //!
 //! [`validate_profile`] is pure: it takes the caller's JSON and the alias map and returns
@@ -17,7 +17,7 @@ use crate::secret::{normalize_secret_input, Secret, SecretInputError, SecretView
 /// The valid profile `type` values, as listed in every `invalid_profile` error.
 pub const VALID_TYPES: [&str; 3] = ["api_key", "oauth", "token"];
 
-/// A reference to a secret kept elsewhere: `{source, provider, id}` (PROTOCOL §2.2, §5.1;
+/// A reference to a secret kept elsewhere: `{source, provider, id}` (protocol §2.2, §5.1;
 /// OpenClaw's SecretRef). What it points at is resolved at `auth.resolve` time and never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -42,7 +42,7 @@ pub enum SecretSource {
     Exec,
 }
 
-/// The credential of a profile, tagged by `type` (PROTOCOL §2.2 table).
+/// The credential of a profile, tagged by `type` (protocol §2.2 table).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "type", rename_all_fields = "camelCase")]
 pub enum Credential {
@@ -433,7 +433,7 @@ pub fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
-/// Validates a profile given by a caller (PROTOCOL §2.2) at JSON pointer `base`
+/// Validates a profile given by a caller (protocol §2.2) at JSON pointer `base`
 /// (`/profile` for `profiles.put`).
 ///
 /// Errors: `invalid_profile` (-32602) with `data.pointer`, `data.validTypes` and, for a near
@@ -683,7 +683,7 @@ pub struct StoredProfile {
     pub updated_at: i64,
 }
 
-/// Usage as shown in a [`ProfileView`] (PROTOCOL §3): times in ms since the epoch.
+/// Usage as shown in a [`ProfileView`] (protocol §3): times in ms since the epoch.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct UsageView {
@@ -709,7 +709,7 @@ pub struct UsageView {
     pub error_count: u32,
 }
 
-/// What callers see of a profile (PROTOCOL §3 `ProfileView`): secrets only as
+/// What callers see of a profile (protocol §3 `ProfileView`): secrets only as
 /// `{fingerprint, length}` unless revealed.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]

@@ -1,11 +1,11 @@
-//! The resolution walk (PROTOCOL §3 "Resolution walk"): which credential to use now, and why.
+//! The resolution walk (protocol §3 "Resolution walk"): which credential to use now, and why.
 //!
 //! Pure: [`walk`] takes the scope view's profiles, the explicit order, usage state and the
 //! clock and returns the candidates in walk order, each usable or skipped with its reason.
 //! The shell ([`crate::service`]) then materialises the first usable one (resolving a
 //! SecretRef or refreshing an OAuth token) and, if that fails, moves on.
 //!
-//! Rules (from PROTOCOL §3, following OpenClaw's `resolveAuthProfileOrder`):
+//! Rules (from protocol §3, following OpenClaw's `resolveAuthProfileOrder`):
 //! 1. candidates are the view's profiles of the provider; `profileId` pins one;
 //! 2. an explicit order is walked exactly; profiles it does not list are skipped with
 //!    `excluded_by_auth_order`; without one: oauth < token < api_key, non-expired before
@@ -22,7 +22,7 @@ use crate::error::{ErrorKind, RpcError};
 use crate::profile::{Credential, StoredProfile};
 use crate::usage::Usage;
 
-/// Why a candidate was skipped (the stable strings of PROTOCOL §3).
+/// Why a candidate was skipped (the stable strings of protocol §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum SkipReason {
@@ -300,7 +300,7 @@ fn put_example(provider: &str) -> String {
     format!("{{\"profile\": {{\"id\": \"{provider}:default\", \"type\": \"api_key\", \"key\": \"<your key>\"}}}}")
 }
 
-/// The error when no candidate is usable (PROTOCOL §3 step 5): `missing_credential` when
+/// The error when no candidate is usable (protocol §3 step 5): `missing_credential` when
 /// the provider has no profile in the view, `excluded_by_auth_order` when the order lists
 /// none of them, else `unavailable` with `earliestUntil`. `data.candidates` lists each
 /// candidate and its reason; `data.hint` names the call that fixes it.

@@ -1,5 +1,5 @@
 //! Secret values: a wrapper whose `Debug` never shows the value, the input
-//! normalisation of PROTOCOL §2.2, and the fingerprint shown in place of a secret.
+//! normalisation of protocol §2.2, and the fingerprint shown in place of a secret.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -92,7 +92,7 @@ pub fn fingerprint(value: &str) -> String {
     s
 }
 
-/// Why a secret input was refused (PROTOCOL §2.2).
+/// Why a secret input was refused (protocol §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecretInputError {
     /// Nothing left after removing line breaks and trimming.
@@ -101,7 +101,7 @@ pub enum SecretInputError {
     ControlCharacter,
 }
 
-/// Normalises secret input as PROTOCOL §2.2 says: CR, LF, U+2028 and U+2029 are removed
+/// Normalises secret input as protocol §2.2 says: CR, LF, U+2028 and U+2029 are removed
 /// and the value trimmed; an empty result or any other control character is an error.
 ///
 /// This is what makes `printf 'sk-...\n' | ...` and a key pasted with a wrapped line work.

@@ -1,4 +1,4 @@
-//! Settings kept in the store so every process sees them (PROTOCOL §3 "settings"):
+//! Settings kept in the store so every process sees them (protocol §3 "settings"):
 //! cooldown lengths, cooldown-exempt providers, environment fallback, refresh margin,
 //! busy timeout and secret providers. All durations are milliseconds.
 //!
@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{ErrorKind, RpcError};
 
-/// Cooldown lengths of PROTOCOL §4, in milliseconds.
+/// Cooldown lengths of protocol §4, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
 pub struct CooldownSettings {
@@ -48,7 +48,7 @@ impl Default for CooldownSettings {
     }
 }
 
-/// When environment keys (PROTOCOL §6) are used.
+/// When environment keys (protocol §6) are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum EnvFallback {
@@ -60,7 +60,7 @@ pub enum EnvFallback {
     Always,
 }
 
-/// A secret provider named by SecretRefs (`settings.secretProviders.<name>`, PROTOCOL §5.1).
+/// A secret provider named by SecretRefs (`settings.secretProviders.<name>`, protocol §5.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "source", rename_all = "lowercase")]
 pub enum SecretProvider {
@@ -99,7 +99,7 @@ fn default_json_only() -> bool {
     true
 }
 
-/// The keys of a `secretProviders` entry per `source` (PROTOCOL §5.1); `source` itself
+/// The keys of a `secretProviders` entry per `source` (protocol §5.1); `source` itself
 /// is in every list.
 pub const SECRET_PROVIDER_KEYS: [(&str, &[&str]); 3] = [
     ("env", &["source"]),

@@ -1,4 +1,4 @@
-//! The roll-up of `auth.status` and the exit code of `modelauth check` (PROTOCOL §3, §8),
+//! The roll-up of `auth.status` and the exit code of `modelauth check` (protocol §3, §8),
 //! following OpenClaw 2026.9.6's `models status` (`buildAuthHealthSummary` in its
 //! `src/agents/auth-health.ts`):
 //! - each profile has a health word: an api_key is `static` (or `missing` when its secret

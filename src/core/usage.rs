@@ -1,5 +1,5 @@
 //! Usage state of a credential: last use, cooldown and disable windows, failure counts
-//! (PROTOCOL §4). It belongs to the credential (keyed by profile id), not to an agent:
+//! (protocol §4). It belongs to the credential (keyed by profile id), not to an agent:
 //! a rate limit hit by one agent is seen by all.
 //!
 //! Everything here is pure: times are passed in as milliseconds since the Unix epoch.
@@ -25,7 +25,7 @@ pub struct Window {
 }
 
 impl Window {
-    /// Whether this window blocks a request at `now` for `model` (PROTOCOL §3 step 3: a window
+    /// Whether this window blocks a request at `now` for `model` (protocol §3 step 3: a window
     /// scoped to one model applies to requests for that model and to requests naming no model).
     pub fn blocks(&self, now: i64, model: Option<&str>) -> bool {
         now < self.until
@@ -117,7 +117,7 @@ impl Usage {
     }
 }
 
-/// The outcome of a call, as reported with `auth.report` (PROTOCOL §3 "Usage state").
+/// The outcome of a call, as reported with `auth.report` (protocol §3 "Usage state").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Outcome {
@@ -145,7 +145,7 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    /// Every outcome, in the order of PROTOCOL §3.
+    /// Every outcome, in the order of protocol §3.
     pub const ALL: [Outcome; 10] = [
         Outcome::Success,
         Outcome::RateLimit,
@@ -189,7 +189,7 @@ impl Outcome {
     }
 }
 
-/// The outcome of an HTTP status of the provider (PROTOCOL §3 `auth.report` r2, the mapping
+/// The outcome of an HTTP status of the provider (protocol §3 `auth.report` r2, the mapping
 /// LiteLLM's router also uses): 2xx → success, 429 → rate_limit, 402 → billing, 401 and
 /// 403 → auth, 404 → model_not_found, 408 and 504 → timeout, 500/502/503/529 →
 /// overloaded, any other 4xx → format, anything else → unknown. Pure.
@@ -207,7 +207,7 @@ pub fn outcome_for_http_status(status: u16) -> Outcome {
     }
 }
 
-/// Whether a `retryAfterMs` lengthens a new window of this outcome (PROTOCOL §3:
+/// Whether a `retryAfterMs` lengthens a new window of this outcome (protocol §3:
 /// `rate_limit`, `overloaded`, `timeout`).
 pub fn honours_retry_after(outcome: Outcome) -> bool {
     matches!(
@@ -246,7 +246,7 @@ fn previous_window_end(u: &Usage) -> Option<i64> {
 }
 
 /// Applies one `auth.report` to `usage` at `now` (ms since the epoch) and returns the new
-/// state (PROTOCOL §4). Pure: no clock, no I/O.
+/// state (protocol §4). Pure: no clock, no I/O.
 ///
 /// - `success`: `lastUsed = now`, every window, count and failure time cleared
 ///   (`needsReauth` stays: only a new credential or a refresh clears it).
@@ -271,7 +271,7 @@ pub fn apply_report(
     apply_report_retry_after(usage, outcome, model, now, cfg, None)
 }
 
-/// [`apply_report`] with the provider's `Retry-After` in milliseconds (PROTOCOL §3 r2):
+/// [`apply_report`] with the provider's `Retry-After` in milliseconds (protocol §3 r2):
 /// a **new** `rate_limit`, `overloaded` or `timeout` window lasts at least
 /// `min(retry_after_ms, rateLimitMaxMs)`. An active window that already covers the scope
 /// is neither shortened nor extended, and other outcomes ignore it. Pure.

@@ -62,7 +62,7 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// Validates an optional `agent` param (PROTOCOL §2.1).
+/// Validates an optional `agent` param (protocol §2.1).
 fn agent_param(a: Option<String>) -> Result<Option<String>> {
     match a {
         None => Ok(None),
@@ -141,7 +141,7 @@ fn revision_conflict(expected: i64, current: i64) -> RpcError {
     .with_hint("read the current state again and retry with its revision")
 }
 
-/// The `auth.status` word of one profile at `now` (PROTOCOL §3), its reason and until/expiry
+/// The `auth.status` word of one profile at `now` (protocol §3), its reason and until/expiry
 /// (ms since the epoch): `needs_reauth`, `ref_unavailable` (its SecretRef cannot be read
 /// now: [`status::RefCheck`]), `disabled` / `cooldown`, then by expiry: `static` (api_key,
 /// token without `expires`), `expired` (past, or an unusable `expires`), `refreshable` (an
@@ -375,7 +375,7 @@ fn model_param(m: Option<String>) -> Option<String> {
     m.map(|m| m.trim().to_string()).filter(|m| !m.is_empty())
 }
 
-/// The environment keys (PROTOCOL §6) this process sees for `provider`, with the
+/// The environment keys (protocol §6) this process sees for `provider`, with the
 /// provider's registered `envVars` from the store.
 fn env_keys_for(c: &dyn Tx, provider: &str) -> Result<Vec<EnvKey>> {
     let registered: Vec<String> = c
@@ -955,7 +955,7 @@ impl App {
         })
     }
 
-    /// `auth.resolve`: the credential to use now (PROTOCOL §3 "Resolution walk").
+    /// `auth.resolve`: the credential to use now (protocol §3 "Resolution walk").
     ///
     /// An oauth profile inside the refresh margin is refreshed before it is handed out
     /// ([`App::refresh_profile`], single flight across processes); then the walk is done
@@ -1149,7 +1149,7 @@ impl App {
         })
     }
 
-    /// `auth.report`: records how a call with `profileId` went (PROTOCOL §4). Usage is keyed
+    /// `auth.report`: records how a call with `profileId` went (protocol §4). Usage is keyed
     /// by profile id and seen by every agent; a success also records lastGood for the
     /// provider in the request's scope. A failure of a cooldown-exempt provider records
     /// nothing (`recorded: false`).

@@ -1,4 +1,4 @@
-//! `providers.put`, `providers.get`, `providers.list`, `providers.remove` (PROTOCOL §3
+//! `providers.put`, `providers.get`, `providers.list`, `providers.remove` (protocol §3
 //! "Secrets, providers and settings"): aliases that normalise provider ids everywhere,
 //! extra environment key names (§6) and the OAuth client used for refresh (§5.2).
 //!
@@ -54,7 +54,7 @@ pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
     }
 }
 
-/// OpenClaw 2026.9.6's built-in OAuth clients (PROTOCOL §5.2): provider id, token endpoint
+/// OpenClaw 2026.9.6's built-in OAuth clients (protocol §5.2): provider id, token endpoint
 /// and public client id, as read from the installed `openclaw@2026.9.6` package
 /// (`dist/provider-runtime.errors-*.mjs` for anthropic, `extensions/openai/.setup/
 /// openai-chatgpt-oauth-flow.runtime-*.mjs` for openai-codex, `extensions/xai/xai-oauth.js`

@@ -1,4 +1,4 @@
-//! OAuth refresh with single flight across processes (PROTOCOL §5.2, RFC 6749 §6).
+//! OAuth refresh with single flight across processes (protocol §5.2, RFC 6749 §6).
 //!
 //! [`App::refresh_profile`] is the one place a refresh token is redeemed:
 //! 1. take the profile's refresh lock ([`crate::flight`]; others wait, bounded);

@@ -1,4 +1,4 @@
-//! The shell of `store.import`, `store.export` and `store.validate` (PROTOCOL §3): reads
+//! The shell of `store.import`, `store.export` and `store.validate` (protocol §3): reads
 //! sources, then applies the pure [`crate::import`] plan in one store transaction.
 //!
 //! Sources are only read: JSON files with a plain read, SQLite files opened with

@@ -1,4 +1,4 @@
-//! Export (PROTOCOL §3 `store.export`): one scope as OpenClaw's `auth-profiles.json` v1
+//! Export (protocol §3 `store.export`): one scope as OpenClaw's `auth-profiles.json` v1
 //! document `{version: 1, profiles, order, lastGood, usageStats}`. Pure: the shell
 //! ([`crate::transfer`]) reads the store and passes the parts in.
 //!

@@ -1,4 +1,4 @@
-//! The method registry: every method of PROTOCOL §3 registered in a jsonrpsee
+//! The method registry: every method of protocol §3 registered in a jsonrpsee
 //! [`RpcModule`], with the schema and error catalogue the OpenRPC document is built from.
 //!
 //! [`Dispatcher::call`] runs one method by name with by-name params and returns the
@@ -81,6 +81,10 @@ pub fn sanitize_serde_message(msg: &str) -> String {
 }
 
 /// Parses by-name params into `P`. Omitted params are `{}`; an array is refused.
+///
+/// Errors are `invalid_params` whose `data.pointer` is the exact JSON pointer of the
+/// offending member (`/oauth/scop`, `/order/2`), found with `serde_path_to_error`, and
+/// whose hint names the closest known field for a misspelt one (strsim).
 pub fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcError> {
     let raw = raw.map(str::trim_start).unwrap_or("{}");
     let raw = if raw.starts_with("null") { "{}" } else { raw };
@@ -90,22 +94,10 @@ pub fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcErro
         )
         .with_hint("send {\"provider\": \"openai\"}, not [\"openai\"]"));
     }
-    let parsed = serde_json::from_str(raw).map_err(|e| {
-        let msg = sanitize_serde_message(&e.to_string());
-        let mut err = RpcError::invalid_params(format!("invalid params: {msg}"));
-        if let Some(field) = msg
-            .strip_prefix("missing field `")
-            .and_then(|r| r.split('`').next())
-        {
-            err = err.with("pointer", format!("/{field}"));
-        } else if let Some(field) = msg
-            .strip_prefix("unknown field `")
-            .and_then(|r| r.split('`').next())
-        {
-            err = err.with("pointer", format!("/{field}"));
-        }
-        err
-    })?;
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let parsed = serde_path_to_error::deserialize(&mut de)
+        .map_err(|e| params_error(&json_pointer(e.path()), e.inner()))?;
+    de.end().map_err(|e| params_error("", &e))?;
     // serde_json keeps the last of duplicate keys; other parsers keep the first. Refuse
     // them anywhere in the params, so that no two readers can see different requests.
     serde_json::from_str::<NoDuplicateKeys>(raw).map_err(|e| {
@@ -116,6 +108,87 @@ pub fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcErro
         .with_hint("send each member of a JSON object once")
     })?;
     Ok(parsed)
+}
+
+/// The JSON pointer (RFC 6901) of a `serde_path_to_error` path; `""` is the params object.
+fn json_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment;
+    let mut out = String::new();
+    for seg in path.iter() {
+        match seg {
+            Segment::Seq { index } => out.push_str(&format!("/{index}")),
+            Segment::Map { key } => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            Segment::Enum { .. } | Segment::Unknown => {}
+        }
+    }
+    out
+}
+
+/// Builds the `invalid_params` error of a failed params parse at JSON pointer `pointer`.
+fn params_error(pointer: &str, e: &serde_json::Error) -> RpcError {
+    let msg = sanitize_serde_message(&e.to_string());
+    let mut pointer = pointer.to_string();
+    let field_in = |prefix: &str| {
+        msg.strip_prefix(prefix)
+            .and_then(|r| r.split('`').next())
+            .map(str::to_string)
+    };
+    let mut hint = None;
+    if let Some(field) = field_in("missing field `") {
+        // The path names the object that lacks the member.
+        pointer = format!("{pointer}/{field}");
+        hint = Some(format!("add `{field}`"));
+    } else if let Some(field) = field_in("unknown field `") {
+        // The path already ends at the unknown member; older paths stop at its parent.
+        if !pointer.ends_with(&format!("/{field}")) {
+            pointer = format!("{pointer}/{field}");
+        }
+        let expected: Vec<&str> = msg
+            .split_once("expected ")
+            .map(|(_, r)| r.split('`').skip(1).step_by(2).collect())
+            .unwrap_or_default();
+        hint = Some(match did_you_mean(&field, expected.iter().copied()) {
+            Some(m) => format!(
+                "did you mean `{m}`? known fields here: {}",
+                expected.join(", ")
+            ),
+            None if expected.is_empty() => format!("remove `{field}`"),
+            None => format!("known fields here: {}", expected.join(", ")),
+        });
+    }
+    let mut err = RpcError::invalid_params(format!("invalid params: {msg}"));
+    if !pointer.is_empty() {
+        err = err.with("pointer", pointer);
+    }
+    if let Some(h) = hint {
+        err = err.with_hint(h);
+    }
+    err
+}
+
+/// The candidate closest to `input` (Jaro-Winkler similarity of at least 0.8, or the same
+/// text after its last `.`), for "did you mean" hints. Only candidates are ever returned,
+/// so caller text is never echoed through a suggestion.
+pub fn did_you_mean<'a>(
+    input: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
+    let lower = input.to_ascii_lowercase();
+    let tail = |s: &str| s.rsplit('.').next().unwrap_or(s).to_ascii_lowercase();
+    let mut best: Option<(f64, &'a str)> = None;
+    for c in candidates {
+        let mut score = strsim::jaro_winkler(&lower, &c.to_ascii_lowercase());
+        if tail(c) == tail(&lower) {
+            score = score.max(0.95);
+        }
+        if score >= 0.8 && best.is_none_or(|(b, _)| score > b) {
+            best = Some((score, c));
+        }
+    }
+    best.map(|(_, c)| c)
 }
 
 /// A JSON value walked only to refuse an object that has the same key twice, at any depth.
@@ -195,13 +268,42 @@ fn register<P, R>(
         .register_method(
             name,
             move |params: Params<'_>, ctx: &Arc<Ctx>, _: &Extensions| -> Result<Value, RpcError> {
-                let p: P = parse_params(params.as_str())?;
+                let p: P = parse_params(params.as_str()).map_err(|e| match e.hint {
+                    Some(_) => e,
+                    None => e.with_hint(params_shape::<P>(name)),
+                })?;
                 let r = f(ctx, p)?;
                 serde_json::to_value(r)
                     .map_err(|e| RpcError::internal(format!("encode result: {e}")))
             },
         )
         .expect("method names are unique");
+}
+
+/// "`providers.put` takes {id, aliases?, envVars?, oauth?}": the params of a method, from
+/// its schema (`?` = optional), for the hint of an `invalid_params` error.
+fn params_shape<P: schemars::JsonSchema>(name: &str) -> String {
+    let schema = schemars::SchemaGenerator::default().into_root_schema_for::<P>();
+    let v = schema.as_value();
+    let required: Vec<&str> = v
+        .get("required")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).collect())
+        .unwrap_or_default();
+    let fields: Vec<String> = v
+        .get("properties")
+        .and_then(Value::as_object)
+        .map(|props| {
+            props
+                .keys()
+                .map(|k| match required.contains(&k.as_str()) {
+                    true => k.clone(),
+                    false => format!("{k}?"),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("`{name}` takes {{{}}}", fields.join(", "))
 }
 
 use ErrorKind as K;
@@ -574,11 +676,18 @@ impl Dispatcher {
     /// raw `result` JSON, or the error.
     pub fn call(&self, method: &str, params: Option<&str>) -> Result<Box<RawValue>, RpcError> {
         let Some(cb) = self.module.method(method) else {
+            let names = self.specs().iter().map(|s| s.name);
+            let hint = match did_you_mean(method, names) {
+                Some(m) => format!(
+                    "did you mean `{m}`? helper.info lists every method (`modelauth call helper.info`)"
+                ),
+                None => "helper.info lists every method (`modelauth call helper.info`)".into(),
+            };
             return Err(RpcError::new(
                 ErrorKind::MethodNotFound,
                 format!("unknown method `{}`", shorten(method)),
             )
-            .with_hint("rpc.discover lists every method"));
+            .with_hint(hint));
         };
         let MethodCallback::Sync(cb) = cb else {
             return Err(RpcError::internal(

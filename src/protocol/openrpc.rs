@@ -3,7 +3,8 @@
 //!
 //! Schemas are JSON Schema draft-07 (OpenRPC's meta-schema), shared ones under
 //! `#/components/schemas/`. Each method lists the error kinds it can return; the
-//! transport errors (-32700, -32600, -32601, -32602) apply to every method.
+//! transport errors (-32700, -32600, -32601, -32602) apply to every method. The whole
+//! error catalogue is under `components.errors`, keyed by `data.kind`.
 
 use serde_json::{json, Map, Value};
 
@@ -66,7 +67,22 @@ pub fn document(specs: &[MethodSpec]) -> Value {
         }));
     }
     let schemas = g.take_definitions(true);
-    let catalogue: Vec<Value> = ErrorKind::ALL.iter().map(|k| error_entry(*k)).collect();
+    // The error catalogue: OpenRPC's `components.errors`, one entry per `data.kind`.
+    let catalogue: Map<String, Value> = ErrorKind::ALL
+        .iter()
+        .map(|k| {
+            let e = json!({
+                "code": k.code(),
+                "message": k.description(),
+                "data": {
+                    "kind": k.as_str(),
+                    "retryable": k.default_retryable(),
+                    "hint": k.default_hint(),
+                },
+            });
+            (k.as_str().to_string(), e)
+        })
+        .collect();
     json!({
         "openrpc": "1.2.6",
         "info": {
@@ -77,7 +93,7 @@ pub fn document(specs: &[MethodSpec]) -> Value {
         "methods": methods,
         "components": {
             "schemas": schemas,
-            "x-errorCatalogue": catalogue,
+            "errors": catalogue,
         }
     })
 }

@@ -1,4 +1,4 @@
-//! Line-delimited JSON-RPC 2.0 framing (PROTOCOL §1): classify a line, answer it.
+//! Line-delimited JSON-RPC 2.0 framing (protocol §1): classify a line, answer it.
 //!
 //! - One message per line; a trailing `\r` is tolerated; blank lines are ignored.
 //! - Invalid JSON or UTF-8 → -32700 with `id: null`; valid JSON that is not a request →
@@ -349,9 +349,11 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, RpcError>) -> Result<T, RpcError
     })
 }
 
-fn parse_error(e: &serde_json::Error) -> String {
-    let msg = format!(
-        "invalid JSON at line {} column {}: {}",
+/// "line 1 column 14: syntax error": where a JSON text broke and how, never the text itself
+/// (it may hold a secret).
+pub fn json_error_text(e: &serde_json::Error) -> String {
+    format!(
+        "line {} column {}: {}",
         e.line(),
         e.column(),
         match e.classify() {
@@ -360,7 +362,11 @@ fn parse_error(e: &serde_json::Error) -> String {
             serde_json::error::Category::Data => "bad value",
             serde_json::error::Category::Io => "read error",
         }
-    );
+    )
+}
+
+fn parse_error(e: &serde_json::Error) -> String {
+    let msg = format!("invalid JSON at {}", json_error_text(e));
     error_response("null", &RpcError::new(ErrorKind::ParseError, msg))
 }
 

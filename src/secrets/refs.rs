@@ -1,4 +1,4 @@
-//! Resolving a SecretRef to its value at `auth.resolve` time (PROTOCOL §5.1).
+//! Resolving a SecretRef to its value at `auth.resolve` time (protocol §5.1).
 //!
 //! The value is never stored, logged or put in an error; errors name the ref only.
 
@@ -157,7 +157,7 @@ pub fn strip_one_newline(s: &str) -> &str {
         .unwrap_or(s)
 }
 
-/// Reads a secret out of a file (PROTOCOL §5.1 `file`). The file is opened first and
+/// Reads a secret out of a file (protocol §5.1 `file`). The file is opened first and
 /// checked through its descriptor, so what is checked is what is read.
 fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcError> {
     use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
@@ -295,7 +295,7 @@ fn resolve_file(r: &SecretRef, path: &str, mode: &str) -> Result<Secret, RpcErro
     }
 }
 
-/// An exec secret provider (PROTOCOL §5.1 `exec`).
+/// An exec secret provider (protocol §5.1 `exec`).
 struct ExecSpec<'a> {
     command: &'a str,
     args: &'a [String],
@@ -339,7 +339,7 @@ pub fn parse_exec_output(stdout: &[u8], id: &str) -> Result<String, &'static str
 }
 
 /// The value of a `jsonOnly: false` helper: its whole stdout with one trailing newline
-/// dropped (PROTOCOL §5.1 r2). Pure. Errors are `reason` strings: `bad_output` (not
+/// dropped (protocol §5.1 r2). Pure. Errors are `reason` strings: `bad_output` (not
 /// UTF-8) or `invalid_value` (a line break inside the value — a `pass` entry with
 /// metadata lines, say — which would otherwise be joined silently into a wrong key).
 pub fn raw_exec_output(stdout: &[u8]) -> Result<String, &'static str> {

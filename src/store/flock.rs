@@ -1,4 +1,4 @@
-//! Single flight for OAuth refresh (PROTOCOL §5.2): one exclusive lock per profile,
+//! Single flight for OAuth refresh (protocol §5.2): one exclusive lock per profile,
 //! shared by every process using the store.
 //!
 //! The lock is an OS advisory lock (`flock`, via `std::fs::File::try_lock`) on a sidecar

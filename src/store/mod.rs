@@ -5,7 +5,7 @@
 //! - [`Store`]: one handle per process on one store location. It runs a closure inside a
 //!   read transaction (a consistent snapshot) or a write transaction (one read-modify-write,
 //!   committed durably or not at all), reports what it is (`helper.info`), and hands out
-//!   the single-flight lock that OAuth refresh takes (PROTOCOL §5.2).
+//!   the single-flight lock that OAuth refresh takes (protocol §5.2).
 //! - [`Tx`]: the scoped reads and writes available inside such a transaction. Scopes are
 //!   `None` (shared) or `Some(agent)`; an agent's *view* is its own rows plus the shared
 //!   ones, its own winning on the same id. Usage state is keyed by profile id alone
@@ -15,7 +15,7 @@
 //! `conformance` module) is one behaviour suite that runs against any implementation;
 //! a new backend adds a constructor to it and passes it.
 //!
-//! Every method returns [`RpcError`] with a store kind of PROTOCOL §7 on failure
+//! Every method returns [`RpcError`] with a store kind of protocol §7 on failure
 //! (`store_busy`, `store_corrupt`, `store_permissions`, `store_readonly`,
 //! `store_newer_schema`); an error inside a write transaction rolls the whole transaction
 //! back.
@@ -44,7 +44,7 @@ pub fn scope_key(agent: Option<&str>) -> &str {
 /// [`Tx::change_marker`] means the backend cannot tell, and nothing may be cached.
 pub type ChangeMarker = (u64, i64, u64);
 
-/// Where a store is and what it holds, for `helper.info` (PROTOCOL §3).
+/// Where a store is and what it holds, for `helper.info` (protocol §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreDescription {
     /// `"sqlite"` (or another backend's name).
@@ -55,7 +55,7 @@ pub struct StoreDescription {
     pub exists: bool,
 }
 
-/// A held single-flight refresh lock (PROTOCOL §5.2). Dropping it releases the lock; so
+/// A held single-flight refresh lock (protocol §5.2). Dropping it releases the lock; so
 /// does the death of the holding process (the kernel or the server releases it).
 pub trait RefreshGuard: Send {}
 
@@ -158,7 +158,7 @@ pub trait Tx {
     fn delete_provider(&self, id: &str) -> Result<bool, RpcError>;
 
     /// The order an agent uses for a provider: its own if set, else the shared one, as
-    /// `(ids, source)` with source `"agent"` or `"shared"` (PROTOCOL §2.1).
+    /// `(ids, source)` with source `"agent"` or `"shared"` (protocol §2.1).
     fn effective_order(
         &self,
         agent: Option<&str>,
@@ -194,12 +194,12 @@ pub trait Store: Send {
     /// durably, or changes nothing when `f` fails. Creates the store on first use.
     /// Use [`dyn Store::write`].
     fn write_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError>;
-    /// The single-flight refresh locks of this store (PROTOCOL §5.2), usable without
+    /// The single-flight refresh locks of this store (protocol §5.2), usable without
     /// holding the store handle while waiting.
     fn refresh_locks(&self) -> std::sync::Arc<dyn RefreshLocks>;
 }
 
-/// The single-flight refresh locks of one store (PROTOCOL §5.2).
+/// The single-flight refresh locks of one store (protocol §5.2).
 pub trait RefreshLocks: Send + Sync {
     /// Takes the lock of `(scope, profile_id)`, waiting at most `wait`; `Ok(None)` when
     /// another holder kept it that long. The lock is shared by every process using the

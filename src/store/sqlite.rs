@@ -1,4 +1,4 @@
-//! The SQLite implementation of [`Store`] (PROTOCOL §2): profiles per scope, orders, lastGood, usage, providers
+//! The SQLite implementation of [`Store`] (protocol §2): profiles per scope, orders, lastGood, usage, providers
 //! and settings in one database file.
 //!
 //! - Path: `--store`, else `$MODELAUTH_STORE`, else `$XDG_STATE_HOME/modelauth/store.db`,
@@ -79,7 +79,7 @@ const MIGRATIONS: &[&str] = &[
     ) WITHOUT ROWID;",
 ];
 
-/// Resolves the store path of PROTOCOL §2 from the flag, the environment and the home
+/// Resolves the store path of protocol §2 from the flag, the environment and the home
 /// directory. Errors only when none of `--store`, `MODELAUTH_STORE`, `XDG_STATE_HOME`, `HOME` is set.
 pub fn default_store_path(flag: Option<&Path>) -> Result<PathBuf, RpcError> {
     if let Some(p) = flag {
@@ -101,7 +101,7 @@ pub fn default_store_path(flag: Option<&Path>) -> Result<PathBuf, RpcError> {
     ))
 }
 
-/// Maps a SQLite error to the store error kinds of PROTOCOL §7.
+/// Maps a SQLite error to the store error kinds of protocol §7.
 pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
     let p = path.display();
     match &e {
