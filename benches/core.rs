@@ -6,14 +6,14 @@ use std::collections::HashMap;
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use modelauth::ids::Aliases;
-use modelauth::profile::{validate_profile, Credential, Profile, StoredProfile};
-use modelauth::resolve::{walk, WalkInput};
-use modelauth::rpc::Dispatcher;
-use modelauth::secret::Secret;
-use modelauth::service::App;
+use modelauth::core::ids::Aliases;
+use modelauth::core::profile::{validate_profile, Credential, Profile, StoredProfile};
+use modelauth::core::resolve::{walk, WalkInput};
+use modelauth::core::secret_value::Secret;
+use modelauth::core::usage::Usage;
+use modelauth::handlers::App;
+use modelauth::protocol::dispatch::Dispatcher;
 use modelauth::store;
-use modelauth::usage::Usage;
 use serde_json::json;
 
 const NOW: i64 = 1_800_000_000_000;

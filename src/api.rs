@@ -8,9 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::profile::{Profile, ProfileView};
-use crate::resolve::{CandidateReport, SkipReason};
-use crate::secret::Secret;
+use crate::core::profile::{Profile, ProfileView};
+use crate::core::resolve::{CandidateReport, SkipReason};
+use crate::core::secret_value::Secret;
 
 /// `helper.info` params (none).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -375,7 +375,7 @@ pub struct ReportParams {
     /// How the call went. Either this or `httpStatus` is required; when both are given
     /// this one wins.
     #[serde(default)]
-    pub outcome: Option<crate::usage::Outcome>,
+    pub outcome: Option<crate::core::usage::Outcome>,
     /// The provider's HTTP status, mapped to an outcome when `outcome` is absent (r2):
     /// 2xx success, 429 rate_limit, 402 billing, 401/403 auth, 404 model_not_found,
     /// 408/504 timeout, 500/502/503/529 overloaded, other 4xx format, else unknown.
@@ -404,11 +404,11 @@ pub struct ReportResult {
     /// The agent.
     pub agent: Option<String>,
     /// The outcome used: the given `outcome`, else the one `httpStatus` maps to.
-    pub outcome: crate::usage::Outcome,
+    pub outcome: crate::core::usage::Outcome,
     /// False when nothing was recorded (a failure of a cooldown-exempt provider).
     pub recorded: bool,
     /// The usage state after the report (times in ms since the epoch).
-    pub usage: crate::profile::UsageView,
+    pub usage: crate::core::profile::UsageView,
 }
 
 /// `auth.clearCooldown` params.
@@ -434,7 +434,7 @@ pub struct ClearCooldownResult {
     /// True when a window or a failure count was removed.
     pub cleared: bool,
     /// The usage state after clearing.
-    pub usage: crate::profile::UsageView,
+    pub usage: crate::core::profile::UsageView,
 }
 
 fn default_expiring_within() -> i64 {
@@ -583,7 +583,7 @@ pub struct SettingsGetParams {}
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SettingsSetParams {
     /// The keys to change; merged into the stored ones (`cooldowns` key by key).
-    #[schemars(with = "crate::settings::Settings")]
+    #[schemars(with = "crate::core::settings::Settings")]
     pub settings: serde_json::Map<String, Value>,
     /// Store only if the settings revision is still this one (`revision_conflict` otherwise),
     /// so two editors of `secretProviders` do not overwrite each other.
@@ -596,7 +596,7 @@ pub struct SettingsSetParams {
 #[serde(rename_all = "camelCase")]
 pub struct SettingsResult {
     /// The effective settings (durations in milliseconds).
-    pub settings: crate::settings::Settings,
+    pub settings: crate::core::settings::Settings,
     /// The settings revision: 0 before the first `settings.set`, +1 per successful one
     /// (give it as `expectedRevision`).
     pub revision: i64,
@@ -612,7 +612,7 @@ pub struct ProviderOAuth {
     pub client_id: String,
     /// Where the client secret lives, for a confidential client (resolved at refresh time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub client_secret_ref: Option<crate::profile::SecretRef>,
+    pub client_secret_ref: Option<crate::core::profile::SecretRef>,
     /// `scope` sent with the refresh grant (RFC 6749 §6), when the provider needs one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,

@@ -23,14 +23,3 @@ pub mod openclaw;
 pub mod protocol;
 pub mod secrets;
 pub mod store;
-
-// Old paths, kept while the restructuring lands.
-pub use crate::core::secret_value as secret;
-pub use crate::core::{envkeys, error, ids, profile, resolve, settings, status, usage};
-pub use crate::handlers as service;
-pub use crate::handlers::{providers, refresh, transfer};
-pub use crate::openclaw::{export, import};
-pub use crate::protocol::dispatch as rpc;
-pub use crate::protocol::{openrpc, transport};
-pub use crate::secrets::oauth;
-pub use crate::store::flock as flight;

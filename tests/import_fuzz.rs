@@ -3,7 +3,7 @@
 //! mutations of each (byte flips, truncations, splices). cargo-fuzz is not needed; every
 //! case must return without a panic, and the unmutated seeds must be accepted.
 
-use modelauth::transfer::fuzz_import_source;
+use modelauth::handlers::transfer::fuzz_import_source;
 use proptest::prelude::*;
 use proptest::test_runner::{Config, RngAlgorithm, TestRng, TestRunner};
 

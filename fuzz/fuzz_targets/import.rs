@@ -18,5 +18,5 @@ static SCRATCH: OnceLock<tempfile::TempDir> = OnceLock::new();
 
 fuzz_target!(|data: &[u8]| {
     let dir = SCRATCH.get_or_init(|| tempfile::tempdir().unwrap());
-    let _ = modelauth::transfer::fuzz_import_source(data, dir.path());
+    let _ = modelauth::handlers::transfer::fuzz_import_source(data, dir.path());
 });

@@ -7,8 +7,8 @@
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
-use modelauth::rpc::Dispatcher;
-use modelauth::service::App;
+use modelauth::protocol::dispatch::Dispatcher;
+use modelauth::handlers::App;
 
 struct Target {
     _dir: tempfile::TempDir,

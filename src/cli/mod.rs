@@ -24,11 +24,11 @@ use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
-use crate::error::{ErrorKind, RpcError};
-use crate::rpc::Dispatcher;
-use crate::service::App;
+use crate::core::error::{ErrorKind, RpcError};
+use crate::handlers::App;
+use crate::protocol::dispatch::Dispatcher;
+use crate::protocol::transport::{self, LineRead};
 use crate::store::default_store_path;
-use crate::transport::{self, LineRead};
 
 /// modelauth — keeps model-provider credentials and answers "which one do I use now, and why?"
 /// over line-delimited JSON-RPC 2.0 on stdin/stdout. Never prompts, never opens a terminal.
@@ -547,7 +547,7 @@ fn provider_env_var(d: &Dispatcher, provider: &str) -> String {
 /// `<BASE>_API_KEY` of protocol §6 for a normalised provider id (`GEMINI_API_KEY` for
 /// google). Pure.
 pub fn default_env_var(provider: &str) -> String {
-    format!("{}_API_KEY", crate::envkeys::env_base(provider))
+    format!("{}_API_KEY", crate::core::envkeys::env_base(provider))
 }
 
 /// `modelauth exec`: resolves every credential first (nothing runs unless all resolve),
@@ -567,19 +567,22 @@ fn exec(
         eprintln!("modelauth exec: no COMMAND after `--`");
         return EX_USAGE;
     };
-    let mut vars: Vec<(String, crate::secret::Secret)> = vec![];
+    let mut vars: Vec<(String, crate::core::secret_value::Secret)> = vec![];
     for p in providers {
         match resolve_secret(&d, p, agent, model, None) {
             Ok(r) => {
                 let var = provider_env_var(&d, &r.provider);
-                vars.push((var, crate::secret::Secret::new(r.secret)));
+                vars.push((var, crate::core::secret_value::Secret::new(r.secret)));
             }
             Err(e) => return print_error(&e),
         }
     }
     for (var, p) in bindings {
         match resolve_secret(&d, p, agent, model, None) {
-            Ok(r) => vars.push((var.clone(), crate::secret::Secret::new(r.secret))),
+            Ok(r) => vars.push((
+                var.clone(),
+                crate::core::secret_value::Secret::new(r.secret),
+            )),
             Err(e) => return print_error(&e),
         }
     }
@@ -637,7 +640,7 @@ pub fn secret_pointers(v: &serde_json::Value) -> Vec<String> {
 }
 
 /// `modelauth check`: runs `auth.status` and prints it (plain or `--json`); the exit code
-/// follows OpenClaw's `models status --check` ([`crate::status::check_exit_code`]).
+/// follows OpenClaw's `models status --check` ([`crate::core::status::check_exit_code`]).
 /// A failing `auth.status` prints the error object on stderr and exits 1.
 fn check(
     d: &Dispatcher,
@@ -705,7 +708,7 @@ fn check(
         Ok(s) => s,
         Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
     };
-    let mut code = crate::status::check_exit_code(&st.overall);
+    let mut code = crate::core::status::check_exit_code(&st.overall);
     if refresh_failed && code != 1 {
         code = 1;
     }
@@ -1010,7 +1013,7 @@ mod tests {
 
     #[test]
     fn the_panic_hook_prints_where_but_never_the_message() {
-        let secret = crate::secret::Secret::new("sk-hook-secret-0002");
+        let secret = crate::core::secret_value::Secret::new("sk-hook-secret-0002");
         let r = with_quiet_panics(|| {
             std::panic::catch_unwind(|| -> () { panic!("refresh failed for {}", secret.expose()) })
         });

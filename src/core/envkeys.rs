@@ -1,13 +1,13 @@
 //! Environment keys (protocol §6): which API keys the environment offers for a provider.
 //!
 //! Pure: [`env_keys`] takes a snapshot of the environment (name → value) and the provider's
-//! registered `envVars`; the shell ([`crate::service`]) takes the snapshot with
+//! registered `envVars`; the shell ([`crate::handlers`]) takes the snapshot with
 //! [`process_env`]. Values are [`Secret`]s: never logged, never put in an error; errors
 //! list variable names only ([`env_names`]).
 
 use std::collections::{BTreeMap, HashSet};
 
-use crate::secret::{normalize_secret_input, Secret};
+use crate::core::secret_value::{normalize_secret_input, Secret};
 
 /// One key found in the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -310,6 +310,31 @@ impl From<RpcError> for jsonrpsee::types::ErrorObjectOwned {
     }
 }
 
+/// Removes quoted values and positions from a serde message, so that a secret passed in
+/// the wrong place is never echoed (`invalid type: string "sk-…"` → `invalid type: string`).
+pub fn sanitize_serde_message(msg: &str) -> String {
+    let msg = match msg.find(" at line ") {
+        Some(i) => &msg[..i],
+        None => msg,
+    };
+    // Keep backquoted field names (`agent`), drop double-quoted values.
+    let mut out = String::with_capacity(msg.len());
+    let mut in_quote = false;
+    for ch in msg.chars() {
+        if ch == '"' {
+            if !in_quote {
+                out.push_str("(value)");
+            }
+            in_quote = !in_quote;
+            continue;
+        }
+        if !in_quote {
+            out.push(ch);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

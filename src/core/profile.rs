@@ -3,16 +3,16 @@
 //!
 //! [`validate_profile`] is pure: it takes the caller's JSON and the alias map and returns
 //! a [`Profile`] or an `invalid_profile` error with a JSON pointer, `validTypes` and, for a
-//! near miss, a hint. Secrets are normalised on the way in ([`crate::secret`]).
+//! near miss, a hint. Secrets are normalised on the way in ([`crate::core::secret_value`]).
 
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{ErrorKind, RpcError};
-use crate::ids::{self, Aliases};
-use crate::secret::{normalize_secret_input, Secret, SecretInputError, SecretView};
+use crate::core::error::{ErrorKind, RpcError};
+use crate::core::ids::{self, Aliases};
+use crate::core::secret_value::{normalize_secret_input, Secret, SecretInputError, SecretView};
 
 /// The valid profile `type` values, as listed in every `invalid_profile` error.
 pub const VALID_TYPES: [&str; 3] = ["api_key", "oauth", "token"];

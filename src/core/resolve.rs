@@ -2,7 +2,7 @@
 //!
 //! Pure: [`walk`] takes the scope view's profiles, the explicit order, usage state and the
 //! clock and returns the candidates in walk order, each usable or skipped with its reason.
-//! The shell ([`crate::service`]) then materialises the first usable one (resolving a
+//! The shell ([`crate::handlers`]) then materialises the first usable one (resolving a
 //! SecretRef or refreshing an OAuth token) and, if that fails, moves on.
 //!
 //! Rules (from protocol §3, following OpenClaw's `resolveAuthProfileOrder`):
@@ -18,9 +18,9 @@ use std::collections::HashMap;
 use serde::Serialize;
 use serde_json::json;
 
-use crate::error::{ErrorKind, RpcError};
-use crate::profile::{Credential, StoredProfile};
-use crate::usage::Usage;
+use crate::core::error::{ErrorKind, RpcError};
+use crate::core::profile::{Credential, StoredProfile};
+use crate::core::usage::Usage;
 
 /// Why a candidate was skipped (the stable strings of protocol §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, schemars::JsonSchema)]
@@ -382,9 +382,9 @@ pub fn no_credential_error(provider: &str, agent: Option<&str>, steps: &[Step]) 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Profile;
-    use crate::secret::Secret;
-    use crate::usage::Window;
+    use crate::core::profile::Profile;
+    use crate::core::secret_value::Secret;
+    use crate::core::usage::Window;
 
     const NOW: i64 = 1_800_000_000_000;
 

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{ErrorKind, RpcError};
+use crate::core::error::{ErrorKind, RpcError};
 
 /// Cooldown lengths of protocol §4, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -416,7 +416,7 @@ pub fn merge_settings(
             "",
             format!(
                 "invalid settings: {}",
-                crate::rpc::sanitize_serde_message(&e.to_string())
+                crate::core::error::sanitize_serde_message(&e.to_string())
             ),
         )
     })?;

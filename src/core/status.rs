@@ -17,8 +17,8 @@
 //! Pure: times are milliseconds since the epoch, passed in; ref availability is found out by
 //! the shell and passed in as [`RefCheck`].
 
-use crate::profile::{Credential, StoredProfile};
-use crate::usage::Usage;
+use crate::core::profile::{Credential, StoredProfile};
+use crate::core::usage::Usage;
 
 /// OpenClaw's refresh margin, the least `expiring` window of an oauth (ms).
 const OAUTH_REFRESH_MARGIN_MS: i64 = 300_000;
@@ -181,8 +181,8 @@ pub fn check_exit_code(overall: &str) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Profile;
-    use crate::secret::Secret;
+    use crate::core::profile::Profile;
+    use crate::core::secret_value::Secret;
 
     const NOW: i64 = 1_800_000_000_000;
     const DAY: i64 = 86_400_000;

@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::profile::UsageView;
-use crate::settings::CooldownSettings;
+use crate::core::profile::UsageView;
+use crate::core::settings::CooldownSettings;
 
 /// One cooldown or disable window.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 use serde_json::json;
 
 use crate::api::*;
-use crate::error::{ErrorKind, Result, RpcError};
-use crate::ids::{self, Aliases};
-use crate::service::{load_aliases, App};
+use crate::core::error::{ErrorKind, Result, RpcError};
+use crate::core::ids::{self, Aliases};
+use crate::handlers::{load_aliases, App};
 use crate::store::Tx;
 
 fn unknown_provider(id: &str) -> RpcError {
@@ -180,7 +180,8 @@ fn validate(
         }
     }
     if let Some(o) = &p.oauth {
-        crate::oauth::check_token_url(&o.token_url).map_err(|why| bad("/oauth/tokenUrl", why))?;
+        crate::secrets::oauth::check_token_url(&o.token_url)
+            .map_err(|why| bad("/oauth/tokenUrl", why))?;
         if o.client_id.trim().is_empty() || o.client_id.chars().any(char::is_control) {
             return Err(bad(
                 "/oauth/clientId",
@@ -189,7 +190,7 @@ fn validate(
         }
         if let Some(r) = &o.client_secret_ref {
             let v = serde_json::to_value(r).map_err(|e| RpcError::internal(e.to_string()))?;
-            crate::profile::validate_secret_ref(&v, "/oauth/clientSecretRef")?;
+            crate::core::profile::validate_secret_ref(&v, "/oauth/clientSecretRef")?;
         }
     }
     Ok(ProviderView {
@@ -241,7 +242,8 @@ impl App {
     /// Errors: store errors.
     pub fn providers_list(&self, _: ProvidersListParams) -> Result<ProvidersListResult> {
         self.store().read(|c| {
-            let mut providers: Vec<ProviderView> = c.providers()?
+            let mut providers: Vec<ProviderView> = c
+                .providers()?
                 .iter()
                 .map(|(id, body)| with_builtin(view_from_body(id, body)))
                 .collect();

@@ -1,10 +1,10 @@
 //! OAuth refresh with single flight across processes (protocol §5.2, RFC 6749 §6).
 //!
 //! [`App::refresh_profile`] is the one place a refresh token is redeemed:
-//! 1. take the profile's refresh lock ([`crate::flight`]; others wait, bounded);
+//! 1. take the profile's refresh lock ([`crate::store::flock`]; others wait, bounded);
 //! 2. re-read the profile; if its access/refresh/expires differ from what the caller saw,
 //!    someone else refreshed it meanwhile: no call, the caller uses the stored state;
-//! 3. POST the refresh_token grant ([`crate::oauth`]) with the stored refresh token;
+//! 3. POST the refresh_token grant ([`crate::secrets::oauth`]) with the stored refresh token;
 //! 4. commit the new access/refresh/expires in one `BEGIN IMMEDIATE` transaction
 //!    (`synchronous=FULL`) while still holding the lock, then release it.
 //!
@@ -15,13 +15,12 @@
 use std::collections::HashSet;
 
 use crate::api::ProviderOAuth;
-use crate::error::{ErrorKind, Result, RpcError};
-use crate::flight;
-use crate::oauth::{self, EndpointError, RefreshRequest};
-use crate::profile::{Credential, StoredProfile};
-use crate::secret::Secret;
-use crate::service::{load_settings, now_ms, unknown_profile, App};
-use crate::store::Tx;
+use crate::core::error::{ErrorKind, Result, RpcError};
+use crate::core::profile::{Credential, StoredProfile};
+use crate::core::secret_value::Secret;
+use crate::handlers::{load_settings, now_ms, unknown_profile, App};
+use crate::secrets::oauth::{self, EndpointError, RefreshRequest};
+use crate::store::{self, Tx};
 
 /// How long the commit of a *rotated* refresh token is retried while the store stays busy
 /// (the token exists nowhere else; the refresh lock is held meanwhile).
@@ -73,7 +72,7 @@ pub enum Refreshed {
 }
 
 /// The OAuth client registered for `provider` (`providers.put {oauth}`), else OpenClaw's
-/// built-in one ([`crate::providers::BUILTIN_OAUTH`]), if any.
+/// built-in one ([`crate::handlers::providers::BUILTIN_OAUTH`]), if any.
 ///
 /// Errors: store errors.
 pub fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth>> {
@@ -82,14 +81,15 @@ pub fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth
         .find(|(id, _)| id == provider)
         .and_then(|(_, body)| body.get("oauth").cloned())
         .and_then(|o| serde_json::from_value(o).ok())
-        .or_else(|| crate::providers::builtin_oauth(provider)))
+        .or_else(|| crate::handlers::providers::builtin_oauth(provider)))
 }
 
 /// Providers with an OAuth token endpoint: registered ones and OpenClaw's built-in ones.
 ///
 /// Errors: store errors.
 pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
-    let mut set: HashSet<String> = c.providers()?
+    let mut set: HashSet<String> = c
+        .providers()?
         .into_iter()
         .filter(|(_, body)| {
             body.get("oauth")
@@ -99,7 +99,7 @@ pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
         .map(|(id, _)| id)
         .collect();
     set.extend(
-        crate::providers::BUILTIN_OAUTH
+        crate::handlers::providers::BUILTIN_OAUTH
             .iter()
             .map(|(id, _, _)| id.to_string()),
     );
@@ -183,7 +183,7 @@ impl App {
         seen: Option<&Snapshot>,
         force: bool,
     ) -> Result<Refreshed> {
-        let _lock = match self.refresh_locks.lock(scope, id, flight::REFRESH_WAIT) {
+        let _lock = match self.refresh_locks.lock(scope, id, store::REFRESH_WAIT) {
             Ok(Some(l)) => l,
             Ok(None) => {
                 return Err(refresh_failed(
@@ -192,7 +192,7 @@ impl App {
                     true,
                     format!(
                         "another process has been refreshing `{id}` for more than {} s",
-                        flight::REFRESH_WAIT.as_secs()
+                        store::REFRESH_WAIT.as_secs()
                     ),
                 ))
             }
@@ -421,15 +421,15 @@ impl App {
         let agent =
             match p.agent {
                 None => None,
-                Some(a) => Some(crate::ids::validate_agent(&a).map_err(|e| {
+                Some(a) => Some(crate::core::ids::validate_agent(&a).map_err(|e| {
                     RpcError::invalid_params(e.to_string()).with("pointer", "/agent")
                 })?),
             };
         let a = agent.as_deref();
         let sp = self.store().read(|c| {
-            let aliases = crate::service::load_aliases(c)?;
+            let aliases = crate::handlers::load_aliases(c)?;
             let (id, _) =
-                crate::ids::normalize_profile_id(&p.profile_id, &aliases).map_err(|e| {
+                crate::core::ids::normalize_profile_id(&p.profile_id, &aliases).map_err(|e| {
                     RpcError::invalid_params(e.to_string()).with("pointer", "/profileId")
                 })?;
             c.view_profile(a, &id)?

@@ -1,5 +1,5 @@
 //! The shell of `store.import`, `store.export` and `store.validate` (protocol §3): reads
-//! sources, then applies the pure [`crate::import`] plan in one store transaction.
+//! sources, then applies the pure [`crate::openclaw::import`] plan in one store transaction.
 //!
 //! Sources are only read: JSON files with a plain read, SQLite files opened with
 //! `file:PATH?mode=ro&immutable=1` (`SQLITE_OPEN_READ_ONLY | SQLITE_OPEN_URI`), so no lock is
@@ -16,17 +16,17 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
 
-use crate::error::{ErrorKind, Result, RpcError};
-use crate::export::{self, ExportParams, ExportResult};
+use crate::core::error::{ErrorKind, Result, RpcError};
+use crate::core::ids;
+use crate::core::usage::Usage;
 use crate::fsread;
-use crate::ids;
-use crate::import::{
+use crate::handlers::{load_aliases, now_ms, App};
+use crate::openclaw::export::{self, ExportParams, ExportResult};
+use crate::openclaw::import::{
     self, EntryError, Format, ImportParams, ImportPlan, ImportResult, ImportWarning, Loaded,
     OrderAction, Piece, PieceKind, ProfileAction, ValidateParams, ValidateResult,
 };
-use crate::service::{load_aliases, now_ms, App};
 use crate::store::Tx;
-use crate::usage::Usage;
 
 /// Largest JSON source read (bytes).
 const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
@@ -628,7 +628,7 @@ pub fn load_source(
 
 /// Adds the orders OpenClaw's walk takes from openclaw.json `auth.profiles`
 /// ([`import::config_profile_orders`]).
-fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::ids::Aliases) {
+fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::core::ids::Aliases) {
     for piece in loaded
         .pieces
         .iter()
@@ -757,8 +757,7 @@ fn apply(
                     named = true;
                     ids.push(id.clone());
                 } else if a.is_none()
-                    && (all_planned.contains(id.as_str())
-                        || c.profile_id_exists_anywhere(id)?)
+                    && (all_planned.contains(id.as_str()) || c.profile_id_exists_anywhere(id)?)
                 {
                     // An agent's own profile in the shared (config) order, as OpenClaw writes
                     // it for `paste-api-key --agent`: that agent's walk uses it from here.

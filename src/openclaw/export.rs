@@ -1,8 +1,8 @@
 //! Export (protocol §3 `store.export`): one scope as OpenClaw's `auth-profiles.json` v1
 //! document `{version: 1, profiles, order, lastGood, usageStats}`. Pure: the shell
-//! ([`crate::transfer`]) reads the store and passes the parts in.
+//! ([`crate::handlers::transfer`]) reads the store and passes the parts in.
 //!
-//! Secrets are `{fingerprint, length}` ([`crate::secret::Secret::view`]) unless `reveal`;
+//! Secrets are `{fingerprint, length}` ([`crate::core::secret_value::Secret::view`]) unless `reveal`;
 //! only a revealed export can be imported again. Times are ms since the epoch.
 
 use std::collections::BTreeMap;
@@ -10,8 +10,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
-use crate::profile::Profile;
-use crate::usage::Usage;
+use crate::core::profile::Profile;
+use crate::core::usage::Usage;
 
 /// `store.export` params.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -44,7 +44,7 @@ pub fn profile_entry(p: &Profile, reveal: bool) -> Value {
         if !reveal {
             for f in ["key", "token", "access", "refresh"] {
                 if let Some(Value::String(s)) = o.get(f) {
-                    let view = crate::secret::Secret::new(s.clone()).view();
+                    let view = crate::core::secret_value::Secret::new(s.clone()).view();
                     o.insert(f.into(), serde_json::to_value(view).unwrap_or(Value::Null));
                 }
             }
@@ -113,9 +113,9 @@ pub fn document(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::import::usage_from_openclaw;
-    use crate::profile::Credential;
-    use crate::secret::Secret;
+    use crate::core::profile::Credential;
+    use crate::core::secret_value::Secret;
+    use crate::openclaw::import::usage_from_openclaw;
 
     #[test]
     fn secrets_are_fingerprinted_unless_revealed() {

@@ -1,6 +1,6 @@
 //! Import of existing credentials (protocol §3 "Import, export, validation"): the pure part.
 //!
-//! Sources are read by the shell ([`crate::transfer`]) into [`Loaded`] pieces (JSON values
+//! Sources are read by the shell ([`crate::handlers::transfer`]) into [`Loaded`] pieces (JSON values
 //! with the scope they go to); [`plan`] turns them into an [`ImportPlan`] of validated
 //! profiles, orders, lastGood and usage per scope, with a warning per normalised entry and
 //! an error per rejected one. Nothing here does I/O.
@@ -24,10 +24,12 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-use crate::error::{ErrorKind, RpcError};
-use crate::ids::{self, Aliases};
-use crate::profile::{allowed_fields, escape_pointer, validate_profile, Profile, VALID_TYPES};
-use crate::usage::{Usage, Window};
+use crate::core::error::{ErrorKind, RpcError};
+use crate::core::ids::{self, Aliases};
+use crate::core::profile::{
+    allowed_fields, escape_pointer, validate_profile, Profile, VALID_TYPES,
+};
+use crate::core::usage::{Usage, Window};
 
 // ---------------------------------------------------------------- API types
 
@@ -975,7 +977,7 @@ pub fn config_profile_orders(
     let expired = |p: &Profile| p.credential.expires().is_some_and(|e| now >= e);
     let oc_key = |p: &Profile| {
         let oauth_expired =
-            matches!(p.credential, crate::profile::Credential::OAuth { .. }) && expired(p);
+            matches!(p.credential, crate::core::profile::Credential::OAuth { .. }) && expired(p);
         (p.credential.type_rank(), oauth_expired, last_used(&p.id))
     };
     let ma_key = |p: &Profile| {

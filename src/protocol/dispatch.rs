@@ -3,7 +3,7 @@
 //!
 //! [`Dispatcher::call`] runs one method by name with by-name params and returns the
 //! `result` or the error object. Framing, ids, batches and notifications are the
-//! transport's ([`crate::transport`]); this module never sees a request id.
+//! transport's ([`crate::protocol::transport`]); this module never sees a request id.
 
 use std::sync::{Arc, OnceLock};
 
@@ -15,8 +15,8 @@ use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::api::*;
-use crate::error::{ErrorKind, RpcError};
-use crate::service::App;
+use crate::core::error::{sanitize_serde_message, ErrorKind, RpcError};
+use crate::handlers::App;
 
 /// A method's entry in the catalogue: name, documentation, schemas and error kinds.
 pub struct MethodSpec {
@@ -44,7 +44,7 @@ impl Ctx {
     /// The OpenRPC document, built on first use (it is not needed on the cold-start path).
     pub fn openrpc(&self) -> &Value {
         self.discover.get_or_init(|| {
-            crate::openrpc::document(self.specs.get().map(Vec::as_slice).unwrap_or(&[]))
+            crate::protocol::openrpc::document(self.specs.get().map(Vec::as_slice).unwrap_or(&[]))
         })
     }
 }
@@ -53,31 +53,6 @@ impl Ctx {
 pub struct Dispatcher {
     module: RpcModule<Arc<Ctx>>,
     ctx: Arc<Ctx>,
-}
-
-/// Removes quoted values and positions from a serde message, so that a secret passed in
-/// the wrong place is never echoed (`invalid type: string "sk-…"` → `invalid type: string`).
-pub fn sanitize_serde_message(msg: &str) -> String {
-    let msg = match msg.find(" at line ") {
-        Some(i) => &msg[..i],
-        None => msg,
-    };
-    // Keep backquoted field names (`agent`), drop double-quoted values.
-    let mut out = String::with_capacity(msg.len());
-    let mut in_quote = false;
-    for ch in msg.chars() {
-        if ch == '"' {
-            if !in_quote {
-                out.push_str("(value)");
-            }
-            in_quote = !in_quote;
-            continue;
-        }
-        if !in_quote {
-            out.push(ch);
-        }
-    }
-    out
 }
 
 /// Parses by-name params into `P`. Omitted params are `{}`; an array is refused.
@@ -554,7 +529,7 @@ impl Dispatcher {
                 K::StoreCorrupt,
                 K::StoreNewerSchema,
             ],
-            |c, p: crate::import::ImportParams| c.app.store_import(p),
+            |c, p: crate::openclaw::import::ImportParams| c.app.store_import(p),
         );
         register(
             &mut m,
@@ -567,7 +542,7 @@ impl Dispatcher {
                 K::StoreCorrupt,
                 K::StoreNewerSchema,
             ],
-            |c, p: crate::export::ExportParams| c.app.store_export(p),
+            |c, p: crate::openclaw::export::ExportParams| c.app.store_export(p),
         );
         register(
             &mut m,
@@ -582,7 +557,7 @@ impl Dispatcher {
                 K::StoreCorrupt,
                 K::StoreNewerSchema,
             ],
-            |c, p: crate::import::ValidateParams| c.app.store_validate(p),
+            |c, p: crate::openclaw::import::ValidateParams| c.app.store_validate(p),
         );
         register(
             &mut m,

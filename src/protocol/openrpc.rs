@@ -8,8 +8,8 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::error::ErrorKind;
-use crate::rpc::MethodSpec;
+use crate::core::error::ErrorKind;
+use crate::protocol::dispatch::MethodSpec;
 
 fn error_entry(k: ErrorKind) -> Value {
     json!({

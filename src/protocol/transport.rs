@@ -14,8 +14,8 @@ use std::io::{self, BufRead};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
-use crate::error::{ErrorKind, RpcError};
-use crate::rpc::Dispatcher;
+use crate::core::error::{ErrorKind, RpcError};
+use crate::protocol::dispatch::Dispatcher;
 
 /// Default `--max-message-bytes`: 1 MiB.
 pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
@@ -259,7 +259,7 @@ impl Dispatcher {
         let env: Envelope<'_> = match serde_json::from_str(v.get()) {
             Ok(e) => e,
             Err(e) => {
-                let msg = crate::rpc::sanitize_serde_message(&e.to_string());
+                let msg = crate::core::error::sanitize_serde_message(&e.to_string());
                 return Some(error_response(
                     "null",
                     &invalid_request(&format!("not a valid request: {msg}")),
@@ -376,7 +376,7 @@ mod tests {
 
     #[test]
     fn a_panic_with_a_secret_in_scope_becomes_an_internal_error_without_it() {
-        let secret = crate::secret::Secret::new("sk-panic-secret-0001");
+        let secret = crate::core::secret_value::Secret::new("sk-panic-secret-0001");
         let r: Result<(), RpcError> = crate::cli::with_quiet_panics(|| {
             guarded(|| panic!("boom with {} and {secret:?}", secret.expose()))
         });
@@ -386,8 +386,8 @@ mod tests {
     }
 
     mod property {
-        use crate::rpc::Dispatcher;
-        use crate::service::App;
+        use crate::handlers::App;
+        use crate::protocol::dispatch::Dispatcher;
         use proptest::prelude::*;
         use serde_json::{json, Value};
 

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use crate::secret::{normalize_secret_input, Secret};
+use crate::core::secret_value::{normalize_secret_input, Secret};
 
 /// Expiry assumed when a token response has no `expires_in` (seconds): one hour.
 pub const DEFAULT_EXPIRES_IN_S: i64 = 3600;

@@ -2,10 +2,10 @@
 //!
 //! The value is never stored, logged or put in an error; errors name the ref only.
 
-use crate::error::{ErrorKind, RpcError};
-use crate::profile::{SecretRef, SecretSource};
-use crate::secret::{normalize_secret_input, Secret};
-use crate::settings::{SecretProvider, Settings};
+use crate::core::error::{ErrorKind, RpcError};
+use crate::core::profile::{SecretRef, SecretSource};
+use crate::core::secret_value::{normalize_secret_input, Secret};
+use crate::core::settings::{SecretProvider, Settings};
 
 fn unavailable(r: &SecretRef, reason: &str, message: String) -> RpcError {
     RpcError::new(ErrorKind::SecretUnavailable, message)

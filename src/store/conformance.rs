@@ -13,10 +13,10 @@
 use std::time::Duration;
 
 use super::{Store, Tx};
-use crate::error::{ErrorKind, RpcError};
-use crate::profile::{Credential, Profile};
-use crate::secret::Secret;
-use crate::usage::Usage;
+use crate::core::error::{ErrorKind, RpcError};
+use crate::core::profile::{Credential, Profile};
+use crate::core::secret_value::Secret;
+use crate::core::usage::Usage;
 
 /// Opens a new handle on the location under test.
 pub type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
@@ -113,7 +113,7 @@ fn profile(id: &str, key: &str) -> Profile {
     }
 }
 
-fn ids(v: &[crate::profile::StoredProfile]) -> Vec<(String, Option<String>)> {
+fn ids(v: &[crate::core::profile::StoredProfile]) -> Vec<(String, Option<String>)> {
     v.iter()
         .map(|p| (p.profile.id.clone(), p.scope.clone()))
         .collect()

@@ -6,8 +6,8 @@
 //! sha256(scope NUL profile id). The kernel releases it when the holder's file is closed,
 //! including when the holder crashes or is killed, so a dead holder never blocks refresh.
 //! A live holder is bounded by the token call's own time limit
-//! ([`crate::oauth::REQUEST_TIMEOUT`]); waiters poll with a short backoff for at most
-//! their wait limit ([`REFRESH_WAIT`]).
+//! ([`crate::secrets::oauth::REQUEST_TIMEOUT`]); waiters poll with a short backoff for at most
+//! their wait limit ([`super::REFRESH_WAIT`]).
 //!
 //! Lock files are never deleted (deleting a lock file someone may be waiting on would let
 //! two holders lock two different files); they are empty and one per refreshed profile.
@@ -18,9 +18,6 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
-
-/// How long a process waits for another's refresh of the same profile.
-pub const REFRESH_WAIT: Duration = Duration::from_secs(30);
 
 /// A held refresh lock; released when dropped (or when the process dies).
 #[derive(Debug)]

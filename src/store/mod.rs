@@ -24,9 +24,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::error::RpcError;
-use crate::profile::{Profile, StoredProfile};
-use crate::usage::Usage;
+use crate::core::error::RpcError;
+use crate::core::profile::{Profile, StoredProfile};
+use crate::core::usage::Usage;
 
 pub mod conformance;
 pub mod flock;
@@ -198,6 +198,10 @@ pub trait Store: Send {
     /// holding the store handle while waiting.
     fn refresh_locks(&self) -> std::sync::Arc<dyn RefreshLocks>;
 }
+
+/// How long a process waits for another's refresh of the same profile (protocol §5.2's
+/// bounded wait); the holder is itself bounded by the token call's time limit.
+pub const REFRESH_WAIT: Duration = Duration::from_secs(30);
 
 /// The single-flight refresh locks of one store (protocol §5.2).
 pub trait RefreshLocks: Send + Sync {

@@ -23,9 +23,9 @@ use std::time::Duration;
 
 use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, TransactionBehavior};
 
-use crate::error::{ErrorKind, RpcError};
-use crate::profile::{Profile, StoredProfile};
-use crate::usage::Usage;
+use crate::core::error::{ErrorKind, RpcError};
+use crate::core::profile::{Profile, StoredProfile};
+use crate::core::usage::Usage;
 
 use super::{
     scope_key, ChangeMarker, RefreshGuard, RefreshLocks, Store, StoreDescription, Tx, TxBody,
@@ -199,7 +199,7 @@ impl SqliteStore {
     }
 
     /// Sets the busy timeout (ms) for this and later connections.
-    /// Values above [`crate::settings::BUSY_TIMEOUT_MS_RANGE`] are clamped to its end.
+    /// Values above [`crate::core::settings::BUSY_TIMEOUT_MS_RANGE`] are clamped to its end.
     pub fn set_busy_timeout(&mut self, ms: u64) {
         self.busy_timeout_ms = ms;
         if let Some(c) = &self.conn {
@@ -386,7 +386,7 @@ impl SqliteStore {
         // (out of bounds, unparsable) never stop the store from opening: they are named
         // on stderr and the defaults are used, so a settings.set can still repair them.
         if let Ok(stored) = settings(&c) {
-            let (effective, ignored) = crate::settings::from_stored_checked(&stored);
+            let (effective, ignored) = crate::core::settings::from_stored_checked(&stored);
             if !ignored.is_empty() {
                 tracing::warn!(
                     store = %self.path.display(),
@@ -598,7 +598,7 @@ impl SqliteStore {
     }
 }
 
-impl RefreshGuard for crate::flight::RefreshLock {}
+impl RefreshGuard for crate::store::flock::RefreshLock {}
 
 impl Store for SqliteStore {
     fn describe(&self) -> StoreDescription {
@@ -633,7 +633,7 @@ impl Store for SqliteStore {
 }
 
 /// Refresh locks as OS advisory locks on sidecar files next to the store (see
-/// [`crate::flight`]): the kernel releases them when the holder's file closes.
+/// [`crate::store::flock`]): the kernel releases them when the holder's file closes.
 struct FileLocks {
     store: PathBuf,
 }
@@ -645,8 +645,8 @@ impl RefreshLocks for FileLocks {
         profile_id: &str,
         wait: Duration,
     ) -> Result<Option<Box<dyn RefreshGuard>>, RpcError> {
-        let lp = crate::flight::lock_path(&self.store, scope_key(scope), profile_id);
-        match crate::flight::acquire(&lp, wait) {
+        let lp = crate::store::flock::lock_path(&self.store, scope_key(scope), profile_id);
+        match crate::store::flock::acquire(&lp, wait) {
             Ok(l) => Ok(l.map(|l| Box::new(l) as Box<dyn RefreshGuard>)),
             Err(e) => Err(io_error(e, "take the refresh lock", &lp).with("reason", "lock_failed")),
         }
@@ -841,10 +841,10 @@ fn check_own_file(f: &fs::File, path: &Path) -> Result<(), RpcError> {
     Ok(())
 }
 
-/// The busy timeout as a `Duration`, clamped to [`crate::settings::BUSY_TIMEOUT_MS_RANGE`]
+/// The busy timeout as a `Duration`, clamped to [`crate::core::settings::BUSY_TIMEOUT_MS_RANGE`]
 /// (rusqlite panics on a value that does not fit SQLite's `int`).
 pub fn busy_duration(ms: u64) -> Duration {
-    Duration::from_millis(ms.min(*crate::settings::BUSY_TIMEOUT_MS_RANGE.end()))
+    Duration::from_millis(ms.min(*crate::core::settings::BUSY_TIMEOUT_MS_RANGE.end()))
 }
 
 /// Applies a busy timeout (ms, clamped) to `c` now.
@@ -1373,8 +1373,8 @@ fn delete_provider(c: &Connection, id: &str) -> Result<bool, RpcError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile::Credential;
-    use crate::secret::Secret;
+    use crate::core::profile::Credential;
+    use crate::core::secret_value::Secret;
 
     fn profile(id: &str) -> Profile {
         Profile {
