@@ -16,18 +16,29 @@
 //! | `completions` | script printed            | —                                               | 64 usage (unknown shell) |
 //! | `man`         | man page printed          | the page cannot be rendered (a bug)             | 64 usage |
 
-use std::io::{self, BufReader, Read, Write};
+mod check;
+mod exec;
+mod logging;
+mod serve;
+
+use check::check;
+pub use check::{human_duration, render_status};
+pub use exec::default_env_var;
+use exec::{exec, resolve_secret};
+pub use logging::{init_logging, install_panic_hook, panic_report};
+#[cfg(test)]
+pub(crate) use logging::{with_quiet_panics, PANIC_REPORTS};
+pub use serve::{harden_process, serve};
+
+use std::io::{self, Read, Write};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
 
 use crate::core::error::{ErrorKind, RpcError};
 use crate::handlers::App;
 use crate::protocol::dispatch::Dispatcher;
-use crate::protocol::transport::{self, LineRead};
+use crate::protocol::transport::{self};
 use crate::store::default_store_path;
 
 /// modelauth — keeps model-provider credentials and answers "which one do I use now, and why?"
@@ -205,119 +216,6 @@ where
     }
 }
 
-/// Sets up logging to stderr with a `RUST_LOG`-style filter (default `warn`). jsonrpsee's
-/// own tracing is always off: its trace events print raw requests and responses.
-pub fn init_logging() {
-    use tracing_subscriber::prelude::*;
-    // `Targets` parses `RUST_LOG`'s `level` and `target=level` directives without compiling
-    // regular expressions, which keeps a one-shot `call` fast.
-    let spec = std::env::var("RUST_LOG").unwrap_or_default();
-    let parsed = if spec.trim().is_empty() {
-        None
-    } else {
-        spec.parse::<tracing_subscriber::filter::Targets>().ok()
-    };
-    // A directive for a module *inside* a silenced crate (`ureq_proto::util=trace`) would
-    // win over the crate-wide OFF below (the longest target matches): drop such directives.
-    let parsed = parsed.map(|t| {
-        let kept = t
-            .iter()
-            .filter(|(target, _)| !silenced_target(target))
-            .map(|(target, level)| (target.to_string(), level))
-            .collect::<Vec<_>>();
-        let rebuilt = tracing_subscriber::filter::Targets::new().with_targets(kept);
-        match t.default_level() {
-            Some(l) => rebuilt.with_default(l),
-            None => rebuilt,
-        }
-    });
-    let targets = parsed
-        .unwrap_or_else(|| {
-            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
-        })
-        .with_target("jsonrpsee", tracing_subscriber::filter::LevelFilter::OFF)
-        .with_target(
-            "jsonrpsee_core",
-            tracing_subscriber::filter::LevelFilter::OFF,
-        )
-        .with_target(
-            "jsonrpsee_types",
-            tracing_subscriber::filter::LevelFilter::OFF,
-        )
-        // HTTP and TLS internals may log headers or bodies (tokens): always off.
-        .with_target("ureq", tracing_subscriber::filter::LevelFilter::OFF)
-        .with_target("ureq_proto", tracing_subscriber::filter::LevelFilter::OFF)
-        .with_target("rustls", tracing_subscriber::filter::LevelFilter::OFF);
-    let _ = tracing_subscriber::registry()
-        .with(
-            tracing_subscriber::fmt::layer()
-                .with_writer(io::stderr)
-                .with_ansi(false),
-        )
-        .with(targets)
-        .try_init();
-}
-
-/// Crates whose logging is always off: jsonrpsee prints raw messages, HTTP and TLS
-/// internals may print headers or bodies (tokens).
-const SILENCED_CRATES: [&str; 6] = [
-    "jsonrpsee",
-    "jsonrpsee_core",
-    "jsonrpsee_types",
-    "ureq",
-    "ureq_proto",
-    "rustls",
-];
-
-/// Whether a `RUST_LOG` target is a silenced crate or a module inside one.
-fn silenced_target(target: &str) -> bool {
-    SILENCED_CRATES
-        .iter()
-        .any(|c| target == *c || target.starts_with(&format!("{c}::")))
-}
-
-/// What the panic hook prints: where the bug is, never the panic's message, which may hold
-/// a secret (e.g. a value formatted into an `expect`).
-pub fn panic_report(info: &std::panic::PanicHookInfo<'_>) -> String {
-    let at = info
-        .location()
-        .map(|l| format!(" at {}:{}", l.file(), l.line()))
-        .unwrap_or_default();
-    format!("modelauth: internal error (a bug){at}; the panic message is withheld because it may hold a secret")
-}
-
-/// Replaces the default panic hook (which prints the panic message) with one that prints
-/// only [`panic_report`] on stderr. Called first thing in `main`.
-pub fn install_panic_hook() {
-    std::panic::set_hook(Box::new(|info| {
-        let _ = writeln!(io::stderr().lock(), "{}", panic_report(info));
-    }));
-}
-
-/// Runs `f` with a panic hook that records [`panic_report`] lines instead of printing
-/// them, and returns `f`'s value; for tests of the panic paths.
-#[cfg(test)]
-pub(crate) fn with_quiet_panics<T>(f: impl FnOnce() -> T) -> T {
-    use std::sync::Mutex;
-    static LOCK: Mutex<()> = Mutex::new(());
-    let _g = LOCK.lock().unwrap_or_else(|p| p.into_inner());
-    let prev = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        let r = panic_report(info);
-        PANIC_REPORTS
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(r);
-    }));
-    let r = f();
-    std::panic::set_hook(prev);
-    r
-}
-
-/// What [`with_quiet_panics`] recorded.
-#[cfg(test)]
-pub(crate) static PANIC_REPORTS: std::sync::Mutex<Vec<String>> = std::sync::Mutex::new(Vec::new());
-
 fn dispatcher(store: Option<&std::path::Path>) -> Result<Dispatcher, RpcError> {
     let path = default_store_path(store)?;
     Ok(Dispatcher::new(App::new(path)))
@@ -494,118 +392,6 @@ pub fn run(cli: Cli) -> i32 {
     }
 }
 
-/// The parts of an `auth.resolve` result that `get` and `exec` use.
-#[derive(serde::Deserialize)]
-struct Resolved {
-    provider: String,
-    secret: String,
-}
-
-/// Runs `auth.resolve` for `get` and `exec`.
-fn resolve_secret(
-    d: &Dispatcher,
-    provider: &str,
-    agent: Option<&str>,
-    model: Option<&str>,
-    profile_id: Option<&str>,
-) -> Result<Resolved, RpcError> {
-    let mut params = serde_json::json!({ "provider": provider });
-    if let Some(a) = agent {
-        params["agent"] = a.into();
-    }
-    if let Some(m) = model {
-        params["model"] = m.into();
-    }
-    if let Some(p) = profile_id {
-        params["profileId"] = p.into();
-    }
-    let raw = d.call("auth.resolve", Some(&params.to_string()))?;
-    serde_json::from_str(raw.get())
-        .map_err(|_| RpcError::internal("auth.resolve returned an unexpected result"))
-}
-
-/// The variable `exec --provider P` sets: the first of P's registered `envVars`, else
-/// [`default_env_var`] of the normalised provider id.
-fn provider_env_var(d: &Dispatcher, provider: &str) -> String {
-    let registered = d
-        .call(
-            "providers.get",
-            Some(&serde_json::json!({ "id": provider }).to_string()),
-        )
-        .ok()
-        .and_then(|r| serde_json::from_str::<serde_json::Value>(r.get()).ok())
-        .and_then(|v| {
-            v["provider"]["envVars"]
-                .as_array()
-                .and_then(|a| a.first())
-                .and_then(|x| x.as_str())
-                .map(str::to_string)
-        });
-    registered.unwrap_or_else(|| default_env_var(provider))
-}
-
-/// `<BASE>_API_KEY` of protocol §6 for a normalised provider id (`GEMINI_API_KEY` for
-/// google). Pure.
-pub fn default_env_var(provider: &str) -> String {
-    format!("{}_API_KEY", crate::core::envkeys::env_base(provider))
-}
-
-/// `modelauth exec`: resolves every credential first (nothing runs unless all resolve),
-/// then replaces this process with COMMAND (execvp(3): PATH lookup, no shell) with the
-/// credentials added to the inherited environment. Returns only on failure: 1 when a
-/// provider cannot be resolved (error object on stderr), 127 when COMMAND is not found,
-/// 126 when it cannot be executed.
-fn exec(
-    d: Dispatcher,
-    agent: Option<&str>,
-    model: Option<&str>,
-    providers: &[String],
-    bindings: &[(String, String)],
-    command: &[std::ffi::OsString],
-) -> i32 {
-    let Some((program, args)) = command.split_first() else {
-        eprintln!("modelauth exec: no COMMAND after `--`");
-        return EX_USAGE;
-    };
-    let mut vars: Vec<(String, crate::core::secret_value::Secret)> = vec![];
-    for p in providers {
-        match resolve_secret(&d, p, agent, model, None) {
-            Ok(r) => {
-                let var = provider_env_var(&d, &r.provider);
-                vars.push((var, crate::core::secret_value::Secret::new(r.secret)));
-            }
-            Err(e) => return print_error(&e),
-        }
-    }
-    for (var, p) in bindings {
-        match resolve_secret(&d, p, agent, model, None) {
-            Ok(r) => vars.push((
-                var.clone(),
-                crate::core::secret_value::Secret::new(r.secret),
-            )),
-            Err(e) => return print_error(&e),
-        }
-    }
-    // Close the store before the process image is replaced.
-    drop(d);
-    let mut cmd = std::process::Command::new(program);
-    cmd.args(args);
-    for (var, secret) in &vars {
-        cmd.env(var, secret.expose());
-    }
-    use std::os::unix::process::CommandExt;
-    let e = cmd.exec();
-    let code = match e.kind() {
-        io::ErrorKind::NotFound => 127,
-        _ => 126,
-    };
-    eprintln!(
-        "modelauth exec: cannot run {}: {e}",
-        program.to_string_lossy()
-    );
-    code
-}
-
 /// The secret fields `modelauth call` warns about when they are given in argv.
 pub const SECRET_FIELDS: [&str; 4] = ["key", "token", "access", "refresh"];
 
@@ -639,96 +425,6 @@ pub fn secret_pointers(v: &serde_json::Value) -> Vec<String> {
     out
 }
 
-/// `modelauth check`: runs `auth.status` and prints it (plain or `--json`); the exit code
-/// follows OpenClaw's `models status --check` ([`crate::core::status::check_exit_code`]).
-/// A failing `auth.status` prints the error object on stderr and exits 1.
-fn check(
-    d: &Dispatcher,
-    agent: Option<String>,
-    provider: Option<String>,
-    refresh: bool,
-    probe: bool,
-    json: bool,
-) -> i32 {
-    let mut params = serde_json::Map::new();
-    if probe {
-        params.insert("probe".into(), true.into());
-    }
-    if let Some(a) = agent {
-        params.insert("agent".into(), a.into());
-    }
-    if let Some(p) = provider {
-        params.insert("provider".into(), p.into());
-    }
-    let agent_v = params.get("agent").cloned();
-    let params = serde_json::Value::Object(params).to_string();
-    let mut notes = vec![];
-    let mut refresh_failed = false;
-    if refresh {
-        let raw = match d.call("auth.status", Some(&params)) {
-            Ok(r) => r,
-            Err(e) => return print_error(&e),
-        };
-        let st: crate::api::StatusResult = match serde_json::from_str(raw.get()) {
-            Ok(s) => s,
-            Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
-        };
-        for pr in st.providers.iter().flat_map(|p| &p.profiles) {
-            if pr.kind != "oauth" || pr.status == "needs_reauth" {
-                continue;
-            }
-            let mut rp = serde_json::json!({"profileId": pr.profile_id});
-            if let Some(a) = &agent_v {
-                rp["agent"] = a.clone();
-            }
-            match d.call("auth.refresh", Some(&rp.to_string())) {
-                Ok(r) => {
-                    let v: serde_json::Value = serde_json::from_str(r.get()).unwrap_or_default();
-                    if v["refreshed"] == true {
-                        notes.push(format!("refreshed {}", pr.profile_id));
-                    }
-                }
-                Err(e) => {
-                    refresh_failed = true;
-                    notes.push(format!(
-                        "refresh of {} failed: {} ({})",
-                        pr.profile_id,
-                        e.kind.as_str(),
-                        e.message
-                    ));
-                }
-            }
-        }
-    }
-    let raw = match d.call("auth.status", Some(&params)) {
-        Ok(r) => r,
-        Err(e) => return print_error(&e),
-    };
-    let st: crate::api::StatusResult = match serde_json::from_str(raw.get()) {
-        Ok(s) => s,
-        Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
-    };
-    let mut code = crate::core::status::check_exit_code(&st.overall);
-    if refresh_failed && code != 1 {
-        code = 1;
-    }
-    let mut text = String::new();
-    if json {
-        // stdout stays one JSON document; the refresh notes go to stderr.
-        for n in &notes {
-            eprintln!("{n}");
-        }
-        text = format!("{}\n", raw.get());
-    } else {
-        for n in &notes {
-            text.push_str(n);
-            text.push('\n');
-        }
-        text.push_str(&render_status(&st));
-    }
-    write_stdout(&text, code)
-}
-
 /// Writes `text` to stdout and returns `code`. A reader that went away (`| head`, EPIPE)
 /// is not an error worth a word: exit quietly with `code`. Any other failure (`> /dev/full`)
 /// is said on stderr and exits 1, so a script never takes lost output for success.
@@ -752,264 +448,16 @@ fn output_failed(e: &io::Error, code: i32) -> i32 {
     1
 }
 
-/// `3d 4h`, `5h 2m`, `12m`, `40s`: a duration in milliseconds for people.
-pub fn human_duration(ms: i64) -> String {
-    let s = ms.unsigned_abs() / 1000;
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
-    if d > 0 {
-        format!("{d}d {h}h")
-    } else if h > 0 {
-        format!("{h}h {m}m")
-    } else if m > 0 {
-        format!("{m}m")
-    } else {
-        format!("{s}s")
-    }
-}
-
-fn when(t: i64, now: i64) -> String {
-    if t >= now {
-        format!("in {}", human_duration(t - now))
-    } else {
-        format!("{} ago", human_duration(now - t))
-    }
-}
-
-/// The plain report of `modelauth check`: one line per provider and per profile.
-pub fn render_status(st: &crate::api::StatusResult) -> String {
-    use std::fmt::Write as _;
-    let now = st.now;
-    let mut o = String::new();
-    let scope = st
-        .agent
-        .as_deref()
-        .map(|a| format!("agent {a} (own and shared profiles)"))
-        .unwrap_or_else(|| "shared profiles".into());
-    let _ = writeln!(o, "auth status: {} ({scope})", st.overall.to_uppercase());
-    if st.providers.is_empty() {
-        let _ = writeln!(
-            o,
-            "  no auth profiles stored; add one with `modelauth call profiles.put -`"
-        );
-    }
-    for p in &st.providers {
-        let exp = p
-            .expires
-            .map(|e| format!(", earliest expiry {}", when(e, now)))
-            .unwrap_or_default();
-        let _ = writeln!(o, "{}: {}{exp}", p.provider, p.status);
-        if p.profiles.is_empty() && p.env_vars.is_empty() {
-            let _ = writeln!(
-                o,
-                "  no profile; add one: printf '{{\"profile\":{{\"id\":\"{}:default\",\"type\":\"api_key\",\"key\":\"%s\"}}}}' \"$KEY\" | modelauth call profiles.put -",
-                p.provider
-            );
-        }
-        for pr in &p.profiles {
-            let mut detail = vec![];
-            if let Some(r) = &pr.reason {
-                if r != &pr.status {
-                    detail.push(r.clone());
-                }
-            }
-            if let Some(u) = pr.until {
-                if pr.status == "cooldown" || pr.status == "disabled" {
-                    detail.push(format!("until {}", when(u, now)));
-                }
-            }
-            if let Some(e) = pr.expires {
-                let verb = if e <= now { "expired" } else { "expires" };
-                detail.push(format!("{verb} {}", when(e, now)));
-            }
-            let detail = if detail.is_empty() {
-                String::new()
-            } else {
-                format!(" ({})", detail.join(", "))
-            };
-            let _ = writeln!(
-                o,
-                "  {:<32} {:<8} {}{detail}",
-                pr.profile_id, pr.kind, pr.status
-            );
-            if let Some(fix) = profile_fix(&pr.profile_id, &pr.kind, &pr.status) {
-                let _ = writeln!(o, "    fix: {fix}");
-            }
-        }
-        if !p.env_vars.is_empty() {
-            let _ = writeln!(o, "  environment keys: {}", p.env_vars.join(", "));
-        }
-    }
-    o
-}
-
-/// What to run about a profile in a bad state, naming the profile's own id.
-fn profile_fix(id: &str, kind: &str, status: &str) -> Option<String> {
-    match status {
-        "expired" | "needs_reauth" => Some(format!(
-            "log in again, then store the new credential under the same id: {{\"profile\":{{\"id\":\"{id}\",\"type\":\"{kind}\",...}}}} on the stdin of `modelauth call profiles.put -`"
-        )),
-        "ref_unavailable" => Some(format!(
-            "make what its SecretRef names readable; see it with modelauth call profiles.get '{{\"profileId\":\"{id}\"}}'"
-        )),
-        "disabled" | "cooldown" => Some(format!(
-            "wait, or end it now: modelauth call auth.clearCooldown '{{\"profileId\":\"{id}\"}}'"
-        )),
-        _ => None,
-    }
-}
-
 fn print_error(e: &RpcError) -> i32 {
     let mut err = io::stderr().lock();
     let _ = writeln!(err, "{}", e.to_json());
     1
 }
 
-enum Event {
-    Line(Vec<u8>),
-    TooLarge,
-    Eof,
-    Signal,
-}
-
-/// Process hardening of a long-lived `serve` (issue 11): no core dump
-/// (`RLIMIT_CORE = 0`) and not dumpable (`PR_SET_DUMPABLE = 0`: no core, and another
-/// process of the same user cannot ptrace it or read its memory through /proc), so
-/// resolved keys do not end up on disk or in another process. Failures are ignored.
-pub fn harden_process() {
-    let zero = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: plain syscalls with valid arguments; they only change this process.
-    unsafe {
-        let _ = libc::setrlimit(libc::RLIMIT_CORE, &zero);
-        #[cfg(target_os = "linux")]
-        let _ = libc::prctl(libc::PR_SET_DUMPABLE, 0, 0, 0, 0);
-    }
-}
-
-/// The serve loop: a reader thread feeds lines through a bounded channel, in batches of
-/// whatever is already buffered (so a pipelined client costs one hand-over per 64 KiB, not
-/// per line); requests run in order on this thread; output is flushed whenever no more
-/// input is waiting. SIGTERM/SIGINT: finish the request in flight, flush, exit 0.
-pub fn serve(d: &Dispatcher, max: usize) -> i32 {
-    harden_process();
-    let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(16);
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let tx = tx.clone();
-        let stop = stop.clone();
-        // The SIGTERM/SIGINT handlers are installed here, on this thread, before the first
-        // request is read: a signal sent right after the first answer must find them in
-        // place (installed on the waiting thread, they were missing in about 1 run in 6).
-        let handlers = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()
-            .and_then(|rt| {
-                use tokio::signal::unix::{signal, SignalKind};
-                let installed = {
-                    let _g = rt.enter();
-                    (
-                        signal(SignalKind::terminate()),
-                        signal(SignalKind::interrupt()),
-                    )
-                };
-                match installed {
-                    (Ok(term), Ok(int)) => Some((rt, term, int)),
-                    _ => None,
-                }
-            });
-        if handlers.is_none() {
-            tracing::warn!("could not install the SIGTERM/SIGINT handlers");
-        }
-        std::thread::spawn(move || {
-            let Some((rt, mut term, mut int)) = handlers else {
-                return;
-            };
-            rt.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                stop.store(true, Ordering::SeqCst);
-                let _ = tx.try_send(vec![Event::Signal]);
-            });
-        });
-    }
-    std::thread::spawn(move || {
-        let stdin = io::stdin();
-        let mut r = BufReader::with_capacity(64 * 1024, stdin.lock());
-        let mut buf = Vec::new();
-        let mut batch = Vec::new();
-        loop {
-            let ev = match transport::read_line_limited(&mut r, max, &mut buf) {
-                Ok(LineRead::Line) => Event::Line(std::mem::take(&mut buf)),
-                Ok(LineRead::TooLarge) => Event::TooLarge,
-                Ok(LineRead::Eof) | Err(_) => Event::Eof,
-            };
-            let end = matches!(ev, Event::Eof);
-            batch.push(ev);
-            // Hand the batch over before a read that could block.
-            if end || !r.buffer().contains(&b'\n') {
-                let sent = tx.send(std::mem::take(&mut batch)).is_ok();
-                if !sent || end {
-                    return;
-                }
-            }
-        }
-    });
-    let stdout = io::stdout();
-    let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
-    let mut next = rx.recv().ok();
-    'outer: while let Some(batch) = next.take() {
-        for ev in batch {
-            if stop.load(Ordering::SeqCst) {
-                break 'outer;
-            }
-            let reply = match ev {
-                Event::Line(mut line) => {
-                    let r = d.handle_line(&line);
-                    // The line may carry a secret (profiles.put): wipe it now rather than
-                    // leave it in freed memory.
-                    zeroize::Zeroize::zeroize(&mut line);
-                    r
-                }
-                Event::TooLarge => Some(transport::too_large_response(max)),
-                Event::Eof | Event::Signal => break 'outer,
-            };
-            if let Some(mut reply) = reply {
-                let written = out
-                    .write_all(reply.as_bytes())
-                    .and_then(|_| out.write_all(b"\n"));
-                // An auth.resolve answer holds a secret.
-                zeroize::Zeroize::zeroize(&mut reply);
-                if let Err(e) = written {
-                    return output_failed(&e, 0);
-                }
-            }
-        }
-        next = match rx.try_recv() {
-            Ok(b) => Some(b),
-            Err(mpsc::TryRecvError::Empty) => {
-                if let Err(e) = out.flush() {
-                    return output_failed(&e, 0);
-                }
-                rx.recv().ok()
-            }
-            Err(mpsc::TryRecvError::Disconnected) => None,
-        };
-    }
-    if let Err(e) = out.flush() {
-        return output_failed(&e, 0);
-    }
-    tracing::debug!("serve loop finished");
-    0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cli::check::when;
 
     #[test]
     fn the_panic_hook_prints_where_but_never_the_message() {

@@ -1,0 +1,202 @@
+//! `modelauth check`: `auth.status` for cron, with exit codes (0 ok, 1 a problem, 2 expiring)
+//! and a plain report whose fix lines name the real profile ids.
+
+use super::*;
+use crate::core::error::RpcError;
+use crate::protocol::dispatch::Dispatcher;
+
+/// `modelauth check`: runs `auth.status` and prints it (plain or `--json`); the exit code
+/// follows OpenClaw's `models status --check` ([`crate::core::status::check_exit_code`]).
+/// A failing `auth.status` prints the error object on stderr and exits 1.
+pub(super) fn check(
+    d: &Dispatcher,
+    agent: Option<String>,
+    provider: Option<String>,
+    refresh: bool,
+    probe: bool,
+    json: bool,
+) -> i32 {
+    let mut params = serde_json::Map::new();
+    if probe {
+        params.insert("probe".into(), true.into());
+    }
+    if let Some(a) = agent {
+        params.insert("agent".into(), a.into());
+    }
+    if let Some(p) = provider {
+        params.insert("provider".into(), p.into());
+    }
+    let agent_v = params.get("agent").cloned();
+    let params = serde_json::Value::Object(params).to_string();
+    let mut notes = vec![];
+    let mut refresh_failed = false;
+    if refresh {
+        let raw = match d.call("auth.status", Some(&params)) {
+            Ok(r) => r,
+            Err(e) => return print_error(&e),
+        };
+        let st: crate::api::StatusResult = match serde_json::from_str(raw.get()) {
+            Ok(s) => s,
+            Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
+        };
+        for pr in st.providers.iter().flat_map(|p| &p.profiles) {
+            if pr.kind != "oauth" || pr.status == "needs_reauth" {
+                continue;
+            }
+            let mut rp = serde_json::json!({"profileId": pr.profile_id});
+            if let Some(a) = &agent_v {
+                rp["agent"] = a.clone();
+            }
+            match d.call("auth.refresh", Some(&rp.to_string())) {
+                Ok(r) => {
+                    let v: serde_json::Value = serde_json::from_str(r.get()).unwrap_or_default();
+                    if v["refreshed"] == true {
+                        notes.push(format!("refreshed {}", pr.profile_id));
+                    }
+                }
+                Err(e) => {
+                    refresh_failed = true;
+                    notes.push(format!(
+                        "refresh of {} failed: {} ({})",
+                        pr.profile_id,
+                        e.kind.as_str(),
+                        e.message
+                    ));
+                }
+            }
+        }
+    }
+    let raw = match d.call("auth.status", Some(&params)) {
+        Ok(r) => r,
+        Err(e) => return print_error(&e),
+    };
+    let st: crate::api::StatusResult = match serde_json::from_str(raw.get()) {
+        Ok(s) => s,
+        Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
+    };
+    let mut code = crate::core::status::check_exit_code(&st.overall);
+    if refresh_failed && code != 1 {
+        code = 1;
+    }
+    let mut text = String::new();
+    if json {
+        // stdout stays one JSON document; the refresh notes go to stderr.
+        for n in &notes {
+            eprintln!("{n}");
+        }
+        text = format!("{}\n", raw.get());
+    } else {
+        for n in &notes {
+            text.push_str(n);
+            text.push('\n');
+        }
+        text.push_str(&render_status(&st));
+    }
+    write_stdout(&text, code)
+}
+
+/// `3d 4h`, `5h 2m`, `12m`, `40s`: a duration in milliseconds for people.
+pub fn human_duration(ms: i64) -> String {
+    let s = ms.unsigned_abs() / 1000;
+    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    if d > 0 {
+        format!("{d}d {h}h")
+    } else if h > 0 {
+        format!("{h}h {m}m")
+    } else if m > 0 {
+        format!("{m}m")
+    } else {
+        format!("{s}s")
+    }
+}
+
+pub(super) fn when(t: i64, now: i64) -> String {
+    if t >= now {
+        format!("in {}", human_duration(t - now))
+    } else {
+        format!("{} ago", human_duration(now - t))
+    }
+}
+
+/// The plain report of `modelauth check`: one line per provider and per profile.
+pub fn render_status(st: &crate::api::StatusResult) -> String {
+    use std::fmt::Write as _;
+    let now = st.now;
+    let mut o = String::new();
+    let scope = st
+        .agent
+        .as_deref()
+        .map(|a| format!("agent {a} (own and shared profiles)"))
+        .unwrap_or_else(|| "shared profiles".into());
+    let _ = writeln!(o, "auth status: {} ({scope})", st.overall.to_uppercase());
+    if st.providers.is_empty() {
+        let _ = writeln!(
+            o,
+            "  no auth profiles stored; add one with `modelauth call profiles.put -`"
+        );
+    }
+    for p in &st.providers {
+        let exp = p
+            .expires
+            .map(|e| format!(", earliest expiry {}", when(e, now)))
+            .unwrap_or_default();
+        let _ = writeln!(o, "{}: {}{exp}", p.provider, p.status);
+        if p.profiles.is_empty() && p.env_vars.is_empty() {
+            let _ = writeln!(
+                o,
+                "  no profile; add one: printf '{{\"profile\":{{\"id\":\"{}:default\",\"type\":\"api_key\",\"key\":\"%s\"}}}}' \"$KEY\" | modelauth call profiles.put -",
+                p.provider
+            );
+        }
+        for pr in &p.profiles {
+            let mut detail = vec![];
+            if let Some(r) = &pr.reason {
+                if r != &pr.status {
+                    detail.push(r.clone());
+                }
+            }
+            if let Some(u) = pr.until {
+                if pr.status == "cooldown" || pr.status == "disabled" {
+                    detail.push(format!("until {}", when(u, now)));
+                }
+            }
+            if let Some(e) = pr.expires {
+                let verb = if e <= now { "expired" } else { "expires" };
+                detail.push(format!("{verb} {}", when(e, now)));
+            }
+            let detail = if detail.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", detail.join(", "))
+            };
+            let _ = writeln!(
+                o,
+                "  {:<32} {:<8} {}{detail}",
+                pr.profile_id, pr.kind, pr.status
+            );
+            if let Some(fix) = profile_fix(&pr.profile_id, &pr.kind, &pr.status) {
+                let _ = writeln!(o, "    fix: {fix}");
+            }
+        }
+        if !p.env_vars.is_empty() {
+            let _ = writeln!(o, "  environment keys: {}", p.env_vars.join(", "));
+        }
+    }
+    o
+}
+
+/// What to run about a profile in a bad state, naming the profile's own id.
+fn profile_fix(id: &str, kind: &str, status: &str) -> Option<String> {
+    match status {
+        "expired" | "needs_reauth" => Some(format!(
+            "log in again, then store the new credential under the same id: {{\"profile\":{{\"id\":\"{id}\",\"type\":\"{kind}\",...}}}} on the stdin of `modelauth call profiles.put -`"
+        )),
+        "ref_unavailable" => Some(format!(
+            "make what its SecretRef names readable; see it with modelauth call profiles.get '{{\"profileId\":\"{id}\"}}'"
+        )),
+        "disabled" | "cooldown" => Some(format!(
+            "wait, or end it now: modelauth call auth.clearCooldown '{{\"profileId\":\"{id}\"}}'"
+        )),
+        _ => None,
+    }
+}
