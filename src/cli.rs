@@ -1,7 +1,7 @@
 //! The command line (PROTOCOL §8): `serve`, `call`, `check`, `schema`; logs to stderr.
 //!
 //! Exit codes: 0 success; 1 a failed `call` (the error object is on stderr); 2 usage errors
-//! (clap's own code). `check`: 1 expired/missing/needs re-auth, 2 expiring within 24 h, 0 ok.
+//! (clap's own code); 64 a `--store` that cannot be used (e.g. with a password in it). `check`: 1 expired/missing/needs re-auth, 2 expiring within 24 h, 0 ok.
 
 use std::io::{self, BufReader, Read, Write};
 use std::path::PathBuf;
@@ -22,9 +22,10 @@ use crate::transport::{self, LineRead};
 #[derive(Debug, Parser)]
 #[command(name = "modelauth", version, about, long_about = None)]
 pub struct Cli {
-    /// The SQLite store (else $MODELAUTH_STORE, else $XDG_STATE_HOME/modelauth/store.db,
-    /// else ~/.local/state/modelauth/store.db).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The store: a SQLite file, or postgres://user@host/db (no password here: use
+    /// $MODELAUTH_STORE, PGPASSWORD or ~/.pgpass). Else $MODELAUTH_STORE, else
+    /// $XDG_STATE_HOME/modelauth/store.db, else ~/.local/state/modelauth/store.db.
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub store: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
@@ -154,8 +155,30 @@ fn dispatcher(store: Option<&std::path::Path>) -> Result<Dispatcher, RpcError> {
     Ok(Dispatcher::new(App::new(path)))
 }
 
+/// Exit code of a usage error (BSD `EX_USAGE`).
+pub const EXIT_USAGE: i32 = 64;
+
+/// Refuses a `--store` that cannot be used as given: an unparsable PostgreSQL URL, or one
+/// carrying a password (argv is visible to every user). Prints the error object; exit 64.
+fn check_store_flag(store: Option<&std::path::Path>) -> Result<(), i32> {
+    let Some(p) = store else { return Ok(()) };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match crate::store::parse_location(p, true, &env) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            print_error(&e);
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    if !matches!(cli.command, Command::Schema) {
+        if let Err(code) = check_store_flag(cli.store.as_deref()) {
+            return code;
+        }
+    }
     match cli.command {
         Command::Schema => {
             // The schema does not depend on the store path.

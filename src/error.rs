@@ -53,6 +53,8 @@ pub enum ErrorKind {
     StoreReadonly,
     /// -32060: the store was written by a newer modelauth; it is never rewritten.
     StoreNewerSchema,
+    /// -32060: the PostgreSQL server is unreachable or restarting (retryable, PROTOCOL §2.3 r2).
+    StoreUnavailable,
     /// -32070: an import source whose shape is not a known format.
     ShapeUnrecognized,
     /// -32070: an import that fails as a whole.
@@ -75,7 +77,8 @@ impl ErrorKind {
             SecretUnavailable => -32030,
             RefreshFailed => -32040,
             RevisionConflict => -32050,
-            StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema => {
+            StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema
+            | StoreUnavailable => {
                 -32060
             }
             ShapeUnrecognized | ImportInvalid => -32070,
@@ -108,6 +111,7 @@ impl ErrorKind {
             StorePermissions => "store_permissions",
             StoreReadonly => "store_readonly",
             StoreNewerSchema => "store_newer_schema",
+            StoreUnavailable => "store_unavailable",
             ShapeUnrecognized => "shape_unrecognized",
             ImportInvalid => "import_invalid",
             Internal => "internal",
@@ -115,7 +119,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for the error catalogue in the OpenRPC document.
-    pub const ALL: [ErrorKind; 24] = {
+    pub const ALL: [ErrorKind; 25] = {
         use ErrorKind::*;
         [
             ParseError,
@@ -139,6 +143,7 @@ impl ErrorKind {
             StorePermissions,
             StoreReadonly,
             StoreNewerSchema,
+            StoreUnavailable,
             ShapeUnrecognized,
             ImportInvalid,
             Internal,
@@ -147,7 +152,10 @@ impl ErrorKind {
 
     /// Whether retrying the same call later may succeed without any other change.
     pub fn default_retryable(self) -> bool {
-        matches!(self, ErrorKind::StoreBusy | ErrorKind::Unavailable)
+        matches!(
+            self,
+            ErrorKind::StoreBusy | ErrorKind::Unavailable | ErrorKind::StoreUnavailable
+        )
     }
 }
 

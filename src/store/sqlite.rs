@@ -150,6 +150,19 @@ pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
     }
 }
 
+/// An empty in-memory store with the current schema: what reads of a store that does not
+/// exist yet see (also used by other backends for their not-yet-created stores).
+pub(crate) fn empty_connection() -> Result<Connection, RpcError> {
+    let p = Path::new("(empty store)");
+    let mut c = Connection::open_in_memory().map_err(|e| map_sqlite(e, p))?;
+    let tx = c.transaction().map_err(|e| map_sqlite(e, p))?;
+    for sql in MIGRATIONS {
+        tx.execute_batch(sql).map_err(|e| map_sqlite(e, p))?;
+    }
+    tx.commit().map_err(|e| map_sqlite(e, p))?;
+    Ok(c)
+}
+
 fn io_error(e: std::io::Error, what: &str, path: &Path) -> RpcError {
     let kind = match e.kind() {
         std::io::ErrorKind::PermissionDenied => ErrorKind::StorePermissions,
@@ -421,15 +434,7 @@ impl SqliteStore {
                 self.open_existing()?;
             } else {
                 if self.empty.is_none() {
-                    let mut c =
-                        Connection::open_in_memory().map_err(|e| map_sqlite(e, &self.path))?;
-                    let tx = c.transaction().map_err(|e| map_sqlite(e, &self.path))?;
-                    for sql in MIGRATIONS {
-                        tx.execute_batch(sql)
-                            .map_err(|e| map_sqlite(e, &self.path))?;
-                    }
-                    tx.commit().map_err(|e| map_sqlite(e, &self.path))?;
-                    self.empty = Some(c);
+                    self.empty = Some(empty_connection()?);
                 }
                 return Ok(self.empty.as_mut().expect("set above"));
             }
