@@ -97,7 +97,17 @@ pub fn init_logging() {
         // HTTP and TLS internals may log headers or bodies (tokens): always off.
         .with_target("ureq", tracing_subscriber::filter::LevelFilter::OFF)
         .with_target("ureq_proto", tracing_subscriber::filter::LevelFilter::OFF)
-        .with_target("rustls", tracing_subscriber::filter::LevelFilter::OFF);
+        .with_target("rustls", tracing_subscriber::filter::LevelFilter::OFF)
+        // rust-postgres logs statement parameters (profile bodies) at debug: always off.
+        .with_target(
+            "tokio_postgres",
+            tracing_subscriber::filter::LevelFilter::OFF,
+        )
+        .with_target("postgres", tracing_subscriber::filter::LevelFilter::OFF)
+        .with_target(
+            "tokio_postgres_rustls",
+            tracing_subscriber::filter::LevelFilter::OFF,
+        );
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()

@@ -78,9 +78,7 @@ impl ErrorKind {
             RefreshFailed => -32040,
             RevisionConflict => -32050,
             StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema
-            | StoreUnavailable => {
-                -32060
-            }
+            | StoreUnavailable => -32060,
             ShapeUnrecognized | ImportInvalid => -32070,
             Internal => -32603,
         }

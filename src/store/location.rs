@@ -170,7 +170,9 @@ fn parse_pg(
         }
     }
     if config.get_user().is_none() {
-        let user = env("PGUSER").or_else(os_user).unwrap_or_else(|| "postgres".into());
+        let user = env("PGUSER")
+            .or_else(os_user)
+            .unwrap_or_else(|| "postgres".into());
         config.user(&user);
     }
     if config.get_dbname().is_none() {
@@ -203,7 +205,9 @@ fn parse_pg(
             format!("MODELAUTH_PG_SCHEMA {schema:?} is not a plain schema name"),
         )
         .with("reason", "bad_schema_name")
-        .with_hint("use lower-case letters, digits and _ (at most 63, not starting with a digit)"));
+        .with_hint(
+            "use lower-case letters, digits and _ (at most 63, not starting with a digit)",
+        ));
     }
     Ok(PgLocation {
         config,
@@ -220,8 +224,7 @@ pub fn valid_schema(s: &str) -> bool {
     !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b
-            .iter()
+        && b.iter()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
 }
 
@@ -325,7 +328,12 @@ fn passfile_password(
         postgres::config::Host::Tcp(h) => h.clone(),
         postgres::config::Host::Unix(_) => "localhost".to_string(),
     };
-    let port = config.get_ports().first().copied().unwrap_or(5432).to_string();
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
     let db = config.get_dbname().unwrap_or("");
     let user = config.get_user().unwrap_or("");
     for line in text.lines() {
@@ -386,7 +394,11 @@ mod tests {
             parse_location(Path::new("/tmp/x.db"), true, &no_env).unwrap(),
             StoreLocation::Sqlite(_)
         ));
-        let p = pg("postgresql://u@db.example:5433/fleet?sslmode=verify-full", true).unwrap();
+        let p = pg(
+            "postgresql://u@db.example:5433/fleet?sslmode=verify-full",
+            true,
+        )
+        .unwrap();
         assert_eq!(p.ssl_mode, SslMode::VerifyFull);
         assert_eq!(p.schema, "modelauth");
         assert_eq!(p.config.get_dbname(), Some("fleet"));
@@ -412,7 +424,11 @@ mod tests {
 
     #[test]
     fn a_socket_directory_and_bad_values() {
-        let p = pg("postgres:///db?host=/var/run/postgresql&sslmode=disable", true).unwrap();
+        let p = pg(
+            "postgres:///db?host=/var/run/postgresql&sslmode=disable",
+            true,
+        )
+        .unwrap();
         assert!(matches!(
             p.config.get_hosts()[0],
             postgres::config::Host::Unix(_)

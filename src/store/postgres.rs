@@ -23,7 +23,7 @@
 //! Queries use `query_typed` (one round trip, unnamed statements: nothing prepared outlives
 //! a transaction, which PgBouncer's transaction mode requires).
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -93,10 +93,11 @@ const MIGRATIONS: &[&str] = &[
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
 pub struct PgStore {
     loc: Arc<PgLocation>,
-    client: Option<Client>,
+    /// In a `RefCell` so that [`Store::describe`] (`&self`) can ask the server.
+    client: RefCell<Option<Client>>,
     busy_timeout_ms: u64,
-    /// Last known: the schema exists (set by any transaction or `schema_version`).
-    exists: bool,
+    /// Last known: the schema exists (set by any transaction, `schema_version`, `describe`).
+    exists: Cell<bool>,
     /// The stored `settings.busyTimeoutMs` was applied (once per handle).
     settings_read: bool,
     empty: Option<rusqlite::Connection>,
@@ -107,11 +108,39 @@ impl PgStore {
     pub fn new(loc: PgLocation) -> Self {
         PgStore {
             loc: Arc::new(loc),
-            client: None,
+            client: RefCell::new(None),
             busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
-            exists: false,
+            exists: Cell::new(false),
             settings_read: false,
             empty: None,
+        }
+    }
+
+    /// Asks the server whether the schema exists (for `describe`); false when it cannot
+    /// tell (the next transaction reports why).
+    fn probe_exists(&self) -> bool {
+        let Ok(mut slot) = self.client.try_borrow_mut() else {
+            return false;
+        };
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            match connect(&self.loc, self.busy_timeout_ms) {
+                Ok(c) => *slot = Some(c),
+                Err(_) => return false,
+            }
+        }
+        let c = slot.as_mut().expect("connected above");
+        match probe_version(c, &self.loc) {
+            Ok(v) => {
+                self.exists.set(v.is_some());
+                v.is_some()
+            }
+            Err(_) => {
+                *slot = None;
+                false
+            }
         }
     }
 
@@ -121,21 +150,22 @@ impl PgStore {
     }
 
     fn client(&mut self) -> Result<&mut Client, RpcError> {
-        if self.client.as_ref().is_some_and(|c| c.is_closed()) {
-            self.client = None;
+        let slot = self.client.get_mut();
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
         }
-        if self.client.is_none() {
-            let c = connect(&self.loc, self.busy_timeout_ms)?;
-            self.client = Some(c);
+        if slot.is_none() {
+            *slot = Some(connect(&self.loc, self.busy_timeout_ms)?);
         }
-        Ok(self.client.as_mut().expect("connected above"))
+        Ok(slot.as_mut().expect("connected above"))
     }
 
     /// Forgets a client that failed so the next request connects again.
     fn after_error(&mut self) {
-        if let Some(c) = &mut self.client {
+        let slot = self.client.get_mut();
+        if let Some(c) = slot {
             if c.is_closed() || c.batch_execute("ROLLBACK").is_err() {
-                self.client = None;
+                *slot = None;
             }
         }
     }
@@ -144,25 +174,7 @@ impl PgStore {
     fn query_version(&mut self) -> Result<Option<i64>, RpcError> {
         let loc = self.loc.clone();
         let c = self.client()?;
-        let reg = format!("{}.meta", loc.schema);
-        let row = c
-            .query_typed_one(
-                "SELECT to_regclass($1) IS NOT NULL",
-                &[(&reg as &(dyn ToSql + Sync), Type::TEXT)],
-            )
-            .map_err(|e| map_pg(e, &loc))?;
-        if !row.get::<_, bool>(0) {
-            return Ok(None);
-        }
-        let v = c
-            .query_typed_opt(
-                &sqlf(&loc, "SELECT value FROM {s}.meta WHERE key = 'schema_version'"),
-                &[],
-            )
-            .map_err(|e| map_pg(e, &loc))?
-            .map(|r| r.get::<_, i64>(0))
-            .unwrap_or(0);
-        Ok(Some(v))
+        probe_version(c, &loc)
     }
 
     fn schema_version_inner(&mut self) -> Result<Option<i64>, RpcError> {
@@ -171,7 +183,7 @@ impl PgStore {
             self.after_error();
         }
         let v = v?;
-        self.exists = v.is_some();
+        self.exists.set(v.is_some());
         Ok(v)
     }
 
@@ -196,7 +208,10 @@ impl PgStore {
             ))?;
             let v = c
                 .query_typed_opt(
-                    &sqlf(&loc, "SELECT value FROM {s}.meta WHERE key = 'schema_version'"),
+                    &sqlf(
+                        &loc,
+                        "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+                    ),
                     &[],
                 )?
                 .map(|r| r.get::<_, i64>(0))
@@ -233,20 +248,23 @@ impl PgStore {
             self.after_error();
             return Err(e);
         }
-        self.exists = true;
+        self.exists.set(true);
         Ok(())
     }
 
     /// Applies a stored `settings.busyTimeoutMs` (as SQLite does when it opens a store).
     fn apply_stored_busy_timeout(&mut self) {
-        if self.settings_read || !self.exists {
+        if self.settings_read || !self.exists.get() {
             return;
         }
         self.settings_read = true;
         let loc = self.loc.clone();
         let Ok(c) = self.client() else { return };
         let v = c.query_typed_opt(
-            &sqlf(&loc, "SELECT value FROM {s}.settings WHERE key = 'busyTimeoutMs'"),
+            &sqlf(
+                &loc,
+                "SELECT value FROM {s}.settings WHERE key = 'busyTimeoutMs'",
+            ),
             &[],
         );
         if let Ok(Some(r)) = v {
@@ -263,7 +281,7 @@ impl PgStore {
     }
 
     fn read_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
-        if !self.exists {
+        if !self.exists.get() {
             match self.schema_version_inner()? {
                 None => {
                     if self.empty.is_none() {
@@ -295,8 +313,13 @@ impl PgStore {
             let tx = PgTx {
                 c: RefCell::new(&mut *c),
                 loc: &loc,
+                failed: RefCell::new(None),
             };
-            f(&tx)
+            let r = f(&tx);
+            match tx.failed.into_inner() {
+                Some(e) if r.is_ok() => Err(e),
+                _ => r,
+            }
         };
         match r {
             Ok(()) => {
@@ -309,7 +332,7 @@ impl PgStore {
             }
             Err(e) => {
                 if e.kind == ErrorKind::Internal && is_missing_table(&e) {
-                    self.exists = false;
+                    self.exists.set(false);
                 }
                 self.after_error();
                 Err(e)
@@ -318,7 +341,7 @@ impl PgStore {
     }
 
     fn write_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
-        if !self.exists {
+        if !self.exists.get() {
             match self.schema_version_inner()? {
                 Some(v) if v > PG_SCHEMA_VERSION => return Err(newer_schema(&self.loc, v)),
                 Some(v) if v == PG_SCHEMA_VERSION => {}
@@ -350,7 +373,7 @@ impl PgStore {
                 self.after_error();
                 if missing {
                     // The schema was dropped under us: create it again on the next write.
-                    self.exists = false;
+                    self.exists.set(false);
                 }
                 return Err(e);
             }
@@ -363,8 +386,13 @@ impl PgStore {
             let tx = PgTx {
                 c: RefCell::new(&mut *c),
                 loc: &loc,
+                failed: RefCell::new(None),
             };
-            f(&tx)
+            let r = f(&tx);
+            match tx.failed.into_inner() {
+                Some(e) if r.is_ok() => Err(e),
+                _ => r,
+            }
         };
         match r {
             Ok(()) => {
@@ -383,6 +411,32 @@ impl PgStore {
     }
 }
 
+/// `Some(version)` when the schema's meta table exists in the database of `c`.
+fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcError> {
+    let reg = format!("{}.meta", loc.schema);
+    let row = c
+        .query_typed_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[(&reg as &(dyn ToSql + Sync), Type::TEXT)],
+        )
+        .map_err(|e| map_pg(e, loc))?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    let v = c
+        .query_typed_opt(
+            &sqlf(
+                loc,
+                "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+            ),
+            &[],
+        )
+        .map_err(|e| map_pg(e, loc))?
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0);
+    Ok(Some(v))
+}
+
 fn is_missing_table(e: &RpcError) -> bool {
     e.message.contains("does not exist")
 }
@@ -392,7 +446,7 @@ impl Store for PgStore {
         StoreDescription {
             backend: "postgres",
             path: self.loc.display.clone(),
-            exists: self.exists,
+            exists: self.exists.get() || self.probe_exists(),
         }
     }
 
@@ -513,7 +567,10 @@ fn map_pg(e: postgres::Error, loc: &PgLocation) -> RpcError {
         // No SQLSTATE: the connection failed, closed, timed out, or TLS failed.
         return RpcError::new(
             ErrorKind::StoreUnavailable,
-            format!("the PostgreSQL store {where_} is unreachable: {}", short(&e)),
+            format!(
+                "the PostgreSQL store {where_} is unreachable: {}",
+                short(&e)
+            ),
         )
         .with_hint("retry; the helper reconnects by itself once the server is back")
         .retryable(true);
@@ -541,7 +598,10 @@ fn map_pg(e: postgres::Error, loc: &PgLocation) -> RpcError {
     if c.starts_with("28") || *code == SqlState::INSUFFICIENT_PRIVILEGE || c == "3D000" {
         return RpcError::new(
             ErrorKind::StorePermissions,
-            format!("the PostgreSQL store {where_} refused this role ({c}): {}", short(&e)),
+            format!(
+                "the PostgreSQL store {where_} refused this role ({c}): {}",
+                short(&e)
+            ),
         )
         .with_hint("check the user, password (PGPASSWORD, ~/.pgpass), database and grants");
     }
@@ -554,7 +614,9 @@ fn map_pg(e: postgres::Error, loc: &PgLocation) -> RpcError {
     if c.starts_with("53") {
         return RpcError::new(
             ErrorKind::StoreReadonly,
-            format!("the PostgreSQL server of {where_} is out of resources ({c}); nothing was changed"),
+            format!(
+                "the PostgreSQL server of {where_} is out of resources ({c}); nothing was changed"
+            ),
         )
         .retryable(true);
     }
@@ -740,25 +802,32 @@ mod tls {
 struct PgTx<'a> {
     c: RefCell<&'a mut Client>,
     loc: &'a PgLocation,
+    /// The first failed statement: PostgreSQL aborts the transaction on it, so a body that
+    /// swallowed the error must not believe its later writes were committed.
+    failed: RefCell<Option<RpcError>>,
 }
 
 type P<'a> = (&'a (dyn ToSql + Sync), Type);
 
 impl PgTx<'_> {
+    fn fail(&self, e: postgres::Error) -> RpcError {
+        let e = map_pg(e, self.loc);
+        self.failed.borrow_mut().get_or_insert_with(|| e.clone());
+        e
+    }
     fn q(&self, t: &str, params: &[P<'_>]) -> Result<Vec<Row>, RpcError> {
-        self.c
-            .borrow_mut()
-            .query_typed(&sqlf(self.loc, t), params)
-            .map_err(|e| map_pg(e, self.loc))
+        let r = self.c.borrow_mut().query_typed(&sqlf(self.loc, t), params);
+        r.map_err(|e| self.fail(e))
     }
     fn q_opt(&self, t: &str, params: &[P<'_>]) -> Result<Option<Row>, RpcError> {
         Ok(self.q(t, params)?.into_iter().next())
     }
     fn exec(&self, t: &str, params: &[P<'_>]) -> Result<u64, RpcError> {
-        self.c
+        let r = self
+            .c
             .borrow_mut()
-            .execute_typed(&sqlf(self.loc, t), params)
-            .map_err(|e| map_pg(e, self.loc))
+            .execute_typed(&sqlf(self.loc, t), params);
+        r.map_err(|e| self.fail(e))
     }
 }
 
@@ -881,7 +950,10 @@ impl Tx for PgTx<'_> {
 
     fn profile_id_exists_anywhere(&self, id: &str) -> Result<bool, RpcError> {
         Ok(self
-            .q_opt("SELECT 1 FROM {s}.profiles WHERE id = $1 LIMIT 1", &[(&id, T)])?
+            .q_opt(
+                "SELECT 1 FROM {s}.profiles WHERE id = $1 LIMIT 1",
+                &[(&id, T)],
+            )?
             .is_some())
     }
 
@@ -989,7 +1061,10 @@ impl Tx for PgTx<'_> {
 
     fn usage(&self, id: &str) -> Result<Usage, RpcError> {
         Ok(self
-            .q_opt("SELECT body FROM {s}.usage WHERE profile_id = $1", &[(&id, T)])?
+            .q_opt(
+                "SELECT body FROM {s}.usage WHERE profile_id = $1",
+                &[(&id, T)],
+            )?
             .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
             .unwrap_or_default())
     }
@@ -1027,7 +1102,10 @@ impl Tx for PgTx<'_> {
 
     fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
         Ok(self
-            .q_opt("SELECT value FROM {s}.settings WHERE key = $1", &[(&key, T)])?
+            .q_opt(
+                "SELECT value FROM {s}.settings WHERE key = $1",
+                &[(&key, T)],
+            )?
             .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
     }
 
