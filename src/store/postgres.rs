@@ -133,10 +133,7 @@ impl PgStore {
         }
         let c = slot.as_mut().expect("connected above");
         match probe_version(c, &self.loc) {
-            Ok(v) => {
-                self.exists.set(v.is_some());
-                v.is_some()
-            }
+            Ok(v) => v.is_some(),
             Err(_) => {
                 *slot = None;
                 false
@@ -183,7 +180,9 @@ impl PgStore {
             self.after_error();
         }
         let v = v?;
-        self.exists.set(v.is_some());
+        // Known to exist (and so skip this check) only at a version this build reads.
+        self.exists
+            .set(v.is_some_and(|v| (1..=PG_SCHEMA_VERSION).contains(&v)));
         Ok(v)
     }
 
