@@ -439,3 +439,144 @@ fn a_newer_schema_on_the_server_is_refused_and_left_untouched() {
     }
     assert_eq!(pg_store_text(&s.path), before, "the store was changed");
 }
+
+// ---- Moving a machine's SQLite store into the fleet store.
+
+/// `modelauth --store <sqlite file> call METHOD` (always SQLite, whatever the suite runs on).
+fn sqlite_ok(file: &Path, method: &str, params: Value) -> Value {
+    let out = call_with_stdin(
+        {
+            let mut c = Command::new(BIN);
+            c.env_clear()
+                .env("HOME", file.parent().unwrap())
+                .arg("--store")
+                .arg(file);
+            c
+        },
+        method,
+        &params,
+    );
+    assert!(
+        out.status.success(),
+        "{method}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn dir_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut v: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let p = e.unwrap().path();
+            let b = if p.is_file() {
+                std::fs::read(&p).unwrap()
+            } else {
+                vec![]
+            };
+            (p.file_name().unwrap().to_string_lossy().into_owned(), b)
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
+    let src_dir = tempfile::tempdir().unwrap();
+    let src = src_dir.path().join("laptop.db");
+    sqlite_ok(
+        &src,
+        "providers.put",
+        json!({"id": "acme", "aliases": ["acme-cli"],
+        "oauth": {"tokenUrl": "https://acme.example/token", "clientId": "c1"}}),
+    );
+    sqlite_ok(
+        &src,
+        "settings.set",
+        json!({"settings": {"cooldowns": {"rateLimitBaseMs": 1234}}}),
+    );
+    sqlite_ok(
+        &src,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-move-a")}),
+    );
+    sqlite_ok(
+        &src,
+        "profiles.put",
+        json!({"profile": api_key("openai:b", "sk-move-b"), "primary": true}),
+    );
+    sqlite_ok(
+        &src,
+        "profiles.put",
+        json!({"profile": oauth("acme:work", "acc-move-1", "ref-move-1")}),
+    );
+    sqlite_ok(
+        &src,
+        "profiles.put",
+        json!({"agent": "cron", "profile": api_key("openai:cron", "sk-move-c")}),
+    );
+    sqlite_ok(
+        &src,
+        "order.set",
+        json!({"agent": "cron", "provider": "openai", "order": ["openai:cron", "openai:a"]}),
+    );
+    sqlite_ok(
+        &src,
+        "auth.report",
+        json!({"profileId": "openai:a", "outcome": "rate_limit"}),
+    );
+    let export = |f: &dyn Fn(&str, Value) -> Value, agent: Option<&str>| {
+        f("store.export", json!({"agent": agent, "reveal": true}))["document"].clone()
+    };
+    let from_src = |m: &str, p: Value| sqlite_ok(&src, m, p);
+    let want_shared = export(&from_src, None);
+    let want_cron = export(&from_src, Some("cron"));
+    let want_settings = from_src("settings.get", json!({}));
+    let want_providers = from_src("providers.list", json!({}));
+    let before = dir_snapshot(src_dir.path());
+
+    let s = TempStore::new();
+    let dry = ok(
+        &s.path,
+        "store.import",
+        json!({"path": src, "dryRun": true}),
+    );
+    assert_eq!(dry["format"], "modelauth-store");
+    assert!(!store_exists(&s.path), "a dry run created the store");
+    let r = ok(&s.path, "store.import", json!({"path": src}));
+    assert_eq!(r["format"], "modelauth-store", "{r}");
+    assert_eq!(r["profiles"].as_array().unwrap().len(), 4, "{r}");
+    assert!(
+        r["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["action"] == "created"),
+        "{r}"
+    );
+
+    let from_dst = |m: &str, p: Value| ok(&s.path, m, p);
+    assert_eq!(export(&from_dst, None), want_shared);
+    assert_eq!(export(&from_dst, Some("cron")), want_cron);
+    assert_eq!(from_dst("settings.get", json!({})), want_settings);
+    assert_eq!(from_dst("providers.list", json!({})), want_providers);
+    let u = from_dst("profiles.get", json!({"profileId": "openai:a"}));
+    assert_eq!(u["profile"]["usage"]["cooldownReason"], "rate_limit", "{u}");
+    // Again: nothing changes.
+    let again = ok(&s.path, "store.import", json!({"path": src}));
+    assert!(
+        again["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["action"] == "unchanged"),
+        "{again}"
+    );
+    // The source was only read: same files, same bytes.
+    assert_eq!(dir_snapshot(src_dir.path()), before);
+    eprintln!(
+        "fleet: store.import modelauth-store copied 4 profiles in 2 scopes, orders, lastGood, usage, providers and settings (backend: {})",
+        if on_pg() { "postgres" } else { "sqlite" }
+    );
+}
