@@ -580,3 +580,57 @@ fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
         if on_pg() { "postgres" } else { "sqlite" }
     );
 }
+
+/// The advisory lock key modelauth's writers take (`src/store/postgres.rs` `lock_key`).
+fn write_lock_key(schema: &str) -> i64 {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(b"modelauth");
+    for p in ["write", schema] {
+        h.update([0u8]);
+        h.update(p.as_bytes());
+    }
+    i64::from_be_bytes(h.finalize()[..8].try_into().unwrap())
+}
+
+#[test]
+fn a_writer_held_past_busy_timeout_is_store_busy_and_nothing_changes() {
+    let Some(url) = pg_url() else {
+        eprintln!("SKIPPED: needs MODELAUTH_TEST_PG");
+        return;
+    };
+    let s = TempStore::new();
+    let mut srv = Server::start(&s.path);
+    srv.ok("settings.set", json!({"settings": {"busyTimeoutMs": 300}}));
+    srv.put_key("openai:a", "sk-busy-1");
+    let (_, mut config) = upstream(&url);
+    if config.get_hosts().is_empty() {
+        config.host("/var/run/postgresql");
+    }
+    if config.get_user().is_none() {
+        config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
+    }
+    // Another writer (this test) holds the store's write lock in an open transaction.
+    let mut other = config.connect(postgres::NoTls).unwrap();
+    let mut tx = other.transaction().unwrap();
+    tx.execute(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[&write_lock_key(&pg_schema(&s.path))],
+    )
+    .unwrap();
+    let e = srv.err(
+        "profiles.put",
+        json!({"profile": api_key("openai:b", "sk-busy-2")}),
+    );
+    assert_eq!(e["data"]["kind"], "store_busy", "{e}");
+    assert_eq!(e["data"]["retryable"], true);
+    // Reads do not wait for writers.
+    assert_eq!(
+        srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
+        "sk-busy-1"
+    );
+    tx.rollback().unwrap();
+    srv.put_key("openai:b", "sk-busy-2");
+    let list = srv.ok("profiles.list", json!({}));
+    assert_eq!(list["profiles"].as_array().unwrap().len(), 2);
+}

@@ -11,9 +11,11 @@
 //!   serialised as SQLite's `BEGIN IMMEDIATE` serialises them, so a read-modify-write loses
 //!   nothing. `lock_timeout` = `busyTimeoutMs` → `store_busy`. Transaction-scoped locks only
 //!   (no session state), so this works behind PgBouncer in transaction mode.
-//! - Reads run in one `REPEATABLE READ READ ONLY` transaction on the server; nothing is
-//!   cached here ([`Tx::change_marker`] is `None`), so a request sees every write committed
-//!   before it started, from any machine.
+//! - Reads run in one `REPEATABLE READ READ ONLY` transaction on the server, begun lazily.
+//!   The change marker is a generation counter in `<schema>.meta` that every write
+//!   transaction moves before it commits; the service's read cache is reused only while it
+//!   is unchanged, so a request sees every write committed before it started, from any
+//!   machine, and a warm `auth.resolve` costs one round trip.
 //! - The server unreachable or gone: `store_unavailable` (retryable); the broken client is
 //!   dropped and the next request connects again (connect timeout 5 s).
 //! - Refresh locks: a dedicated connection holding a transaction with
@@ -235,6 +237,17 @@ impl PgStore {
                 tracing::info!(from = i, to = i + 1, "migrating store schema");
                 c.batch_execute(&sqlf(&loc, sql))?;
             }
+            // The generation counter of the change marker, starting at a value unique to
+            // this creation (µs since the epoch), so a re-created store never matches a
+            // marker of the old one.
+            let start = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            c.query_typed(
+                &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('generation', $1) ON CONFLICT (key) DO NOTHING"),
+                &[(&start as &(dyn ToSql + Sync), Type::INT8)],
+            )?;
             let to = PG_SCHEMA_VERSION;
             c.query_typed(
                 &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
@@ -300,28 +313,25 @@ impl PgStore {
         let loc = self.loc.clone();
         let ms = self.busy_timeout_ms;
         let c = self.client()?;
-        if let Err(e) = c.batch_execute(&format!(
+        let begin = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = {}",
             ms + 30_000
-        )) {
-            let e = map_pg(e, &loc);
-            self.after_error();
-            return Err(e);
-        }
-        let r = {
-            let tx = PgTx {
-                c: RefCell::new(&mut *c),
-                loc: &loc,
-                failed: RefCell::new(None),
-            };
+        );
+        let (r, begun) = {
+            let tx = PgTx::new(&mut *c, &loc, Some(begin));
             let r = f(&tx);
-            match tx.failed.into_inner() {
+            let begun = tx.begun.get();
+            let r = match tx.failed.into_inner() {
                 Some(e) if r.is_ok() => Err(e),
                 _ => r,
-            }
+            };
+            (r, begun)
         };
         match r {
             Ok(()) => {
+                if !begun {
+                    return Ok(());
+                }
                 if let Err(e) = c.batch_execute("COMMIT") {
                     let e = map_pg(e, &loc);
                     self.after_error();
@@ -382,11 +392,7 @@ impl PgStore {
             return Err(newer_schema(&loc, v));
         }
         let r = {
-            let tx = PgTx {
-                c: RefCell::new(&mut *c),
-                loc: &loc,
-                failed: RefCell::new(None),
-            };
+            let tx = PgTx::new(&mut *c, &loc, None);
             let r = f(&tx);
             match tx.failed.into_inner() {
                 Some(e) if r.is_ok() => Err(e),
@@ -395,7 +401,12 @@ impl PgStore {
         };
         match r {
             Ok(()) => {
-                if let Err(e) = c.batch_execute("COMMIT") {
+                // Every write moves the generation (the change marker of every reader).
+                let commit = sqlf(
+                    &loc,
+                    "UPDATE {s}.meta SET value = value + 1 WHERE key = 'generation'; COMMIT",
+                );
+                if let Err(e) = c.batch_execute(&commit) {
                     let e = map_pg(e, &loc);
                     self.after_error();
                     return Err(e);
@@ -801,6 +812,12 @@ mod tls {
 struct PgTx<'a> {
     c: RefCell<&'a mut Client>,
     loc: &'a PgLocation,
+    /// For a read: the `BEGIN …` sent before the first statement other than the change
+    /// marker (a read answered from the cache is then one round trip). `None`: begun.
+    begin: Option<String>,
+    begun: Cell<bool>,
+    /// The change marker, read once per transaction.
+    marker: Cell<Option<Option<ChangeMarker>>>,
     /// The first failed statement: PostgreSQL aborts the transaction on it, so a body that
     /// swallowed the error must not believe its later writes were committed.
     failed: RefCell<Option<RpcError>>,
@@ -808,13 +825,39 @@ struct PgTx<'a> {
 
 type P<'a> = (&'a (dyn ToSql + Sync), Type);
 
-impl PgTx<'_> {
+impl<'a> PgTx<'a> {
+    fn new(c: &'a mut Client, loc: &'a PgLocation, begin: Option<String>) -> Self {
+        PgTx {
+            c: RefCell::new(c),
+            loc,
+            begun: Cell::new(begin.is_none()),
+            begin,
+            marker: Cell::new(None),
+            failed: RefCell::new(None),
+        }
+    }
+
+    fn ensure_begun(&self) -> Result<(), RpcError> {
+        if self.begun.get() {
+            return Ok(());
+        }
+        let sql = self
+            .begin
+            .as_deref()
+            .expect("a read transaction has its BEGIN");
+        let r = self.c.borrow_mut().batch_execute(sql);
+        r.map_err(|e| self.fail(e))?;
+        self.begun.set(true);
+        Ok(())
+    }
+
     fn fail(&self, e: postgres::Error) -> RpcError {
         let e = map_pg(e, self.loc);
         self.failed.borrow_mut().get_or_insert_with(|| e.clone());
         e
     }
     fn q(&self, t: &str, params: &[P<'_>]) -> Result<Vec<Row>, RpcError> {
+        self.ensure_begun()?;
         let r = self.c.borrow_mut().query_typed(&sqlf(self.loc, t), params);
         r.map_err(|e| self.fail(e))
     }
@@ -822,6 +865,7 @@ impl PgTx<'_> {
         Ok(self.q(t, params)?.into_iter().next())
     }
     fn exec(&self, t: &str, params: &[P<'_>]) -> Result<u64, RpcError> {
+        self.ensure_begun()?;
         let r = self
             .c
             .borrow_mut()
@@ -864,9 +908,26 @@ const T: Type = Type::TEXT;
 const I: Type = Type::INT8;
 
 impl Tx for PgTx<'_> {
+    /// `(store identity, generation, 0)`: the generation in `<schema>.meta` moves with
+    /// every committed write of any helper on any machine. Read before any other statement
+    /// of a read (outside its snapshot), so cached data is never older than its marker: a
+    /// write landing in between only costs the next request a refill.
     fn change_marker(&self) -> Result<Option<ChangeMarker>, RpcError> {
-        // Other machines write without telling us: cache nothing.
-        Ok(None)
+        if let Some(m) = self.marker.get() {
+            return Ok(m);
+        }
+        let r = self.c.borrow_mut().query_typed_opt(
+            &sqlf(
+                self.loc,
+                "SELECT value FROM {s}.meta WHERE key = 'generation'",
+            ),
+            &[],
+        );
+        let row = r.map_err(|e| self.fail(e))?;
+        let id = lock_key(&["store", &self.loc.display, &self.loc.schema]) as u64;
+        let m = row.map(|r| (id, r.get::<_, i64>(0), 0));
+        self.marker.set(Some(m));
+        Ok(m)
     }
 
     fn view_profiles(
