@@ -560,7 +560,13 @@ fn connect(loc: &PgLocation, busy_timeout_ms: u64) -> Result<Client, RpcError> {
     config.tcp_user_timeout(PG_CONNECT_TIMEOUT + Duration::from_millis(busy_timeout_ms));
     config.keepalives(true);
     config.keepalives_idle(Duration::from_secs(30));
-    let r = if loc.ssl_mode == SslMode::Disable {
+    // libpq never negotiates TLS on a Unix socket; skipping it saves a round trip.
+    let unix_only = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+    let r = if loc.ssl_mode == SslMode::Disable || unix_only {
+        config.ssl_mode(postgres::config::SslMode::Disable);
         config.connect(postgres::NoTls)
     } else {
         config.connect(tls::connector(loc)?)

@@ -95,20 +95,25 @@ pub fn pg_store_text(store: &Path) -> String {
         .connect(postgres::NoTls)
         .expect("connect to MODELAUTH_TEST_PG");
     let mut out = String::new();
+    // Unnamed statements only (query_typed, simple queries): this also works through
+    // PgBouncer in transaction mode, where a named prepared statement may land on another
+    // server connection.
     let tables = c
-        .query(
-            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
-            &[&schema],
+        .query_typed(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+            &[(&schema, postgres::types::Type::TEXT)],
         )
         .unwrap();
     for t in tables {
         let name: String = t.get(0);
-        for r in c
-            .query(&format!("SELECT t::text FROM {schema}.{name} t"), &[])
+        for m in c
+            .simple_query(&format!("SELECT t::text FROM {schema}.{name} t ORDER BY 1"))
             .unwrap()
         {
-            out.push_str(r.get::<_, &str>(0));
-            out.push('\n');
+            if let postgres::SimpleQueryMessage::Row(r) = m {
+                out.push_str(r.get(0).unwrap_or(""));
+                out.push('\n');
+            }
         }
     }
     out
