@@ -634,3 +634,35 @@ fn a_writer_held_past_busy_timeout_is_store_busy_and_nothing_changes() {
     let list = srv.ok("profiles.list", json!({}));
     assert_eq!(list["profiles"].as_array().unwrap().len(), 2);
 }
+
+#[test]
+fn eight_helpers_creating_the_store_at_once_all_succeed() {
+    let s = TempStore::new();
+    let children: Vec<_> = (0..8)
+        .map(|i| {
+            let p = json!({"profile": api_key(&format!("openai:k{i}"), &format!("sk-first-{i}"))});
+            let mut c = cmd(&s.path)
+                .args(["call", "profiles.put", &p.to_string()])
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap();
+            drop(c.stdin.take());
+            c
+        })
+        .collect();
+    for c in children {
+        let out = c.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let list = ok(&s.path, "profiles.list", json!({}));
+    assert_eq!(list["profiles"].as_array().unwrap().len(), 8);
+    assert_eq!(
+        ok(&s.path, "helper.info", json!({}))["store"]["schemaVersion"],
+        1
+    );
+}

@@ -190,6 +190,21 @@ impl PgStore {
 
     /// Creates the schema and tables, or migrates them, under the setup advisory lock.
     fn setup(&mut self) -> Result<(), RpcError> {
+        let mut attempt = 0;
+        loop {
+            let mut race = false;
+            match self.setup_once(&mut race) {
+                Err(_) if race && attempt < 3 => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// One attempt of [`PgStore::setup`]. `race` is set when another helper created the
+    /// schema while this one waited for the setup lock: this session's catalog cache
+    /// still said "missing" (invalidations are read when a transaction starts, not when an
+    /// advisory lock is granted), so a new transaction sees it.
+    fn setup_once(&mut self, race: &mut bool) -> Result<(), RpcError> {
         let loc = self.loc.clone();
         let ms = self.busy_timeout_ms;
         let c = self.client()?;
@@ -222,6 +237,10 @@ impl PgStore {
         let v = match r {
             Ok(v) => v,
             Err(e) => {
+                *race = matches!(
+                    e.code().map(|c| c.code()),
+                    Some("23505" | "42P06" | "42P07")
+                );
                 let e = map_pg(e, &loc);
                 self.after_error();
                 return Err(e);

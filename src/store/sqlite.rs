@@ -369,22 +369,30 @@ impl SqliteStore {
         }
         self.readonly = readonly;
         if v < SCHEMA_VERSION {
-            if v == 0 {
-                // An empty file we created but did not finish, or something that is not ours.
-                let tables: i64 = c
-                    .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-                    .map_err(|e| map_sqlite(e, &self.path))?;
-                if tables > 0 {
-                    return Err(RpcError::new(
-                        ErrorKind::StoreCorrupt,
-                        format!(
-                            "{} is a SQLite database, but not a modelauth store",
-                            self.path.display()
-                        ),
-                    ));
+            // Decide under the setup lock: another process may be creating the store right
+            // now (its tables appear between two reads made outside the lock).
+            self.with_setup_lock(|| {
+                let v = self.user_version(&c)?;
+                if v == 0 {
+                    // An empty file we created but did not finish, or something not ours.
+                    let tables: i64 = c
+                        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
+                        .map_err(|e| map_sqlite(e, &self.path))?;
+                    if tables > 0 {
+                        return Err(RpcError::new(
+                            ErrorKind::StoreCorrupt,
+                            format!(
+                                "{} is a SQLite database, but not a modelauth store",
+                                self.path.display()
+                            ),
+                        ));
+                    }
                 }
-            }
-            self.with_setup_lock(|| self.migrate(&mut c))?;
+                if v < SCHEMA_VERSION {
+                    self.migrate(&mut c)?;
+                }
+                Ok(())
+            })?;
         }
         // settings.busyTimeoutMs, stored by any process, applies from the first open on.
         let stored: Option<String> = c
