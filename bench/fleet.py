@@ -11,7 +11,7 @@ Measured side by side in one run, in rounds (so machine noise hits every subject
   * a cold one-shot `modelauth call auth.resolve` (median, p90),
 each on a store of 100 api_key profiles (4 providers).
 
-Usage: bench/fleet.py [--bin target/release/modelauth]
+Usage: bench/fleet.py [--bin target/release/modelauth] [--pgbouncer URL]
                       [--pg postgres:///modelauth_bench?host=/var/run/postgresql]
                       [--requests 20000] [--pings 2000] [--runs 100] [--rounds 3]
 Needs: a running PostgreSQL whose database exists (created with createdb if missing),
@@ -117,6 +117,9 @@ def main():
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pgbench-seconds", type=int, default=5)
+    ap.add_argument("--pgbouncer", default=None,
+                    help="also measure through PgBouncer (transaction mode), e.g. "
+                         "postgres:///modelauth_bench?host=/tmp/pgb&port=6432")
     a = ap.parse_args()
 
     m = re.match(r"postgres(?:ql)?://[^/]*/([^?]+)(?:\?(.*))?", a.pg)
@@ -136,8 +139,11 @@ def main():
         "postgres": env_for(a.pg, schema),
         "sqlite": env_for(os.path.join(tmp, "store.db"), ""),
     }
-    for env in subjects.values():
-        make_store(a.bin, env)
+    make_store(a.bin, subjects["postgres"])
+    make_store(a.bin, subjects["sqlite"])
+    if a.pgbouncer:
+        # The same store (schema) through PgBouncer.
+        subjects["postgres via pgbouncer"] = env_for(a.pgbouncer, schema)
 
     res = {k: {"tput": [], "tput8": [], "lat": [], "cold": []} for k in subjects}
     pgb = []
@@ -162,7 +168,7 @@ def main():
         t8 = statistics.median(res[k]["tput8"])
         lat = res[k]["lat"]
         c = res[k]["cold"]
-        vs = f"{100 * t / pgbench_tps:.0f} %" if k == "postgres" else "—"
+        vs = f"{100 * t / pgbench_tps:.0f} %" if k.startswith("postgres") else "—"
         print(f"| {k} | {t:,.0f} | {vs} | {1e6 * pct(lat, 0.5):.0f} µs | {1e6 * pct(lat, 0.99):.0f} µs "
               f"| {t8:,.0f} | {1e3 * statistics.median(c):.2f} ms | {1e3 * pct(c, 0.9):.2f} ms |")
     subprocess.run(["psql", "-h", host, db, "-qc", f"DROP SCHEMA {schema} CASCADE"],
