@@ -39,7 +39,7 @@ fn postgres_passes_the_store_conformance_suite() {
             _ => std::env::var(k).ok().filter(|v| !v.is_empty()),
         };
         let loc = match parse_location(Path::new(&url), false, &env).expect("MODELAUTH_TEST_PG") {
-            StoreLocation::Postgres(l) => l,
+            StoreLocation::Postgres(l) => *l,
             StoreLocation::Sqlite(_) => panic!("MODELAUTH_TEST_PG is not a postgres:// URL"),
         };
         Box::new(move || Box::new(PgStore::new(loc.clone())) as Box<dyn Store>)

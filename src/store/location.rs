@@ -25,7 +25,7 @@ pub enum StoreLocation {
     /// A SQLite database file.
     Sqlite(PathBuf),
     /// A PostgreSQL database (and schema in it).
-    Postgres(PgLocation),
+    Postgres(Box<PgLocation>),
 }
 
 /// TLS policy from `sslmode` (libpq's meanings).
@@ -88,7 +88,7 @@ pub fn parse_location(
     let Some(s) = raw.to_str().filter(|s| is_postgres_url(s)) else {
         return Ok(StoreLocation::Sqlite(raw.to_path_buf()));
     };
-    parse_pg(s.trim(), from_argv, env).map(StoreLocation::Postgres)
+    parse_pg(s.trim(), from_argv, env).map(|l| StoreLocation::Postgres(Box::new(l)))
 }
 
 fn bad_url(msg: impl Into<String>) -> RpcError {
@@ -383,7 +383,7 @@ mod tests {
 
     fn pg(s: &str, argv: bool) -> Result<PgLocation, RpcError> {
         match parse_location(Path::new(s), argv, &no_env)? {
-            StoreLocation::Postgres(p) => Ok(p),
+            StoreLocation::Postgres(p) => Ok(*p),
             StoreLocation::Sqlite(_) => panic!("not postgres: {s}"),
         }
     }

@@ -253,7 +253,7 @@ pub fn open(location: PathBuf) -> Box<dyn Store> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     match parse_location(&location, false, &env) {
         Ok(StoreLocation::Sqlite(p)) => Box::new(SqliteStore::new(p)),
-        Ok(StoreLocation::Postgres(loc)) => Box::new(PgStore::new(loc)),
+        Ok(StoreLocation::Postgres(loc)) => Box::new(PgStore::new(*loc)),
         Err(e) => Box::new(Unusable(e)),
     }
 }
