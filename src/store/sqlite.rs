@@ -369,30 +369,28 @@ impl SqliteStore {
         }
         self.readonly = readonly;
         if v < SCHEMA_VERSION {
-            // Decide under the setup lock: another process may be creating the store right
-            // now (its tables appear between two reads made outside the lock).
-            self.with_setup_lock(|| {
-                let v = self.user_version(&c)?;
-                if v == 0 {
-                    // An empty file we created but did not finish, or something not ours.
-                    let tables: i64 = c
-                        .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-                        .map_err(|e| map_sqlite(e, &self.path))?;
-                    if tables > 0 {
-                        return Err(RpcError::new(
-                            ErrorKind::StoreCorrupt,
-                            format!(
-                                "{} is a SQLite database, but not a modelauth store",
-                                self.path.display()
-                            ),
-                        ));
-                    }
-                }
-                if v < SCHEMA_VERSION {
-                    self.migrate(&mut c)?;
-                }
-                Ok(())
-            })?;
+            // Version and tables from one statement (one snapshot): another process may be
+            // creating the store right now, and its tables and version appear together.
+            let (v, tables): (i64, i64) = c
+                .query_row(
+                    "SELECT (SELECT user_version FROM pragma_user_version), count(*) FROM sqlite_master",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| map_sqlite(e, &self.path))?;
+            if v == 0 && tables > 0 {
+                // Not an empty file we created but did not finish: something not ours.
+                return Err(RpcError::new(
+                    ErrorKind::StoreCorrupt,
+                    format!(
+                        "{} is a SQLite database, but not a modelauth store",
+                        self.path.display()
+                    ),
+                ));
+            }
+            if v < SCHEMA_VERSION {
+                self.with_setup_lock(|| self.migrate(&mut c))?;
+            }
         }
         // settings.busyTimeoutMs, stored by any process, applies from the first open on.
         let stored: Option<String> = c
