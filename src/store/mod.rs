@@ -11,7 +11,9 @@
 //!   ones, its own winning on the same id. Usage state is keyed by profile id alone
 //!   (it belongs to the credential). All times are milliseconds since the Unix epoch.
 //!
-//! [`sqlite::SqliteStore`] is the first implementation. `conformance` (behind the
+//! [`sqlite::SqliteStore`] is the first implementation, [`postgres::PgStore`] the second
+//! (a `postgres://` location, PROTOCOL §2.3 r2; locations are parsed in [`location`]).
+//! `conformance` (behind the
 //! `conformance` module) is one behaviour suite that runs against any implementation;
 //! a new backend adds a constructor to it and passes it.
 //!
