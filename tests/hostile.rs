@@ -7,6 +7,8 @@
 //! Plus a bounded, seeded random-input run against the binary (the in-process property
 //! tests live in `src/transport.rs`).
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
 
@@ -516,8 +518,8 @@ fn every_hostile_message_gets_its_answer_and_serving_goes_on() {
     let mut child = Command::new(BIN)
         .env_clear()
         .env("HOME", dir.path())
-        .arg("--store")
-        .arg(&store)
+        .args(common::store_args(std::path::Path::new(&store)))
+        .envs(common::store_env(std::path::Path::new(&store)))
         .arg("serve")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -691,8 +693,12 @@ fn two_thousand_mutated_requests_each_get_exactly_one_answer() {
     let mut child = Command::new(BIN)
         .env_clear()
         .env("HOME", dir.path())
-        .arg("--store")
-        .arg(dir.path().join("store.db"))
+        .args(common::store_args(std::path::Path::new(
+            &dir.path().join("store.db"),
+        )))
+        .envs(common::store_env(std::path::Path::new(
+            &dir.path().join("store.db"),
+        )))
         .arg("serve")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -1,6 +1,8 @@
 //! store.import / store.export / store.validate against the real binary and the OpenClaw
 //! fixtures in `tests/fixtures/openclaw` (protocol §3, issue 3).
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -21,8 +23,8 @@ fn expected(rel: &str) -> Value {
 /// `modelauth --store STORE call METHOD PARAMS`: Ok(result) or Err(error object).
 fn call(store: &Path, method: &str, params: Value) -> Result<Value, Value> {
     let out = Command::new(env!("CARGO_BIN_EXE_modelauth"))
-        .arg("--store")
-        .arg(store)
+        .args(common::store_args(std::path::Path::new(&store)))
+        .envs(common::store_env(std::path::Path::new(&store)))
         .args(["call", method, &params.to_string()])
         .output()
         .unwrap();
@@ -70,6 +72,9 @@ fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
 
 /// The bytes of the store and its -wal/-shm files.
 fn store_bytes(store: &Path) -> Vec<u8> {
+    if common::on_pg() {
+        return common::pg_store_text(store).into_bytes();
+    }
     let mut all = vec![];
     for suffix in ["", "-wal", "-shm"] {
         let mut p = store.as_os_str().to_owned();
@@ -254,7 +259,7 @@ fn an_unrelated_json_document_is_shape_unrecognized_and_changes_nothing() {
     let e = call(&store, "store.import", json!({"path": src})).unwrap_err();
     assert_eq!(e["code"], exp["error"]["code"]);
     assert_eq!(e["data"]["kind"], exp["error"]["kind"]);
-    assert!(!store.exists() && !tmp.path().join("state").exists());
+    assert!(!common::store_exists(&store) && !tmp.path().join("state").exists());
     // Also with an existing store, and with store.validate and an inline document.
     ok(
         &store,
@@ -437,7 +442,7 @@ fn dry_run_writes_nothing_and_reports_the_same() {
     let src = fixture("legacy-json/auth-profiles.invalid.json");
     let dry = ok(&store, "store.import", json!({"path": src, "dryRun": true}));
     assert_eq!(dry["dryRun"], true);
-    assert!(!store.exists() && !tmp.path().join("sub").exists());
+    assert!(!common::store_exists(&store) && !tmp.path().join("sub").exists());
     let dir = fixture("state-basic");
     let dry_state = ok(&store, "store.import", json!({"path": dir, "dryRun": true}));
     assert!(!tmp.path().join("sub").exists());
@@ -570,7 +575,7 @@ fn validate_reports_the_same_errors_as_import_and_writes_nothing() {
         let src = fixture(&format!("legacy-json/{name}.json"));
         let exp = expected(&format!("legacy-json/{name}.expected.json"));
         let v = ok(&store, "store.validate", json!({"path": src}));
-        assert!(!store.exists());
+        assert!(!common::store_exists(&store));
         assert_eq!(v["format"], exp["format"]);
         assert_errors_match(&v["errors"], &exp["errors"]);
         assert_eq!(v["valid"], exp["errors"].as_array().unwrap().is_empty());
@@ -585,7 +590,7 @@ fn validate_reports_the_same_errors_as_import_and_writes_nothing() {
         json!({"path": fixture("state-basic")}),
     );
     assert_eq!(v["valid"], true);
-    assert!(!store.exists());
+    assert!(!common::store_exists(&store));
 }
 
 #[test]
@@ -593,8 +598,8 @@ fn serve_imports_and_resolves_in_one_session() {
     let tmp = tempfile::tempdir().unwrap();
     let store = tmp.path().join("store.db");
     let mut child = Command::new(env!("CARGO_BIN_EXE_modelauth"))
-        .arg("--store")
-        .arg(&store)
+        .args(common::store_args(std::path::Path::new(&store)))
+        .envs(common::store_env(std::path::Path::new(&store)))
         .arg("serve")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

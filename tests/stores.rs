@@ -5,6 +5,8 @@
 //! root ignores file modes, so a read-only *mount* is the honest way to get EROFS). Where
 //! mounting is not permitted they print a note and pass without checking.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -15,8 +17,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_modelauth");
 fn call(store: &Path, method: &str, params: Value) -> Result<Value, Value> {
     let out = Command::new(BIN)
         .env_clear()
-        .arg("--store")
-        .arg(store)
+        .args(common::store_args(std::path::Path::new(&store)))
+        .envs(common::store_env(std::path::Path::new(&store)))
         .args(["call", method, &params.to_string()])
         .stdin(Stdio::null())
         .output()
@@ -82,6 +84,9 @@ fn integrity(store: &Path) -> String {
 
 #[test]
 fn corrupt_files_are_store_corrupt_and_left_untouched() {
+    if common::skip_on_pg("corrupt store files") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     // A valid store to damage.
     let good = dir.path().join("good.db");
@@ -139,6 +144,9 @@ fn corrupt_files_are_store_corrupt_and_left_untouched() {
 
 #[test]
 fn a_newer_schema_is_refused_for_reads_and_writes_and_left_untouched() {
+    if common::skip_on_pg("a SQLite file of a newer schema (PostgreSQL: tests/fleet.rs)") {
+        return;
+    }
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("store.db");
     put(&path, "openai:a").unwrap();
@@ -224,6 +232,9 @@ impl Drop for Tmpfs {
 
 #[test]
 fn a_read_only_location_serves_reads_and_refuses_writes_as_store_readonly() {
+    if common::skip_on_pg("a read-only file system") {
+        return;
+    }
     let Some(fs) = Tmpfs::mount("4m") else { return };
     let path = fs.path().join("state/store.db");
     put(&path, "openai:a").unwrap();
@@ -275,6 +286,9 @@ fn a_read_only_location_serves_reads_and_refuses_writes_as_store_readonly() {
 
 #[test]
 fn a_full_disk_is_a_clear_retryable_error_and_the_store_stays_intact() {
+    if common::skip_on_pg("a full disk under the store file") {
+        return;
+    }
     let Some(fs) = Tmpfs::mount("512k") else {
         return;
     };
@@ -286,8 +300,8 @@ fn a_full_disk_is_a_clear_retryable_error_and_the_store_stays_intact() {
     // disk fills; then fresh processes try too.
     let mut srv = Command::new(BIN)
         .env_clear()
-        .arg("--store")
-        .arg(&path)
+        .args(common::store_args(std::path::Path::new(&path)))
+        .envs(common::store_env(std::path::Path::new(&path)))
         .arg("serve")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())

@@ -29,23 +29,12 @@ pub fn init_logging() {
             None => rebuilt,
         }
     });
-    let targets = parsed
-        .unwrap_or_else(|| {
-            tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
-        })
-        .with_target("jsonrpsee", tracing_subscriber::filter::LevelFilter::OFF)
-        .with_target(
-            "jsonrpsee_core",
-            tracing_subscriber::filter::LevelFilter::OFF,
-        )
-        .with_target(
-            "jsonrpsee_types",
-            tracing_subscriber::filter::LevelFilter::OFF,
-        )
-        // HTTP and TLS internals may log headers or bodies (tokens): always off.
-        .with_target("ureq", tracing_subscriber::filter::LevelFilter::OFF)
-        .with_target("ureq_proto", tracing_subscriber::filter::LevelFilter::OFF)
-        .with_target("rustls", tracing_subscriber::filter::LevelFilter::OFF);
+    let default = parsed.unwrap_or_else(|| {
+        tracing_subscriber::filter::Targets::new().with_default(tracing::Level::WARN)
+    });
+    let targets = SILENCED_CRATES.iter().fold(default, |t, c| {
+        t.with_target(*c, tracing_subscriber::filter::LevelFilter::OFF)
+    });
     let _ = tracing_subscriber::registry()
         .with(
             tracing_subscriber::fmt::layer()
@@ -58,13 +47,17 @@ pub fn init_logging() {
 
 /// Crates whose logging is always off: jsonrpsee prints raw messages, HTTP and TLS
 /// internals may print headers or bodies (tokens).
-const SILENCED_CRATES: [&str; 6] = [
+const SILENCED_CRATES: [&str; 9] = [
     "jsonrpsee",
     "jsonrpsee_core",
     "jsonrpsee_types",
     "ureq",
     "ureq_proto",
     "rustls",
+    // rust-postgres logs statement parameters (profile bodies) at debug.
+    "tokio_postgres",
+    "postgres",
+    "tokio_postgres_rustls",
 ];
 
 /// Whether a `RUST_LOG` target is a silenced crate or a module inside one.

@@ -46,9 +46,10 @@ use crate::store::default_store_path;
 #[derive(Debug, Parser)]
 #[command(name = "modelauth", version, about, long_about = None)]
 pub struct Cli {
-    /// The SQLite store (else $MODELAUTH_STORE, else $XDG_STATE_HOME/modelauth/store.db,
-    /// else ~/.local/state/modelauth/store.db).
-    #[arg(long, global = true, value_name = "PATH")]
+    /// The store: a SQLite file, or postgres://user@host/db (no password here: use
+    /// $MODELAUTH_STORE, PGPASSWORD or ~/.pgpass). Else $MODELAUTH_STORE, else
+    /// $XDG_STATE_HOME/modelauth/store.db, else ~/.local/state/modelauth/store.db.
+    #[arg(long, global = true, value_name = "PATH|URL")]
     pub store: Option<PathBuf>,
     /// What to do.
     #[command(subcommand)]
@@ -221,8 +222,27 @@ fn dispatcher(store: Option<&std::path::Path>) -> Result<Dispatcher, RpcError> {
     Ok(Dispatcher::new(App::new(path)))
 }
 
+/// Refuses a `--store` that cannot be used as given: an unparsable PostgreSQL URL, or one
+/// carrying a password (argv is visible to every user). Prints the error object; exit 64.
+fn check_store_flag(store: Option<&std::path::Path>) -> Result<(), i32> {
+    let Some(p) = store else { return Ok(()) };
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match crate::store::parse_location(p, true, &env) {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            print_error(&e);
+            Err(EX_USAGE)
+        }
+    }
+}
+
 /// Runs the CLI; returns the process exit code.
 pub fn run(cli: Cli) -> i32 {
+    if !matches!(cli.command, Command::Schema) {
+        if let Err(code) = check_store_flag(cli.store.as_deref()) {
+            return code;
+        }
+    }
     match cli.command {
         Command::Schema => {
             // The schema does not depend on the store path.

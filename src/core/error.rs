@@ -53,6 +53,8 @@ pub enum ErrorKind {
     StoreReadonly,
     /// -32060: the store was written by a newer modelauth; it is never rewritten.
     StoreNewerSchema,
+    /// -32060: the PostgreSQL server is unreachable or restarting (retryable, PROTOCOL §2.3 r2).
+    StoreUnavailable,
     /// -32070: an import source whose shape is not a known format.
     ShapeUnrecognized,
     /// -32070: an import that fails as a whole.
@@ -75,9 +77,8 @@ impl ErrorKind {
             SecretUnavailable => -32030,
             RefreshFailed => -32040,
             RevisionConflict => -32050,
-            StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema => {
-                -32060
-            }
+            StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema
+            | StoreUnavailable => -32060,
             ShapeUnrecognized | ImportInvalid => -32070,
             Internal => -32603,
         }
@@ -108,6 +109,7 @@ impl ErrorKind {
             StorePermissions => "store_permissions",
             StoreReadonly => "store_readonly",
             StoreNewerSchema => "store_newer_schema",
+            StoreUnavailable => "store_unavailable",
             ShapeUnrecognized => "shape_unrecognized",
             ImportInvalid => "import_invalid",
             Internal => "internal",
@@ -115,7 +117,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for the error catalogue in the OpenRPC document.
-    pub const ALL: [ErrorKind; 24] = {
+    pub const ALL: [ErrorKind; 25] = {
         use ErrorKind::*;
         [
             ParseError,
@@ -139,6 +141,7 @@ impl ErrorKind {
             StorePermissions,
             StoreReadonly,
             StoreNewerSchema,
+            StoreUnavailable,
             ShapeUnrecognized,
             ImportInvalid,
             Internal,
@@ -167,6 +170,7 @@ impl ErrorKind {
             RefreshFailed => "An OAuth refresh failed; data.reason says why.",
             RevisionConflict => "expectedRevision did not match the stored revision.",
             StoreBusy => "The store stayed locked longer than busyTimeoutMs; retryable.",
+            StoreUnavailable => "The PostgreSQL server cannot be reached or is restarting; retryable, the helper reconnects by itself.",
             StoreCorrupt => "The store is not a readable modelauth database; it is left untouched.",
             StorePermissions => "The store or its directory cannot be opened with this user's permissions.",
             StoreReadonly => "The store cannot be written (read-only file or file system).",
@@ -199,6 +203,7 @@ impl ErrorKind {
             RefreshFailed => "log in again and store the new credential with profiles.put (same id)",
             RevisionConflict => "read the current state again and retry with its revision",
             StoreBusy => "retry; raise settings.busyTimeoutMs if this happens often",
+            StoreUnavailable => "retry shortly; check that the PostgreSQL server named by --store / $MODELAUTH_STORE is up",
             StoreCorrupt => "move the file aside (it is left untouched) or point --store elsewhere",
             StorePermissions => "make the store and its directory yours (0600 / 0700) or point --store elsewhere",
             StoreReadonly => "make the store and its directory writable or point --store elsewhere",
@@ -211,7 +216,10 @@ impl ErrorKind {
 
     /// Whether retrying the same call later may succeed without any other change.
     pub fn default_retryable(self) -> bool {
-        matches!(self, ErrorKind::StoreBusy | ErrorKind::Unavailable)
+        matches!(
+            self,
+            ErrorKind::StoreBusy | ErrorKind::Unavailable | ErrorKind::StoreUnavailable
+        )
     }
 }
 

@@ -887,12 +887,304 @@ fn agent_param(a: Option<String>) -> Result<Option<String>> {
     .transpose()
 }
 
+/// Whether an open SQLite file is a modelauth store (it has every table of one).
+fn is_modelauth_store(c: &Connection) -> bool {
+    [
+        "profiles",
+        "orders",
+        "last_good",
+        "usage",
+        "providers",
+        "settings",
+    ]
+    .iter()
+    .all(|t| has_table(c, t))
+}
+
+/// Opens a modelauth store file to copy from, only reading it: `mode=ro&immutable=1`, or
+/// `mode=ro` when a non-empty `-wal` holds commits not yet in the main file (a process
+/// still has it open). Errors: `import_invalid` (unreadable, a newer schema),
+/// `shape_unrecognized` (not a modelauth store).
+fn open_modelauth_store(path: &Path) -> Result<Connection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let live_wal = std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0);
+    let c = if live_wal {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut enc = String::new();
+        for ch in abs.to_string_lossy().chars() {
+            match ch {
+                '%' => enc.push_str("%25"),
+                '?' => enc.push_str("%3f"),
+                '#' => enc.push_str("%23"),
+                c => enc.push(c),
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Connection::open_with_flags(format!("file:{enc}?mode=ro"), flags)
+            .map_err(|e| unreadable(path, e))?
+    } else {
+        open_source_db(path)?
+    };
+    if !is_modelauth_store(&c) {
+        return Err(RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is not a modelauth store (format modelauth-store); nothing was imported",
+                path.display()
+            ),
+        ));
+    }
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| unreadable(path, e))?;
+    if v > crate::store::SCHEMA_VERSION {
+        return Err(RpcError::new(
+            ErrorKind::ImportInvalid,
+            format!(
+                "{} has store schema version {v}, newer than this modelauth reads; nothing was imported",
+                path.display()
+            ),
+        )
+        .with_hint("upgrade modelauth"));
+    }
+    Ok(c)
+}
+
+/// Copies a whole modelauth store (`src`) into `dst`: providers and settings (kept when
+/// `dst` has the key, unless `replace`), then per scope the profiles (`created`,
+/// `unchanged`, `updated` with `replace`, else `skipped: exists`), their usage state,
+/// orders (same rules; a kept order gets the created profiles appended so they stay
+/// routable) and lastGood. With `write` false nothing is written (a dry run).
+fn copy_store(
+    src: &dyn Tx,
+    dst: &dyn Tx,
+    replace: bool,
+    write: bool,
+    now: i64,
+) -> Result<(Vec<ProfileAction>, Vec<OrderAction>, Vec<ImportWarning>)> {
+    let mut warnings = vec![];
+    let dst_providers: BTreeMap<String, Value> = dst.providers()?.into_iter().collect();
+    for (id, body) in src.providers()? {
+        match dst_providers.get(&id) {
+            Some(b) if *b == body => {}
+            Some(_) if !replace => warnings.push(ImportWarning {
+                pointer: format!("/providers/{id}"),
+                kind: "provider_kept".into(),
+                message: format!(
+                    "provider `{id}` is registered differently here; kept (see `replace`)"
+                ),
+                source: None,
+            }),
+            _ => {
+                if write {
+                    dst.put_provider(&id, &body)?;
+                }
+            }
+        }
+    }
+    for (k, v) in src.settings()? {
+        match dst.setting(&k)? {
+            Some(d) if d == v => {}
+            Some(_) if !replace => warnings.push(ImportWarning {
+                pointer: format!("/settings/{k}"),
+                kind: "setting_kept".into(),
+                message: format!("setting `{k}` differs here; kept (see `replace`)"),
+                source: None,
+            }),
+            _ => {
+                if write {
+                    dst.put_setting(&k, &v)?;
+                }
+            }
+        }
+    }
+    let mut profiles = vec![];
+    let mut orders = vec![];
+    let mut usage_done = BTreeSet::new();
+    for scope in src.scopes()? {
+        let a = scope.as_deref();
+        let mut created: Vec<(String, String)> = vec![];
+        for sp in src
+            .view_profiles(a, None)?
+            .into_iter()
+            .filter(|s| s.scope.as_deref() == a)
+        {
+            let p = sp.profile;
+            let action = match dst.scope_profile(a, &p.id)? {
+                None => "created",
+                Some(e) if e.profile == p => "unchanged",
+                Some(_) if replace => "updated",
+                Some(_) => "skipped",
+            };
+            if write && matches!(action, "created" | "updated") {
+                dst.upsert_profile(a, &p, now)?;
+            }
+            if action == "created" {
+                created.push((p.provider.clone(), p.id.clone()));
+            }
+            if action != "skipped" && usage_done.insert(p.id.clone()) {
+                let u = src.usage(&p.id)?;
+                if u != Usage::default()
+                    && (replace || dst.usage(&p.id)? == Usage::default())
+                    && write
+                {
+                    dst.put_usage(&p.id, &u)?;
+                }
+            }
+            profiles.push(ProfileAction {
+                profile_id: p.id,
+                scope: scope_name(a),
+                action: action.into(),
+                reason: (action == "skipped").then(|| "exists".into()),
+            });
+        }
+        let src_orders = src.scope_orders(a)?;
+        let mut providers_done = BTreeSet::new();
+        for (provider, ids) in &src_orders {
+            providers_done.insert(provider.clone());
+            let (order, action, reason) = match dst.scope_order(a, provider)? {
+                None => (ids.clone(), "created", None),
+                Some((have, _)) if have == *ids => (have, "unchanged", None),
+                Some(_) if replace => (ids.clone(), "updated", None),
+                Some((mut have, _)) => {
+                    let mut appended = false;
+                    for (_, id) in created.iter().filter(|(p, _)| p == provider) {
+                        if !have.contains(id) {
+                            have.push(id.clone());
+                            appended = true;
+                        }
+                    }
+                    if appended {
+                        (have, "updated", Some("appended".to_string()))
+                    } else {
+                        (have, "skipped", Some("exists".to_string()))
+                    }
+                }
+            };
+            if write && matches!(action, "created" | "updated") {
+                dst.set_order(a, provider, &order, now)?;
+            }
+            orders.push(OrderAction {
+                provider: provider.clone(),
+                scope: scope_name(a),
+                order,
+                action: action.into(),
+                reason,
+            });
+        }
+        // Created profiles of a provider the source has no order for, under a kept order
+        // of the destination: appended so they stay routable.
+        for (provider, have) in dst.scope_orders(a)? {
+            if providers_done.contains(&provider) {
+                continue;
+            }
+            let mut order = have.clone();
+            for (_, id) in created.iter().filter(|(p, _)| *p == provider) {
+                if !order.contains(id) {
+                    order.push(id.clone());
+                }
+            }
+            if order != have {
+                if write {
+                    dst.set_order(a, &provider, &order, now)?;
+                }
+                orders.push(OrderAction {
+                    provider,
+                    scope: scope_name(a),
+                    order,
+                    action: "updated".into(),
+                    reason: Some("appended".into()),
+                });
+            }
+        }
+        for (provider, id) in src.scope_last_good(a)? {
+            let have = dst.last_good(a, &provider)?;
+            if have.as_deref() == Some(id.as_str()) || (have.is_some() && !replace) {
+                continue;
+            }
+            if write {
+                dst.set_last_good(a, &provider, &id)?;
+            }
+        }
+    }
+    Ok((profiles, orders, warnings))
+}
+
+/// `store.import` of format `modelauth-store` (explicit, or detected from the tables).
+fn modelauth_store_path(p: &ImportParams) -> Result<Option<PathBuf>> {
+    let Some(raw) = p.path.as_deref() else {
+        return Ok(None);
+    };
+    let path = expand_home(raw);
+    let detect = p.format == Format::Auto
+        && path.is_file()
+        && is_sqlite(&path)
+        && open_source_db(&path).is_ok_and(|c| is_modelauth_store(&c));
+    if p.format != Format::ModelauthStore && !detect {
+        return Ok(None);
+    }
+    if p.agent.is_some() {
+        return Err(RpcError::invalid_params(
+            "`agent` cannot be used with modelauth-store: the store names its scopes",
+        )
+        .with("pointer", "/agent"));
+    }
+    if p.document.is_some() {
+        return Err(RpcError::invalid_params(
+            "format modelauth-store needs a `path`, not a `document`",
+        )
+        .with("pointer", "/document"));
+    }
+    Ok(Some(path))
+}
+
 impl App {
+    /// `store.import` of a modelauth SQLite store file: everything it holds, in one write
+    /// transaction on this store (a dry run reads only).
+    fn import_modelauth_store(&self, path: &Path, p: &ImportParams) -> Result<ImportResult> {
+        let src = open_modelauth_store(path)?;
+        let rtx = src
+            .unchecked_transaction()
+            .map_err(|e| unreadable(path, e))?;
+        let now = now_ms();
+        let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
+            let (profiles, orders, warnings) = copy_store(&*rtx, c, p.replace, write, now)?;
+            if write {
+                tracing::info!(
+                    format = "modelauth-store",
+                    profiles = profiles.len(),
+                    "import applied"
+                );
+            }
+            Ok(ImportResult {
+                format: Format::ModelauthStore,
+                agent: None,
+                dry_run: !write,
+                profiles,
+                orders,
+                warnings,
+                errors: vec![],
+            })
+        };
+        let mut st = self.store();
+        if p.dry_run {
+            st.read(|c| run(c, false))
+        } else {
+            st.write(|c| run(c, true))
+        }
+    }
+
     /// `store.import`: reads the source, then applies every valid entry in one transaction
     /// (or, with `dryRun`, in a read transaction that creates nothing). Errors:
     /// `invalid_params`, `import_invalid`, `shape_unrecognized`, store errors; on any error
     /// nothing is changed.
     pub fn store_import(&self, p: ImportParams) -> Result<ImportResult> {
+        if let Some(path) = modelauth_store_path(&p)? {
+            return self.import_modelauth_store(&path, &p);
+        }
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let loaded = load_source(p.path.as_deref(), p.document, p.format, a)?;
@@ -933,6 +1225,19 @@ impl App {
     /// `store.validate`: the errors and warnings `store.import` would report for the
     /// source, judged on its own (not against the store). Writes nothing.
     pub fn store_validate(&self, p: ValidateParams) -> Result<ValidateResult> {
+        if p.format == Format::ModelauthStore {
+            let path = p.path.as_deref().ok_or_else(|| {
+                RpcError::invalid_params("format modelauth-store needs a `path`")
+                    .with("pointer", "/path")
+            })?;
+            open_modelauth_store(&expand_home(path))?;
+            return Ok(ValidateResult {
+                valid: true,
+                format: Format::ModelauthStore,
+                errors: vec![],
+                warnings: vec![],
+            });
+        }
         let loaded = load_source(p.path.as_deref(), p.document, p.format, None)?;
         let aliases = self.store().read(load_aliases)?;
         let mut plan = import::plan(&loaded, &aliases);

@@ -56,6 +56,9 @@ pub enum Format {
     OpenclawSqlite,
     /// A whole OpenClaw state directory such as `~/.openclaw`.
     OpenclawState,
+    /// A modelauth SQLite store file (another machine's `store.db`): every scope's
+    /// profiles, orders, lastGood, usage state, providers and settings (PROTOCOL §2.3 r2).
+    ModelauthStore,
 }
 
 impl Format {
@@ -68,6 +71,7 @@ impl Format {
             Format::OpenclawFlat => "openclaw-flat",
             Format::OpenclawSqlite => "openclaw-sqlite",
             Format::OpenclawState => "openclaw-state",
+            Format::ModelauthStore => "modelauth-store",
         }
     }
 }
@@ -323,7 +327,7 @@ pub fn detect_json(doc: &Value) -> Option<Format> {
 pub fn load_json(doc: Value, format: Format, agent: Option<&str>) -> Result<Loaded, RpcError> {
     let format = match format {
         Format::Auto => detect_json(&doc).ok_or_else(|| shape_unrecognized("the document"))?,
-        Format::OpenclawSqlite | Format::OpenclawState => {
+        Format::OpenclawSqlite | Format::OpenclawState | Format::ModelauthStore => {
             return Err(RpcError::invalid_params(format!(
                 "format {} needs a `path`, not a `document`",
                 format.as_str()

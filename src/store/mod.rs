@@ -11,7 +11,9 @@
 //!   ones, its own winning on the same id. Usage state is keyed by profile id alone
 //!   (it belongs to the credential). All times are milliseconds since the Unix epoch.
 //!
-//! [`sqlite::SqliteStore`] is the first implementation. `conformance` (behind the
+//! [`sqlite::SqliteStore`] is the first implementation, [`postgres::PgStore`] the second
+//! (a `postgres://` location, PROTOCOL §2.3 r2; locations are parsed in [`location`]).
+//! `conformance` (behind the
 //! `conformance` module) is one behaviour suite that runs against any implementation;
 //! a new backend adds a constructor to it and passes it.
 //!
@@ -30,8 +32,12 @@ use crate::core::usage::Usage;
 
 pub mod conformance;
 pub mod flock;
+pub mod location;
+pub mod postgres;
 pub mod sqlite;
 
+pub use location::{parse_location, StoreLocation};
+pub use postgres::PgStore;
 pub use sqlite::{default_store_path, SqliteStore, DEFAULT_BUSY_TIMEOUT_MS, SCHEMA_VERSION};
 
 /// Scope key as stored: `''` for the shared scope, the agent id otherwise.
@@ -250,7 +256,54 @@ impl dyn Store + '_ {
     }
 }
 
-/// Opens the store at a location: today a SQLite file path.
+/// Opens the store at a location: a SQLite file path, or a `postgres://` URL (PROTOCOL
+/// §2.3 *(r2)*; `$MODELAUTH_PG_SCHEMA` and the libpq variables are read here). Nothing is
+/// connected yet. A location that cannot be parsed gives a store whose every transaction
+/// fails with that error (the CLI refuses a bad `--store` before this).
 pub fn open(location: PathBuf) -> Box<dyn Store> {
-    Box::new(SqliteStore::new(location))
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    match parse_location(&location, false, &env) {
+        Ok(StoreLocation::Sqlite(p)) => Box::new(SqliteStore::new(p)),
+        Ok(StoreLocation::Postgres(loc)) => Box::new(PgStore::new(*loc)),
+        Err(e) => Box::new(Unusable(e)),
+    }
+}
+
+/// A store whose location could not be parsed: every transaction fails with the error.
+struct Unusable(RpcError);
+
+impl Store for Unusable {
+    fn describe(&self) -> StoreDescription {
+        StoreDescription {
+            backend: "postgres",
+            path: String::new(),
+            exists: false,
+        }
+    }
+    fn schema_version(&mut self) -> Result<Option<i64>, RpcError> {
+        Err(self.0.clone())
+    }
+    fn set_busy_timeout(&mut self, _: u64) {}
+    fn read_tx(&mut self, _: TxBody<'_>) -> Result<(), RpcError> {
+        Err(self.0.clone())
+    }
+    fn write_tx(&mut self, _: TxBody<'_>) -> Result<(), RpcError> {
+        Err(self.0.clone())
+    }
+    fn refresh_locks(&self) -> std::sync::Arc<dyn RefreshLocks> {
+        std::sync::Arc::new(UnusableLocks(self.0.clone()))
+    }
+}
+
+struct UnusableLocks(RpcError);
+
+impl RefreshLocks for UnusableLocks {
+    fn lock(
+        &self,
+        _: Option<&str>,
+        _: &str,
+        _: Duration,
+    ) -> Result<Option<Box<dyn RefreshGuard>>, RpcError> {
+        Err(self.0.clone())
+    }
 }

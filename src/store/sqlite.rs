@@ -150,6 +150,19 @@ pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
     }
 }
 
+/// An empty in-memory store with the current schema: what reads of a store that does not
+/// exist yet see (also used by other backends for their not-yet-created stores).
+pub(crate) fn empty_connection() -> Result<Connection, RpcError> {
+    let p = Path::new("(empty store)");
+    let mut c = Connection::open_in_memory().map_err(|e| map_sqlite(e, p))?;
+    let tx = c.transaction().map_err(|e| map_sqlite(e, p))?;
+    for sql in MIGRATIONS {
+        tx.execute_batch(sql).map_err(|e| map_sqlite(e, p))?;
+    }
+    tx.commit().map_err(|e| map_sqlite(e, p))?;
+    Ok(c)
+}
+
 fn io_error(e: std::io::Error, what: &str, path: &Path) -> RpcError {
     let kind = match e.kind() {
         std::io::ErrorKind::PermissionDenied => ErrorKind::StorePermissions,
@@ -365,22 +378,28 @@ impl SqliteStore {
         }
         self.readonly = readonly;
         if v < SCHEMA_VERSION {
-            if v == 0 {
-                // An empty file we created but did not finish, or something that is not ours.
-                let tables: i64 = c
-                    .query_row("SELECT count(*) FROM sqlite_master", [], |r| r.get(0))
-                    .map_err(|e| map_sqlite(e, &self.path))?;
-                if tables > 0 {
-                    return Err(RpcError::new(
-                        ErrorKind::StoreCorrupt,
-                        format!(
-                            "{} is a SQLite database, but not a modelauth store",
-                            self.path.display()
-                        ),
-                    ));
-                }
+            // Version and tables from one statement (one snapshot): another process may be
+            // creating the store right now, and its tables and version appear together.
+            let (v, tables): (i64, i64) = c
+                .query_row(
+                    "SELECT (SELECT user_version FROM pragma_user_version), count(*) FROM sqlite_master",
+                    [],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .map_err(|e| map_sqlite(e, &self.path))?;
+            if v == 0 && tables > 0 {
+                // Not an empty file we created but did not finish: something not ours.
+                return Err(RpcError::new(
+                    ErrorKind::StoreCorrupt,
+                    format!(
+                        "{} is a SQLite database, but not a modelauth store",
+                        self.path.display()
+                    ),
+                ));
             }
-            self.with_setup_lock(|| self.migrate(&mut c))?;
+            if v < SCHEMA_VERSION {
+                self.with_setup_lock(|| self.migrate(&mut c))?;
+            }
         }
         // Stored settings, written by any process, apply from the first open on. Bad ones
         // (out of bounds, unparsable) never stop the store from opening: they are named
@@ -530,15 +549,7 @@ impl SqliteStore {
                 self.open_existing()?;
             } else {
                 if self.empty.is_none() {
-                    let mut c =
-                        Connection::open_in_memory().map_err(|e| map_sqlite(e, &self.path))?;
-                    let tx = c.transaction().map_err(|e| map_sqlite(e, &self.path))?;
-                    for sql in MIGRATIONS {
-                        tx.execute_batch(sql)
-                            .map_err(|e| map_sqlite(e, &self.path))?;
-                    }
-                    tx.commit().map_err(|e| map_sqlite(e, &self.path))?;
-                    self.empty = Some(c);
+                    self.empty = Some(empty_connection()?);
                 }
                 return Ok(self.empty.as_mut().expect("set above"));
             }

@@ -17,6 +17,114 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_modelauth")
 }
 
+/// The PostgreSQL URL the suite runs against: `$MODELAUTH_TEST_PG` when set (e.g.
+/// `postgres:///modelauth_test?host=/var/run/postgresql`). Without it every store is a
+/// SQLite file.
+pub fn pg_url() -> Option<String> {
+    std::env::var("MODELAUTH_TEST_PG")
+        .ok()
+        .filter(|u| !u.is_empty())
+}
+
+/// Whether the suite runs on PostgreSQL.
+pub fn on_pg() -> bool {
+    pg_url().is_some()
+}
+
+/// Skips a test that is about files (modes, paths, corrupt files) when the suite runs on
+/// PostgreSQL, with a visible line. Returns true when the caller should return.
+pub fn skip_on_pg(why: &str) -> bool {
+    if on_pg() {
+        eprintln!("SKIPPED on PostgreSQL (about files): {why}");
+        return true;
+    }
+    false
+}
+
+/// A nonce for this test process, so schemas of different runs on one database never meet.
+fn run_nonce() -> &'static str {
+    static N: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    N.get_or_init(|| {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos();
+        format!("{:x}", (t as u64) ^ ((std::process::id() as u64) << 40))
+    })
+}
+
+/// The PostgreSQL schema standing for the store at `store` (one per test store path).
+pub fn pg_schema(store: &Path) -> String {
+    use std::hash::{Hash, Hasher};
+    let mut h = std::collections::hash_map::DefaultHasher::new();
+    store.hash(&mut h);
+    format!("t{}_{:016x}", run_nonce(), h.finish())
+}
+
+/// The `--store` arguments for a test store: the path, or with `MODELAUTH_TEST_PG` the URL.
+pub fn store_args(store: &Path) -> Vec<std::ffi::OsString> {
+    match pg_url() {
+        Some(url) => vec!["--store".into(), url.into()],
+        None => vec!["--store".into(), store.as_os_str().to_owned()],
+    }
+}
+
+/// The environment that goes with [`store_args`]: the schema on PostgreSQL, else nothing.
+pub fn store_env(store: &Path) -> Vec<(String, String)> {
+    match pg_url() {
+        Some(_) => vec![("MODELAUTH_PG_SCHEMA".into(), pg_schema(store))],
+        None => vec![],
+    }
+}
+
+/// Everything stored in the PostgreSQL schema of a test store, as text (every row of
+/// every table), for tests that scan "the store" for secrets. Empty when the schema is
+/// missing.
+pub fn pg_store_text(store: &Path) -> String {
+    let url = pg_url().expect("MODELAUTH_TEST_PG");
+    let schema = pg_schema(store);
+    let host_url = url.clone();
+    let mut config: postgres::Config = host_url.parse().expect("MODELAUTH_TEST_PG");
+    if config.get_hosts().is_empty() {
+        config.host("/var/run/postgresql");
+    }
+    if config.get_user().is_none() {
+        config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
+    }
+    let mut c = config
+        .connect(postgres::NoTls)
+        .expect("connect to MODELAUTH_TEST_PG");
+    let mut out = String::new();
+    // Unnamed statements only (query_typed, simple queries): this also works through
+    // PgBouncer in transaction mode, where a named prepared statement may land on another
+    // server connection.
+    let tables = c
+        .query_typed(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1 ORDER BY 1",
+            &[(&schema, postgres::types::Type::TEXT)],
+        )
+        .unwrap();
+    for t in tables {
+        let name: String = t.get(0);
+        for m in c
+            .simple_query(&format!("SELECT t::text FROM {schema}.{name} t ORDER BY 1"))
+            .unwrap()
+        {
+            if let postgres::SimpleQueryMessage::Row(r) = m {
+                out.push_str(r.get(0).unwrap_or(""));
+                out.push('\n');
+            }
+        }
+    }
+    out
+}
+
+/// Whether the store exists, as `helper.info` reports it (a file, or a PostgreSQL schema).
+pub fn store_exists(store: &Path) -> bool {
+    let v = ok(store, "helper.info", json!({}));
+    v["store"]["exists"].as_bool().expect("store.exists")
+}
+
 /// A temp directory with a store path inside (the store itself is not created).
 pub struct TempStore {
     pub dir: tempfile::TempDir,
@@ -37,8 +145,8 @@ pub fn cmd(store: &Path) -> Command {
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("HOME", store.parent().unwrap())
-        .arg("--store")
-        .arg(store);
+        .args(store_args(store))
+        .envs(store_env(store));
     c
 }
 
@@ -293,7 +401,8 @@ impl Env {
         for (k, v) in &self.vars {
             c.env(k, v);
         }
-        c.arg("--store").arg(self.store());
+        c.args(store_args(&self.store()))
+            .envs(store_env(&self.store()));
         c
     }
 

@@ -1,0 +1,449 @@
+//! Store locations (PROTOCOL §2, §2.3 *(r2)*): a SQLite file path, or a PostgreSQL URL
+//! (`postgres://…` / `postgresql://…`, libpq's URL form).
+//!
+//! For PostgreSQL the libpq conventions apply where the URL leaves something out: `PGHOST`
+//! (a directory means a Unix socket), `PGPORT`, `PGUSER` (else the OS user), `PGDATABASE`
+//! (else the user name), `PGPASSWORD`, then `PGPASSFILE` or `~/.pgpass`, and `PGSSLMODE`.
+//! `sslmode` and `sslrootcert` are read here (rust-postgres knows only disable/prefer/require);
+//! everything else in the URL is passed to rust-postgres as is.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::core::error::{ErrorKind, RpcError};
+
+/// The default PostgreSQL schema holding the tables (`$MODELAUTH_PG_SCHEMA` overrides it).
+pub const DEFAULT_PG_SCHEMA: &str = "modelauth";
+
+/// Connect timeout for PostgreSQL (PROTOCOL §2.3: a request made while the server is down
+/// answers within `busyTimeoutMs` plus this).
+pub const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Where a store lives.
+#[derive(Clone)]
+pub enum StoreLocation {
+    /// A SQLite database file.
+    Sqlite(PathBuf),
+    /// A PostgreSQL database (and schema in it).
+    Postgres(Box<PgLocation>),
+}
+
+/// TLS policy from `sslmode` (libpq's meanings).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SslMode {
+    /// No TLS.
+    Disable,
+    /// TLS if the server offers it, certificate not checked (libpq's default).
+    Prefer,
+    /// TLS required, certificate not checked.
+    Require,
+    /// TLS required, certificate chain checked against the roots, host name not checked.
+    VerifyCa,
+    /// TLS required, certificate chain and host name checked.
+    VerifyFull,
+}
+
+/// A parsed PostgreSQL location. Its `Debug` shows no password.
+#[derive(Clone)]
+pub struct PgLocation {
+    /// Connection settings for rust-postgres (may hold a password: never print it).
+    pub config: postgres::Config,
+    /// The location as shown to people: the URL without any password.
+    pub display: String,
+    /// The schema holding the tables (a plain lower-case identifier).
+    pub schema: String,
+    /// TLS policy.
+    pub ssl_mode: SslMode,
+    /// `sslrootcert`: PEM roots for verify-ca / verify-full (else the webpki roots).
+    pub root_cert: Option<PathBuf>,
+}
+
+impl std::fmt::Debug for PgLocation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgLocation")
+            .field("display", &self.display)
+            .field("schema", &self.schema)
+            .field("ssl_mode", &self.ssl_mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `s` is a PostgreSQL location (`postgres://` or `postgresql://`).
+pub fn is_postgres_url(s: &str) -> bool {
+    let l = s.trim_start().to_ascii_lowercase();
+    l.starts_with("postgres://") || l.starts_with("postgresql://")
+}
+
+/// Parses a store location. `from_argv` is true for `--store` (visible to every user in
+/// the process list): a password there is refused (`invalid_params`, `data.reason:
+/// "password_in_argv"`; the CLI exits 64).
+///
+/// Errors: an unparsable URL, an invalid `sslmode`, an invalid `$MODELAUTH_PG_SCHEMA`.
+/// No error message contains the password.
+pub fn parse_location(
+    raw: &Path,
+    from_argv: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<StoreLocation, RpcError> {
+    let Some(s) = raw.to_str().filter(|s| is_postgres_url(s)) else {
+        return Ok(StoreLocation::Sqlite(raw.to_path_buf()));
+    };
+    parse_pg(s.trim(), from_argv, env).map(|l| StoreLocation::Postgres(Box::new(l)))
+}
+
+fn bad_url(msg: impl Into<String>) -> RpcError {
+    RpcError::new(ErrorKind::InvalidParams, msg).with("reason", "bad_store_url").with_hint(
+        "use postgres://[user@]host[:port]/database[?sslmode=...&host=/socket/dir]; put a password in $MODELAUTH_STORE, PGPASSWORD or ~/.pgpass",
+    )
+}
+
+fn parse_pg(
+    s: &str,
+    from_argv: bool,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<PgLocation, RpcError> {
+    let (base, query) = match s.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (s, None),
+    };
+    let mut ssl_mode = None;
+    let mut root_cert = None;
+    let mut kept = vec![];
+    let mut password_in_query = false;
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "sslmode" => ssl_mode = Some(parse_ssl_mode(&percent_decode(v))?),
+            "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
+            "password" => {
+                password_in_query = true;
+                kept.push(pair);
+            }
+            _ => kept.push(pair),
+        }
+    }
+    let display = redact(base, &kept);
+    let url = if kept.is_empty() {
+        base.to_string()
+    } else {
+        format!("{base}?{}", kept.join("&"))
+    };
+    let mut config: postgres::Config = url.parse().map_err(|_| {
+        bad_url(format!(
+            "the store location {display} is not a valid PostgreSQL URL"
+        ))
+    })?;
+    if from_argv && (config.get_password().is_some() || password_in_query) {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            format!("a password in --store is visible to every user of this machine (the process list); refused: {display}"),
+        )
+        .with("reason", "password_in_argv")
+        .with_hint("put the URL with its password in $MODELAUTH_STORE, or the password in PGPASSWORD or ~/.pgpass"));
+    }
+    let ssl_mode = match ssl_mode {
+        Some(m) => m,
+        None => match env("PGSSLMODE") {
+            Some(v) => parse_ssl_mode(&v)?,
+            None => SslMode::Prefer,
+        },
+    };
+    if root_cert.is_none() {
+        root_cert = env("PGSSLROOTCERT").map(PathBuf::from);
+    }
+    // libpq's defaults for what the URL leaves out.
+    if config.get_hosts().is_empty() {
+        let hosts = env("PGHOST").unwrap_or_else(|| {
+            if Path::new("/var/run/postgresql").is_dir() {
+                "/var/run/postgresql".into()
+            } else {
+                "localhost".into()
+            }
+        });
+        for h in hosts.split(',') {
+            config.host(h);
+        }
+    }
+    if config.get_ports().is_empty() {
+        if let Some(p) = env("PGPORT").and_then(|p| p.parse::<u16>().ok()) {
+            config.port(p);
+        }
+    }
+    if config.get_user().is_none() {
+        let user = env("PGUSER")
+            .or_else(os_user)
+            .unwrap_or_else(|| "postgres".into());
+        config.user(&user);
+    }
+    if config.get_dbname().is_none() {
+        let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("").to_string());
+        config.dbname(&db);
+    }
+    if config.get_password().is_none() {
+        if let Some(p) = env("PGPASSWORD") {
+            config.password(p);
+        } else if let Some(p) = passfile_password(&config, env) {
+            config.password(p);
+        }
+    }
+    config.ssl_mode(match ssl_mode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    config.connect_timeout(PG_CONNECT_TIMEOUT);
+    if config.get_application_name().is_none() {
+        config.application_name("modelauth");
+    }
+    let schema = match env("MODELAUTH_PG_SCHEMA") {
+        Some(s) => s,
+        None => DEFAULT_PG_SCHEMA.to_string(),
+    };
+    if !valid_schema(&schema) {
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            format!("MODELAUTH_PG_SCHEMA {schema:?} is not a plain schema name"),
+        )
+        .with("reason", "bad_schema_name")
+        .with_hint(
+            "use lower-case letters, digits and _ (at most 63, not starting with a digit)",
+        ));
+    }
+    Ok(PgLocation {
+        config,
+        display,
+        schema,
+        ssl_mode,
+        root_cert,
+    })
+}
+
+/// A schema name we accept: `^[a-z_][a-z0-9_]{0,62}$` (so it never needs quoting rules).
+pub fn valid_schema(s: &str) -> bool {
+    let b = s.as_bytes();
+    !b.is_empty()
+        && b.len() <= 63
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_')
+}
+
+fn parse_ssl_mode(v: &str) -> Result<SslMode, RpcError> {
+    Ok(match v {
+        "disable" | "allow" => SslMode::Disable,
+        "prefer" => SslMode::Prefer,
+        "require" => SslMode::Require,
+        "verify-ca" => SslMode::VerifyCa,
+        "verify-full" => SslMode::VerifyFull,
+        other => {
+            return Err(bad_url(format!(
+                "sslmode {other:?} is not one of disable, allow, prefer, require, verify-ca, verify-full"
+            )))
+        }
+    })
+}
+
+/// The URL without a password: the userinfo's `:password` and any `password=` query pair
+/// are removed.
+fn redact(base: &str, query: &[&str]) -> String {
+    let mut out = match base.split_once("://") {
+        Some((scheme, rest)) => {
+            let (auth, tail) = match rest.find('/') {
+                Some(i) => rest.split_at(i),
+                None => (rest, ""),
+            };
+            let auth = match auth.rsplit_once('@') {
+                Some((userinfo, hosts)) => {
+                    let user = userinfo.split(':').next().unwrap_or("");
+                    format!("{user}@{hosts}")
+                }
+                None => auth.to_string(),
+            };
+            format!("{scheme}://{auth}{tail}")
+        }
+        None => base.to_string(),
+    };
+    let shown: Vec<&str> = query
+        .iter()
+        .copied()
+        .filter(|p| !p.starts_with("password="))
+        .collect();
+    if !shown.is_empty() {
+        out.push('?');
+        out.push_str(&shown.join("&"));
+    }
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn os_user() -> Option<String> {
+    // SAFETY: getpwuid returns a pointer into static storage or null; we copy the name out
+    // at once and this process does not call getpwuid from another thread meanwhile.
+    unsafe {
+        let pw = libc::getpwuid(libc::geteuid());
+        if pw.is_null() || (*pw).pw_name.is_null() {
+            return None;
+        }
+        std::ffi::CStr::from_ptr((*pw).pw_name)
+            .to_str()
+            .ok()
+            .map(str::to_string)
+    }
+}
+
+/// The password for this connection from `PGPASSFILE` or `~/.pgpass`
+/// (`host:port:database:user:password`, `*` matches anything, `\` escapes), as libpq
+/// reads it; the file is ignored when group or others may read it.
+fn passfile_password(
+    config: &postgres::Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
+    let meta = std::fs::metadata(&path).ok()?;
+    if !meta.is_file() || meta.permissions().mode() & 0o077 != 0 {
+        return None;
+    }
+    let text = std::fs::read_to_string(&path).ok()?;
+    let host = match config.get_hosts().first()? {
+        postgres::config::Host::Tcp(h) => h.clone(),
+        postgres::config::Host::Unix(_) => "localhost".to_string(),
+    };
+    let port = config
+        .get_ports()
+        .first()
+        .copied()
+        .unwrap_or(5432)
+        .to_string();
+    let db = config.get_dbname().unwrap_or("");
+    let user = config.get_user().unwrap_or("");
+    for line in text.lines() {
+        if line.starts_with('#') || line.trim().is_empty() {
+            continue;
+        }
+        let fields = split_passfile_line(line);
+        if fields.len() != 5 {
+            continue;
+        }
+        let want = [host.as_str(), port.as_str(), db, user];
+        if fields[..4]
+            .iter()
+            .zip(want)
+            .all(|(f, w)| f == "*" || f == w)
+        {
+            return Some(fields[4].clone());
+        }
+    }
+    None
+}
+
+fn split_passfile_line(line: &str) -> Vec<String> {
+    let mut out = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    out.last_mut().expect("one field").push(n);
+                }
+            }
+            ':' if out.len() < 5 => out.push(String::new()),
+            c => out.last_mut().expect("one field").push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn pg(s: &str, argv: bool) -> Result<PgLocation, RpcError> {
+        match parse_location(Path::new(s), argv, &no_env)? {
+            StoreLocation::Postgres(p) => Ok(*p),
+            StoreLocation::Sqlite(_) => panic!("not postgres: {s}"),
+        }
+    }
+
+    #[test]
+    fn a_path_is_sqlite_and_a_url_is_postgres() {
+        assert!(matches!(
+            parse_location(Path::new("/tmp/x.db"), true, &no_env).unwrap(),
+            StoreLocation::Sqlite(_)
+        ));
+        let p = pg(
+            "postgresql://u@db.example:5433/fleet?sslmode=verify-full",
+            true,
+        )
+        .unwrap();
+        assert_eq!(p.ssl_mode, SslMode::VerifyFull);
+        assert_eq!(p.schema, "modelauth");
+        assert_eq!(p.config.get_dbname(), Some("fleet"));
+        assert_eq!(p.config.get_ports(), &[5433]);
+        assert_eq!(p.display, "postgresql://u@db.example:5433/fleet");
+    }
+
+    #[test]
+    fn a_password_in_argv_is_refused_without_echoing_it() {
+        for url in [
+            "postgres://u:hunter2@h/db",
+            "postgres://u@h/db?password=hunter2",
+        ] {
+            let e = pg(url, true).unwrap_err();
+            assert_eq!(e.kind, ErrorKind::InvalidParams);
+            assert!(!e.to_json().to_string().contains("hunter2"), "{url}");
+            let ok = pg(url, false).unwrap();
+            assert_eq!(ok.config.get_password(), Some(&b"hunter2"[..]));
+            assert!(!ok.display.contains("hunter2"));
+            assert!(!format!("{ok:?}").contains("hunter2"));
+        }
+    }
+
+    #[test]
+    fn a_socket_directory_and_bad_values() {
+        let p = pg(
+            "postgres:///db?host=/var/run/postgresql&sslmode=disable",
+            true,
+        )
+        .unwrap();
+        assert!(matches!(
+            p.config.get_hosts()[0],
+            postgres::config::Host::Unix(_)
+        ));
+        assert_eq!(p.ssl_mode, SslMode::Disable);
+        assert!(pg("postgres://h/db?sslmode=maybe", true).is_err());
+        let env = |k: &str| (k == "MODELAUTH_PG_SCHEMA").then(|| "Bad-Name".to_string());
+        assert!(parse_location(Path::new("postgres://h/db"), true, &env).is_err());
+    }
+
+    #[test]
+    fn passfile_lines_split_with_escapes() {
+        assert_eq!(
+            split_passfile_line(r"h:5432:*:u:pa\:ss"),
+            ["h", "5432", "*", "u", "pa:ss"]
+        );
+    }
+}
