@@ -31,9 +31,15 @@ use serde_json::{json, Value};
 #[test]
 fn postgres_backend_is_tested_or_skipped_visibly() {
     match pg_url() {
-        None => eprintln!(
-            "SKIPPED: the PostgreSQL half of the suite (fleet, conformance, every end-to-end test on PostgreSQL); set MODELAUTH_TEST_PG=postgres://… to run it (.ci/run does)"
-        ),
+        None => {
+            // Straight to the stderr descriptor: libtest captures eprintln!, and this line
+            // must show in a plain `cargo test`.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "SKIPPED: the PostgreSQL half of the suite (fleet, conformance, every end-to-end test on PostgreSQL); set MODELAUTH_TEST_PG=postgres://… to run it (.ci/run does)"
+            );
+        }
         Some(_) => {
             let s = TempStore::new();
             let info = ok(&s.path, "helper.info", json!({}));
