@@ -552,3 +552,42 @@ fn exec_helpers_run_outside_any_read_transaction() {
         );
     }
 }
+
+/// A key pasted into the wrong place (an agent id, a field name, a settings key, a provider
+/// id) is never echoed back: the error names the place with the word `[redacted]`.
+#[test]
+fn secret_looking_input_is_never_echoed_in_errors() {
+    let s = TempStore::new();
+    let key = "sk-proj-EchoTest1234567890abcdefXYZ";
+    let cases = [
+        (
+            "auth.resolve",
+            json!({"provider": "openai", "agent": key}),
+            "invalid_params",
+        ),
+        (
+            "profiles.put",
+            json!({"profile": {"id": "openai:x", "type": "api_key", "key": "k", key: 1}}),
+            "invalid_profile",
+        ),
+        (
+            "settings.set",
+            json!({"settings": {key: 1}}),
+            "invalid_settings",
+        ),
+        ("providers.get", json!({"id": key}), "unknown_provider"),
+        ("auth.resolve", json!({"provider": key}), "missing_credential"),
+    ];
+    for (method, params, kind) in cases {
+        let out = call_with_stdin(cmd(&s.path), method, &params);
+        let all = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(out.status.code(), Some(1), "{method}: {all}");
+        assert!(!all.contains("EchoTest"), "{method} echoed the key: {all}");
+        let e: serde_json::Value = serde_json::from_str(all.lines().last().unwrap()).unwrap();
+        assert_eq!(e["data"]["kind"], kind, "{method}: {e}");
+    }
+}

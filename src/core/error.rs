@@ -298,14 +298,21 @@ impl RpcError {
         for (k, v) in &self.extra {
             data.insert(k.clone(), v.clone());
         }
-        Value::Object(data)
+        let mut data = Value::Object(data);
+        redact_strings(&mut data);
+        data
+    }
+
+    /// The message as sent: secret-looking words replaced ([`redact_secret_looking`]).
+    pub fn public_message(&self) -> String {
+        redact_secret_looking(&self.message)
     }
 
     /// The whole JSON-RPC error object `{code, message, data}`.
     pub fn to_json(&self) -> Value {
         serde_json::json!({
             "code": self.kind.code(),
-            "message": self.message,
+            "message": self.public_message(),
             "data": self.data(),
         })
     }
@@ -314,7 +321,59 @@ impl RpcError {
 impl From<RpcError> for jsonrpsee::types::ErrorObjectOwned {
     fn from(e: RpcError) -> Self {
         let data = e.data();
-        jsonrpsee::types::ErrorObject::owned(e.kind.code(), e.message, Some(data))
+        jsonrpsee::types::ErrorObject::owned(e.kind.code(), e.public_message(), Some(data))
+    }
+}
+
+/// Replaces every word of `text` that looks like a secret ([`crate::core::ids::looks_like_secret`]:
+/// a known key prefix such as `sk-`, or a long random-looking run) with `[redacted]`, so
+/// caller input echoed in an error (an unknown field name, an agent id, a settings key)
+/// never carries a key pasted in the wrong place. Words are split at whitespace, quotes,
+/// backquotes and `/ , ; = ( ) [ ] { } < >`.
+pub fn redact_secret_looking(text: &str) -> String {
+    let is_sep = |c: char| c.is_whitespace() || "\"'`/,;=()[]{}<>".contains(c);
+    let mut out = String::with_capacity(text.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        if !word.is_empty() {
+            if crate::core::ids::looks_like_secret(word) {
+                out.push_str("[redacted]");
+            } else {
+                out.push_str(word);
+            }
+            word.clear();
+        }
+    };
+    for c in text.chars() {
+        if is_sep(c) {
+            flush(&mut word, &mut out);
+            out.push(c);
+        } else {
+            word.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// [`redact_secret_looking`] over every string of an error's `data`, except `kind`.
+fn redact_strings(v: &mut Value) {
+    match v {
+        Value::String(s) => {
+            let r = redact_secret_looking(s);
+            if r != *s {
+                *s = r;
+            }
+        }
+        Value::Array(a) => a.iter_mut().for_each(redact_strings),
+        Value::Object(m) => {
+            for (k, v) in m.iter_mut() {
+                if k != "kind" {
+                    redact_strings(v);
+                }
+            }
+        }
+        _ => {}
     }
 }
 
@@ -346,6 +405,36 @@ pub fn sanitize_serde_message(msg: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn secret_looking_words_in_errors_are_redacted_and_the_rest_kept() {
+        let e = RpcError::new(
+            ErrorKind::InvalidProfile,
+            "unknown field `sk-proj-LEAK1234567890abcdefgh`, expected `key`",
+        )
+        .with("pointer", "/profile/sk-proj-LEAK1234567890abcdefgh")
+        .with_hint("did you mean `key`? see https://example.com/docs/a-b");
+        let j = e.to_json().to_string();
+        assert!(!j.contains("LEAK"), "{j}");
+        assert_eq!(e.data()["pointer"], "/profile/[redacted]");
+        assert_eq!(
+            e.public_message(),
+            "unknown field `[redacted]`, expected `key`"
+        );
+        assert_eq!(
+            e.data()["hint"],
+            "did you mean `key`? see https://example.com/docs/a-b"
+        );
+        assert_eq!(e.data()["kind"], "invalid_profile");
+        for keep in [
+            "openai:default",
+            "sha256:0123456789ab",
+            "/tmp/x/store.db",
+            "9d1c250a-e61b-44d9-88ed-5944d1962f5e",
+        ] {
+            assert_eq!(redact_secret_looking(keep), keep);
+        }
+    }
 
     #[test]
     fn every_kind_has_the_code_of_protocol_section_7() {
