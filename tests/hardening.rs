@@ -576,7 +576,11 @@ fn secret_looking_input_is_never_echoed_in_errors() {
             "invalid_settings",
         ),
         ("providers.get", json!({"id": key}), "unknown_provider"),
-        ("auth.resolve", json!({"provider": key}), "missing_credential"),
+        (
+            "auth.resolve",
+            json!({"provider": key}),
+            "missing_credential",
+        ),
     ];
     for (method, params, kind) in cases {
         let out = call_with_stdin(cmd(&s.path), method, &params);

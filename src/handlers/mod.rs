@@ -12,7 +12,8 @@
 //! | [`refresh`] | `auth.refresh` and the single-flight OAuth refresh every resolve uses |
 //! | [`providers`] | `providers.put/get/list/remove`, built-in OAuth clients |
 //! | [`settings`] | `settings.get/set` |
-//! | [`transfer`] | `store.import/export/validate` (reads sources, applies an import plan) |
+//! | [`transfer`] | `store.import/export/validate`: applies an import plan in one transaction |
+//! | [`sources`] | reads import sources (files, OpenClaw state dirs, SQLite), read-only and capped |
 //!
 //! This is the shell around the pure core: it reads the clock, the store and the
 //! environment; the decisions are made by pure functions.
@@ -23,6 +24,7 @@ pub mod profiles;
 pub mod providers;
 pub mod refresh;
 pub mod settings;
+pub mod sources;
 pub mod transfer;
 pub mod usage;
 

@@ -1,0 +1,750 @@
+//! Import sources, read only: JSON files, OpenClaw state directories and SQLite databases
+//! (OpenClaw's, and modelauth's own store for `modelauth-store`), each opened
+//! non-blocking, checked to be a regular file and read up to a cap ([`crate::fsread`]);
+//! a database with a `-wal` is read from a private copy, so the source, its `-wal` and
+//! `-shm` stay byte-identical and no checkpoint runs. Never inside a store transaction.
+
+use crate::core::error::{ErrorKind, Result, RpcError};
+use crate::core::ids;
+use crate::fsread;
+use crate::openclaw::import::{
+    self, EntryError, Format, ImportParams, ImportWarning, Loaded, Piece, PieceKind,
+};
+use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+
+/// Largest JSON source read (bytes).
+const MAX_JSON_BYTES: u64 = 64 * 1024 * 1024;
+
+pub(super) fn unreadable(path: &Path, what: impl std::fmt::Display) -> RpcError {
+    RpcError::new(
+        ErrorKind::ImportInvalid,
+        format!(
+            "cannot read {}: {what}; nothing was imported",
+            path.display()
+        ),
+    )
+}
+
+pub(super) fn expand_home(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/") {
+        if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(h).join(rest);
+        }
+    }
+    if p == "~" {
+        if let Some(h) = std::env::var_os("HOME").filter(|h| !h.is_empty()) {
+            return PathBuf::from(h);
+        }
+    }
+    PathBuf::from(p)
+}
+
+/// Opens a source file without blocking and checks it is a regular file ([`fsread`]).
+fn open_source(path: &Path) -> Result<(std::fs::File, std::fs::Metadata)> {
+    fsread::open_regular(path).map_err(|e| unreadable(path, e))
+}
+
+fn read_json(path: &Path) -> Result<Value> {
+    let (f, meta) = open_source(path)?;
+    let bytes = fsread::read_capped(f, &meta, MAX_JSON_BYTES).map_err(|e| unreadable(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|_| {
+        RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is neither JSON nor a SQLite database; nothing was imported",
+                path.display()
+            ),
+        )
+    })
+}
+
+fn is_sqlite(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 16];
+    fsread::open_regular(path)
+        .ok()
+        .is_some_and(|(mut f, _)| f.read_exact(&mut head).is_ok())
+        && &head == b"SQLite format 3\0"
+}
+
+/// Largest SQLite source opened (bytes): an OpenClaw database holding auth profiles is
+/// far smaller.
+const MAX_SQLITE_BYTES: u64 = 256 * 1024 * 1024;
+
+/// SQLite virtual-machine steps allowed per source query before it is interrupted, so a
+/// crafted schema (a recursive view, an expression index) cannot spin.
+const MAX_SQLITE_PROGRESS_CALLS: u32 = 100_000; // × 1000 opcodes
+
+/// Opens a SQLite source strictly read-only and immutable: no lock, no `-wal`/`-shm`.
+/// The file is first opened `O_NONBLOCK` and checked to be a regular file of at most
+/// [`MAX_SQLITE_BYTES`]; the connection gets hard limits (16 MiB strings and blobs, a
+/// 2 MiB page cache, no mmap, an untrusted schema, a bounded number of VM steps), so an
+/// 8 KB crafted file cannot make it allocate gigabytes.
+fn open_source_db(path: &Path) -> Result<Connection> {
+    let (f, meta) = open_source(path)?;
+    if meta.len() > MAX_SQLITE_BYTES {
+        return Err(unreadable(
+            path,
+            format!("the database is larger than {MAX_SQLITE_BYTES} bytes"),
+        ));
+    }
+    // Open what was checked: /proc/self/fd/N names the very file behind `f`.
+    use std::os::fd::AsRawFd;
+    let via_fd = PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    let target = if via_fd.exists() {
+        via_fd
+    } else {
+        std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf())
+    };
+    let mut enc = String::new();
+    for ch in target.to_string_lossy().chars() {
+        match ch {
+            '%' => enc.push_str("%25"),
+            '?' => enc.push_str("%3f"),
+            '#' => enc.push_str("%23"),
+            c => enc.push(c),
+        }
+    }
+    let uri = format!("file:{enc}?mode=ro&immutable=1");
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_URI
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut c = Connection::open_with_flags(&uri, flags).map_err(|e| unreadable(path, e))?;
+    drop(f);
+    limit_source_connection(&mut c).map_err(|e| unreadable(path, e))?;
+    Ok(c)
+}
+
+/// The limits of a connection on an untrusted SQLite source (see [`open_source_db`]).
+fn limit_source_connection(c: &mut Connection) -> rusqlite::Result<()> {
+    use rusqlite::limits::Limit;
+    c.set_limit(Limit::SQLITE_LIMIT_LENGTH, 16 << 20)?;
+    c.set_limit(Limit::SQLITE_LIMIT_SQL_LENGTH, 64 << 10)?;
+    c.set_limit(Limit::SQLITE_LIMIT_EXPR_DEPTH, 100)?;
+    c.set_limit(Limit::SQLITE_LIMIT_COMPOUND_SELECT, 16)?;
+    c.set_limit(Limit::SQLITE_LIMIT_VDBE_OP, 100_000)?;
+    c.set_limit(Limit::SQLITE_LIMIT_FUNCTION_ARG, 16)?;
+    c.set_limit(Limit::SQLITE_LIMIT_ATTACHED, 0)?;
+    c.set_limit(Limit::SQLITE_LIMIT_LIKE_PATTERN_LENGTH, 1000)?;
+    c.set_limit(Limit::SQLITE_LIMIT_TRIGGER_DEPTH, 1)?;
+    c.execute_batch(
+        "PRAGMA trusted_schema = OFF; PRAGMA mmap_size = 0; PRAGMA cache_size = -2048;\
+         PRAGMA query_only = ON; PRAGMA cell_size_check = ON;",
+    )?;
+    let mut calls = 0u32;
+    c.progress_handler(
+        1000,
+        Some(move || {
+            calls += 1;
+            calls > MAX_SQLITE_PROGRESS_CALLS
+        }),
+    )?;
+    Ok(())
+}
+
+fn has_table(c: &Connection, name: &str) -> bool {
+    c.query_row(
+        "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        [name],
+        |_| Ok(()),
+    )
+    .optional()
+    .ok()
+    .flatten()
+    .is_some()
+}
+
+fn row_json(c: &Connection, sql: &str, key: &str, path: &Path) -> Result<Option<Value>> {
+    let text: Option<String> = c
+        .query_row(sql, [key], |r| r.get(0))
+        .optional()
+        .map_err(|e| unreadable(path, e))?;
+    match text {
+        None => Ok(None),
+        Some(t) => serde_json::from_str(&t).map(Some).map_err(|_| {
+            RpcError::new(
+                ErrorKind::ImportInvalid,
+                format!(
+                    "{}: the `{key}` row is not valid JSON; nothing was imported",
+                    path.display()
+                ),
+            )
+        }),
+    }
+}
+
+/// The path of `db`'s companion file with `suffix` (`-wal`, `-shm`).
+fn companion(db: &Path, suffix: &str) -> PathBuf {
+    let mut p = db.as_os_str().to_owned();
+    p.push(suffix);
+    PathBuf::from(p)
+}
+
+/// A private copy of a SQLite source and its `-wal`, when that `-wal` is not empty: a
+/// committed write still in the WAL (a running OpenClaw gateway) is then read by opening
+/// the copy, which replays the WAL there. The source, its `-wal` and `-shm` are only read
+/// (plain reads, no SQLite open, no lock, no checkpoint), so they stay byte-identical.
+/// `None` when there is no WAL content to read.
+struct WalCopy {
+    _dir: tempfile::TempDir,
+    db: PathBuf,
+}
+
+fn wal_copy(path: &Path) -> Result<Option<WalCopy>> {
+    let wal = companion(path, "-wal");
+    if !std::fs::metadata(&wal).is_ok_and(|m| m.is_file() && m.len() > 0) {
+        return Ok(None);
+    }
+    let dir = tempfile::Builder::new()
+        .prefix("modelauth-import-")
+        .tempdir()
+        .map_err(|e| unreadable(path, e))?;
+    let db = dir.path().join("source.sqlite");
+    // The WAL is read before the database: a checkpoint between the two reads then only
+    // moves frames the copy already has into the main file, which replays the same way.
+    let wal_bytes = std::fs::read(&wal).map_err(|e| unreadable(&wal, e))?;
+    let db_bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
+    std::fs::write(&db, db_bytes).map_err(|e| unreadable(path, e))?;
+    std::fs::write(companion(&db, "-wal"), wal_bytes).map_err(|e| unreadable(&wal, e))?;
+    Ok(Some(WalCopy { _dir: dir, db }))
+}
+
+/// Opens the private copy read-write (SQLite needs to build its WAL index next to it)
+/// and reads in one transaction.
+fn open_copy_db(copy: &WalCopy, source: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    Connection::open_with_flags(&copy.db, flags).map_err(|e| unreadable(source, e))
+}
+
+/// Reads the auth rows of one OpenClaw SQLite file into pieces for `agent`. An agent DB has
+/// `auth_profile_store` / `auth_profile_state` (row `primary`); a global DB has
+/// `config_machine_state` (`authProfiles.store`, `authProfiles.state`). `None` when the file
+/// has neither.
+fn sqlite_pieces(
+    path: &Path,
+    label: &str,
+    agent: Option<&str>,
+    warnings: &mut Vec<ImportWarning>,
+) -> Result<Option<Vec<Piece>>> {
+    let copy = wal_copy(path)?;
+    let c = match &copy {
+        Some(cp) => open_copy_db(cp, path)?,
+        None => open_source_db(path)?,
+    };
+    let mut out = vec![];
+    let piece = |kind, doc, src: String| Piece {
+        agent: agent.map(str::to_string),
+        kind,
+        doc,
+        source: Some(src),
+        strict: false,
+    };
+    if has_table(&c, "auth_profile_store") {
+        let q = "SELECT store_json FROM auth_profile_store WHERE store_key = ?1";
+        if let Some(doc) = row_json(&c, q, "primary", path)? {
+            import::check_version(&doc, &format!("{label}: "))?;
+            out.push(piece(
+                PieceKind::Store,
+                doc,
+                format!("{label} auth_profile_store[primary]"),
+            ));
+        }
+        if has_table(&c, "auth_profile_state") {
+            let q = "SELECT state_json FROM auth_profile_state WHERE state_key = ?1";
+            if let Some(doc) = row_json(&c, q, "primary", path)? {
+                out.push(piece(
+                    PieceKind::State,
+                    doc,
+                    format!("{label} auth_profile_state[primary]"),
+                ));
+            }
+        }
+    } else if has_table(&c, "config_machine_state") {
+        let q = "SELECT value_json FROM config_machine_state WHERE state_key = ?1";
+        if let Some(doc) = row_json(&c, q, "authProfiles.store", path)? {
+            import::check_version(&doc, &format!("{label}: "))?;
+            out.push(piece(
+                PieceKind::Store,
+                doc,
+                format!("{label} config_machine_state[authProfiles.store]"),
+            ));
+        }
+        if let Some(doc) = row_json(&c, q, "authProfiles.state", path)? {
+            out.push(piece(
+                PieceKind::State,
+                doc,
+                format!("{label} config_machine_state[authProfiles.state]"),
+            ));
+        }
+    } else {
+        return Ok(None);
+    }
+    let _ = warnings;
+    Ok(Some(out))
+}
+
+/// The keys of `auth.profiles` of an openclaw.json text, in file order (empty when absent
+/// or not JSON).
+fn config_profile_ids(text: &[u8]) -> Vec<String> {
+    use serde::de::{Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+    struct Keys(Vec<String>);
+    impl<'de> Deserialize<'de> for Keys {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+            struct V;
+            impl<'de> Visitor<'de> for V {
+                type Value = Keys;
+                fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                    f.write_str("an object")
+                }
+                fn visit_map<A: MapAccess<'de>>(
+                    self,
+                    mut m: A,
+                ) -> std::result::Result<Keys, A::Error> {
+                    let mut out = vec![];
+                    while let Some((k, IgnoredAny)) = m.next_entry::<String, IgnoredAny>()? {
+                        out.push(k);
+                    }
+                    Ok(Keys(out))
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+    #[derive(serde::Deserialize)]
+    struct Auth {
+        profiles: Option<Keys>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Config {
+        auth: Option<Auth>,
+    }
+    serde_json::from_slice::<Config>(text)
+        .ok()
+        .and_then(|c| c.auth?.profiles)
+        .map(|k| k.0)
+        .unwrap_or_default()
+}
+
+/// Reads an OpenClaw state directory: `state/openclaw.sqlite` (shared scope),
+/// `agents/<id>/agent/openclaw-agent.sqlite` (agent `<id>`; a legacy
+/// `agents/<id>/agent/auth-profiles.json` when there is no database) and the `auth.order`
+/// of `openclaw.json` (the shared order). Errors `shape_unrecognized` when none is there.
+fn load_state_dir(dir: &Path) -> Result<Loaded> {
+    let mut pieces = vec![];
+    let mut warnings = vec![];
+    let mut errors = vec![];
+    let mut found = false;
+    let global = dir.join("state/openclaw.sqlite");
+    if global.is_file() {
+        found = true;
+        if let Some(p) = sqlite_pieces(&global, "state/openclaw.sqlite", None, &mut warnings)? {
+            pieces.extend(p);
+        }
+    }
+    let config = dir.join("openclaw.json");
+    if config.is_file() {
+        found = true;
+        match read_json(&config) {
+            Ok(v) => {
+                let ids = std::fs::read(&config)
+                    .map(|b| config_profile_ids(&b))
+                    .unwrap_or_default();
+                if !ids.is_empty() {
+                    pieces.push(Piece {
+                        agent: None,
+                        kind: PieceKind::ConfigProfiles,
+                        doc: Value::from(ids),
+                        source: Some("openclaw.json /auth/profiles".into()),
+                        strict: false,
+                    });
+                }
+                if let Some(order) = v.pointer("/auth/order").filter(|o| !o.is_null()) {
+                    pieces.push(Piece {
+                        agent: None,
+                        kind: PieceKind::ConfigOrder,
+                        doc: order.clone(),
+                        source: Some("openclaw.json /auth/order".into()),
+                        strict: false,
+                    });
+                }
+            }
+            Err(_) => warnings.push(ImportWarning {
+                pointer: String::new(),
+                kind: "source_skipped".into(),
+                message:
+                    "openclaw.json is not plain JSON (JSON5?); its auth.order was not imported"
+                        .into(),
+                source: Some("openclaw.json".into()),
+            }),
+        }
+    }
+    // Era A: `credentials/oauth.json` `{provider: {access, refresh, expires}}` goes to the
+    // shared store as oauth `<provider>:default`, filling only absent ids.
+    let legacy_oauth = dir.join("credentials/oauth.json");
+    if legacy_oauth.is_file() {
+        found = true;
+        pieces.push(Piece {
+            agent: None,
+            kind: PieceKind::FlatFill,
+            doc: read_json(&legacy_oauth)?,
+            source: Some("credentials/oauth.json".into()),
+            strict: false,
+        });
+    }
+    let agents = dir.join("agents");
+    if let Ok(rd) = std::fs::read_dir(&agents) {
+        let mut names: Vec<String> = rd
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        for name in names {
+            let adir = agents.join(&name).join("agent");
+            let db = adir.join("openclaw-agent.sqlite");
+            let json = adir.join("auth-profiles.json");
+            let state_json = adir.join("auth-state.json");
+            let flat_json = adir.join("auth.json");
+            if !db.is_file() && !json.is_file() && !state_json.is_file() && !flat_json.is_file() {
+                continue;
+            }
+            found = true;
+            let agent = match ids::validate_agent(&name) {
+                Ok(a) => a,
+                Err(e) => {
+                    errors.push(EntryError {
+                        pointer: String::new(),
+                        kind: "invalid_agent".into(),
+                        message: format!("{e}; this agent's profiles were not imported"),
+                        valid_types: None,
+                        source: Some(format!("agents/{name}")),
+                    });
+                    continue;
+                }
+            };
+            // The legacy JSON files of an agent (OpenClaw's doctor migrates them into its
+            // database): `auth-profiles.json`, `auth-state.json` (order, lastGood,
+            // usageStats) and `auth.json` (a flat map that fills only absent ids). Those of
+            // the default agent `main` go to the shared store, as the doctor moves them.
+            let legacy_agent = (name != "main").then(|| agent.clone());
+            let legacy_state = |pieces: &mut Vec<Piece>| -> Result<()> {
+                if state_json.is_file() && !db.is_file() {
+                    pieces.push(Piece {
+                        agent: legacy_agent.clone(),
+                        kind: PieceKind::State,
+                        doc: read_json(&state_json)?,
+                        source: Some(format!("agents/{name}/agent/auth-state.json")),
+                        strict: false,
+                    });
+                }
+                if flat_json.is_file() {
+                    pieces.push(Piece {
+                        agent: legacy_agent.clone(),
+                        kind: PieceKind::FlatFill,
+                        doc: read_json(&flat_json)?,
+                        source: Some(format!("agents/{name}/agent/auth.json")),
+                        strict: false,
+                    });
+                }
+                Ok(())
+            };
+            legacy_state(&mut pieces)?;
+            if db.is_file() {
+                let label = format!("agents/{name}/agent/openclaw-agent.sqlite");
+                if let Some(p) = sqlite_pieces(&db, &label, Some(&agent), &mut warnings)? {
+                    pieces.extend(p);
+                }
+            } else if json.is_file() {
+                let doc = read_json(&json)?;
+                let label = format!("agents/{name}/agent/auth-profiles.json");
+                if import::detect_json(&doc) == Some(Format::Openclaw) {
+                    import::check_version(&doc, &format!("{label}: "))?;
+                    pieces.push(Piece {
+                        agent: legacy_agent,
+                        kind: PieceKind::Store,
+                        doc,
+                        source: Some(label),
+                        strict: false,
+                    });
+                } else {
+                    warnings.push(ImportWarning {
+                        pointer: String::new(),
+                        kind: "source_skipped".into(),
+                        message: "not an auth-profiles store; skipped".into(),
+                        source: Some(label),
+                    });
+                }
+            }
+        }
+    }
+    if !found {
+        return Err(RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is not an OpenClaw state directory (no state/openclaw.sqlite, openclaw.json, credentials/oauth.json or agents/*/agent/ auth files); nothing was imported",
+                dir.display()
+            ),
+        )
+        .with_hint("point `path` at the OpenClaw state directory, usually ~/.openclaw"));
+    }
+    Ok(Loaded {
+        format: Format::OpenclawState,
+        pieces,
+        warnings,
+        errors,
+    })
+}
+
+/// Reads a source (`path` or `document`) into pieces, detecting the format when `auto`.
+/// Errors: `invalid_params` (neither or both of path/document, an agent with a state
+/// directory), `import_invalid` (unreadable), `shape_unrecognized`.
+pub fn load_source(
+    path: Option<&str>,
+    document: Option<Value>,
+    format: Format,
+    agent: Option<&str>,
+) -> Result<Loaded> {
+    let path = match (path, document) {
+        (Some(_), Some(_)) => {
+            return Err(
+                RpcError::invalid_params("give `path` or `document`, not both")
+                    .with("pointer", "/document"),
+            )
+        }
+        (None, None) => return Err(RpcError::invalid_params(
+            "give `path` (a file or an OpenClaw state directory such as ~/.openclaw) or `document`",
+        )
+        .with("pointer", "/path")),
+        (None, Some(doc)) => return import::load_json(doc, format, agent),
+        (Some(p), None) => expand_home(p),
+    };
+    // stat (not open) never blocks; anything but a directory or a regular file (a FIFO,
+    // /dev/zero) is refused before it is opened.
+    let meta = std::fs::metadata(&path).map_err(|e| unreadable(&path, e))?;
+    if !meta.is_dir() && !meta.is_file() {
+        return Err(unreadable(
+            &path,
+            format!("it is a {}, not a regular file", fsread::file_kind(&meta)),
+        ));
+    }
+    let format = if format == Format::Auto {
+        if meta.is_dir() {
+            Format::OpenclawState
+        } else if is_sqlite(&path) {
+            Format::OpenclawSqlite
+        } else {
+            Format::Auto
+        }
+    } else {
+        format
+    };
+    match format {
+        Format::OpenclawState => {
+            if agent.is_some() {
+                return Err(RpcError::invalid_params(
+                    "`agent` cannot be used with openclaw-state: the directory names the scopes (shared, and agents/<id>)",
+                )
+                .with("pointer", "/agent"));
+            }
+            if !meta.is_dir() {
+                return Err(RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!(
+                        "{} is not a directory (format openclaw-state)",
+                        path.display()
+                    ),
+                ));
+            }
+            load_state_dir(&path)
+        }
+        Format::OpenclawSqlite => {
+            if !is_sqlite(&path) {
+                return Err(RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!(
+                        "{} is not a SQLite database (format openclaw-sqlite)",
+                        path.display()
+                    ),
+                ));
+            }
+            let label = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let mut warnings = vec![];
+            let pieces = sqlite_pieces(&path, &label, agent, &mut warnings)?.ok_or_else(|| {
+                RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!(
+                        "{} has no OpenClaw auth tables (auth_profile_store or config_machine_state); nothing was imported",
+                        path.display()
+                    ),
+                )
+            })?;
+            Ok(Loaded {
+                format: Format::OpenclawSqlite,
+                pieces,
+                warnings,
+                errors: vec![],
+            })
+        }
+        f => {
+            if meta.is_dir() {
+                return Err(RpcError::new(
+                    ErrorKind::ShapeUnrecognized,
+                    format!("{} is a directory, not a JSON file", path.display()),
+                ));
+            }
+            let doc = read_json(&path)?;
+            import::load_json(doc, f, agent).map_err(|e| {
+                if e.kind == ErrorKind::ShapeUnrecognized {
+                    RpcError {
+                        message: format!("{}: {}", path.display(), e.message),
+                        ..e
+                    }
+                } else {
+                    e
+                }
+            })
+        }
+    }
+}
+
+/// Whether an open SQLite file is a modelauth store (it has every table of one).
+fn is_modelauth_store(c: &Connection) -> bool {
+    [
+        "profiles",
+        "orders",
+        "last_good",
+        "usage",
+        "providers",
+        "settings",
+    ]
+    .iter()
+    .all(|t| has_table(c, t))
+}
+
+/// Opens a modelauth store file to copy from, only reading it: `mode=ro&immutable=1`, or
+/// `mode=ro` when a non-empty `-wal` holds commits not yet in the main file (a process
+/// still has it open). Errors: `import_invalid` (unreadable, a newer schema),
+/// `shape_unrecognized` (not a modelauth store).
+pub(super) fn open_modelauth_store(path: &Path) -> Result<Connection> {
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let live_wal = std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0);
+    let c = if live_wal {
+        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+        let mut enc = String::new();
+        for ch in abs.to_string_lossy().chars() {
+            match ch {
+                '%' => enc.push_str("%25"),
+                '?' => enc.push_str("%3f"),
+                '#' => enc.push_str("%23"),
+                c => enc.push(c),
+            }
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_URI
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        Connection::open_with_flags(format!("file:{enc}?mode=ro"), flags)
+            .map_err(|e| unreadable(path, e))?
+    } else {
+        open_source_db(path)?
+    };
+    if !is_modelauth_store(&c) {
+        return Err(RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is not a modelauth store (format modelauth-store); nothing was imported",
+                path.display()
+            ),
+        ));
+    }
+    let v: i64 = c
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| unreadable(path, e))?;
+    if v > crate::store::SCHEMA_VERSION {
+        return Err(RpcError::new(
+            ErrorKind::ImportInvalid,
+            format!(
+                "{} has store schema version {v}, newer than this modelauth reads; nothing was imported",
+                path.display()
+            ),
+        )
+        .with_hint("upgrade modelauth"));
+    }
+    Ok(c)
+}
+
+/// `store.import` of format `modelauth-store` (explicit, or detected from the tables).
+pub(super) fn modelauth_store_path(p: &ImportParams) -> Result<Option<PathBuf>> {
+    let Some(raw) = p.path.as_deref() else {
+        return Ok(None);
+    };
+    let path = expand_home(raw);
+    let detect = p.format == Format::Auto
+        && path.is_file()
+        && is_sqlite(&path)
+        && open_source_db(&path).is_ok_and(|c| is_modelauth_store(&c));
+    if p.format != Format::ModelauthStore && !detect {
+        return Ok(None);
+    }
+    if p.agent.is_some() {
+        return Err(RpcError::invalid_params(
+            "`agent` cannot be used with modelauth-store: the store names its scopes",
+        )
+        .with("pointer", "/agent"));
+    }
+    if p.document.is_some() {
+        return Err(RpcError::invalid_params(
+            "format modelauth-store needs a `path`, not a `document`",
+        )
+        .with("pointer", "/document"));
+    }
+    Ok(Some(path))
+}
+
+/// The body of the `import` fuzz target (`fuzz/fuzz_targets/import.rs`) and of its
+/// seeded-corpus test (`tests/import_fuzz.rs`): the first byte picks a parser, the rest
+/// is the source — 0: a JSON document through every JSON format, 1: the bytes as a SQLite
+/// file, 2: the bytes as a JSON file (both through [`load_source`], written under
+/// `scratch`). Each accepted source is planned as an import. Never panics; returns whether
+/// the source was accepted.
+pub fn fuzz_import_source(data: &[u8], scratch: &Path) -> bool {
+    let Some((selector, body)) = data.split_first() else {
+        return false;
+    };
+    let aliases = ids::Aliases::new();
+    let mut accepted = false;
+    match selector % 3 {
+        0 => {
+            let Ok(doc) = serde_json::from_slice::<Value>(body) else {
+                return false;
+            };
+            for format in [
+                Format::Auto,
+                Format::Openclaw,
+                Format::OpenclawFlat,
+                Format::Modelauth,
+            ] {
+                if let Ok(loaded) = import::load_json(doc.clone(), format, None) {
+                    let _ = import::plan(&loaded, &aliases);
+                    accepted = true;
+                }
+            }
+        }
+        n => {
+            let path = scratch.join(if n == 1 { "src.sqlite" } else { "src.json" });
+            if std::fs::write(&path, body).is_err() {
+                return false;
+            }
+            if let Ok(loaded) = load_source(path.to_str(), None, Format::Auto, None) {
+                let _ = import::plan(&loaded, &aliases);
+                accepted = true;
+            }
+        }
+    }
+    accepted
+}
