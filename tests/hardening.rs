@@ -34,6 +34,9 @@ fn an_unbounded_busy_timeout_is_refused_and_stores_nothing() {
 /// Before: a bad stored value (written by an older build) made every open panic.
 #[test]
 fn a_store_with_bad_stored_settings_opens_with_the_defaults_and_a_warning() {
+    if skip_on_pg("writes bad settings into the SQLite file") {
+        return;
+    }
     let t = TempStore::new();
     ok(
         &t.path,
@@ -271,6 +274,9 @@ fn chmod(p: &std::path::Path, m: u32) {
 /// store's own files are tightened to 0600 through the descriptor.
 #[test]
 fn loose_permissions_are_refused_or_tightened() {
+    if skip_on_pg("file and directory modes") {
+        return;
+    }
     let t = TempStore::new();
     ok(
         &t.path,
@@ -358,6 +364,9 @@ fn a_store_or_directory_owned_by_another_user_is_refused() {
 /// Before: a planted `store.db.lock` symlink was followed and its target chmod-ed.
 #[test]
 fn a_planted_lock_symlink_is_refused_and_its_target_untouched() {
+    if skip_on_pg("sidecar files of a SQLite store") {
+        return;
+    }
     let t = TempStore::new();
     std::fs::create_dir_all(t.path.parent().unwrap()).unwrap();
     chmod(t.path.parent().unwrap(), 0o700);
@@ -382,6 +391,9 @@ fn a_planted_lock_symlink_is_refused_and_its_target_untouched() {
 /// device or a directory as the store path is refused by name and nothing is created.
 #[test]
 fn a_non_regular_store_path_is_refused_and_creates_nothing() {
+    if skip_on_pg("store paths that are devices") {
+        return;
+    }
     let journal_before = std::path::Path::new("/dev/null-journal").exists();
     for (path, what) in [("/dev/null", "character device")] {
         let p = std::path::Path::new(path);
@@ -480,6 +492,9 @@ fn call_reads_at_most_one_mebibyte_of_params_from_stdin() {
 /// other process grew). Now the store is read first and the helper runs after.
 #[test]
 fn exec_helpers_run_outside_any_read_transaction() {
+    if skip_on_pg("watches the SQLite WAL") {
+        return;
+    }
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     let dir = env.dir.path();
