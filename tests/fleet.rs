@@ -470,23 +470,6 @@ fn sqlite_ok(file: &Path, method: &str, params: Value) -> Value {
     serde_json::from_slice(&out.stdout).unwrap()
 }
 
-fn dir_snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
-    let mut v: Vec<_> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| {
-            let p = e.unwrap().path();
-            let b = if p.is_file() {
-                std::fs::read(&p).unwrap()
-            } else {
-                vec![]
-            };
-            (p.file_name().unwrap().to_string_lossy().into_owned(), b)
-        })
-        .collect();
-    v.sort();
-    v
-}
-
 #[test]
 fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
     let src_dir = tempfile::tempdir().unwrap();
@@ -540,7 +523,7 @@ fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
     let want_cron = export(&from_src, Some("cron"));
     let want_settings = from_src("settings.get", json!({}));
     let want_providers = from_src("providers.list", json!({}));
-    let before = dir_snapshot(src_dir.path());
+    let before = common::snapshot(src_dir.path());
 
     let s = TempStore::new();
     let dry = ok(
@@ -580,7 +563,7 @@ fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
         "{again}"
     );
     // The source was only read: same files, same bytes.
-    assert_eq!(dir_snapshot(src_dir.path()), before);
+    assert_eq!(common::snapshot(src_dir.path()), before);
     eprintln!(
         "fleet: store.import modelauth-store copied 4 profiles in 2 scopes, orders, lastGood, usage, providers and settings (backend: {})",
         if on_pg() { "postgres" } else { "sqlite" }
