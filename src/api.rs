@@ -8,8 +8,9 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::core::profile::CredentialType;
 use crate::core::profile::{Profile, ProfileView};
-use crate::core::resolve::{CandidateReport, SkipReason};
+use crate::core::resolve::{CandidateReport, CredentialSource, Decision, OrderSource, SkipReason};
 use crate::core::secret_value::Secret;
 
 /// `helper.info` params (none).
@@ -208,7 +209,7 @@ pub struct OrderGetResult {
     /// The explicit order in effect (agent's, else shared), or null.
     pub order: Option<Vec<String>>,
     /// `agent`, `shared`, or null when there is no explicit order.
-    pub source: Option<String>,
+    pub source: Option<OrderSource>,
     /// The exact sequence `auth.resolve` would walk now.
     pub effective: Vec<EffectiveEntry>,
 }
@@ -298,10 +299,10 @@ pub struct TraceEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_var: Option<String>,
     /// `chosen` or `skipped`.
-    pub decision: String,
+    pub decision: Decision,
     /// Why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
+    pub reason: Option<SkipReason>,
     /// When the blocking window ends (ms since the epoch).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub until: Option<i64>,
@@ -319,9 +320,9 @@ pub struct ResolveResult {
     pub agent: Option<String>,
     /// `api_key`, `token` or `oauth`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: CredentialType,
     /// `profile` or `env`.
-    pub source: String,
+    pub source: CredentialSource,
     /// The environment variable, for `source: env`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_var: Option<String>,
@@ -340,7 +341,7 @@ pub struct ResolveResult {
     pub fallback_from: Option<String>,
     /// Why it was skipped.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fallback_reason: Option<String>,
+    pub fallback_reason: Option<SkipReason>,
     /// Every candidate and the decision taken (with `explain`).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace: Option<Vec<TraceEntry>>,
@@ -551,10 +552,10 @@ pub struct CandidateEntry {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub env_var: Option<String>,
     /// `profile` or `env`.
-    pub source: String,
+    pub source: CredentialSource,
     /// `api_key`, `token` or `oauth`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: CredentialType,
     /// The string to send.
     pub secret: Secret,
     /// Expiry (ms since the epoch) or null.

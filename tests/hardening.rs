@@ -492,9 +492,10 @@ fn call_reads_at_most_one_mebibyte_of_params_from_stdin() {
 /// other process grew). Now the store is read first and the helper runs after.
 #[test]
 fn exec_helpers_run_outside_any_read_transaction() {
-    if skip_on_pg("watches the SQLite WAL") {
-        return;
-    }
+    // Every method that walks (and through them `get`, `exec` and `check --probe`) resolves
+    // SecretRefs only after its transaction ended. While the helper runs, the test takes
+    // what a reader would block: on SQLite a write and a full WAL checkpoint, on PostgreSQL
+    // an ACCESS EXCLUSIVE lock on every table of the store's schema (NOWAIT).
     use std::os::unix::fs::PermissionsExt;
     let env = Env::new();
     let dir = env.dir.path();
@@ -522,10 +523,14 @@ fn exec_helpers_run_outside_any_read_transaction() {
                "keyRef": {"source": "exec", "provider": "vault", "id": "k"}}}),
     )
     .unwrap();
-    for (method, params) in [
+    let cases: [(&str, serde_json::Value); 4] = [
         ("order.get", json!({"provider": "openai"})),
         ("auth.candidates", json!({"provider": "openai"})),
-    ] {
+        ("auth.resolve", json!({"provider": "openai"})),
+        ("auth.status", json!({"provider": "openai", "probe": true})),
+    ];
+    let mut pinned_by = vec![];
+    for (method, params) in cases {
         let child = env
             .command()
             .args(["call", method, &params.to_string()])
@@ -540,19 +545,11 @@ fn exec_helpers_run_outside_any_read_transaction() {
             std::thread::sleep(std::time::Duration::from_millis(10));
         }
         assert!(started.exists(), "{method}: the helper did not start");
-        // While the helper runs: a write, then a full checkpoint, must both complete.
-        let c = rusqlite::Connection::open(env.store()).unwrap();
-        c.execute(
-            "INSERT INTO settings (key, value) VALUES ('probe', '1') ON CONFLICT (key) DO UPDATE SET value = value + 1",
-            [],
-        )
-        .unwrap();
-        c.busy_timeout(std::time::Duration::ZERO).unwrap();
-        let (busy, log, done_frames): (i64, i64, i64) = c
-            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .unwrap();
+        let pinned = if on_pg() {
+            pg_tables_locked_by_a_reader(&env.store())
+        } else {
+            sqlite_wal_pinned_by_a_reader(&env.store())
+        };
         std::fs::write(&done, "").unwrap();
         let out = child.wait_with_output().unwrap();
         assert!(
@@ -560,12 +557,56 @@ fn exec_helpers_run_outside_any_read_transaction() {
             "{method}: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        assert_eq!(
-            (busy, log, done_frames),
-            (0, 0, 0),
-            "{method}: a reader pinned the WAL while the helper ran"
-        );
+        if let Some(why) = pinned {
+            pinned_by.push(format!("{method}: {why}"));
+        }
     }
+    assert!(
+        pinned_by.is_empty(),
+        "a transaction stayed open while the helper ran: {pinned_by:?}"
+    );
+}
+
+/// While another process may hold a read transaction on the SQLite store: a write, then a
+/// `wal_checkpoint(TRUNCATE)` with no busy wait. `Some(why)` when a reader pinned the WAL.
+fn sqlite_wal_pinned_by_a_reader(store: &std::path::Path) -> Option<String> {
+    let c = rusqlite::Connection::open(store).unwrap();
+    c.execute(
+        "INSERT INTO settings (key, value) VALUES ('probe', '1') ON CONFLICT (key) DO UPDATE SET value = value + 1",
+        [],
+    )
+    .unwrap();
+    c.busy_timeout(std::time::Duration::ZERO).unwrap();
+    let r: (i64, i64, i64) = c
+        .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })
+        .unwrap();
+    (r != (0, 0, 0)).then(|| format!("wal_checkpoint(TRUNCATE) = {r:?}"))
+}
+
+/// On PostgreSQL: `LOCK TABLE … IN ACCESS EXCLUSIVE MODE NOWAIT` on every table of the
+/// store's schema, which fails while any open transaction has read one of them.
+fn pg_tables_locked_by_a_reader(store: &std::path::Path) -> Option<String> {
+    let mut c = pg_client();
+    let schema = pg_schema(store);
+    let tables: Vec<String> = c
+        .query(
+            "SELECT table_name::text FROM information_schema.tables WHERE table_schema = $1",
+            &[&schema],
+        )
+        .unwrap()
+        .iter()
+        .map(|r| format!("\"{schema}\".\"{}\"", r.get::<_, String>(0)))
+        .collect();
+    assert!(!tables.is_empty(), "the store schema has tables");
+    let mut tx = c.transaction().unwrap();
+    let r = tx.batch_execute(&format!(
+        "LOCK TABLE {} IN ACCESS EXCLUSIVE MODE NOWAIT",
+        tables.join(", ")
+    ));
+    let _ = tx.rollback();
+    r.err().map(|e| e.to_string())
 }
 
 /// A key pasted into the wrong place (an agent id, a field name, a settings key, a provider

@@ -148,3 +148,97 @@ fn golden_transcripts_replay() {
     }
     assert!(n >= 3, "transcripts found: {n}");
 }
+
+/// Every method that touches the store lists every store kind it can meet (issue 23: the
+/// lists had drifted — `store_unavailable` was in none, `store_permissions` missing from
+/// most). Methods that write also list `store_readonly`. And a kind a method really
+/// returns is in its list: `profiles.list` in a 0777 directory is `store_permissions`.
+#[test]
+fn every_method_lists_the_store_kinds_it_can_return() {
+    let doc: Value = serde_json::from_slice(
+        &std::process::Command::new(bin())
+            .arg("schema")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let kinds_of = |m: &Value| -> Vec<String> {
+        m["errors"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["data"]["kind"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let writers = [
+        "profiles.put",
+        "profiles.remove",
+        "order.set",
+        "order.clear",
+        "auth.resolve",
+        "auth.report",
+        "auth.clearCooldown",
+        "settings.set",
+        "store.import",
+        "auth.refresh",
+        "providers.put",
+        "providers.remove",
+    ];
+    let mut checked = 0;
+    for m in doc["methods"].as_array().unwrap() {
+        let name = m["name"].as_str().unwrap();
+        let kinds = kinds_of(m);
+        if name == "rpc.discover" {
+            assert!(
+                !kinds.iter().any(|k| k.starts_with("store_")),
+                "{name}: {kinds:?}"
+            );
+            continue;
+        }
+        for k in [
+            "store_busy",
+            "store_unavailable",
+            "store_corrupt",
+            "store_permissions",
+            "store_newer_schema",
+        ] {
+            assert!(
+                kinds.iter().any(|x| x == k),
+                "{name} does not list {k}: {kinds:?}"
+            );
+        }
+        if writers.contains(&name) {
+            assert!(
+                kinds.iter().any(|x| x == "store_readonly"),
+                "{name}: {kinds:?}"
+            );
+        }
+        checked += 1;
+    }
+    assert!(checked >= 23, "{checked} methods checked");
+
+    if on_pg() {
+        return; // file modes: the rest is about a SQLite directory
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let s = TempStore::new();
+    ok(
+        &s.path,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-kinds-1")}),
+    );
+    let dir = s.path.parent().unwrap();
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let e = err(&s.path, "profiles.list", json!({}));
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let returned = e["data"]["kind"].as_str().unwrap().to_string();
+    assert_eq!(returned, "store_permissions", "{e}");
+    let list = doc["methods"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "profiles.list")
+        .unwrap();
+    assert!(kinds_of(list).contains(&returned));
+}

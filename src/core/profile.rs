@@ -93,14 +93,44 @@ pub enum Credential {
     },
 }
 
+/// A credential's type (protocol §2.2 `type`): the fixed set of kinds a profile holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+pub enum CredentialType {
+    /// A static API key.
+    #[serde(rename = "api_key")]
+    ApiKey,
+    /// A static bearer token, optionally with `expires`.
+    #[serde(rename = "token")]
+    Token,
+    /// OAuth access and refresh tokens (RFC 6749).
+    #[serde(rename = "oauth")]
+    OAuth,
+}
+
+impl CredentialType {
+    /// The wire string: `api_key`, `token` or `oauth`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialType::ApiKey => "api_key",
+            CredentialType::Token => "token",
+            CredentialType::OAuth => "oauth",
+        }
+    }
+}
+
 impl Credential {
+    /// The credential's type.
+    pub fn credential_type(&self) -> CredentialType {
+        match self {
+            Credential::ApiKey { .. } => CredentialType::ApiKey,
+            Credential::Token { .. } => CredentialType::Token,
+            Credential::OAuth { .. } => CredentialType::OAuth,
+        }
+    }
+
     /// `api_key`, `token` or `oauth`.
     pub fn type_name(&self) -> &'static str {
-        match self {
-            Credential::ApiKey { .. } => "api_key",
-            Credential::Token { .. } => "token",
-            Credential::OAuth { .. } => "oauth",
-        }
+        self.credential_type().as_str()
     }
 
     /// Expiry in milliseconds since the epoch, when the credential has one.

@@ -57,6 +57,62 @@ impl SkipReason {
     }
 }
 
+/// Where the explicit order in effect comes from (protocol §2.1; `order.get` `source`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum OrderSource {
+    /// The agent's own order for the provider.
+    Agent,
+    /// The shared scope's order (no agent order exists, or no agent was given).
+    Shared,
+}
+
+impl OrderSource {
+    /// The wire string: `agent` or `shared`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OrderSource::Agent => "agent",
+            OrderSource::Shared => "shared",
+        }
+    }
+}
+
+/// The explicit order a walk follows: the profile ids, first tried first, and whose
+/// order it is.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplicitOrder {
+    /// Profile ids in walk order (ids the view does not hold are kept; the walk skips them).
+    pub ids: Vec<String>,
+    /// The scope the order belongs to.
+    pub source: OrderSource,
+}
+
+/// What the walk decided for one candidate (`trace[].decision`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Decision {
+    /// The credential handed out.
+    Chosen,
+    /// Not usable now; `reason` says why.
+    Skipped,
+}
+
+/// Where a resolved credential came from (`auth.resolve` / `auth.candidates` `source`).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum CredentialSource {
+    /// A stored auth profile.
+    Profile,
+    /// An environment key (protocol §6).
+    Env,
+}
+
 /// A skipped candidate: the reason and, for a window, when it ends (ms since the epoch).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Skip {

@@ -178,6 +178,55 @@ pub fn check_exit_code(overall: &str) -> i32 {
     }
 }
 
+/// The `auth.status` word of one profile at `now` (protocol §3), its reason and until/expiry
+/// (ms since the epoch): `needs_reauth`, `ref_unavailable` (its SecretRef cannot be read
+/// now: [`RefCheck`]), `disabled` / `cooldown`, then by expiry: `static` (api_key,
+/// token without `expires`), `expired` (past, or an unusable `expires`), `refreshable` (an
+/// oauth past `expires` with a token endpoint), `expiring` (within `expiring_within_ms`; for
+/// an oauth at least the 5 min refresh margin) or `ok` — OpenClaw's words where it has them.
+pub fn profile_status(
+    sp: &StoredProfile,
+    u: Option<&Usage>,
+    now: i64,
+    expiring_within_ms: i64,
+    can_refresh: bool,
+    refc: RefCheck,
+) -> (&'static str, Option<String>, Option<i64>) {
+    if let Some(u) = u {
+        if u.needs_reauth {
+            return ("needs_reauth", Some("needs_reauth".into()), None);
+        }
+    }
+    if refc == RefCheck::Unavailable {
+        return ("ref_unavailable", Some("ref_unavailable".into()), None);
+    }
+    if let Some(u) = u {
+        if let Some(b) = u.block(now, None) {
+            let st = if b.reason == "disabled" {
+                "disabled"
+            } else {
+                "cooldown"
+            };
+            return (st, Some(b.cause), Some(b.until));
+        }
+    }
+    match health(sp, u, refc, now, expiring_within_ms) {
+        "static" => ("static", None, None),
+        "missing" => ("expired", Some("invalid_expires".into()), None),
+        "expired" => {
+            let e = sp.profile.credential.expires();
+            let oauth = matches!(sp.profile.credential, Credential::OAuth { .. });
+            if oauth && can_refresh {
+                ("refreshable", None, e)
+            } else {
+                ("expired", Some("expired".into()), e)
+            }
+        }
+        "expiring" => ("expiring", None, sp.profile.credential.expires()),
+        _ => ("ok", None, None),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

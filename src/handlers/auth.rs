@@ -2,27 +2,20 @@
 //! a cached snapshot of the scope view, made concrete — SecretRefs resolved, OAuth tokens
 //! inside the margin refreshed — with environment keys (protocol §6) as the fallback.
 
-use super::*;
-use crate::api::*;
+use super::walk::{RawWalk, WalkRequest, WalkView};
+use super::{now_ms, unknown_profile, App, Attempt, Pass, RefreshMode};
+use crate::api::{
+    CandidateEntry, CandidatesParams, CandidatesResult, ResolveParams, ResolveResult, TraceEntry,
+};
 use crate::core::envkeys::{self, EnvKey};
 use crate::core::error::{ErrorKind, Result, RpcError};
-use crate::core::profile::{Credential, StoredProfile};
-use crate::core::resolve::{self, SkipReason, Step, WalkInput};
+use crate::core::profile::{Credential, CredentialType, StoredProfile};
+use crate::core::resolve::{self, CredentialSource, Decision, SkipReason, Step};
 use crate::core::secret_value::Secret;
 use crate::core::settings::{EnvFallback, Settings};
-use crate::handlers::refresh::{refreshable, Snapshot};
+use crate::handlers::refresh::Snapshot;
 use crate::store::Tx;
 use std::collections::{BTreeSet, HashMap};
-use std::sync::Arc;
-
-/// The scope view's profiles of a provider, the explicit order in effect (ids and source),
-/// the walk over them, and the settings used.
-type WalkView = (
-    Arc<Vec<StoredProfile>>,
-    Option<(Vec<String>, &'static str)>,
-    Vec<Step>,
-    Arc<Settings>,
-);
 
 /// The outcome of materialising the walk: the chosen profile and its secret, plus every
 /// step with ref failures folded in as skips.
@@ -124,11 +117,9 @@ pub(super) fn materialise(
     }
 }
 
-/// The environment keys (protocol §6) this process sees for `provider`, with the
-/// provider's registered `envVars` from the store.
-pub(super) fn env_keys_for(c: &dyn Tx, provider: &str) -> Result<Vec<EnvKey>> {
-    let registered: Vec<String> = c
-        .providers()?
+/// The provider's registered `envVars` (protocol §6) from the store, names only.
+pub(super) fn registered_env_vars(c: &dyn Tx, provider: &str) -> Result<Vec<String>> {
+    Ok(c.providers()?
         .into_iter()
         .find(|(id, _)| id == provider)
         .and_then(|(_, body)| {
@@ -138,12 +129,7 @@ pub(super) fn env_keys_for(c: &dyn Tx, provider: &str) -> Result<Vec<EnvKey>> {
                     .collect()
             })
         })
-        .unwrap_or_default();
-    Ok(envkeys::env_keys(
-        provider,
-        &envkeys::process_env(),
-        &registered,
-    ))
+        .unwrap_or_default())
 }
 
 /// Whether `envFallback` lets environment keys be used after the walk `steps`
@@ -174,100 +160,203 @@ fn with_env_available(mut e: RpcError, env: &[EnvKey], mode: EnvFallback) -> Rpc
     e.with("envAvailable", names)
 }
 
+/// One `trace` entry for a walk step.
+fn trace_entry(s: &Step, decision: Decision) -> TraceEntry {
+    TraceEntry {
+        profile_id: Some(s.profile_id.clone()),
+        env_var: None,
+        decision,
+        reason: s.skip.as_ref().map(|k| k.reason),
+        until: s.skip.as_ref().and_then(|k| k.until),
+    }
+}
+
 /// Adds `data.trace` (every candidate, skipped, with reason and until) to a resolution
 /// error of a request with `explain`.
 fn with_trace(e: RpcError, steps: &[Step]) -> RpcError {
     let trace: Vec<TraceEntry> = steps
         .iter()
-        .map(|s| TraceEntry {
-            profile_id: Some(s.profile_id.clone()),
-            env_var: None,
-            decision: "skipped".into(),
-            reason: s.skip.as_ref().map(|k| k.reason.as_str().to_string()),
-            until: s.skip.as_ref().and_then(|k| k.until),
-        })
+        .map(|s| trace_entry(s, Decision::Skipped))
         .collect();
     e.with("trace", trace)
 }
 
 /// The `auth.resolve` result for an environment key.
-fn env_result(
-    provider: &str,
-    agent: &Option<String>,
-    k: EnvKey,
-    steps: &[Step],
-    explain: bool,
-) -> ResolveResult {
+fn env_result(req: &WalkRequest, k: EnvKey, steps: &[Step], explain: bool) -> ResolveResult {
     let first = steps.first();
     let trace = explain.then(|| {
         steps
             .iter()
-            .map(|s| TraceEntry {
-                profile_id: Some(s.profile_id.clone()),
-                env_var: None,
-                decision: "skipped".into(),
-                reason: s.skip.as_ref().map(|k| k.reason.as_str().to_string()),
-                until: s.skip.as_ref().and_then(|k| k.until),
-            })
+            .map(|s| trace_entry(s, Decision::Skipped))
             .chain(std::iter::once(TraceEntry {
                 profile_id: None,
                 env_var: Some(k.var.clone()),
-                decision: "chosen".into(),
+                decision: Decision::Chosen,
                 reason: None,
                 until: None,
             }))
             .collect()
     });
-    tracing::debug!(env_var = %k.var, %provider, agent = ?agent, "resolved from the environment");
+    tracing::debug!(env_var = %k.var, provider = %req.provider, agent = ?req.agent, "resolved from the environment");
     ResolveResult {
         profile_id: None,
-        provider: provider.to_string(),
-        agent: agent.clone(),
-        kind: "api_key".into(),
-        source: "env".into(),
+        provider: req.provider.clone(),
+        agent: req.agent.clone(),
+        kind: CredentialType::ApiKey,
+        source: CredentialSource::Env,
         env_var: Some(k.var),
         secret: k.value,
         expires: None,
         email: None,
         account_id: None,
         fallback_from: first.map(|s| s.profile_id.clone()),
-        fallback_reason: first
-            .and_then(|s| s.skip.as_ref())
-            .map(|k| k.reason.as_str().to_string()),
+        fallback_reason: first.and_then(|s| s.skip.as_ref()).map(|k| k.reason),
+        trace,
+    }
+}
+
+/// The error for a pinned profile (`profileId`) that the walk could not hand out.
+fn pinned_unusable(walked: Walked) -> RpcError {
+    if let Some(e) = walked.first_ref_error {
+        return e;
+    }
+    if let Some(e) = walked.first_refresh_error {
+        return e;
+    }
+    let s = &walked.steps[0];
+    let Some(k) = s.skip.as_ref() else {
+        return RpcError::internal("a pinned profile neither chosen nor skipped");
+    };
+    if k.reason == SkipReason::NeedsReauth {
+        return crate::handlers::refresh::refresh_failed(
+            &s.profile_id,
+            "needs_reauth",
+            false,
+            format!(
+                "the refresh token of `{}` was refused; it needs a new login",
+                s.profile_id
+            ),
+        )
+        .with_hint("log in again and store the new credential with profiles.put (same id)");
+    }
+    let e = RpcError::new(
+        ErrorKind::Unavailable,
+        format!(
+            "profile `{}` is not usable now: {}",
+            s.profile_id,
+            k.reason.as_str()
+        ),
+    )
+    .with("profileId", &s.profile_id)
+    .with("reason", k.reason)
+    .with(
+        "candidates",
+        vec![resolve::CandidateReport {
+            profile_id: s.profile_id.clone(),
+            reason: Some(k.reason),
+            until: k.until,
+        }],
+    );
+    match (k.until, k.reason) {
+        (Some(t), SkipReason::Cooldown | SkipReason::Disabled) => {
+            e.with("earliestUntil", t).with_hint(format!(
+                "wait, or clear the window with auth.clearCooldown {{\"profileId\": \"{}\"}}",
+                s.profile_id
+            ))
+        }
+        _ => e
+            .retryable(false)
+            .with_hint("replace the credential with profiles.put (same id)"),
+    }
+}
+
+/// The answer when no profile could be handed out: an environment key when `envFallback`
+/// allows one, else the resolution error (with `data.envAvailable` and `data.trace`).
+fn without_a_profile(
+    req: &WalkRequest,
+    view: &WalkView,
+    walked: Walked,
+    explain: bool,
+) -> Result<ResolveResult> {
+    let env = view.env_keys(&req.provider);
+    let mode = view.settings().env_fallback;
+    let a = req.agent_str();
+    if env_allowed(mode, &walked.steps) {
+        if let Some(k) = env.into_iter().next() {
+            return Ok(env_result(req, k, &walked.steps, explain));
+        }
+    } else if !env.is_empty() {
+        let e = resolve::no_credential_error(&req.provider, a, &walked.steps);
+        let e = with_env_available(e, &env, mode);
+        return Err(if explain {
+            with_trace(e, &walked.steps)
+        } else {
+            e
+        });
+    }
+    let e = match walked.first_refresh_error {
+        Some(e) => e,
+        None => resolve::no_credential_error(&req.provider, a, &walked.steps),
+    };
+    Err(if explain {
+        with_trace(e, &walked.steps)
+    } else {
+        e
+    })
+}
+
+/// The `auth.resolve` result for the chosen step `idx` of `steps`.
+fn profile_result(
+    req: &WalkRequest,
+    sp: &StoredProfile,
+    steps: &[Step],
+    idx: usize,
+    secret: Secret,
+    explain: bool,
+) -> ResolveResult {
+    let first = &steps[0];
+    let (fallback_from, fallback_reason) = match (&first.skip, idx) {
+        (Some(k), i) if i > 0 => (Some(first.profile_id.clone()), Some(k.reason)),
+        _ => (None, None),
+    };
+    let trace = explain.then(|| {
+        steps
+            .iter()
+            .enumerate()
+            .filter(|(i, s)| *i <= idx || s.skip.is_some())
+            .map(|(i, s)| {
+                let d = if i == idx {
+                    Decision::Chosen
+                } else {
+                    Decision::Skipped
+                };
+                trace_entry(s, d)
+            })
+            .collect()
+    });
+    let account_id = match &sp.profile.credential {
+        Credential::OAuth { account_id, .. } => account_id.clone(),
+        _ => None,
+    };
+    tracing::debug!(profile_id = %sp.profile.id, provider = %req.provider, agent = ?req.agent, "resolved");
+    ResolveResult {
+        profile_id: Some(sp.profile.id.clone()),
+        provider: req.provider.clone(),
+        agent: req.agent.clone(),
+        kind: sp.profile.credential.credential_type(),
+        source: CredentialSource::Profile,
+        env_var: None,
+        secret,
+        expires: sp.profile.credential.expires(),
+        email: sp.profile.email.clone(),
+        account_id,
+        fallback_from,
+        fallback_reason,
         trace,
     }
 }
 
 impl App {
-    pub(super) fn walk_view(
-        &self,
-        c: &dyn Tx,
-        a: Option<&str>,
-        provider: &str,
-        model: Option<&str>,
-        pinned: Option<&str>,
-        now: i64,
-    ) -> Result<WalkView> {
-        let snap = self.snapshot(c, a, provider)?;
-        let can_refresh = |sp: &StoredProfile| refreshable(sp, &snap.with_oauth);
-        let steps = resolve::walk(&WalkInput {
-            profiles: &snap.profiles,
-            order: snap.order.as_ref().map(|(ids, _)| ids.as_slice()),
-            usage: &snap.usage,
-            now,
-            model,
-            pinned,
-            refresh_margin_ms: snap.settings.refresh_margin_ms,
-            can_refresh: &can_refresh,
-        });
-        Ok((
-            snap.profiles.clone(),
-            snap.order.clone(),
-            steps,
-            snap.settings.clone(),
-        ))
-    }
-
     /// `auth.resolve`: the credential to use now (protocol §3 "Resolution walk").
     ///
     /// An oauth profile inside the refresh margin is refreshed before it is handed out
@@ -278,7 +367,7 @@ impl App {
     /// `secret_unavailable`, `refresh_failed` (a pinned profile's refresh, or the only
     /// candidates' refresh, failed), store errors.
     pub fn auth_resolve(&self, p: ResolveParams) -> Result<ResolveResult> {
-        let agent = agent_param(p.agent.clone())?;
+        let agent = WalkRequest::agent(p.agent.clone())?;
         let mut attempts: HashMap<String, Attempt> = HashMap::new();
         loop {
             match self.resolve_pass(&p, &agent, &attempts)? {
@@ -303,163 +392,61 @@ impl App {
         }
     }
 
-    /// One walk of `auth.resolve` over the store as it is now.
+    /// One walk of `auth.resolve` over the store as it is now: read (one transaction),
+    /// decide, then materialise with the transaction ended.
     fn resolve_pass(
         &self,
         p: &ResolveParams,
         agent: &Option<String>,
         attempts: &HashMap<String, Attempt>,
     ) -> Result<Pass> {
-        let a = agent.as_deref();
         let now = now_ms();
-        self.store().read(|c| {
-            let aliases = self.cached_aliases(c)?;
-            let pinned = p
-                .profile_id
-                .as_deref()
-                .map(|x| profile_id_param(x, &aliases, "/profileId"))
-                .transpose()?;
-            let provider = match (&p.provider, &pinned) {
-                (Some(x), _) => provider_param(x, &aliases)?,
-                (None, Some((_, prov))) => prov.clone(),
-                (None, None) => {
-                    return Err(RpcError::invalid_params("missing `provider`")
-                        .with("pointer", "/provider")
-                        .with_hint("auth.resolve {\"provider\": \"openai\"}"))
-                }
-            };
-            if let Some((id, prov)) = &pinned {
-                if prov != &provider {
-                    return Err(RpcError::new(
-                        ErrorKind::ProviderMismatch,
-                        format!("profile `{id}` belongs to provider `{prov}`, not `{provider}`"),
-                    )
-                    .with("pointer", "/profileId"));
-                }
+        let raw = RawWalk {
+            provider: p.provider.as_deref(),
+            profile_id: p.profile_id.as_deref(),
+            model: p.model.as_deref(),
+        };
+        let (req, view) = self.read_walk(agent.clone(), raw, now)?;
+        if let Some(id) = &req.pinned {
+            if view.steps.is_empty() {
+                return Err(unknown_profile(id, req.agent_str()));
             }
-            let pin = pinned.as_ref().map(|(id, _)| id.as_str());
-            let model = model_param(p.model.clone());
-            let (profiles, _, steps, settings) = self.walk_view(c, a, &provider, model.as_deref(), pin, now)?;
-            if let Some(id) = pin {
-                if steps.is_empty() {
-                    return Err(unknown_profile(id, a));
-                }
-            }
-            let walked = materialise(&profiles, steps, &settings, true, RefreshMode::Stop, attempts, now);
-            if let Some(i) = walked.needs_refresh {
-                let sp = profiles
-                    .iter()
-                    .find(|s| s.profile.id == walked.steps[i].profile_id)
-                    .ok_or_else(|| RpcError::internal("walk step without a profile"))?;
-                let seen = Snapshot::of(sp).ok_or_else(|| RpcError::internal("refresh of a non-oauth profile"))?;
-                return Ok(Pass::Refresh {
-                    scope: sp.scope.clone(),
-                    id: sp.profile.id.clone(),
-                    seen,
-                    pinned: pin.is_some(),
-                });
-            }
-            let Some((idx, secret)) = walked.chosen else {
-                if pin.is_some() {
-                    if let Some(e) = walked.first_ref_error {
-                        return Err(e);
-                    }
-                    if let Some(e) = walked.first_refresh_error {
-                        return Err(e);
-                    }
-                    let s = &walked.steps[0];
-                    let k = s.skip.as_ref().expect("not chosen means skipped");
-                    let mut e = RpcError::new(
-                        ErrorKind::Unavailable,
-                        format!("profile `{}` is not usable now: {}", s.profile_id, k.reason.as_str()),
-                    )
-                    .with("profileId", &s.profile_id)
-                    .with("reason", k.reason)
-                    .with("candidates", vec![resolve::CandidateReport { profile_id: s.profile_id.clone(), reason: Some(k.reason), until: k.until }]);
-                    if k.reason == SkipReason::NeedsReauth {
-                        return Err(crate::handlers::refresh::refresh_failed(
-                            &s.profile_id,
-                            "needs_reauth",
-                            false,
-                            format!("the refresh token of `{}` was refused; it needs a new login", s.profile_id),
-                        )
-                        .with_hint("log in again and store the new credential with profiles.put (same id)"));
-                    }
-                    if let (Some(t), SkipReason::Cooldown | SkipReason::Disabled) = (k.until, k.reason) {
-                        e = e.with("earliestUntil", t).with_hint(format!(
-                            "wait, or clear the window with auth.clearCooldown {{\"profileId\": \"{}\"}}",
-                            s.profile_id
-                        ));
-                    } else {
-                        e = e.retryable(false).with_hint("replace the credential with profiles.put (same id)");
-                    }
-                    return Err(e);
-                }
-                let env = env_keys_for(c, &provider)?;
-                if env_allowed(settings.env_fallback, &walked.steps) {
-                    if let Some(k) = env.into_iter().next() {
-                        return Ok(Pass::Done(Box::new(env_result(&provider, agent, k, &walked.steps, p.explain))));
-                    }
-                } else if !env.is_empty() {
-                    let e = with_env_available(
-                        resolve::no_credential_error(&provider, a, &walked.steps),
-                        &env,
-                        settings.env_fallback,
-                    );
-                    return Err(if p.explain { with_trace(e, &walked.steps) } else { e });
-                }
-                let e = match walked.first_refresh_error {
-                    Some(e) => e,
-                    None => resolve::no_credential_error(&provider, a, &walked.steps),
-                };
-                return Err(if p.explain { with_trace(e, &walked.steps) } else { e });
-            };
-            let step = &walked.steps[idx];
-            let sp = profiles
-                .iter()
-                .find(|s| s.profile.id == step.profile_id)
-                .expect("a chosen step names a profile of the view");
-            let first = &walked.steps[0];
-            let (fallback_from, fallback_reason) = match (&first.skip, idx) {
-                (Some(k), i) if i > 0 => (Some(first.profile_id.clone()), Some(k.reason.as_str().to_string())),
-                _ => (None, None),
-            };
-            let trace = p.explain.then(|| {
-                walked
-                    .steps
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, s)| *i <= idx || s.skip.is_some())
-                    .map(|(i, s)| TraceEntry {
-                        profile_id: Some(s.profile_id.clone()),
-                        env_var: None,
-                        decision: if i == idx { "chosen".into() } else { "skipped".into() },
-                        reason: s.skip.as_ref().map(|k| k.reason.as_str().to_string()),
-                        until: s.skip.as_ref().and_then(|k| k.until),
-                    })
-                    .collect()
+        }
+        let profiles = view.profiles().clone();
+        let walked = materialise(
+            &profiles,
+            view.steps.clone(),
+            view.settings(),
+            true,
+            RefreshMode::Stop,
+            attempts,
+            now,
+        );
+        if let Some(i) = walked.needs_refresh {
+            let sp = view
+                .profile(&walked.steps[i].profile_id)
+                .ok_or_else(|| RpcError::internal("walk step without a profile"))?;
+            let seen = Snapshot::of(sp)
+                .ok_or_else(|| RpcError::internal("refresh of a non-oauth profile"))?;
+            return Ok(Pass::Refresh {
+                scope: sp.scope.clone(),
+                id: sp.profile.id.clone(),
+                seen,
+                pinned: req.pinned.is_some(),
             });
-            let account_id = match &sp.profile.credential {
-                Credential::OAuth { account_id, .. } => account_id.clone(),
-                _ => None,
-            };
-            tracing::debug!(profile_id = %sp.profile.id, %provider, agent = ?a, "resolved");
-            Ok(Pass::Done(Box::new(ResolveResult {
-                profile_id: Some(sp.profile.id.clone()),
-                provider: provider.clone(),
-                agent: agent.clone(),
-                kind: sp.profile.credential.type_name().into(),
-                source: "profile".into(),
-                env_var: None,
-                secret,
-                expires: sp.profile.credential.expires(),
-                email: sp.profile.email.clone(),
-                account_id,
-                fallback_from,
-                fallback_reason,
-                trace,
-            })))
-        })
+        }
+        let Some((idx, secret)) = walked.chosen.clone() else {
+            if req.pinned.is_some() {
+                return Err(pinned_unusable(walked));
+            }
+            return without_a_profile(&req, &view, walked, p.explain)
+                .map(|r| Pass::Done(Box::new(r)));
+        };
+        let sp = view
+            .profile(&walked.steps[idx].profile_id)
+            .ok_or_else(|| RpcError::internal("a chosen step names no profile of the view"))?;
+        let r = profile_result(&req, sp, &walked.steps, idx, secret, p.explain);
+        Ok(Pass::Done(Box::new(r)))
     }
 
     /// `auth.candidates`: every usable credential in resolution order, deduplicated by
@@ -468,25 +455,24 @@ impl App {
     ///
     /// Errors: `invalid_params`, store errors.
     pub fn auth_candidates(&self, p: CandidatesParams) -> Result<CandidatesResult> {
-        let agent = agent_param(p.agent)?;
-        let a = agent.as_deref();
-        let model = model_param(p.model);
+        let agent = WalkRequest::agent(p.agent.clone())?;
+        let raw = RawWalk {
+            provider: Some(&p.provider),
+            profile_id: None,
+            model: p.model.as_deref(),
+        };
         // First refresh every usable oauth candidate inside the margin (single flight);
         // a failure leaves the stored token, used while it is valid.
-        let due: Vec<(Option<String>, String, Snapshot)> = self.store().read(|c| {
-            let aliases = load_aliases(c)?;
-            let provider = provider_param(&p.provider, &aliases)?;
-            let (profiles, _, steps, _) =
-                self.walk_view(c, a, &provider, model.as_deref(), None, now_ms())?;
-            Ok(steps
-                .iter()
-                .filter(|s| s.skip.is_none() && s.needs_refresh)
-                .filter_map(|s| profiles.iter().find(|sp| sp.profile.id == s.profile_id))
-                .filter_map(|sp| {
-                    Snapshot::of(sp).map(|snap| (sp.scope.clone(), sp.profile.id.clone(), snap))
-                })
-                .collect())
-        })?;
+        let (_, view) = self.read_walk(agent.clone(), raw, now_ms())?;
+        let due: Vec<(Option<String>, String, Snapshot)> = view
+            .steps
+            .iter()
+            .filter(|s| s.skip.is_none() && s.needs_refresh)
+            .filter_map(|s| view.profile(&s.profile_id))
+            .filter_map(|sp| {
+                Snapshot::of(sp).map(|snap| (sp.scope.clone(), sp.profile.id.clone(), snap))
+            })
+            .collect();
         let mut attempts = HashMap::new();
         for (scope, id, seen) in due {
             let r = self.refresh_profile(scope.as_deref(), &id, Some(&seen), false);
@@ -500,64 +486,53 @@ impl App {
         }
         let now = now_ms();
         // Read in one transaction; resolve SecretRefs (exec helpers, files) after it.
-        let (provider, profiles, steps, settings, env_keys) = self.store().read(|c| {
-            let aliases = load_aliases(c)?;
-            let provider = provider_param(&p.provider, &aliases)?;
-            let (profiles, _, steps, settings) =
-                self.walk_view(c, a, &provider, model.as_deref(), None, now)?;
-            let env_keys = env_keys_for(c, &provider)?;
-            Ok((provider, profiles, steps, settings, env_keys))
-        })?;
-        {
-            let walked = materialise(
-                &profiles,
-                steps,
-                &settings,
-                false,
-                RefreshMode::Stored,
-                &attempts,
-                now,
-            );
-            let by_id: HashMap<&str, &StoredProfile> = profiles
-                .iter()
-                .map(|s| (s.profile.id.as_str(), s))
-                .collect();
-            let mut seen = BTreeSet::new();
-            let mut candidates = vec![];
-            for (i, secret) in walked.usable {
-                let sp = by_id[walked.steps[i].profile_id.as_str()];
-                if !seen.insert(secret.expose().to_string()) {
+        let (req, view) = self.read_walk(agent, raw, now)?;
+        let walked = materialise(
+            view.profiles(),
+            view.steps.clone(),
+            view.settings(),
+            false,
+            RefreshMode::Stored,
+            &attempts,
+            now,
+        );
+        let mut seen = BTreeSet::new();
+        let mut candidates = vec![];
+        for (i, secret) in walked.usable {
+            let Some(sp) = view.profile(&walked.steps[i].profile_id) else {
+                continue;
+            };
+            if !seen.insert(secret.expose().to_string()) {
+                continue;
+            }
+            candidates.push(CandidateEntry {
+                profile_id: Some(sp.profile.id.clone()),
+                env_var: None,
+                source: CredentialSource::Profile,
+                kind: sp.profile.credential.credential_type(),
+                secret,
+                expires: sp.profile.credential.expires(),
+            });
+        }
+        if env_allowed(view.settings().env_fallback, &walked.steps) {
+            for k in view.env_keys(&req.provider) {
+                if !seen.insert(k.value.expose().to_string()) {
                     continue;
                 }
                 candidates.push(CandidateEntry {
-                    profile_id: Some(sp.profile.id.clone()),
-                    env_var: None,
-                    source: "profile".into(),
-                    kind: sp.profile.credential.type_name().into(),
-                    secret,
-                    expires: sp.profile.credential.expires(),
+                    profile_id: None,
+                    env_var: Some(k.var),
+                    source: CredentialSource::Env,
+                    kind: CredentialType::ApiKey,
+                    secret: k.value,
+                    expires: None,
                 });
             }
-            if env_allowed(settings.env_fallback, &walked.steps) {
-                for k in env_keys {
-                    if !seen.insert(k.value.expose().to_string()) {
-                        continue;
-                    }
-                    candidates.push(CandidateEntry {
-                        profile_id: None,
-                        env_var: Some(k.var),
-                        source: "env".into(),
-                        kind: "api_key".into(),
-                        secret: k.value,
-                        expires: None,
-                    });
-                }
-            }
-            Ok(CandidatesResult {
-                provider,
-                agent: agent.clone(),
-                candidates,
-            })
         }
+        Ok(CandidatesResult {
+            provider: req.provider,
+            agent: req.agent,
+            candidates,
+        })
     }
 }

@@ -27,6 +27,7 @@ pub mod settings;
 pub mod sources;
 pub mod transfer;
 pub mod usage;
+pub(crate) mod walk;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -62,11 +63,13 @@ struct ReadCache {
 /// The stored state the resolution walk of one provider needs.
 struct ProviderSnapshot {
     profiles: Arc<Vec<StoredProfile>>,
-    order: Option<(Vec<String>, &'static str)>,
+    order: Option<crate::core::resolve::ExplicitOrder>,
     usage: HashMap<String, Usage>,
     settings: Arc<Settings>,
     /// Providers with an `oauth.tokenUrl` registered (their oauth profiles can refresh).
     with_oauth: HashSet<String>,
+    /// The provider's registered `envVars` (protocol §6), names only.
+    env_vars: Vec<String>,
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -252,12 +255,14 @@ impl App {
         let order = c.effective_order(a, provider)?;
         let usage = c.usages_of(&profiles)?;
         let with_oauth = oauth_providers(c)?;
+        let env_vars = auth::registered_env_vars(c, provider)?;
         let snap = Arc::new(ProviderSnapshot {
             profiles: Arc::new(profiles),
             order,
             usage,
             settings,
             with_oauth,
+            env_vars,
         });
         cache.views.insert(k, snap.clone());
         Ok(snap)

@@ -2,6 +2,7 @@
 //! the exact walk `auth.resolve` would do now.
 
 use super::auth::materialise;
+use super::walk::{RawWalk, WalkRequest};
 use super::*;
 use crate::api::*;
 use crate::core::error::{ErrorKind, Result, RpcError};
@@ -9,52 +10,47 @@ use crate::store::Tx;
 use std::collections::{BTreeSet, HashMap};
 
 impl App {
-    /// `order.get`: the explicit order in effect and the walk it gives now.
+    /// `order.get`: the explicit order in effect and the walk it gives now — the same
+    /// normalised request and walk as `auth.resolve` ([`super::walk`]).
+    ///
+    /// Errors: `invalid_params`, store errors.
     pub fn order_get(&self, p: OrderGetParams) -> Result<OrderGetResult> {
-        let agent = agent_param(p.agent)?;
-        let a = agent.as_deref();
+        let agent = WalkRequest::agent(p.agent)?;
         let now = now_ms();
+        let raw = RawWalk {
+            provider: Some(&p.provider),
+            profile_id: None,
+            model: p.model.as_deref(),
+        };
         // The store is read in one transaction; SecretRefs (which may run exec helpers or
         // read files) are resolved after it ended, so no helper runs inside it.
-        let (provider, profiles, order, steps, settings) = self.store().read(|c| {
-            let aliases = load_aliases(c)?;
-            let provider = provider_param(&p.provider, &aliases)?;
-            let (profiles, order, steps, settings) =
-                self.walk_view(c, a, &provider, p.model.as_deref(), None, now)?;
-            Ok((provider, profiles, order, steps, settings))
-        })?;
-        {
-            let walked = materialise(
-                &profiles,
-                steps,
-                &settings,
-                false,
-                RefreshMode::Assume,
-                &HashMap::new(),
-                now,
-            );
-            let effective = walked
-                .steps
-                .iter()
-                .map(|s| EffectiveEntry {
-                    profile_id: s.profile_id.clone(),
-                    usable: s.skip.is_none(),
-                    reason: s.skip.as_ref().map(|k| k.reason),
-                    until: s.skip.as_ref().and_then(|k| k.until),
-                })
-                .collect();
-            let (order, source) = match order {
-                Some((ids, src)) => (Some(ids), Some(src.to_string())),
-                None => (None, None),
-            };
-            Ok(OrderGetResult {
-                provider,
-                agent: agent.clone(),
-                order,
-                source,
-                effective,
+        let (req, view) = self.read_walk(agent, raw, now)?;
+        let walked = materialise(
+            view.profiles(),
+            view.steps.clone(),
+            view.settings(),
+            false,
+            RefreshMode::Assume,
+            &HashMap::new(),
+            now,
+        );
+        let effective = walked
+            .steps
+            .iter()
+            .map(|s| EffectiveEntry {
+                profile_id: s.profile_id.clone(),
+                usable: s.skip.is_none(),
+                reason: s.skip.as_ref().map(|k| k.reason),
+                until: s.skip.as_ref().and_then(|k| k.until),
             })
-        }
+            .collect();
+        Ok(OrderGetResult {
+            provider: req.provider,
+            agent: req.agent,
+            order: view.order().map(|o| o.ids.clone()),
+            source: view.order().map(|o| o.source),
+            effective,
+        })
     }
 
     /// `order.set`.

@@ -2,13 +2,13 @@
 //! can be returned by `auth.resolve` in its scope (appended to an explicit order, or first
 //! with `primary`).
 
-use super::usage::profile_status;
 use super::*;
 use crate::api::*;
 use crate::core::error::Result;
 use crate::core::profile::{validate_profile, ProfileView, StoredProfile};
 use crate::core::resolve::{self};
 use crate::core::status;
+use crate::core::status::profile_status;
 use crate::core::usage::Usage;
 use crate::handlers::refresh::{oauth_providers, refreshable};
 use crate::store::Tx;

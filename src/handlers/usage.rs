@@ -1,69 +1,19 @@
 //! `auth.report`, `auth.clearCooldown` and `auth.status`: usage state (cooldown and disable
 //! windows, protocol §4) and per-profile health rolled up as OpenClaw's `models status`.
 
-use super::auth::env_keys_for;
+use super::walk::{RawWalk, WalkRequest, WalkView};
 use super::*;
 use crate::api::*;
 use crate::core::envkeys::{self};
 use crate::core::error::{Result, RpcError};
-use crate::core::profile::{Credential, StoredProfile};
+use crate::core::profile::StoredProfile;
 use crate::core::resolve::SkipReason;
 use crate::core::settings::{EnvFallback, Settings};
 use crate::core::status;
-use crate::core::usage::{self, Outcome, Usage};
-use crate::handlers::refresh::{oauth_providers, refreshable};
+use crate::core::usage::{self, Outcome};
+
 use crate::secrets;
 use crate::store::Tx;
-use std::collections::HashMap;
-
-/// The `auth.status` word of one profile at `now` (protocol §3), its reason and until/expiry
-/// (ms since the epoch): `needs_reauth`, `ref_unavailable` (its SecretRef cannot be read
-/// now: [`status::RefCheck`]), `disabled` / `cooldown`, then by expiry: `static` (api_key,
-/// token without `expires`), `expired` (past, or an unusable `expires`), `refreshable` (an
-/// oauth past `expires` with a token endpoint), `expiring` (within `expiring_within_ms`; for
-/// an oauth at least the 5 min refresh margin) or `ok` — OpenClaw's words where it has them.
-pub fn profile_status(
-    sp: &StoredProfile,
-    u: Option<&Usage>,
-    now: i64,
-    expiring_within_ms: i64,
-    can_refresh: bool,
-    refc: status::RefCheck,
-) -> (&'static str, Option<String>, Option<i64>) {
-    if let Some(u) = u {
-        if u.needs_reauth {
-            return ("needs_reauth", Some("needs_reauth".into()), None);
-        }
-    }
-    if refc == status::RefCheck::Unavailable {
-        return ("ref_unavailable", Some("ref_unavailable".into()), None);
-    }
-    if let Some(u) = u {
-        if let Some(b) = u.block(now, None) {
-            let st = if b.reason == "disabled" {
-                "disabled"
-            } else {
-                "cooldown"
-            };
-            return (st, Some(b.cause), Some(b.until));
-        }
-    }
-    match status::health(sp, u, refc, now, expiring_within_ms) {
-        "static" => ("static", None, None),
-        "missing" => ("expired", Some("invalid_expires".into()), None),
-        "expired" => {
-            let e = sp.profile.credential.expires();
-            let oauth = matches!(sp.profile.credential, Credential::OAuth { .. });
-            if oauth && can_refresh {
-                ("refreshable", None, e)
-            } else {
-                ("expired", Some("expired".into()), e)
-            }
-        }
-        "expiring" => ("expiring", None, sp.profile.credential.expires()),
-        _ => ("ok", None, None),
-    }
-}
 
 /// Whether `sp`'s SecretRef can be read now, without side effects: `env` and `file` refs
 /// are read; an `exec` ref is run only when `probe` is true, else [`status::RefCheck::Unchecked`].
@@ -208,13 +158,14 @@ impl App {
     }
 
     /// `auth.status`: every provider of the view with its profiles' statuses and the
-    /// roll-up of OpenClaw's `models status` ([`crate::core::status`]).
+    /// roll-up of OpenClaw's `models status` ([`crate::core::status`]). The views are read
+    /// in one transaction; SecretRefs are checked after it ended ([`ref_check`] may read a
+    /// file or, with `probe`, run an exec helper).
     ///
     /// Errors: `invalid_params` (a negative `expiringWithinMs`, a bad provider or agent),
     /// store errors.
     pub fn auth_status(&self, p: StatusParams) -> Result<StatusResult> {
-        let agent = agent_param(p.agent)?;
-        let a = agent.as_deref();
+        let agent = WalkRequest::agent(p.agent)?;
         let now = now_ms();
         if p.expiring_within_ms < 0 {
             return Err(
@@ -222,85 +173,117 @@ impl App {
                     .with("pointer", "/expiringWithinMs"),
             );
         }
+        let views = self.status_views(&agent, p.provider.as_deref(), now)?;
+        let out: Vec<ProviderStatus> = views
+            .into_iter()
+            .map(|(req, view)| provider_status(&req, &view, now, p.expiring_within_ms, p.probe))
+            .collect();
+        let overall = status::overall_status(out.iter().map(|p| p.status.as_str()));
+        Ok(StatusResult {
+            agent,
+            overall: overall.into(),
+            providers: out,
+            now,
+        })
+    }
+
+    /// The walk of every provider `auth.status` reports (the view's providers, or `only`),
+    /// read in one transaction.
+    fn status_views(
+        &self,
+        agent: &Option<String>,
+        only: Option<&str>,
+        now: i64,
+    ) -> Result<Vec<(WalkRequest, WalkView)>> {
         self.store().read(|c| {
-            let aliases = load_aliases(c)?;
-            let only = p
-                .provider
-                .as_deref()
-                .map(|x| provider_param(x, &aliases))
+            let aliases = self.cached_aliases(c)?;
+            let only = only
+                .map(|x| {
+                    let raw = RawWalk {
+                        provider: Some(x),
+                        ..RawWalk::default()
+                    };
+                    WalkRequest::normalise(agent.clone(), raw, &aliases).map(|r| r.provider)
+                })
                 .transpose()?;
-            let view = c.view_profiles(a, only.as_deref())?;
+            let view = c.view_profiles(agent.as_deref(), only.as_deref())?;
             let mut providers: Vec<String> =
                 view.iter().map(|s| s.profile.provider.clone()).collect();
-            providers.extend(only.clone());
+            providers.extend(only);
             providers.sort();
             providers.dedup();
-            let mut out = vec![];
-            let with_oauth = oauth_providers(c)?;
-            for provider in providers {
-                let (profiles, order, steps, settings) =
-                    self.walk_view(c, a, &provider, None, None, now)?;
-                let usage = c.usages_of(&profiles)?;
-                let by_id: HashMap<&str, &StoredProfile> = profiles
-                    .iter()
-                    .map(|s| (s.profile.id.as_str(), s))
-                    .collect();
-                let mut entries = vec![];
-                let mut roll = vec![];
-                for step in &steps {
-                    let Some(sp) = by_id.get(step.profile_id.as_str()) else {
-                        continue;
+            providers
+                .into_iter()
+                .map(|provider| {
+                    let req = WalkRequest {
+                        agent: agent.clone(),
+                        provider,
+                        model: None,
+                        pinned: None,
                     };
-                    let u = usage.get(&sp.profile.id);
-                    let can = refreshable(sp, &with_oauth);
-                    let refc = ref_check(sp, &settings, p.probe);
-                    let (st, reason, until) =
-                        profile_status(sp, u, now, p.expiring_within_ms, can, refc);
-                    let listed = !step
-                        .skip
-                        .as_ref()
-                        .is_some_and(|k| k.reason == SkipReason::ExcludedByAuthOrder);
-                    roll.push(status::RollUpEntry {
-                        kind: sp.profile.credential.type_name(),
-                        health: status::health(sp, u, refc, now, p.expiring_within_ms),
-                        eligible: status::eligible(sp, now),
-                        listed,
-                        expires: sp.profile.credential.expires(),
-                    });
-                    entries.push(ProfileStatus {
-                        profile_id: sp.profile.id.clone(),
-                        kind: sp.profile.credential.type_name().into(),
-                        status: st.into(),
-                        reason,
-                        expires: sp.profile.credential.expires(),
-                        until,
-                    });
-                }
-                let env_vars = if settings.env_fallback == EnvFallback::Never {
-                    vec![]
-                } else {
-                    envkeys::env_names(&env_keys_for(c, &provider)?)
-                };
-                let (mut pstatus, expires) = status::provider_roll_up(&roll, order.is_some());
-                if pstatus == "missing" && roll.is_empty() && !env_vars.is_empty() {
-                    // Environment keys are static credentials.
-                    pstatus = "static";
-                }
-                out.push(ProviderStatus {
-                    provider,
-                    status: pstatus.into(),
-                    expires,
-                    profiles: entries,
-                    env_vars,
-                });
-            }
-            let overall = status::overall_status(out.iter().map(|p| p.status.as_str()));
-            Ok(StatusResult {
-                agent: agent.clone(),
-                overall: overall.into(),
-                providers: out,
-                now,
-            })
+                    let view = self.walk_view(c, &req, now)?;
+                    Ok((req, view))
+                })
+                .collect()
         })
+    }
+}
+
+/// One provider of `auth.status`: its profiles' statuses in walk order and the roll-up.
+/// Runs outside any transaction (it may resolve SecretRefs).
+fn provider_status(
+    req: &WalkRequest,
+    view: &WalkView,
+    now: i64,
+    expiring_within_ms: i64,
+    probe: bool,
+) -> ProviderStatus {
+    let settings = view.settings();
+    let mut entries = vec![];
+    let mut roll = vec![];
+    for step in &view.steps {
+        let Some(sp) = view.profile(&step.profile_id) else {
+            continue;
+        };
+        let u = view.usage().get(&sp.profile.id);
+        let refc = ref_check(sp, settings, probe);
+        let (st, reason, until) =
+            status::profile_status(sp, u, now, expiring_within_ms, view.can_refresh(sp), refc);
+        let listed = !step
+            .skip
+            .as_ref()
+            .is_some_and(|k| k.reason == SkipReason::ExcludedByAuthOrder);
+        roll.push(status::RollUpEntry {
+            kind: sp.profile.credential.type_name(),
+            health: status::health(sp, u, refc, now, expiring_within_ms),
+            eligible: status::eligible(sp, now),
+            listed,
+            expires: sp.profile.credential.expires(),
+        });
+        entries.push(ProfileStatus {
+            profile_id: sp.profile.id.clone(),
+            kind: sp.profile.credential.type_name().into(),
+            status: st.into(),
+            reason,
+            expires: sp.profile.credential.expires(),
+            until,
+        });
+    }
+    let env_vars = if settings.env_fallback == EnvFallback::Never {
+        vec![]
+    } else {
+        envkeys::env_names(&view.env_keys(&req.provider))
+    };
+    let (mut pstatus, expires) = status::provider_roll_up(&roll, view.order().is_some());
+    if pstatus == "missing" && roll.is_empty() && !env_vars.is_empty() {
+        // Environment keys are static credentials.
+        pstatus = "static";
+    }
+    ProviderStatus {
+        provider: req.provider.clone(),
+        status: pstatus.into(),
+        expires,
+        profiles: entries,
+        env_vars,
     }
 }

@@ -14,7 +14,6 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::api::*;
 use crate::core::error::{sanitize_serde_message, ErrorKind, RpcError};
 use crate::handlers::App;
 
@@ -24,8 +23,11 @@ pub struct MethodSpec {
     pub name: &'static str,
     /// One line for the OpenRPC `summary`.
     pub summary: &'static str,
-    /// The `data.kind` values it can return besides the transport's.
+    /// The method's own `data.kind` values, besides the transport's and the store's
+    /// (those follow from `access`: [`MethodSpec::error_kinds`]).
     pub errors: &'static [ErrorKind],
+    /// Whether the method reads or writes the store, or does not touch it.
+    pub access: Access,
     /// Inline JSON Schema of the params object.
     pub params: fn(&mut schemars::SchemaGenerator) -> schemars::Schema,
     /// JSON Schema of the result.
@@ -219,14 +221,14 @@ impl<'de> serde::de::Visitor<'de> for NoDuplicateKeys {
     }
 }
 
-type Handler<P, R> = fn(&Ctx, P) -> Result<R, RpcError>;
+/// A method's handler: the context and typed params to the typed result.
+pub(crate) type Handler<P, R> = fn(&Ctx, P) -> Result<R, RpcError>;
 
-fn register<P, R>(
+/// Adds one method of the table ([`crate::protocol::methods`]) to the registry.
+pub(crate) fn register<P, R>(
     module: &mut RpcModule<Arc<Ctx>>,
     specs: &mut Vec<MethodSpec>,
-    name: &'static str,
-    summary: &'static str,
-    errors: &'static [ErrorKind],
+    (name, access, errors, summary): (&'static str, Access, &'static [ErrorKind], &'static str),
     f: Handler<P, R>,
 ) where
     P: DeserializeOwned + schemars::JsonSchema + 'static,
@@ -236,6 +238,7 @@ fn register<P, R>(
         name,
         summary,
         errors,
+        access,
         params: |g| P::json_schema(g),
         result: |g| g.subschema_for::<R>(),
     });
@@ -281,17 +284,58 @@ fn params_shape<P: schemars::JsonSchema>(name: &str) -> String {
     format!("`{name}` takes {{{}}}", fields.join(", "))
 }
 
-use ErrorKind as K;
-const STORE_ERRORS: &[ErrorKind] = &[
-    K::StoreBusy,
-    K::StoreCorrupt,
-    K::StorePermissions,
-    K::StoreReadonly,
-    K::StoreNewerSchema,
+/// How a method touches the store: the store error kinds it can return follow from it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Never opens the store (`rpc.discover`).
+    None,
+    /// Reads in read transactions only.
+    Read,
+    /// Writes (or may write: a resolve that refreshes an OAuth token commits it).
+    Write,
+}
+
+/// The store kinds every method that reads the store can return (protocol §7, -32060).
+const STORE_READ_ERRORS: &[ErrorKind] = &[
+    ErrorKind::StoreBusy,
+    ErrorKind::StoreUnavailable,
+    ErrorKind::StoreCorrupt,
+    ErrorKind::StorePermissions,
+    ErrorKind::StoreNewerSchema,
 ];
 
+impl Access {
+    /// The store's `data.kind` values a method with this access can return.
+    pub fn store_errors(self) -> Vec<ErrorKind> {
+        match self {
+            Access::None => vec![],
+            Access::Read => STORE_READ_ERRORS.to_vec(),
+            Access::Write => {
+                let mut v = STORE_READ_ERRORS.to_vec();
+                v.push(ErrorKind::StoreReadonly);
+                v
+            }
+        }
+    }
+}
+
+impl MethodSpec {
+    /// Every `data.kind` the method can return besides the transport's: its own, then the
+    /// store's (derived from [`MethodSpec::access`], so the lists cannot drift).
+    pub fn error_kinds(&self) -> Vec<ErrorKind> {
+        let mut out = self.errors.to_vec();
+        for k in self.access.store_errors() {
+            if !out.contains(&k) {
+                out.push(k);
+            }
+        }
+        out
+    }
+}
+
 impl Dispatcher {
-    /// Registers every method over `app`.
+    /// Registers every method of the table ([`crate::protocol::methods::register_all`])
+    /// over `app`.
     pub fn new(app: App) -> Self {
         let ctx = Arc::new(Ctx {
             app,
@@ -300,336 +344,17 @@ impl Dispatcher {
         });
         let mut m = RpcModule::new(ctx.clone());
         let mut s = Vec::new();
-        register(
-            &mut m,
-            &mut s,
-            "helper.info",
-            "Name, version, protocol version, store location and the method list.",
-            STORE_ERRORS,
-            |c, p: InfoParams| {
-                c.app.info(
-                    p,
-                    c.specs
-                        .get()
-                        .map(|v| v.iter().map(|s| s.name.to_string()).collect())
-                        .unwrap_or_default(),
-                )
-            },
-        );
-        register(
-            &mut m,
-            &mut s,
-            "rpc.discover",
-            "The OpenRPC 1.x document of every method.",
-            &[],
-            |c, _: DiscoverParams| Ok(OpenRpcDocument(c.openrpc().clone())),
-        );
-        register(&mut m, &mut s, "profiles.put", "Create or replace a profile; keeps it routable (appended to an explicit order, or first with primary).",
-            &[K::InvalidParams, K::InvalidProfile, K::ProviderMismatch, K::RevisionConflict, K::StoreBusy, K::StoreReadonly, K::StorePermissions, K::StoreCorrupt, K::StoreNewerSchema],
-            |c, p: PutParams| c.app.profiles_put(p));
-        register(
-            &mut m,
-            &mut s,
-            "profiles.get",
-            "One profile of the scope's view; secrets fingerprinted unless reveal.",
-            &[
-                K::InvalidParams,
-                K::UnknownProfile,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: GetParams| c.app.profiles_get(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "profiles.list",
-            "Every profile of the scope's view, sorted by provider and id.",
-            &[
-                K::InvalidParams,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: ListParams| c.app.profiles_list(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "profiles.remove",
-            "Remove a profile from a scope, its orders and lastGood.",
-            &[
-                K::InvalidParams,
-                K::UnknownProfile,
-                K::RevisionConflict,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: RemoveParams| c.app.profiles_remove(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "order.get",
-            "The explicit order in effect and the exact walk auth.resolve would do now.",
-            &[
-                K::InvalidParams,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: OrderGetParams| c.app.order_get(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "order.set",
-            "Set the scope's explicit order for a provider.",
-            &[
-                K::InvalidParams,
-                K::UnknownProfile,
-                K::ProviderMismatch,
-                K::RevisionConflict,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: OrderSetParams| c.app.order_set(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "order.clear",
-            "Remove the scope's explicit order for a provider.",
-            &[
-                K::InvalidParams,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: OrderClearParams| c.app.order_clear(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "auth.resolve",
-            "The credential to use now for a provider, and why.",
-            &[
-                K::InvalidParams,
-                K::ProviderMismatch,
-                K::UnknownProfile,
-                K::MissingCredential,
-                K::ExcludedByAuthOrder,
-                K::Unavailable,
-                K::SecretUnavailable,
-                K::RefreshFailed,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: ResolveParams| c.app.auth_resolve(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "auth.candidates",
-            "Every usable credential in resolution order, deduplicated, then environment keys.",
-            &[
-                K::InvalidParams,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: CandidatesParams| c.app.auth_candidates(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "auth.report",
-            "Record how a call with a profile went: success, rate_limit, billing, ... (cooldowns).",
-            &[
-                K::InvalidParams,
-                K::UnknownProfile,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: ReportParams| c.app.auth_report(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "auth.clearCooldown",
-            "Clear a profile's cooldown and disable windows (or one model's) and its failure counts.",
-            &[
-                K::InvalidParams,
-                K::UnknownProfile,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: ClearCooldownParams| c.app.auth_clear_cooldown(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "auth.status",
-            "Health of every provider and profile in the view, rolled up like `openclaw models status`.",
-            &[
-                K::InvalidParams,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: StatusParams| c.app.auth_status(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "settings.get",
-            "The effective settings (cooldowns, envFallback, refresh margin, ...).",
-            STORE_ERRORS,
-            |c, p: SettingsGetParams| c.app.settings_get(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "settings.set",
-            "Merge the given keys into the stored settings; returns the effective settings.",
-            &[
-                K::InvalidParams,
-                K::InvalidSettings,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StorePermissions,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: SettingsSetParams| c.app.settings_set(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "store.import",
-            "Import credentials (modelauth, OpenClaw auth-profiles.json, auth.json, SQLite, state directory) in one transaction.",
-            &[
-                K::InvalidParams,
-                K::ShapeUnrecognized,
-                K::ImportInvalid,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StorePermissions,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: crate::openclaw::import::ImportParams| c.app.store_import(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "store.export",
-            "One scope as OpenClaw's auth-profiles.json v1 document; secrets fingerprinted unless reveal.",
-            &[
-                K::InvalidParams,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: crate::openclaw::export::ExportParams| c.app.store_export(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "store.validate",
-            "The errors and warnings store.import would report for a source; writes nothing.",
-            &[
-                K::InvalidParams,
-                K::ShapeUnrecognized,
-                K::ImportInvalid,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: crate::openclaw::import::ValidateParams| c.app.store_validate(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "auth.refresh",
-            "Refresh an OAuth profile now if it is inside the refresh margin (or always with force); one token call per rotation across processes.",
-            &[
-                K::InvalidParams,
-                K::UnknownProfile,
-                K::RefreshFailed,
-                K::SecretUnavailable,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: RefreshParams| c.app.auth_refresh(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "providers.put",
-            "Register or replace a provider: aliases, extra env key names, OAuth client (tokenUrl, clientId, clientSecretRef, scope).",
-            &[
-                K::InvalidParams,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StorePermissions,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: ProviderPutParams| c.app.providers_put(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "providers.get",
-            "One registered provider, by id or alias.",
-            &[
-                K::InvalidParams,
-                K::UnknownProvider,
-                K::StoreBusy,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: ProviderIdParams| c.app.providers_get(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "providers.list",
-            "Every registered provider, sorted by id.",
-            STORE_ERRORS,
-            |c, p: ProvidersListParams| c.app.providers_list(p),
-        );
-        register(
-            &mut m,
-            &mut s,
-            "providers.remove",
-            "Unregister a provider (its profiles are kept).",
-            &[
-                K::InvalidParams,
-                K::UnknownProvider,
-                K::StoreBusy,
-                K::StoreReadonly,
-                K::StoreCorrupt,
-                K::StoreNewerSchema,
-            ],
-            |c, p: ProviderIdParams| c.app.providers_remove(p),
-        );
+        crate::protocol::methods::register_all(&mut m, &mut s);
         let _ = ctx.specs.set(s);
         Dispatcher { module: m, ctx }
+    }
+
+    /// The method names, in table order (`helper.info` `methods`).
+    pub fn method_names(ctx: &Ctx) -> Vec<String> {
+        ctx.specs
+            .get()
+            .map(|v| v.iter().map(|s| s.name.to_string()).collect())
+            .unwrap_or_default()
     }
 
     /// The catalogue, in registration order.

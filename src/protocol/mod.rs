@@ -1,8 +1,10 @@
 //! The protocol layer: JSON-RPC 2.0 framing over lines ([`transport`]), the method
-//! registry and dispatch into the handlers ([`dispatch`]), and the OpenRPC document built
+//! registry and dispatch into the handlers ([`dispatch`]), the table of every method
+//! ([`methods`]), and the OpenRPC document built
 //! from the registry's schemas ([`openrpc`]). Depends on the handlers and the contract
 //! types below it, never on the command line above it.
 
 pub mod dispatch;
+pub mod methods;
 pub mod openrpc;
 pub mod transport;

@@ -52,8 +52,9 @@ pub fn document(specs: &[MethodSpec]) -> Value {
             }
         }
         let result = (s.result)(&mut g);
-        let mut errors: Vec<Value> = s.errors.iter().map(|k| error_entry(*k)).collect();
-        if !s.errors.contains(&ErrorKind::InvalidParams) {
+        let kinds = s.error_kinds();
+        let mut errors: Vec<Value> = kinds.iter().map(|k| error_entry(*k)).collect();
+        if !kinds.contains(&ErrorKind::InvalidParams) {
             errors.insert(0, error_entry(ErrorKind::InvalidParams));
         }
         errors.push(error_entry(ErrorKind::Internal));

@@ -15,6 +15,7 @@ use std::time::Duration;
 use super::{Store, Tx};
 use crate::core::error::{ErrorKind, RpcError};
 use crate::core::profile::{Credential, Profile};
+use crate::core::resolve::{ExplicitOrder, OrderSource};
 use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 
@@ -227,12 +228,18 @@ fn orders_fall_back_from_agent_to_shared(open: Open<'_>) {
     );
     assert_eq!(
         read(&mut st, |c| c.effective_order(Some("cron"), "x")),
-        Some((s(&["x:b"]), "shared"))
+        Some(ExplicitOrder {
+            ids: s(&["x:b"]),
+            source: OrderSource::Shared
+        })
     );
     write(&mut st, |c| c.set_order(Some("cron"), "x", &s(&["x:a"]), 3));
     assert_eq!(
         read(&mut st, |c| c.effective_order(Some("cron"), "x")),
-        Some((s(&["x:a"]), "agent"))
+        Some(ExplicitOrder {
+            ids: s(&["x:a"]),
+            source: OrderSource::Agent
+        })
     );
     assert_eq!(
         read(&mut st, |c| c.scope_order(Some("cron"), "x")),
@@ -250,7 +257,10 @@ fn orders_fall_back_from_agent_to_shared(open: Open<'_>) {
     assert!(!write(&mut st, |c| c.clear_order(Some("cron"), "x")));
     assert_eq!(
         read(&mut st, |c| c.effective_order(Some("cron"), "x")),
-        Some((s(&["x:b"]), "shared"))
+        Some(ExplicitOrder {
+            ids: s(&["x:b"]),
+            source: OrderSource::Shared
+        })
     );
     assert_eq!(read(&mut st, |c| c.effective_order(None, "none")), None);
 }

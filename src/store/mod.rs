@@ -28,6 +28,7 @@ use std::time::Duration;
 
 use crate::core::error::RpcError;
 use crate::core::profile::{Profile, StoredProfile};
+use crate::core::resolve::{ExplicitOrder, OrderSource};
 use crate::core::usage::Usage;
 
 pub mod conformance;
@@ -163,21 +164,27 @@ pub trait Tx {
     /// Removes a provider registration; true if it was there.
     fn delete_provider(&self, id: &str) -> Result<bool, RpcError>;
 
-    /// The order an agent uses for a provider: its own if set, else the shared one, as
-    /// `(ids, source)` with source `"agent"` or `"shared"` (protocol §2.1).
+    /// The order an agent uses for a provider: its own if set, else the shared one
+    /// (protocol §2.1).
     fn effective_order(
         &self,
         agent: Option<&str>,
         provider: &str,
-    ) -> Result<Option<(Vec<String>, &'static str)>, RpcError> {
+    ) -> Result<Option<ExplicitOrder>, RpcError> {
         if agent.is_some() {
             if let Some((ids, _)) = self.scope_order(agent, provider)? {
-                return Ok(Some((ids, "agent")));
+                return Ok(Some(ExplicitOrder {
+                    ids,
+                    source: OrderSource::Agent,
+                }));
             }
         }
         Ok(self
             .scope_order(None, provider)?
-            .map(|(ids, _)| (ids, "shared")))
+            .map(|(ids, _)| ExplicitOrder {
+                ids,
+                source: OrderSource::Shared,
+            }))
     }
 }
 

@@ -77,23 +77,28 @@ pub fn store_env(store: &Path) -> Vec<(String, String)> {
     }
 }
 
-/// Everything stored in the PostgreSQL schema of a test store, as text (every row of
-/// every table), for tests that scan "the store" for secrets. Empty when the schema is
-/// missing.
-pub fn pg_store_text(store: &Path) -> String {
+/// A client on the `$MODELAUTH_TEST_PG` database (the test's own connection, beside the
+/// helper's).
+pub fn pg_client() -> postgres::Client {
     let url = pg_url().expect("MODELAUTH_TEST_PG");
-    let schema = pg_schema(store);
-    let host_url = url.clone();
-    let mut config: postgres::Config = host_url.parse().expect("MODELAUTH_TEST_PG");
+    let mut config: postgres::Config = url.parse().expect("MODELAUTH_TEST_PG");
     if config.get_hosts().is_empty() {
         config.host("/var/run/postgresql");
     }
     if config.get_user().is_none() {
         config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
     }
-    let mut c = config
+    config
         .connect(postgres::NoTls)
-        .expect("connect to MODELAUTH_TEST_PG");
+        .expect("connect to MODELAUTH_TEST_PG")
+}
+
+/// Everything stored in the PostgreSQL schema of a test store, as text (every row of
+/// every table), for tests that scan "the store" for secrets. Empty when the schema is
+/// missing.
+pub fn pg_store_text(store: &Path) -> String {
+    let schema = pg_schema(store);
+    let mut c = pg_client();
     let mut out = String::new();
     // Unnamed statements only (query_typed, simple queries): this also works through
     // PgBouncer in transaction mode, where a named prepared statement may land on another
