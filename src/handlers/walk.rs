@@ -259,4 +259,106 @@ mod tests {
             Some("cron")
         );
     }
+
+    // Handler tests: an `App` on a temp-file store, driven without the binary.
+
+    use serde_json::json;
+
+    fn app() -> (tempfile::TempDir, App) {
+        let d = tempfile::tempdir().unwrap();
+        let app = App::new(d.path().join("store.db"));
+        (d, app)
+    }
+
+    fn params<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn put(app: &App, id: &str, key: &str) {
+        app.profiles_put(params(
+            json!({"profile": {"id": id, "type": "api_key", "key": key}}),
+        ))
+        .unwrap();
+    }
+
+    #[test]
+    fn read_walk_reads_the_view_and_ends_its_transaction() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-a-0001");
+        put(&app, "openai:b", "sk-unit-b-0002");
+        let raw = RawWalk {
+            provider: Some("openai"),
+            ..RawWalk::default()
+        };
+        let (req, view) = app.read_walk(None, raw, super::super::now_ms()).unwrap();
+        assert_eq!(req.provider, "openai");
+        assert_eq!(view.steps.len(), 2);
+        assert!(view.order().is_none());
+        // The transaction has ended: a write goes through while the view is held.
+        put(&app, "openai:c", "sk-unit-c-0003");
+        assert_eq!(view.profiles().len(), 2, "the view is a snapshot");
+    }
+
+    #[test]
+    fn a_model_cooldown_is_seen_by_order_get_and_resolve_alike() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-a-0004");
+        put(&app, "openai:b", "sk-unit-b-0005");
+        app.order_set(params(
+            json!({"provider": "openai", "order": ["openai:a", "openai:b"]}),
+        ))
+        .unwrap();
+        app.auth_report(params(
+            json!({"profileId": "openai:a", "outcome": "rate_limit", "model": "m1"}),
+        ))
+        .unwrap();
+        for model in ["m1", " m1 ", "", "m2"] {
+            let r = app
+                .auth_resolve(params(json!({"provider": "openai", "model": model})))
+                .unwrap();
+            let o = app
+                .order_get(params(json!({"provider": "openai", "model": model})))
+                .unwrap();
+            assert_eq!(
+                o.effective[0].usable,
+                r.profile_id.as_deref() == Some("openai:a"),
+                "{model:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_pinned_profile_that_does_not_exist_is_unknown_profile() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-a-0006");
+        let e = app
+            .auth_resolve(params(json!({"profileId": "openai:nope"})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownProfile);
+    }
+
+    #[test]
+    fn status_checks_refs_after_the_read_and_rolls_up_a_usable_fallback() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-a-0007");
+        app.profiles_put(params(
+            json!({"profile": {"id": "openai:ref", "type": "api_key",
+            "keyRef": {"source": "env", "provider": "default", "id": "MODELAUTH_UNIT_UNSET_VAR"}}}),
+        ))
+        .unwrap();
+        let st = app
+            .auth_status(params(json!({"provider": "openai"})))
+            .unwrap();
+        let p = &st.providers[0];
+        assert_eq!(p.provider, "openai");
+        let word = |id: &str| {
+            p.profiles
+                .iter()
+                .find(|x| x.profile_id == id)
+                .map(|x| x.status.clone())
+        };
+        assert_eq!(word("openai:a").as_deref(), Some("static"));
+        assert_eq!(word("openai:ref").as_deref(), Some("ref_unavailable"));
+        assert_ne!(p.status, "missing", "a usable key beside a broken ref");
+    }
 }
