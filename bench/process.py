@@ -80,6 +80,29 @@ def scale(bin_, env, tmp, runs, requests):
             print(f"{n:>9} {layout:>22} {statistics.median(ts)*1e3:8.2f} {reqs/dt:12,.0f}")
 
 
+def method_scale(bin_, env, tmp, runs, sizes=(10, 1000, 100_000)):
+    """Cold one-shot time of every walking method on one provider of n profiles: nothing
+    may be quadratic (issue 19: each within 5x of auth.resolve at the same size)."""
+    print("# methods at scale: one provider of n profiles, cold one-shot median (ms)")
+    methods = [("auth.resolve", ["call", "auth.resolve", '{"provider":"openai"}']),
+               ("order.get", ["call", "order.get", '{"provider":"openai"}']),
+               ("auth.candidates", ["call", "auth.candidates", '{"provider":"openai"}']),
+               ("auth.status", ["call", "auth.status", '{"provider":"openai"}']),
+               ("check", ["check", "--provider", "openai"])]
+    print(f"{'profiles':>9} " + " ".join(f"{m:>16}" for m, _ in methods) + f" {'worst/resolve':>14}")
+    for n in sizes:
+        store = os.path.join(tmp, f"methods-{n}.db")
+        make_store(bin_, store, n, hot=n)
+        k = runs if n < 100_000 else max(3, runs // 10)
+        med = {}
+        for m, args in methods:
+            argv = [bin_, "--store", store] + args
+            run_once(argv, None, env)
+            med[m] = statistics.median(run_once(argv, None, env)[0] for _ in range(k)) * 1e3
+        worst = max(v for m, v in med.items() if m != "auth.resolve") / med["auth.resolve"]
+        print(f"{n:>9} " + " ".join(f"{med[m]:16.2f}" for m, _ in methods) + f" {worst:14.2f}")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", default="target/release/modelauth")
@@ -87,10 +110,16 @@ def main():
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--requests", type=int, default=100_000)
     ap.add_argument("--scale", action="store_true", help="also measure 10 / 1,000 / 100,000 profiles")
+    ap.add_argument("--methods", action="store_true", help="only: every walking method at 10 / 1,000 / 100,000 profiles of one provider")
+    ap.add_argument("--sizes", default="10,1000,100000", help="store sizes for --methods")
     a = ap.parse_args()
     bin_ = os.path.abspath(a.bin)
     tmp = tempfile.mkdtemp(prefix="modelauth-bench-")
     try:
+        if a.methods:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
+            method_scale(bin_, env, tmp, min(a.runs, 20), tuple(int(x) for x in a.sizes.split(",")))
+            return
         store = os.path.join(tmp, "store.db")
         make_store(bin_, store, a.profiles)
         cred = os.path.join(tmp, "git-credentials")

@@ -36,16 +36,14 @@ pub(super) struct Walked {
 /// Walks and materialises: the first usable step whose secret can be produced wins.
 /// With `stop_at_first` false every usable step is checked (for `order.get` `effective`).
 pub(super) fn materialise(
-    profiles: &[StoredProfile],
-    mut steps: Vec<Step>,
-    settings: &Settings,
+    view: &WalkView,
     stop_at_first: bool,
     mode: RefreshMode,
     attempts: &HashMap<String, Attempt>,
     now: i64,
 ) -> Walked {
-    // Steps are in walk order and usually few: a linear find beats building a map.
-    let find = |id: &str| profiles.iter().find(|p| p.profile.id == id);
+    let settings: &Settings = view.settings();
+    let mut steps = view.steps.clone();
     let mut chosen = None;
     let mut usable = vec![];
     let mut first_ref_error = None;
@@ -55,7 +53,7 @@ pub(super) fn materialise(
         if step.skip.is_some() {
             continue;
         }
-        let Some(sp) = find(step.profile_id.as_str()) else {
+        let Some(sp) = view.profile(&step.profile_id) else {
             continue;
         };
         if step.needs_refresh && mode != RefreshMode::Assume {
@@ -412,16 +410,7 @@ impl App {
                 return Err(unknown_profile(id, req.agent_str()));
             }
         }
-        let profiles = view.profiles().clone();
-        let walked = materialise(
-            &profiles,
-            view.steps.clone(),
-            view.settings(),
-            true,
-            RefreshMode::Stop,
-            attempts,
-            now,
-        );
+        let walked = materialise(&view, true, RefreshMode::Stop, attempts, now);
         if let Some(i) = walked.needs_refresh {
             let sp = view
                 .profile(&walked.steps[i].profile_id)
@@ -487,15 +476,7 @@ impl App {
         let now = now_ms();
         // Read in one transaction; resolve SecretRefs (exec helpers, files) after it.
         let (req, view) = self.read_walk(agent, raw, now)?;
-        let walked = materialise(
-            view.profiles(),
-            view.steps.clone(),
-            view.settings(),
-            false,
-            RefreshMode::Stored,
-            &attempts,
-            now,
-        );
+        let walked = materialise(&view, false, RefreshMode::Stored, &attempts, now);
         let mut seen = BTreeSet::new();
         let mut candidates = vec![];
         for (i, secret) in walked.usable {

@@ -63,6 +63,9 @@ struct ReadCache {
 /// The stored state the resolution walk of one provider needs.
 struct ProviderSnapshot {
     profiles: Arc<Vec<StoredProfile>>,
+    /// Position of each profile in `profiles`, by id (lookups per step stay O(1), so no
+    /// walking method is quadratic in the provider's profile count).
+    index: HashMap<String, usize>,
     order: Option<crate::core::resolve::ExplicitOrder>,
     usage: HashMap<String, Usage>,
     settings: Arc<Settings>,
@@ -256,7 +259,13 @@ impl App {
         let usage = c.usages_of(&profiles)?;
         let with_oauth = oauth_providers(c)?;
         let env_vars = auth::registered_env_vars(c, provider)?;
+        let index = profiles
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.profile.id.clone(), i))
+            .collect();
         let snap = Arc::new(ProviderSnapshot {
+            index,
             profiles: Arc::new(profiles),
             order,
             usage,

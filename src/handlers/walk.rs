@@ -108,6 +108,7 @@ pub(crate) struct WalkView {
 
 impl WalkView {
     /// The scope view's profiles of the provider.
+    #[cfg(test)]
     pub(crate) fn profiles(&self) -> &Arc<Vec<StoredProfile>> {
         &self.snapshot.profiles
     }
@@ -138,9 +139,10 @@ impl WalkView {
         envkeys::env_keys(provider, &envkeys::process_env(), &self.snapshot.env_vars)
     }
 
-    /// The profile a step names.
+    /// The profile a step names (O(1): the snapshot's index).
     pub(crate) fn profile(&self, id: &str) -> Option<&StoredProfile> {
-        self.snapshot.profiles.iter().find(|p| p.profile.id == id)
+        let i = *self.snapshot.index.get(id)?;
+        self.snapshot.profiles.get(i)
     }
 }
 
