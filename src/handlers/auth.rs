@@ -340,6 +340,7 @@ impl App {
             let pin = pinned.as_ref().map(|(id, _)| id.as_str());
             let model = model_param(p.model.clone());
             let (profiles, _, steps, settings) = self.walk_view(c, a, &provider, model.as_deref(), pin, now)?;
+            crate::handlers::seal::require_secrets(c, profiles.iter())?;
             if let Some(id) = pin {
                 if steps.is_empty() {
                     return Err(unknown_profile(id, a));
@@ -478,6 +479,7 @@ impl App {
             let provider = provider_param(&p.provider, &aliases)?;
             let (profiles, _, steps, _) =
                 self.walk_view(c, a, &provider, model.as_deref(), None, now_ms())?;
+            crate::handlers::seal::require_secrets(c, profiles.iter())?;
             Ok(steps
                 .iter()
                 .filter(|s| s.skip.is_none() && s.needs_refresh)

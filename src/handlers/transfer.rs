@@ -567,8 +567,15 @@ impl App {
                 .view_profiles(a, None)?
                 .into_iter()
                 .filter(|s| s.scope.as_deref() == a)
-                .map(|s| s.profile)
-                .collect();
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|s| {
+                    if p.reveal {
+                        crate::handlers::seal::require_secrets(c, [&s])?;
+                    }
+                    Ok(s.profile)
+                })
+                .collect::<Result<_>>()?;
             let orders = c.scope_orders(a)?;
             let last_good = c.scope_last_good(a)?;
             let mut usage = BTreeMap::new();

@@ -628,6 +628,7 @@ impl Dispatcher {
             ],
             |c, p: ProviderIdParams| c.app.providers_remove(p),
         );
+        register_seal(&mut m, &mut s);
         let _ = ctx.specs.set(s);
         Dispatcher { module: m, ctx }
     }
@@ -733,4 +734,44 @@ fn rebuild_error(code: i32, message: String, data: Option<Value>) -> RpcError {
         hint,
         extra: d,
     }
+}
+
+/// *(r3)* The sealed store's methods (PROTOCOL §9).
+fn register_seal(m: &mut RpcModule<Arc<Ctx>>, s: &mut Vec<MethodSpec>) {
+    use ErrorKind as K;
+    const SEAL_ERRORS: &[ErrorKind] = &[
+        K::InvalidParams,
+        K::StoreSealed,
+        K::StoreKeyMismatch,
+        K::StorePermissions,
+        K::StoreBusy,
+        K::StoreReadonly,
+        K::StoreCorrupt,
+        K::StoreNewerSchema,
+        K::StoreUnavailable,
+    ];
+    register(
+        m,
+        s,
+        "store.seal",
+        "Seal every plaintext secret under the first configured store key, in bounded transactions beside other helpers (r3).",
+        SEAL_ERRORS,
+        |c, p: crate::api::SealParams| c.app.store_seal(p),
+    );
+    register(
+        m,
+        s,
+        "store.rekey",
+        "Move every sealed secret to the first configured store key; the old key must still be configured (r3).",
+        SEAL_ERRORS,
+        |c, p: crate::api::SealParams| c.app.store_rekey(p),
+    );
+    register(
+        m,
+        s,
+        "store.unseal",
+        "Store every secret in plaintext again and drop the store's sealing state (r3).",
+        SEAL_ERRORS,
+        |c, p: crate::api::SealParams| c.app.store_unseal(p),
+    );
 }
