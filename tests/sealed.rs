@@ -682,3 +682,100 @@ fn keygen_prints_distinct_keys_of_the_documented_format() {
             .all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'));
     }
 }
+
+#[test]
+fn importing_a_sealed_store_file_needs_its_key() {
+    // The source is always a SQLite file; the destination is the suite's backend.
+    let src = tempfile::tempdir().unwrap();
+    let src_store = src.path().join("src.db");
+    let key = keygen();
+    let put = |k: Option<&str>, id: &str, secret: &str| {
+        let mut c = Command::new(BIN);
+        c.env_clear()
+            .env("HOME", src.path())
+            .arg("--store")
+            .arg(&src_store);
+        if let Some(k) = k {
+            c.env("MODELAUTH_STORE_KEY", k);
+        }
+        let out = call_with_stdin(c, "profiles.put", &json!({"profile": api_key(id, secret)}));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    put(Some(&key), "openai:a", "sk-IMPORTAAAA");
+    put(Some(&key), "openai:b", "sk-IMPORTBBBB");
+    let env = Env::new();
+    let params = json!({"path": src_store, "format": "modelauth-store"});
+    // Without the key, or with another, nothing is written.
+    let e = call_k(&env, None, "store.import", params.clone()).unwrap_err();
+    assert_eq!(e["data"]["kind"], "store_sealed", "{e}");
+    let e = call_k(&env, Some(&keygen()), "store.import", params.clone()).unwrap_err();
+    assert_eq!(e["data"]["kind"], "store_key_mismatch", "{e}");
+    let list = call_k(&env, None, "profiles.list", json!({})).unwrap();
+    assert_eq!(list["profiles"], json!([]));
+    // With it, the secrets arrive, sealed again in this store (a helper with a key
+    // configured seals what it writes), and the source's state row does not travel.
+    let r = call_k(&env, Some(&key), "store.import", params).unwrap();
+    assert_eq!(r["profiles"].as_array().unwrap().len(), 2, "{r}");
+    let r = call_k(
+        &env,
+        Some(&key),
+        "auth.resolve",
+        json!({"provider": "openai", "profileId": "openai:b"}),
+    )
+    .unwrap();
+    assert_eq!(r["secret"], "sk-IMPORTBBBB");
+    assert!(!contains(&store_bytes(&env), "sk-IMPORTBBBB"));
+    let s = call_k(&env, Some(&key), "settings.get", json!({}))
+        .unwrap()
+        .to_string();
+    assert!(!s.contains("storeId"));
+}
+
+#[test]
+fn check_warns_about_plaintext_in_a_postgres_store_with_the_same_exit_code() {
+    let env = Env::new();
+    call_k(
+        &env,
+        None,
+        "profiles.put",
+        json!({"profile": api_key("openai:a", "sk-CHECKAAAA")}),
+    )
+    .unwrap();
+    let run = |key: Option<&str>, json: bool| {
+        let mut c = with_key(&env, key);
+        c.arg("check");
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let plain = run(None, false);
+    let text = String::from_utf8_lossy(&plain.stdout).to_string();
+    let j: Value = serde_json::from_slice(&run(None, true).stdout).unwrap();
+    if on_pg() {
+        assert!(
+            text.contains("warning:") && text.contains("plaintext"),
+            "{text}"
+        );
+        assert_eq!(j["plaintextSecretsAtRest"], 1);
+        assert!(j["warnings"][0].as_str().unwrap().contains("store seal"));
+    } else {
+        assert!(!text.contains("plaintext"), "{text}");
+        assert!(j.get("plaintextSecretsAtRest").is_none());
+    }
+    assert_eq!(plain.status.code(), Some(0));
+    let key = keygen();
+    store_verb(&env, Some(&key), "seal").unwrap();
+    let sealed = run(Some(&key), false);
+    assert_eq!(sealed.status.code(), Some(0));
+    assert!(!String::from_utf8_lossy(&sealed.stdout).contains("warning:"));
+    let j: Value = serde_json::from_slice(&run(None, true).stdout).unwrap();
+    if on_pg() {
+        assert_eq!(j["plaintextSecretsAtRest"], 0);
+        assert!(j.get("warnings").is_none());
+    }
+}

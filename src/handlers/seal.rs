@@ -48,6 +48,16 @@ impl App {
         Ok(result(r))
     }
 
+    /// *(r3)* How many secret fields a PostgreSQL store holds in plaintext (`None` for
+    /// another backend, or a store that does not exist): `check`'s warning (PROTOCOL §9).
+    pub fn plaintext_at_rest(&self) -> Result<Option<u64>> {
+        let mut st = self.store();
+        if st.describe().backend != "postgres" {
+            return Ok(None);
+        }
+        Ok(Some(st.seal_info()?.plaintext_secrets))
+    }
+
     /// `store.seal`: every plaintext secret sealed under the first configured key.
     /// Errors: `store_sealed` (no key), `store_key_mismatch`, store errors.
     pub fn store_seal(&self, _: SealParams) -> Result<SealResult> {

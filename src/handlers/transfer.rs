@@ -459,7 +459,11 @@ impl App {
             .map_err(|e| unreadable(path, e))?;
         let now = now_ms();
         let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
-            let (profiles, orders, warnings) = copy_store(&*rtx, c, p.replace, write, now)?;
+            // *(r3)* The source seen through the sealing layer: a sealed source needs its key.
+            let (profiles, orders, warnings) =
+                crate::store::sealed::with_source_tx(&*rtx, |src| {
+                    copy_store(src, c, p.replace, write, now)
+                })?;
             if write {
                 tracing::info!(
                     format = "modelauth-store",

@@ -633,6 +633,12 @@ impl Dispatcher {
         Dispatcher { module: m, ctx }
     }
 
+    /// The application behind the methods (for CLI verbs that report beside a call,
+    /// such as `check`'s plaintext-at-rest warning).
+    pub fn app(&self) -> &App {
+        &self.ctx.app
+    }
+
     /// The catalogue, in registration order.
     pub fn specs(&self) -> &[MethodSpec] {
         self.ctx.specs.get().map(Vec::as_slice).unwrap_or(&[])

@@ -757,6 +757,28 @@ impl Store for SealedStore {
     }
 }
 
+/// Runs `f` on another store's transaction `src` (a `modelauth-store` import source) seen
+/// through the sealing layer with the process's store keys: sealed fields opened, the
+/// state row hidden, rows verified. A sealed source whose key is not configured is refused
+/// first (`store_sealed` / `store_key_mismatch`), so nothing is written.
+pub fn with_source_tx<T>(
+    src: &dyn Tx,
+    f: impl FnOnce(&dyn Tx) -> Result<T, RpcError>,
+) -> Result<T, RpcError> {
+    let ctx = Ctx {
+        keys: crate::seal::keys::load_from_env().map(Arc::new),
+        meta_cache: Arc::new(Mutex::new(None)),
+    };
+    let t = SealedTx::new(src, &ctx);
+    if let Some(e) = t.seal_error()? {
+        return Err(RpcError {
+            message: format!("the import source is a sealed store: {}", e.message),
+            ..e
+        });
+    }
+    f(&t)
+}
+
 /// The profiles stored in exactly one scope, as stored (sealed fields unopened).
 fn raw_scope_profiles(tx: &dyn Tx, scope: Option<&str>) -> Result<Vec<StoredProfile>, RpcError> {
     Ok(tx
