@@ -186,6 +186,10 @@ fn without_a_key_a_sealed_store_answers_what_needs_no_secret() {
     .unwrap();
     let o = call_k(&env, None, "order.get", json!({"provider": "openai"})).unwrap();
     assert_eq!(o["order"], json!(["openai:b", "openai:a"]));
+    // Without the key a profile is not "undecryptable": it is as usable as with it.
+    assert_eq!(o["effective"][0]["usable"], true, "{o}");
+    let st = call_k(&env, None, "auth.status", json!({})).unwrap();
+    assert_eq!(st["providers"][0]["profiles"][0]["status"], "static", "{st}");
     call_k(
         &env,
         None,

@@ -782,7 +782,7 @@ impl ProfileView {
     pub fn new(sp: &StoredProfile, status: &str, usage: UsageView, reveal: bool) -> Self {
         let p = &sp.profile;
         // A sealed secret that could not be opened (PROTOCOL §9 r3) is shown as none.
-        let undecryptable = crate::core::sealed::credential_undecryptable(&p.credential);
+        let undecryptable = crate::core::sealed::credential_unopened(&p.credential);
         let reveal = reveal && !undecryptable;
         let mut v = ProfileView {
             id: p.id.clone(),

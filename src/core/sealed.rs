@@ -12,6 +12,30 @@ use crate::core::secret_value::Secret;
 /// The stand-in for a secret that could not be opened.
 pub const UNDECRYPTABLE: &str = "\u{0}modelauth:undecryptable";
 
+/// The stand-in for a sealed secret this helper holds no key for (the store is sealed and
+/// no key, or only keys the store does not list, are configured). Unlike
+/// [`UNDECRYPTABLE`] the profile is not skipped by the walk: it is as usable as ever, and a
+/// request that needs its secret answers `store_sealed` / `store_key_mismatch`.
+pub const LOCKED: &str = "\u{0}modelauth:sealed";
+
+/// [`LOCKED`] as a [`Secret`].
+pub fn locked() -> Secret {
+    Secret::new(LOCKED)
+}
+
+/// Whether any inline secret of `c` is [`LOCKED`] or [`UNDECRYPTABLE`]: a value that is
+/// not the secret.
+pub fn credential_unopened(c: &Credential) -> bool {
+    let f = |s: &Secret| s.expose() == LOCKED || s.expose() == UNDECRYPTABLE;
+    match c {
+        Credential::ApiKey { key, .. } => key.as_ref().is_some_and(f),
+        Credential::Token { token, .. } => token.as_ref().is_some_and(f),
+        Credential::OAuth {
+            access, refresh, ..
+        } => f(access) || f(refresh),
+    }
+}
+
 /// The stand-in value as a [`Secret`].
 pub fn undecryptable() -> Secret {
     Secret::new(UNDECRYPTABLE)
@@ -41,6 +65,12 @@ mod tests {
     #[test]
     fn no_input_can_be_the_stand_in() {
         assert!(normalize_secret_input(UNDECRYPTABLE).is_err());
+        assert!(normalize_secret_input(LOCKED).is_err());
+        assert!(credential_unopened(&Credential::Token {
+            token: Some(locked()),
+            token_ref: None,
+            expires: None
+        }));
         assert!(is_undecryptable(&undecryptable()));
         assert!(!is_undecryptable(&Secret::new("modelauth:undecryptable")));
     }

@@ -4,7 +4,7 @@
 use crate::api::{SealParams, SealResult};
 use crate::core::error::RpcError;
 use crate::core::profile::StoredProfile;
-use crate::core::sealed::credential_undecryptable;
+use crate::core::sealed::credential_unopened;
 use crate::store::sealed::{SealOp, SealReport};
 use crate::store::Tx;
 
@@ -21,7 +21,7 @@ pub(crate) fn require_secrets<'a>(
 ) -> Result<()> {
     if profiles
         .into_iter()
-        .any(|sp| credential_undecryptable(&sp.profile.credential))
+        .any(|sp| credential_unopened(&sp.profile.credential))
     {
         if let Some(e) = c.seal_error()? {
             return Err(e);

@@ -224,6 +224,23 @@ pub fn aad(store_id: &str, kind: &str, scope: &str, id: &str, field: &str) -> Ve
     out
 }
 
+/// The body of the `envelope` fuzz target (`fuzz/fuzz_targets/envelope.rs`) and of its
+/// seeded test (`tests/envelope_fuzz.rs`): the bytes as envelope text through [`parse`],
+/// then [`StoreKey::open`] with a fixed key, and as key text through [`StoreKey::parse`].
+/// Never panics; returns whether the input opened (only a real envelope of the fixed key
+/// and empty associated data does).
+pub fn fuzz_envelope(data: &[u8]) -> bool {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return false;
+    };
+    let _ = StoreKey::parse(text);
+    let Ok(env) = parse(text) else {
+        return false;
+    };
+    assert!(env.payload.len() >= NONCE_LEN + TAG_LEN);
+    StoreKey::from_bytes([7; 32]).open(b"", &env).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,11 +309,12 @@ mod tests {
         }
         // Another key, even one claiming the same id, fails.
         assert!(key(2).open(&a, &p).is_none());
+        let k2 = key(2);
         let forged = Envelope {
-            key_id: key(2).short_id(),
+            key_id: k2.short_id(),
             payload: p.payload.clone(),
         };
-        assert!(key(2).open(&a, &forged).is_none());
+        assert!(k2.open(&a, &forged).is_none());
         // A flipped bit anywhere fails.
         for i in 0..p.payload.len() {
             let mut q = p.clone();

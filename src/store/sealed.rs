@@ -32,7 +32,7 @@ use serde_json::{json, Map, Value};
 
 use crate::core::error::{ErrorKind, RpcError};
 use crate::core::profile::{Credential, Profile, StoredProfile};
-use crate::core::sealed::{is_undecryptable, undecryptable};
+use crate::core::sealed::{credential_unopened, locked, undecryptable};
 use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 use crate::seal::envelope::{self, StoreKey};
@@ -415,6 +415,8 @@ impl<'a> SealedTx<'a> {
     fn open_profile(&self, mut sp: StoredProfile) -> Result<StoredProfile, RpcError> {
         let meta = self.meta()?;
         let ring = self.ctx.ring().ok();
+        // No usable key at all: a sealed field is locked, not damaged.
+        let no_key = meta.is_some() && self.seal_error().ok().flatten().is_some();
         let scope = sp.scope.clone();
         let id = sp.profile.id.clone();
         for (field, s) in secret_fields(&mut sp.profile.credential) {
@@ -429,6 +431,7 @@ impl<'a> SealedTx<'a> {
             });
             *s = match opened {
                 Some(v) => Secret::new(v),
+                None if no_key => locked(),
                 None => undecryptable(),
             };
         }
@@ -442,7 +445,8 @@ impl<'a> SealedTx<'a> {
         if fields.is_empty() {
             return Ok(out);
         }
-        if fields.iter().any(|(_, s)| is_undecryptable(s)) {
+        drop(fields);
+        if credential_unopened(&out.credential) {
             return Err(self.seal_error()?.unwrap_or_else(|| {
                 RpcError::new(
                     ErrorKind::StoreSealed,
@@ -450,7 +454,6 @@ impl<'a> SealedTx<'a> {
                 )
             }));
         }
-        drop(fields);
         let ring = self.ctx.ring()?;
         let meta = match self.meta()? {
             Some(m) => m,
@@ -479,7 +482,11 @@ impl<'a> SealedTx<'a> {
         let Some(meta) = self.meta()? else {
             return Ok(None);
         };
-        let ring = self.ctx.ring()?;
+        // A key source that is set but unusable is the answer (it names the source).
+        let ring = match self.ctx.ring() {
+            Ok(r) => r,
+            Err(e) => return Ok(Some(e)),
+        };
         if ring.keys.is_empty() {
             return Ok(Some(sealed_error()));
         }
