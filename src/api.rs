@@ -30,6 +30,11 @@ pub struct StoreInfo {
     pub exists: bool,
     /// The store's schema version; null when it does not exist.
     pub schema_version: Option<i64>,
+    /// *(r3)* Whether secrets are sealed under a store key (PROTOCOL §9).
+    pub sealed: bool,
+    /// *(r3)* Fingerprints (`sha256:<12 hex>`) of the store keys in use; the first seals
+    /// new writes. Empty when not sealed.
+    pub keys: Vec<String>,
 }
 
 /// `helper.info` result.
@@ -740,4 +745,29 @@ impl std::fmt::Debug for PutParams {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PutParams").finish_non_exhaustive()
     }
+}
+
+/// *(r3)* `store.seal`, `store.rekey` and `store.unseal` params (none; the keys come from
+/// the environment of the helper, PROTOCOL §9).
+#[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SealParams {}
+
+/// *(r3)* What `store.seal`, `store.rekey` or `store.unseal` did.
+#[derive(Debug, Serialize, schemars::JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SealResult {
+    /// Whether the store is sealed now.
+    pub sealed: bool,
+    /// Fingerprints of the store keys in use now (the first seals new writes).
+    pub keys: Vec<String>,
+    /// Profiles rewritten.
+    pub profiles: u64,
+    /// Write transactions used (each changes at most 200 profiles).
+    pub transactions: u64,
+    /// `<scope>/<profile id>` of profiles left unchanged because a sealed field could not
+    /// be opened (scope empty = shared); they are skipped as `undecryptable` by the walk.
+    pub undecryptable: Vec<String>,
+    /// Secret fields still stored in plaintext.
+    pub plaintext_secrets: u64,
 }

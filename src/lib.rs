@@ -21,5 +21,6 @@ pub mod fsread;
 pub mod handlers;
 pub mod openclaw;
 pub mod protocol;
+pub mod seal;
 pub mod secrets;
 pub mod store;

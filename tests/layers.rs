@@ -10,16 +10,19 @@ const ALLOWED: &[(&str, &[&str])] = &[
     (
         "cli",
         &[
-            "protocol", "handlers", "api", "core", "store", "secrets", "openclaw", "fsread",
+            "protocol", "handlers", "api", "core", "store", "secrets", "openclaw", "fsread", "seal",
         ],
     ),
     ("protocol", &["handlers", "api", "core", "openclaw"]),
     (
         "handlers",
-        &["api", "core", "store", "secrets", "openclaw", "fsread"],
+        &[
+            "api", "core", "store", "secrets", "openclaw", "fsread", "seal",
+        ],
     ),
     ("api", &["core", "openclaw"]),
-    ("store", &["core", "fsread"]),
+    ("store", &["core", "fsread", "seal"]),
+    ("seal", &["core", "fsread"]),
     ("secrets", &["core", "fsread"]),
     ("openclaw", &["core"]),
     ("fsread", &[]),

@@ -79,13 +79,32 @@ pub(super) fn check(
         code = 1;
     }
     let mut text = String::new();
+    // *(r3)* Plaintext secrets at rest in a PostgreSQL store: a warning, never an exit code
+    // (PROTOCOL §9); a failure to count is not a credential problem either.
+    let plaintext = d.app().plaintext_at_rest().ok().flatten();
+    let warning = plaintext.filter(|n| *n > 0).map(plaintext_warning);
     if json {
         // stdout stays one JSON document; the refresh notes go to stderr.
         for n in &notes {
             eprintln!("{n}");
         }
-        text = format!("{}\n", raw.get());
+        text = match (
+            plaintext,
+            serde_json::from_str::<serde_json::Value>(raw.get()),
+        ) {
+            (Some(n), Ok(serde_json::Value::Object(mut o))) => {
+                o.insert("plaintextSecretsAtRest".into(), n.into());
+                if let Some(w) = &warning {
+                    o.insert("warnings".into(), serde_json::json!([w]));
+                }
+                format!("{}\n", serde_json::Value::Object(o))
+            }
+            _ => format!("{}\n", raw.get()),
+        };
     } else {
+        if let Some(w) = &warning {
+            text.push_str(&format!("warning: {w}\n"));
+        }
         for n in &notes {
             text.push_str(n);
             text.push('\n');
@@ -93,6 +112,13 @@ pub(super) fn check(
         text.push_str(&render_status(&st));
     }
     write_stdout(&text, code)
+}
+
+/// The warning line of `check` for `n` plaintext secret fields in a PostgreSQL store.
+pub fn plaintext_warning(n: u64) -> String {
+    format!(
+        "this PostgreSQL store holds {n} secret field(s) in plaintext, readable in its dumps, replicas and statement logs; configure a store key (MODELAUTH_STORE_KEY_FILE, $CREDENTIALS_DIRECTORY/modelauth-store-key, MODELAUTH_STORE_KEY_COMMAND or MODELAUTH_STORE_KEY) and run `modelauth store seal`"
+    )
 }
 
 /// `3d 4h`, `5h 2m`, `12m`, `40s`: a duration in milliseconds for people.

@@ -20,6 +20,7 @@ mod check;
 mod exec;
 mod logging;
 mod serve;
+mod store_cmd;
 
 use check::check;
 pub use check::{human_duration, render_status};
@@ -29,6 +30,7 @@ pub use logging::{init_logging, install_panic_hook, panic_report};
 #[cfg(test)]
 pub(crate) use logging::{with_quiet_panics, PANIC_REPORTS};
 pub use serve::{harden_process, serve};
+pub use store_cmd::StoreAction;
 
 use std::io::{self, Read, Write};
 use std::path::PathBuf;
@@ -143,6 +145,12 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+    /// The sealed store (r3): keygen, seal, rekey, unseal.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        action: StoreAction,
+    },
 }
 
 /// EX_USAGE of sysexits(3): the exit code of every usage error.
@@ -409,6 +417,7 @@ pub fn run(cli: Cli) -> i32 {
                 ))),
             }
         }
+        Command::Store { action } => store_cmd::run(cli.store.as_deref(), action),
     }
 }
 

@@ -55,6 +55,10 @@ pub enum ErrorKind {
     StoreNewerSchema,
     /// -32060: the PostgreSQL server is unreachable or restarting (retryable, PROTOCOL §2.3 r2).
     StoreUnavailable,
+    /// -32060: a sealed store and no store key configured (PROTOCOL §9 r3); not retryable.
+    StoreSealed,
+    /// -32060: the configured store keys are not the sealed store's (PROTOCOL §9 r3).
+    StoreKeyMismatch,
     /// -32070: an import source whose shape is not a known format.
     ShapeUnrecognized,
     /// -32070: an import that fails as a whole.
@@ -79,6 +83,7 @@ impl ErrorKind {
             RevisionConflict => -32050,
             StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema
             | StoreUnavailable => -32060,
+            StoreSealed | StoreKeyMismatch => -32060,
             ShapeUnrecognized | ImportInvalid => -32070,
             Internal => -32603,
         }
@@ -110,6 +115,8 @@ impl ErrorKind {
             StoreReadonly => "store_readonly",
             StoreNewerSchema => "store_newer_schema",
             StoreUnavailable => "store_unavailable",
+            StoreSealed => "store_sealed",
+            StoreKeyMismatch => "store_key_mismatch",
             ShapeUnrecognized => "shape_unrecognized",
             ImportInvalid => "import_invalid",
             Internal => "internal",
@@ -117,7 +124,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for the error catalogue in the OpenRPC document.
-    pub const ALL: [ErrorKind; 25] = {
+    pub const ALL: [ErrorKind; 27] = {
         use ErrorKind::*;
         [
             ParseError,
@@ -145,6 +152,8 @@ impl ErrorKind {
             ShapeUnrecognized,
             ImportInvalid,
             Internal,
+            StoreSealed,
+            StoreKeyMismatch,
         ]
     };
 
@@ -175,6 +184,8 @@ impl ErrorKind {
             StorePermissions => "The store or its directory cannot be opened with this user's permissions.",
             StoreReadonly => "The store cannot be written (read-only file or file system).",
             StoreNewerSchema => "The store was written by a newer modelauth; it is never rewritten.",
+            StoreSealed => "The store is sealed and no store key is configured; the request needs a secret. Not retryable.",
+            StoreKeyMismatch => "The configured store keys are not the sealed store's; data.expected and data.given are key fingerprints.",
             ShapeUnrecognized => "An import source whose shape is no known format.",
             ImportInvalid => "An import that fails as a whole (unreadable source, bad format option); nothing changed.",
             Internal => "A bug; the message says what failed, never a secret.",
@@ -208,6 +219,8 @@ impl ErrorKind {
             StorePermissions => "make the store and its directory yours (0600 / 0700) or point --store elsewhere",
             StoreReadonly => "make the store and its directory writable or point --store elsewhere",
             StoreNewerSchema => "upgrade modelauth",
+            StoreSealed => "give the store key by MODELAUTH_STORE_KEY_FILE, $CREDENTIALS_DIRECTORY/modelauth-store-key, MODELAUTH_STORE_KEY_COMMAND or MODELAUTH_STORE_KEY",
+            StoreKeyMismatch => "configure the store's key (data.expected) by MODELAUTH_STORE_KEY_FILE, $CREDENTIALS_DIRECTORY/modelauth-store-key, MODELAUTH_STORE_KEY_COMMAND or MODELAUTH_STORE_KEY; to move to a new key configure both, the new one first, and run `modelauth store rekey`",
             ShapeUnrecognized => "give `format` explicitly; store.validate reports what a source holds",
             ImportInvalid => "store.validate lists every problem of the source without writing",
             Internal => "a bug: report the method and this message (it never holds a secret)",

@@ -10,6 +10,7 @@ pub mod error;
 pub mod ids;
 pub mod profile;
 pub mod resolve;
+pub mod sealed;
 pub mod secret_value;
 pub mod settings;
 pub mod status;

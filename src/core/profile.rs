@@ -811,6 +811,9 @@ impl ProfileView {
     /// Builds the view of `sp` with `status` and `usage` computed by the caller.
     pub fn new(sp: &StoredProfile, status: &str, usage: UsageView, reveal: bool) -> Self {
         let p = &sp.profile;
+        // A sealed secret that could not be opened (PROTOCOL §9 r3) is shown as none.
+        let undecryptable = crate::core::sealed::credential_unopened(&p.credential);
+        let reveal = reveal && !undecryptable;
         let mut v = ProfileView {
             id: p.id.clone(),
             provider: p.provider.clone(),
@@ -825,7 +828,11 @@ impl ProfileView {
             token_ref: None,
             token_url: None,
             client_id: None,
-            secret: p.credential.inline_secret().map(Secret::view),
+            secret: p
+                .credential
+                .inline_secret()
+                .filter(|_| !undecryptable)
+                .map(Secret::view),
             revision: sp.revision,
             created_at: sp.created_at,
             updated_at: sp.updated_at,

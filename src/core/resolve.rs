@@ -40,6 +40,9 @@ pub enum SkipReason {
     NeedsReauth,
     /// Its SecretRef could not be resolved.
     RefUnavailable,
+    /// Its sealed secret failed to open (damaged, moved, or under a key not configured;
+    /// PROTOCOL §9 r3).
+    Undecryptable,
 }
 
 impl SkipReason {
@@ -53,6 +56,7 @@ impl SkipReason {
             SkipReason::InvalidExpires => "invalid_expires",
             SkipReason::NeedsReauth => "needs_reauth",
             SkipReason::RefUnavailable => "ref_unavailable",
+            SkipReason::Undecryptable => "undecryptable",
         }
     }
 }
@@ -166,6 +170,15 @@ pub fn assess(
     input: &WalkInput<'_>,
 ) -> (Option<Skip>, bool) {
     let now = input.now;
+    if crate::core::sealed::credential_undecryptable(&sp.profile.credential) {
+        return (
+            Some(Skip {
+                reason: SkipReason::Undecryptable,
+                until: None,
+            }),
+            false,
+        );
+    }
     if let Some(u) = usage {
         if u.needs_reauth {
             return (

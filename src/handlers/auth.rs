@@ -404,7 +404,7 @@ impl App {
             profile_id: p.profile_id.as_deref(),
             model: p.model.as_deref(),
         };
-        let (req, view) = self.read_walk(agent.clone(), raw, now)?;
+        let (req, view) = self.read_walk(agent.clone(), raw, now, true)?;
         if let Some(id) = &req.pinned {
             if view.steps.is_empty() {
                 return Err(unknown_profile(id, req.agent_str()));
@@ -452,7 +452,7 @@ impl App {
         };
         // First refresh every usable oauth candidate inside the margin (single flight);
         // a failure leaves the stored token, used while it is valid.
-        let (_, view) = self.read_walk(agent.clone(), raw, now_ms())?;
+        let (_, view) = self.read_walk(agent.clone(), raw, now_ms(), true)?;
         let due: Vec<(Option<String>, String, Snapshot)> = view
             .steps
             .iter()
@@ -475,7 +475,7 @@ impl App {
         }
         let now = now_ms();
         // Read in one transaction; resolve SecretRefs (exec helpers, files) after it.
-        let (req, view) = self.read_walk(agent, raw, now)?;
+        let (req, view) = self.read_walk(agent, raw, now, true)?;
         let walked = materialise(&view, false, RefreshMode::Stored, &attempts, now);
         let mut seen = BTreeSet::new();
         let mut candidates = vec![];

@@ -23,6 +23,7 @@ pub mod order;
 pub mod profiles;
 pub mod providers;
 pub mod refresh;
+pub mod seal;
 pub mod settings;
 pub mod sources;
 pub mod transfer;
@@ -201,6 +202,7 @@ impl App {
     pub fn info(&self, _: InfoParams, methods: Vec<String>) -> Result<InfoResult> {
         let mut st = self.store();
         let schema_version = st.schema_version()?;
+        let seal = st.seal_info()?;
         let d = st.describe();
         Ok(InfoResult {
             name: "modelauth".into(),
@@ -211,6 +213,8 @@ impl App {
                 path: d.path,
                 exists: d.exists,
                 schema_version,
+                sealed: seal.sealed,
+                keys: seal.keys,
             },
             methods,
         })

@@ -24,7 +24,7 @@ impl App {
         };
         // The store is read in one transaction; SecretRefs (which may run exec helpers or
         // read files) are resolved after it ended, so no helper runs inside it.
-        let (req, view) = self.read_walk(agent, raw, now)?;
+        let (req, view) = self.read_walk(agent, raw, now, false)?;
         let walked = materialise(&view, false, RefreshMode::Assume, &HashMap::new(), now);
         let effective = walked
             .steps

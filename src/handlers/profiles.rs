@@ -138,6 +138,9 @@ impl App {
             let sp = c
                 .view_profile(a, &id)?
                 .ok_or_else(|| unknown_profile(&id, a))?;
+            if p.reveal {
+                crate::handlers::seal::require_secrets(c, [&sp])?;
+            }
             let usage = c.usages(&[id.as_str()])?;
             let with_oauth = oauth_providers(c)?;
             Ok(GetResult {

@@ -432,8 +432,11 @@ impl App {
                 crate::core::ids::normalize_profile_id(&p.profile_id, &aliases).map_err(|e| {
                     RpcError::invalid_params(e.to_string()).with("pointer", "/profileId")
                 })?;
-            c.view_profile(a, &id)?
-                .ok_or_else(|| unknown_profile(&id, a))
+            let sp = c
+                .view_profile(a, &id)?
+                .ok_or_else(|| unknown_profile(&id, a))?;
+            crate::handlers::seal::require_secrets(c, [&sp])?;
+            Ok(sp)
         })?;
         let id = sp.profile.id.clone();
         let seen = Snapshot::of(&sp).ok_or_else(|| {

@@ -459,7 +459,11 @@ impl App {
             .map_err(|e| unreadable(path, e))?;
         let now = now_ms();
         let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
-            let (profiles, orders, warnings) = copy_store(&*rtx, c, p.replace, write, now)?;
+            // *(r3)* The source seen through the sealing layer: a sealed source needs its key.
+            let (profiles, orders, warnings) =
+                crate::store::sealed::with_source_tx(&*rtx, |src| {
+                    copy_store(src, c, p.replace, write, now)
+                })?;
             if write {
                 tracing::info!(
                     format = "modelauth-store",
@@ -567,8 +571,15 @@ impl App {
                 .view_profiles(a, None)?
                 .into_iter()
                 .filter(|s| s.scope.as_deref() == a)
-                .map(|s| s.profile)
-                .collect();
+                .collect::<Vec<_>>()
+                .into_iter()
+                .map(|s| {
+                    if p.reveal {
+                        crate::handlers::seal::require_secrets(c, [&s])?;
+                    }
+                    Ok(s.profile)
+                })
+                .collect::<Result<_>>()?;
             let orders = c.scope_orders(a)?;
             let last_good = c.scope_last_good(a)?;
             let mut usage = BTreeMap::new();

@@ -167,17 +167,23 @@ impl App {
     }
 
     /// Normalises `raw` and reads its walk in one read transaction; the transaction has
-    /// ended when this returns.
+    /// ended when this returns. With `needs_secrets` (a method that hands secrets out), a
+    /// sealed store without its key fails here with `store_sealed` / `store_key_mismatch`
+    /// (protocol §9) instead of walking.
     pub(crate) fn read_walk(
         &self,
         agent: Option<String>,
         raw: RawWalk<'_>,
         now: i64,
+        needs_secrets: bool,
     ) -> Result<(WalkRequest, WalkView)> {
         self.store().read(|c| {
             let aliases = self.cached_aliases(c)?;
             let req = WalkRequest::normalise(agent.clone(), raw, &aliases)?;
             let view = self.walk_view(c, &req, now)?;
+            if needs_secrets {
+                crate::handlers::seal::require_secrets(c, view.snapshot.profiles.iter())?;
+            }
             Ok((req, view))
         })
     }
@@ -292,7 +298,9 @@ mod tests {
             provider: Some("openai"),
             ..RawWalk::default()
         };
-        let (req, view) = app.read_walk(None, raw, super::super::now_ms()).unwrap();
+        let (req, view) = app
+            .read_walk(None, raw, super::super::now_ms(), false)
+            .unwrap();
         assert_eq!(req.provider, "openai");
         assert_eq!(view.steps.len(), 2);
         assert!(view.order().is_none());

@@ -295,13 +295,16 @@ pub enum Access {
     Write,
 }
 
-/// The store kinds every method that reads the store can return (protocol §7, -32060).
+/// The store kinds every method that reads the store can return (protocol §7, -32060;
+/// *(r3)* a sealed store opened without its key, or with another key, §9).
 const STORE_READ_ERRORS: &[ErrorKind] = &[
     ErrorKind::StoreBusy,
     ErrorKind::StoreUnavailable,
     ErrorKind::StoreCorrupt,
     ErrorKind::StorePermissions,
     ErrorKind::StoreNewerSchema,
+    ErrorKind::StoreSealed,
+    ErrorKind::StoreKeyMismatch,
 ];
 
 impl Access {
@@ -355,6 +358,12 @@ impl Dispatcher {
             .get()
             .map(|v| v.iter().map(|s| s.name.to_string()).collect())
             .unwrap_or_default()
+    }
+
+    /// The application behind the methods (for CLI verbs that report beside a call,
+    /// such as `check`'s plaintext-at-rest warning).
+    pub fn app(&self) -> &App {
+        &self.ctx.app
     }
 
     /// The catalogue, in registration order.

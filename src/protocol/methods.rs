@@ -97,4 +97,14 @@ pub(crate) fn register_all(m: &mut RpcModule<Arc<Ctx>>, s: &mut Vec<MethodSpec>)
     register(m, s, ("providers.remove", Write, &[K::UnknownProvider],
         "Unregister a provider (its profiles are kept)."),
         |c, p: ProviderIdParams| c.app.providers_remove(p));
+    // (r3) The sealed store (PROTOCOL §9).
+    register(m, s, ("store.seal", Write, &[K::StoreSealed, K::StoreKeyMismatch],
+        "Seal every plaintext secret under the first configured store key, in bounded transactions beside other helpers (r3)."),
+        |c, p: SealParams| c.app.store_seal(p));
+    register(m, s, ("store.rekey", Write, &[K::StoreSealed, K::StoreKeyMismatch],
+        "Move every sealed secret to the first configured store key; the old key must still be configured (r3)."),
+        |c, p: SealParams| c.app.store_rekey(p));
+    register(m, s, ("store.unseal", Write, &[K::StoreSealed, K::StoreKeyMismatch],
+        "Store every secret in plaintext again and drop the store's sealing state (r3)."),
+        |c, p: SealParams| c.app.store_unseal(p));
 }

@@ -35,6 +35,7 @@ pub mod conformance;
 pub mod flock;
 pub mod location;
 pub mod postgres;
+pub mod sealed;
 pub mod sqlite;
 
 pub use location::{parse_location, StoreLocation};
@@ -186,6 +187,13 @@ pub trait Tx {
                 source: OrderSource::Shared,
             }))
     }
+
+    /// *(r3)* The error a request that needs a secret gets on this store now:
+    /// `store_sealed` (sealed, no key configured) or `store_key_mismatch`; `None` when
+    /// secrets can be read (PROTOCOL §9). Backends without sealing answer `None`.
+    fn seal_error(&self) -> Result<Option<RpcError>, RpcError> {
+        Ok(None)
+    }
 }
 
 /// A closure run inside a transaction by the object-safe [`Store`] methods.
@@ -210,6 +218,19 @@ pub trait Store: Send {
     /// The single-flight refresh locks of this store (protocol §5.2), usable without
     /// holding the store handle while waiting.
     fn refresh_locks(&self) -> std::sync::Arc<dyn RefreshLocks>;
+
+    /// *(r3)* Whether the store is sealed, the key fingerprints in use and how many
+    /// secret fields are in plaintext (PROTOCOL §9). A bare backend is never sealed.
+    fn seal_info(&mut self) -> Result<sealed::SealInfo, RpcError> {
+        Ok(sealed::SealInfo::default())
+    }
+
+    /// *(r3)* `store.seal` / `store.rekey` / `store.unseal` at time `now` (ms since the
+    /// epoch), in bounded transactions (PROTOCOL §9). Only the sealing decorator
+    /// ([`sealed::SealedStore`], what [`open`] returns) implements it.
+    fn seal_op(&mut self, _op: sealed::SealOp, _now: i64) -> Result<sealed::SealReport, RpcError> {
+        Err(RpcError::internal("this store handle cannot seal"))
+    }
 }
 
 /// How long a process waits for another's refresh of the same profile (protocol §5.2's
@@ -267,13 +288,20 @@ impl dyn Store + '_ {
 /// §2.3 *(r2)*; `$MODELAUTH_PG_SCHEMA` and the libpq variables are read here). Nothing is
 /// connected yet. A location that cannot be parsed gives a store whose every transaction
 /// fails with that error (the CLI refuses a bad `--store` before this).
+///
+/// *(r3)* The store is wrapped in [`sealed::SealedStore`] with the store keys of the
+/// process environment (PROTOCOL §9; `crate::seal::keys`).
 pub fn open(location: PathBuf) -> Box<dyn Store> {
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-    match parse_location(&location, false, &env) {
+    let inner: Box<dyn Store> = match parse_location(&location, false, &env) {
         Ok(StoreLocation::Sqlite(p)) => Box::new(SqliteStore::new(p)),
         Ok(StoreLocation::Postgres(loc)) => Box::new(PgStore::new(*loc)),
-        Err(e) => Box::new(Unusable(e)),
-    }
+        Err(e) => return Box::new(Unusable(e)),
+    };
+    Box::new(sealed::SealedStore::new(
+        inner,
+        crate::seal::keys::load_from_env(),
+    ))
 }
 
 /// A store whose location could not be parsed: every transaction fails with the error.

@@ -223,7 +223,10 @@ impl SqliteStore {
     fn configure(&self, c: &Connection) -> Result<(), RpcError> {
         c.busy_timeout(busy_duration(self.busy_timeout_ms))
             .map_err(|e| map_sqlite(e, &self.path))?;
-        c.execute_batch("PRAGMA synchronous=FULL;")
+        // secure_delete: a replaced or deleted row (a plaintext secret sealed by
+        // store.seal, an old ciphertext after store.rekey) is overwritten, not left in a
+        // free page (PROTOCOL §9 r3).
+        c.execute_batch("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;")
             .map_err(|e| map_sqlite(e, &self.path))?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())

@@ -71,10 +71,19 @@ pub fn store_args(store: &Path) -> Vec<std::ffi::OsString> {
 
 /// The environment that goes with [`store_args`]: the schema on PostgreSQL, else nothing.
 pub fn store_env(store: &Path) -> Vec<(String, String)> {
-    match pg_url() {
+    let mut v = match pg_url() {
         Some(_) => vec![("MODELAUTH_PG_SCHEMA".into(), pg_schema(store))],
         None => vec![],
+    };
+    // The whole suite on a sealed store (issue 22): every store gets this store key, so
+    // it is sealed from its first secret write.
+    if let Some(k) = std::env::var("MODELAUTH_TEST_STORE_KEY")
+        .ok()
+        .filter(|k| !k.is_empty())
+    {
+        v.push(("MODELAUTH_STORE_KEY".into(), k));
     }
+    v
 }
 
 /// A client on the `$MODELAUTH_TEST_PG` database (the test's own connection, beside the
