@@ -29,6 +29,12 @@ pub struct StoreInfo {
     pub exists: bool,
     /// The store's schema version; null when it does not exist.
     pub schema_version: Option<i64>,
+    /// *(r3)* False when the store could not be reached or read just now (`helper.info`
+    /// still answers; `error` says why).
+    pub reachable: bool,
+    /// *(r3)* When not `reachable`: the store error `{kind, message, retryable, hint}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
 }
 
 /// `helper.info` result.
