@@ -384,8 +384,20 @@ pub fn run(cli: Cli) -> i32 {
                     }
                 },
             };
+            let no_params = params.is_none();
             match d.call(&method, params.as_deref()) {
                 Ok(r) => write_stdout(&format!("{}\n", r.get()), 0),
+                // Params forgotten (or piped without `-`, which leaves stdin unread): say so
+                // first, instead of only naming the missing member.
+                Err(e) if no_params && e.kind == ErrorKind::InvalidParams => {
+                    let hint = e
+                        .hint
+                        .clone()
+                        .unwrap_or_else(|| e.kind.default_hint().to_string());
+                    print_error(&e.with_hint(format!(
+                        "no params were given (stdin is read only with `-`): modelauth call {method} '{{...}}', or pipe them into modelauth call {method} -; {hint}"
+                    )))
+                }
                 Err(e) => print_error(&e),
             }
         }

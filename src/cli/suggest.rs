@@ -100,8 +100,6 @@ pub fn did_you_mean(
     if !relevant || e.extra.contains_key("didYouMean") {
         return e;
     }
-    let provider = provider.or_else(|| e.extra.get("provider").and_then(|v| v.as_str()).map(|_| ""));
-    let provider = provider.filter(|p| !p.is_empty());
     let (providers, profiles) = known_ids(d, agent);
     let guess = match (e.kind, profile_id) {
         (ErrorKind::UnknownProfile, Some(id)) => {
