@@ -136,13 +136,21 @@ fn add_stores_secrets_with_quotes_backslashes_and_non_ascii_exactly() {
     assert_eq!(t.get("openai:crlf"), "sk-crlf-0006");
     // From a variable and from a file.
     let mut c = t.cmd();
-    c.env("MY_KEY", "sk-from-env-\"0007\"").args(["add", "groq", "--from-env", "MY_KEY"]);
+    c.env("MY_KEY", "sk-from-env-\"0007\"")
+        .args(["add", "groq", "--from-env", "MY_KEY"]);
     assert!(run(&mut c, b"").status.success());
     assert_eq!(t.get("groq:default"), "sk-from-env-\"0007\"");
     let f = t.dir.path().join("key.txt");
     std::fs::write(&f, "tok-ü-\\-0008\n").unwrap();
     t.ok(
-        &["add", "anthropic:file", "--type", "token", "--from-file", f.to_str().unwrap()],
+        &[
+            "add",
+            "anthropic:file",
+            "--type",
+            "token",
+            "--from-file",
+            f.to_str().unwrap(),
+        ],
         b"",
     );
     assert_eq!(t.get("anthropic:file"), "tok-ü-\\-0008");
@@ -173,7 +181,8 @@ fn a_second_line_or_an_embedded_newline_is_refused_and_nothing_is_stored() {
     assert_eq!(e["data"]["reason"], "multiline_secret");
     // From a variable too.
     let mut c = t.cmd();
-    c.env("K", "sk-a\nsk-b").args(["add", "openai:keep", "--from-env", "K"]);
+    c.env("K", "sk-a\nsk-b")
+        .args(["add", "openai:keep", "--from-env", "K"]);
     let o = run(&mut c, b"");
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(t.get("openai:keep"), "sk-keep-0001");
@@ -202,15 +211,23 @@ fn add_stores_a_secret_ref_instead_of_a_secret() {
         json!({"source": "env", "provider": "default", "id": "MY_OPENAI_KEY"})
     );
     let mut c = t.cmd();
-    c.env("MY_OPENAI_KEY", "sk-resolved-0001").args(["get", "openai"]);
+    c.env("MY_OPENAI_KEY", "sk-resolved-0001")
+        .args(["get", "openai"]);
     let o = run(&mut c, b"");
     assert_eq!(String::from_utf8_lossy(&o.stdout), "sk-resolved-0001\n");
     let e = t.fail(&["add", "openai:x", "--ref", "vault:thing"], b"");
     assert_eq!(e["data"]["kind"], "invalid_params");
     // A token with an expiry.
     let r = t.json(&[
-        "add", "anthropic:t", "--type", "token", "--ref", "exec:vault#anthropic", "--expires",
-        "2030-01-01", "--json",
+        "add",
+        "anthropic:t",
+        "--type",
+        "token",
+        "--ref",
+        "exec:vault#anthropic",
+        "--expires",
+        "2030-01-01",
+        "--json",
     ]);
     assert_eq!(r["profileId"], "anthropic:t");
     let v = t.json(&["list", "anthropic", "--json"]);
@@ -258,15 +275,27 @@ fn list_shows_ids_types_status_and_order_position_and_rm_removes() {
     assert!(lines[0].starts_with("ID"), "{out}");
     let home = lines.iter().find(|l| l.starts_with("openai:home")).unwrap();
     let work = lines.iter().find(|l| l.starts_with("openai:work")).unwrap();
-    assert!(home.contains("api_key") && home.contains("static"), "{home}");
+    assert!(
+        home.contains("api_key") && home.contains("static"),
+        "{home}"
+    );
     let col = |l: &str| l.split_whitespace().nth(4).unwrap().to_string();
     assert_eq!(col(home), "1");
     assert_eq!(col(work), "2");
-    assert!(out.contains(&format!("store: {}", t.store().display())), "{out}");
+    assert!(
+        out.contains(&format!("store: {}", t.store().display())),
+        "{out}"
+    );
     let out = t.ok(&["rm", "openai:home"], b"");
-    assert!(out.contains("removed openai:home") && out.contains("order of openai"), "{out}");
+    assert!(
+        out.contains("removed openai:home") && out.contains("order of openai"),
+        "{out}"
+    );
     let out = t.ok(&["order", "openai"], b"");
-    assert!(out.contains("order of openai (shared order): openai:work"), "{out}");
+    assert!(
+        out.contains("order of openai (shared order): openai:work"),
+        "{out}"
+    );
     let e = t.fail(&["rm", "openai:home"], b"");
     assert_eq!(e["data"]["kind"], "unknown_profile");
 }
@@ -279,10 +308,16 @@ fn empty_answers_name_the_store_and_whether_it_exists() {
         "store: {} (sqlite, does not exist; chosen by --store)",
         t.store().display()
     );
-    assert!(out.starts_with("no profiles in the shared scope\n"), "{out}");
+    assert!(
+        out.starts_with("no profiles in the shared scope\n"),
+        "{out}"
+    );
     assert!(out.contains(&want), "{out}");
     let out = t.ok(&["order", "openai"], b"");
-    assert!(out.contains("no profiles of openai") && out.contains(&want), "{out}");
+    assert!(
+        out.contains("no profiles of openai") && out.contains(&want),
+        "{out}"
+    );
     // Reads created nothing.
     assert!(!t.store().exists() && !t.store().parent().unwrap().exists());
 }
@@ -296,7 +331,15 @@ fn report_closes_the_circle_get_opens() {
     assert_eq!(t.ok(&["get", "openai"], b""), "sk-a-0001\n");
     // No name: the profile the walk picks now (a).
     let before = now_ms();
-    let r = t.json(&["report", "openai", "--status", "429", "--retry-after", "120", "--json"]);
+    let r = t.json(&[
+        "report",
+        "openai",
+        "--status",
+        "429",
+        "--retry-after",
+        "120",
+        "--json",
+    ]);
     assert_eq!(r["profileId"], "openai:a");
     assert_eq!(r["outcome"], "rate_limit");
     let until = r["usage"]["cooldownUntil"].as_i64().unwrap();
@@ -304,7 +347,10 @@ fn report_closes_the_circle_get_opens() {
     // The walk moves on.
     assert_eq!(t.ok(&["get", "openai"], b""), "sk-b-0002\n");
     let out = t.ok(&["report", "openai:b", "--status", "401"], b"");
-    assert!(out.starts_with("reported HTTP 401 for openai:b: auth"), "{out}");
+    assert!(
+        out.starts_with("reported HTTP 401 for openai:b: auth"),
+        "{out}"
+    );
     // Nothing usable: a clear error, exit 1.
     let e = t.fail(&["report", "openai", "--status", "429"], b"");
     assert_eq!(e["data"]["kind"], "unavailable", "{e}");
@@ -313,7 +359,9 @@ fn report_closes_the_circle_get_opens() {
     // Usage: the status is required and numeric.
     assert_eq!(t.run(&["report", "openai:a"], b"").status.code(), Some(64));
     assert_eq!(
-        t.run(&["report", "openai:a", "--status", "soon"], b"").status.code(),
+        t.run(&["report", "openai:a", "--status", "soon"], b"")
+            .status
+            .code(),
         Some(64)
     );
 }
@@ -330,7 +378,11 @@ fn where_says_location_backend_existence_and_how_it_was_chosen() {
     let t = T::new();
     // A relative --store is reported absolute.
     let v: Value = serde_json::from_slice(
-        &run(t.bare().args(["--store", "rel/s.db", "where", "--json"]), b"").stdout,
+        &run(
+            t.bare().args(["--store", "rel/s.db", "where", "--json"]),
+            b"",
+        )
+        .stdout,
     )
     .unwrap();
     let abs = t.dir.path().join("rel/s.db");
@@ -339,22 +391,33 @@ fn where_says_location_backend_existence_and_how_it_was_chosen() {
     assert_eq!(v["exists"], false);
     assert_eq!(v["chosenBy"], "flag");
     let mut c = t.bare();
-    c.env("MODELAUTH_STORE", t.dir.path().join("e.db")).args(["where", "--json"]);
+    c.env("MODELAUTH_STORE", t.dir.path().join("e.db"))
+        .args(["where", "--json"]);
     let v: Value = serde_json::from_slice(&run(&mut c, b"").stdout).unwrap();
     assert_eq!(v["chosenBy"], "MODELAUTH_STORE");
     let mut c = t.bare();
-    c.env("XDG_STATE_HOME", t.dir.path().join("xdg")).args(["where", "--json"]);
+    c.env("XDG_STATE_HOME", t.dir.path().join("xdg"))
+        .args(["where", "--json"]);
     let v: Value = serde_json::from_slice(&run(&mut c, b"").stdout).unwrap();
     assert_eq!(v["chosenBy"], "XDG_STATE_HOME");
     assert_eq!(
         v["path"],
-        t.dir.path().join("xdg/modelauth/store.db").to_str().unwrap()
+        t.dir
+            .path()
+            .join("xdg/modelauth/store.db")
+            .to_str()
+            .unwrap()
     );
-    let v: Value = serde_json::from_slice(&run(t.bare().args(["where", "--json"]), b"").stdout).unwrap();
+    let v: Value =
+        serde_json::from_slice(&run(t.bare().args(["where", "--json"]), b"").stdout).unwrap();
     assert_eq!(v["chosenBy"], "default");
     assert_eq!(
         v["path"],
-        t.dir.path().join(".local/state/modelauth/store.db").to_str().unwrap()
+        t.dir
+            .path()
+            .join(".local/state/modelauth/store.db")
+            .to_str()
+            .unwrap()
     );
     t.ok(&["add", "openai"], b"sk-0001\n");
     let out = t.ok(&["where"], b"");
@@ -370,7 +433,10 @@ fn where_says_location_backend_existence_and_how_it_was_chosen() {
 #[test]
 fn piped_errors_are_the_json_object_with_the_store_absolute() {
     let t = T::new();
-    let o = run(t.bare().args(["--store", "typo/store.db", "get", "openai"]), b"");
+    let o = run(
+        t.bare().args(["--store", "typo/store.db", "get", "openai"]),
+        b"",
+    );
     assert_eq!(o.status.code(), Some(1));
     assert!(o.stdout.is_empty());
     let e: Value = serde_json::from_slice(&o.stderr).unwrap();
@@ -380,9 +446,24 @@ fn piped_errors_are_the_json_object_with_the_store_absolute() {
         e["data"]["store"],
         json!({"path": t.dir.path().join("typo/store.db").to_str().unwrap(), "backend": "sqlite", "exists": false, "chosenBy": "flag"})
     );
-    assert!(e["data"]["hint"].as_str().unwrap().contains("modelauth add openai"), "{e}");
+    assert!(
+        e["data"]["hint"]
+            .as_str()
+            .unwrap()
+            .contains("modelauth add openai"),
+        "{e}"
+    );
     // `call` too.
-    let o = run(t.bare().args(["--store", "typo/store.db", "call", "profiles.get", r#"{"profileId":"openai:x"}"#]), b"");
+    let o = run(
+        t.bare().args([
+            "--store",
+            "typo/store.db",
+            "call",
+            "profiles.get",
+            r#"{"profileId":"openai:x"}"#,
+        ]),
+        b"",
+    );
     let e: Value = serde_json::from_slice(&o.stderr).unwrap();
     assert_eq!(e["data"]["store"]["exists"], false);
 }
@@ -405,9 +486,15 @@ fn errors_at_a_terminal_are_a_sentence_the_hint_and_the_kind() {
         "{shown}"
     );
     assert!(shown.contains("  hint: did you mean `openai`?"), "{shown}");
-    assert!(shown.contains("  kind: missing_credential (-32020, not retryable)\n"), "{shown}");
     assert!(
-        shown.contains(&format!("  store: {} (sqlite, exists; chosen by --store)", store.display())),
+        shown.contains("  kind: missing_credential (-32020, not retryable)\n"),
+        "{shown}"
+    );
+    assert!(
+        shown.contains(&format!(
+            "  store: {} (sqlite, exists; chosen by --store)",
+            store.display()
+        )),
         "{shown}"
     );
     assert!(!shown.contains('\x1b'), "NO_COLOR: {shown:?}");
@@ -423,7 +510,10 @@ fn errors_at_a_terminal_are_a_sentence_the_hint_and_the_kind() {
     assert!(shown.contains("did you mean `openai:work`?"), "{shown}");
     let (_, shown) = at_terminal(
         &t,
-        &format!("\"$MODELAUTH\" --store '{}' rm openai:wrk --json", store.display()),
+        &format!(
+            "\"$MODELAUTH\" --store '{}' rm openai:wrk --json",
+            store.display()
+        ),
         &[],
     )
     .unwrap();
@@ -459,7 +549,9 @@ fn exec_without_the_double_dash_gets_a_tip() {
     assert_eq!(o.status.code(), Some(64));
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("tip: put the command after `--`: modelauth exec --provider openai -- python3 x.py"),
+        err.contains(
+            "tip: put the command after `--`: modelauth exec --provider openai -- python3 x.py"
+        ),
         "{err}"
     );
 }
@@ -468,9 +560,16 @@ fn exec_without_the_double_dash_gets_a_tip() {
 fn a_named_location_creates_only_its_own_directory_unless_create_dirs() {
     let t = T::new();
     let deep = t.dir.path().join("typo/deeper/store.db");
-    let e = t.fail_with(&["--store", deep.to_str().unwrap(), "add", "openai"], b"sk-0001\n", &[]);
+    let e = t.fail_with(
+        &["--store", deep.to_str().unwrap(), "add", "openai"],
+        b"sk-0001\n",
+        &[],
+    );
     assert_eq!(e["data"]["reason"], "store_directory_missing", "{e}");
-    assert!(e["data"]["hint"].as_str().unwrap().contains("--create-dirs"));
+    assert!(e["data"]["hint"]
+        .as_str()
+        .unwrap()
+        .contains("--create-dirs"));
     assert!(!t.dir.path().join("typo").exists());
     // $MODELAUTH_STORE too, for `call` as well.
     let e = t.fail_with(
@@ -482,19 +581,33 @@ fn a_named_location_creates_only_its_own_directory_unless_create_dirs() {
     assert!(!t.dir.path().join("typo").exists());
     // With --create-dirs the chain is made (0700).
     let o = run(
-        t.bare().args(["--store", deep.to_str().unwrap(), "--create-dirs", "add", "openai"]),
+        t.bare().args([
+            "--store",
+            deep.to_str().unwrap(),
+            "--create-dirs",
+            "add",
+            "openai",
+        ]),
         b"sk-0003\n",
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(deep.exists());
     // The store's own directory alone is created without the flag.
     let one = t.dir.path().join("one/store.db");
-    let o = run(t.bare().args(["--store", one.to_str().unwrap(), "add", "openai"]), b"sk-4\n");
+    let o = run(
+        t.bare()
+            .args(["--store", one.to_str().unwrap(), "add", "openai"]),
+        b"sk-4\n",
+    );
     assert!(o.status.success());
     // The default location's directories are created as before.
     let o = run(t.bare().args(["add", "openai"]), b"sk-5\n");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    assert!(t.dir.path().join(".local/state/modelauth/store.db").exists());
+    assert!(t
+        .dir
+        .path()
+        .join(".local/state/modelauth/store.db")
+        .exists());
 }
 
 impl T {
@@ -502,7 +615,12 @@ impl T {
         let mut c = self.bare();
         c.envs(envs.iter().copied()).args(args);
         let o = run(&mut c, stdin);
-        assert_eq!(o.status.code(), Some(1), "{}", String::from_utf8_lossy(&o.stdout));
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         serde_json::from_slice(&o.stderr).unwrap()
     }
 }
@@ -549,7 +667,12 @@ fn helper_info_answers_when_the_postgres_server_cannot_be_reached() {
         ]),
         b"",
     );
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["store"]["backend"], "postgres");
     assert_eq!(v["store"]["reachable"], false);
@@ -558,7 +681,11 @@ fn helper_info_answers_when_the_postgres_server_cannot_be_reached() {
     assert!(v["methods"].as_array().unwrap().len() > 10);
     // And `where` says so.
     let o = run(
-        t.bare().args(["--store", "postgres://nobody@127.0.0.1:1/db?sslmode=disable", "where"]),
+        t.bare().args([
+            "--store",
+            "postgres://nobody@127.0.0.1:1/db?sslmode=disable",
+            "where",
+        ]),
         b"",
     );
     let out = String::from_utf8_lossy(&o.stdout);
@@ -584,6 +711,6 @@ fn an_unknown_postgres_host_is_unavailable_with_a_dns_hint() {
     let e: Value = serde_json::from_slice(&o.stderr).unwrap();
     assert_eq!(e["data"]["kind"], "store_unavailable", "{e}");
     assert_eq!(e["data"]["reason"], "dns", "{e}");
+    assert_eq!(e["data"]["retryable"], false, "{e}");
     assert!(e["data"]["hint"].as_str().unwrap().contains("DNS"), "{e}");
 }
-

@@ -136,7 +136,8 @@ pub fn locate(
 }
 
 fn is_postgres(p: &Path) -> bool {
-    p.to_str().is_some_and(crate::store::location::is_postgres_url)
+    p.to_str()
+        .is_some_and(crate::store::location::is_postgres_url)
 }
 
 fn process_env(k: &str) -> Option<std::ffi::OsString> {
@@ -192,8 +193,7 @@ pub fn human_errors() -> bool {
 }
 
 fn colour() -> bool {
-    std::env::var_os("NO_COLOR").is_none()
-        && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
+    std::env::var_os("NO_COLOR").is_none() && std::env::var_os("TERM").is_none_or(|t| t != "dumb")
 }
 
 /// The error with `data.store` added (when the store of this invocation is known).

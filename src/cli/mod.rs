@@ -20,6 +20,7 @@ mod check;
 mod exec;
 pub mod human;
 mod logging;
+pub mod manpages;
 mod serve;
 pub mod suggest;
 pub mod verbs;
@@ -149,8 +150,9 @@ pub enum Command {
         /// The shell.
         shell: CompletionShell,
     },
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print the man page (roff) on stdout: modelauth(1), or one subcommand's page; with
+    /// --dir, write every page into a directory.
+    Man(manpages::ManArgs),
     /// Store a key or token: the secret from stdin (one line), --from-file or --from-env,
     /// never from argv; or a SecretRef with --ref (profiles.put).
     Add(verbs::AddArgs),
@@ -256,14 +258,22 @@ fn usage_tip(args: &[std::ffi::OsString]) -> Option<String> {
     while i < rest.len() {
         let a = rest[i].to_string_lossy();
         if a.starts_with("--") {
-            if !a.contains('=') && ["--provider", "--env", "--agent", "--model", "--store"].contains(&a.as_ref()) {
+            if !a.contains('=')
+                && ["--provider", "--env", "--agent", "--model", "--store"].contains(&a.as_ref())
+            {
                 i += 1;
             }
             i += 1;
             continue;
         }
-        let flags: Vec<String> = rest[..i].iter().map(|x| x.to_string_lossy().into_owned()).collect();
-        let cmd: Vec<String> = rest[i..].iter().map(|x| x.to_string_lossy().into_owned()).collect();
+        let flags: Vec<String> = rest[..i]
+            .iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect();
+        let cmd: Vec<String> = rest[i..]
+            .iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect();
         return Some(format!(
             "tip: put the command after `--`: modelauth exec {} -- {}",
             flags.join(" "),
@@ -484,20 +494,7 @@ pub fn run(cli: Cli) -> i32 {
             let _ = out.write_all(&buf).and_then(|_| out.flush());
             0
         }
-        Command::Man => {
-            use clap::CommandFactory;
-            let mut buf = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
-                Ok(()) => {
-                    let mut out = io::stdout().lock();
-                    let _ = out.write_all(&buf).and_then(|_| out.flush());
-                    0
-                }
-                Err(e) => print_error(&RpcError::internal(format!(
-                    "cannot write the man page: {e}"
-                ))),
-            }
-        }
+        Command::Man(a) => manpages::man(&a),
         // The verbs for people ran in `run_verb` above.
         Command::Add(_)
         | Command::List(_)

@@ -119,9 +119,10 @@ pub fn did_you_mean(
             "store one with: printf '%s' \"$KEY\" | modelauth add {}",
             p.trim().to_ascii_lowercase()
         )),
-        (ErrorKind::UnknownProfile, _) => {
-            Some("`modelauth list` shows the stored ids; `modelauth add PROVIDER:NAME` stores one".to_string())
-        }
+        (ErrorKind::UnknownProfile, _) => Some(
+            "`modelauth list` shows the stored ids; `modelauth add PROVIDER:NAME` stores one"
+                .to_string(),
+        ),
         _ => None,
     };
     let e = match cli_hint {

@@ -228,7 +228,9 @@ fn read_capped(r: &mut dyn Read, from: &str) -> Result<Vec<u8>, RpcError> {
     let mut buf = Vec::new();
     r.take(MAX_SECRET_BYTES + 1)
         .read_to_end(&mut buf)
-        .map_err(|e| RpcError::invalid_params(format!("cannot read the secret from {from}: {e}")))?;
+        .map_err(|e| {
+            RpcError::invalid_params(format!("cannot read the secret from {from}: {e}"))
+        })?;
     if buf.len() as u64 > MAX_SECRET_BYTES {
         zeroize::Zeroize::zeroize(&mut buf);
         return Err(RpcError::invalid_params(format!(
@@ -278,7 +280,9 @@ pub fn parse_ref(s: &str) -> Result<Value, RpcError> {
     let (source, rest) = s.split_once(':').ok_or_else(bad)?;
     let r = match source {
         "env" if !rest.is_empty() => json!({"source": "env", "provider": "default", "id": rest}),
-        "store" if !rest.is_empty() => json!({"source": "store", "provider": "default", "id": rest}),
+        "store" if !rest.is_empty() => {
+            json!({"source": "store", "provider": "default", "id": rest})
+        }
         "file" | "exec" => {
             let (p, id) = rest.rsplit_once('#').ok_or_else(bad)?;
             if p.is_empty() || id.is_empty() {
@@ -341,9 +345,12 @@ pub fn parse_expires(s: &str, now: i64) -> Result<i64, String> {
     let nums = |t: &str, sep: char| -> Option<Vec<i64>> {
         t.split(sep).map(|x| x.parse::<i64>().ok()).collect()
     };
-    let bad = || format!("{s:?} is not a time: give ms since the epoch, 2027-01-31[T12:00:00Z] or 90d");
+    let bad =
+        || format!("{s:?} is not a time: give ms since the epoch, 2027-01-31[T12:00:00Z] or 90d");
     let d = nums(date, '-').filter(|d| d.len() == 3).ok_or_else(bad)?;
-    let t = nums(time, ':').filter(|t| (2..=3).contains(&t.len())).ok_or_else(bad)?;
+    let t = nums(time, ':')
+        .filter(|t| (2..=3).contains(&t.len()))
+        .ok_or_else(bad)?;
     let (y, mo, da) = (d[0], d[1], d[2]);
     if !(1..=12).contains(&mo) || !(1..=31).contains(&da) || t[0] > 23 || t[1] > 59 {
         return Err(bad());
@@ -408,9 +415,8 @@ pub fn add(d: &Dispatcher, a: AddArgs) -> i32 {
     if let Some(mut s) = secret {
         zeroize::Zeroize::zeroize(&mut s);
     }
-    if let Some(serde_json::Value::String(s)) = params
-        .get_mut("profile")
-        .and_then(|p| p.get_mut(field))
+    if let Some(serde_json::Value::String(s)) =
+        params.get_mut("profile").and_then(|p| p.get_mut(field))
     {
         zeroize::Zeroize::zeroize(s);
     }
@@ -421,7 +427,11 @@ pub fn add(d: &Dispatcher, a: AddArgs) -> i32 {
     if a.json {
         return print_json(&r);
     }
-    let verb = if r["created"] == true { "stored" } else { "replaced" };
+    let verb = if r["created"] == true {
+        "stored"
+    } else {
+        "replaced"
+    };
     let mut out = format!(
         "{verb} {} ({}, {}, revision {})\n",
         r["profileId"].as_str().unwrap_or(&id),
@@ -466,9 +476,19 @@ pub fn list(d: &Dispatcher, a: ListArgs) -> i32 {
             Some(p) => format!("no profiles of provider {p}"),
             None => "no profiles".to_string(),
         };
-        let mut out = format!("{what} in {}\n{}\n", view_words(a.agent.as_deref()), store_line());
+        let mut out = format!(
+            "{what} in {}\n{}\n",
+            view_words(a.agent.as_deref()),
+            store_line()
+        );
         if let Some(p) = &a.provider {
-            if let Some(g) = super::suggest::nearest(p, super::suggest::known_ids(d, a.agent.as_deref()).0.iter().map(String::as_str)) {
+            if let Some(g) = super::suggest::nearest(
+                p,
+                super::suggest::known_ids(d, a.agent.as_deref())
+                    .0
+                    .iter()
+                    .map(String::as_str),
+            ) {
                 out.push_str(&format!("did you mean `{g}`?\n"));
             }
         }
@@ -477,10 +497,17 @@ pub fn list(d: &Dispatcher, a: ListArgs) -> i32 {
     }
     // The walk position of each profile, per provider.
     let mut position = std::collections::HashMap::new();
-    let mut providers: Vec<&str> = profiles.iter().filter_map(|p| p["provider"].as_str()).collect();
+    let mut providers: Vec<&str> = profiles
+        .iter()
+        .filter_map(|p| p["provider"].as_str())
+        .collect();
     providers.dedup();
     for p in providers {
-        let o = call(d, "order.get", &with_agent(json!({ "provider": p }), a.agent.as_deref()));
+        let o = call(
+            d,
+            "order.get",
+            &with_agent(json!({ "provider": p }), a.agent.as_deref()),
+        );
         if let Ok(o) = o {
             for (i, e) in o["effective"].as_array().into_iter().flatten().enumerate() {
                 if let Some(id) = e["profileId"].as_str() {
@@ -580,7 +607,10 @@ pub fn rm(d: &Dispatcher, a: RmArgs) -> i32 {
         .filter_map(Value::as_str)
         .collect();
     let mut out = if a.dry_run {
-        format!("would remove {id} from {} (nothing changed)", scope_words(a.agent.as_deref()))
+        format!(
+            "would remove {id} from {} (nothing changed)",
+            scope_words(a.agent.as_deref())
+        )
     } else {
         format!("removed {id} from {}", scope_words(a.agent.as_deref()))
     };
@@ -598,7 +628,11 @@ pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
     let agent = a.agent.as_deref();
     let provider = a.provider.trim().to_string();
     if a.clear {
-        let r = match call(d, "order.clear", &with_agent(json!({ "provider": provider }), agent)) {
+        let r = match call(
+            d,
+            "order.clear",
+            &with_agent(json!({ "provider": provider }), agent),
+        ) {
             Ok(r) => r,
             Err(e) => return print_error(&e),
         };
@@ -606,9 +640,17 @@ pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
             return print_json(&r);
         }
         let what = if r["cleared"] == true {
-            format!("cleared the order of {} in {}", r["provider"].as_str().unwrap_or(&provider), scope_words(agent))
+            format!(
+                "cleared the order of {} in {}",
+                r["provider"].as_str().unwrap_or(&provider),
+                scope_words(agent)
+            )
         } else {
-            format!("{} had no explicit order in {} (nothing to clear)", r["provider"].as_str().unwrap_or(&provider), scope_words(agent))
+            format!(
+                "{} had no explicit order in {} (nothing to clear)",
+                r["provider"].as_str().unwrap_or(&provider),
+                scope_words(agent)
+            )
         };
         return write_stdout(&format!("{what}\n{}\n", store_line()), 0);
     }
@@ -616,13 +658,24 @@ pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
         let ids: Vec<String> = a
             .ids
             .iter()
-            .map(|i| if i.contains(':') { i.clone() } else { format!("{provider}:{i}") })
+            .map(|i| {
+                if i.contains(':') {
+                    i.clone()
+                } else {
+                    format!("{provider}:{i}")
+                }
+            })
             .collect();
         let params = with_agent(json!({ "provider": provider, "order": ids }), agent);
         let r = match call(d, "order.set", &params) {
             Ok(r) => r,
             Err(e) => {
-                let first_missing = e.extra.get("missing").and_then(|m| m.get(0)).and_then(Value::as_str).map(str::to_string);
+                let first_missing = e
+                    .extra
+                    .get("missing")
+                    .and_then(|m| m.get(0))
+                    .and_then(Value::as_str)
+                    .map(str::to_string);
                 let e = did_you_mean(d, e, Some(&provider), first_missing.as_deref(), agent);
                 return print_error(&e);
             }
@@ -630,7 +683,12 @@ pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
         if a.json {
             return print_json(&r);
         }
-        let ids: Vec<&str> = r["order"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let ids: Vec<&str> = r["order"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect();
         return write_stdout(
             &format!(
                 "order of {} in {}: {}\n{}\n",
@@ -642,7 +700,11 @@ pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
             0,
         );
     }
-    let r = match call(d, "order.get", &with_agent(json!({ "provider": provider }), agent)) {
+    let r = match call(
+        d,
+        "order.get",
+        &with_agent(json!({ "provider": provider }), agent),
+    ) {
         Ok(r) => r,
         Err(e) => return print_error(&did_you_mean(d, e, Some(&provider), None, agent)),
     };
@@ -661,7 +723,13 @@ pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
     let eff = r["effective"].as_array().cloned().unwrap_or_default();
     if eff.is_empty() {
         out.push_str(&format!("no profiles of {p} in {}\n", view_words(agent)));
-        if let Some(g) = super::suggest::nearest(&p, super::suggest::known_ids(d, agent).0.iter().map(String::as_str)) {
+        if let Some(g) = super::suggest::nearest(
+            &p,
+            super::suggest::known_ids(d, agent)
+                .0
+                .iter()
+                .map(String::as_str),
+        ) {
             out.push_str(&format!("did you mean `{g}`?\n"));
         }
     } else {
@@ -669,7 +737,11 @@ pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
         let now = crate::handlers::now_ms();
         for (i, e) in eff.iter().enumerate() {
             let id = e["profileId"].as_str().unwrap_or("");
-            let mut why = if e["usable"] == true { "usable".to_string() } else { e["reason"].as_str().unwrap_or("skipped").to_string() };
+            let mut why = if e["usable"] == true {
+                "usable".to_string()
+            } else {
+                e["reason"].as_str().unwrap_or("skipped").to_string()
+            };
             if let Some(u) = e["until"].as_i64().filter(|u| *u > now) {
                 why.push_str(&format!(" for {}", human_duration(u - now)));
             }
@@ -689,7 +761,11 @@ pub fn report(d: &Dispatcher, a: ReportArgs) -> i32 {
     let profile_id = match name {
         Some(n) => format!("{provider}:{n}"),
         None => {
-            let r = match call(d, "order.get", &with_agent(json!({ "provider": provider }), agent)) {
+            let r = match call(
+                d,
+                "order.get",
+                &with_agent(json!({ "provider": provider }), agent),
+            ) {
                 Ok(r) => r,
                 Err(e) => return print_error(&did_you_mean(d, e, Some(&provider), None, agent)),
             };
@@ -707,7 +783,10 @@ pub fn report(d: &Dispatcher, a: ReportArgs) -> i32 {
                     let e = if empty {
                         RpcError::new(
                             ErrorKind::MissingCredential,
-                            format!("no profile of provider `{provider}` to report on in {}", view_words(agent)),
+                            format!(
+                                "no profile of provider `{provider}` to report on in {}",
+                                view_words(agent)
+                            ),
                         )
                         .with("provider", &provider)
                     } else {
@@ -724,7 +803,10 @@ pub fn report(d: &Dispatcher, a: ReportArgs) -> i32 {
             }
         }
     };
-    let mut params = with_agent(json!({ "profileId": profile_id, "httpStatus": a.status }), agent);
+    let mut params = with_agent(
+        json!({ "profileId": profile_id, "httpStatus": a.status }),
+        agent,
+    );
     if let Some(s) = a.retry_after {
         params["retryAfterMs"] = s.saturating_mul(1000).into();
     }
@@ -740,13 +822,25 @@ pub fn report(d: &Dispatcher, a: ReportArgs) -> i32 {
     }
     let now = crate::handlers::now_ms();
     let id = r["profileId"].as_str().unwrap_or(&profile_id);
-    let mut out = format!("reported HTTP {} for {id}: {}", a.status, r["outcome"].as_str().unwrap_or("?"));
+    let mut out = format!(
+        "reported HTTP {} for {id}: {}",
+        a.status,
+        r["outcome"].as_str().unwrap_or("?")
+    );
     let u = &r["usage"];
     if let Some(t) = u["cooldownUntil"].as_i64().filter(|t| *t > now) {
-        out.push_str(&format!("; cooling down for {} ({})", human_duration(t - now), u["cooldownReason"].as_str().unwrap_or("")));
+        out.push_str(&format!(
+            "; cooling down for {} ({})",
+            human_duration(t - now),
+            u["cooldownReason"].as_str().unwrap_or("")
+        ));
     }
     if let Some(t) = u["disabledUntil"].as_i64().filter(|t| *t > now) {
-        out.push_str(&format!("; disabled for {} ({})", human_duration(t - now), u["disabledReason"].as_str().unwrap_or("")));
+        out.push_str(&format!(
+            "; disabled for {} ({})",
+            human_duration(t - now),
+            u["disabledReason"].as_str().unwrap_or("")
+        ));
     }
     if r["recorded"] == false {
         out.push_str(" (not recorded: the provider is exempt from cooldowns)");
@@ -780,7 +874,11 @@ pub fn where_(d: &Dispatcher, ctx: &StoreContext, a: WhereArgs) -> i32 {
         "{}\nbackend: {}\nexists: {}\nchosen by: {}\n",
         ctx.path,
         st["backend"].as_str().unwrap_or(ctx.backend),
-        if exists { "yes" } else { "no (created on the first write)" },
+        if exists {
+            "yes"
+        } else {
+            "no (created on the first write)"
+        },
         ctx.chosen_by.phrase()
     );
     if st["reachable"] == false {
@@ -798,9 +896,15 @@ mod tests {
 
     #[test]
     fn one_line_only() {
-        assert_eq!(one_line_secret(b"sk-a\"b\\c\n".to_vec(), "stdin").unwrap(), "sk-a\"b\\c");
+        assert_eq!(
+            one_line_secret(b"sk-a\"b\\c\n".to_vec(), "stdin").unwrap(),
+            "sk-a\"b\\c"
+        );
         assert_eq!(one_line_secret(b"k\r\n".to_vec(), "stdin").unwrap(), "k");
-        assert_eq!(one_line_secret("clé-ü".as_bytes().to_vec(), "stdin").unwrap(), "clé-ü");
+        assert_eq!(
+            one_line_secret("clé-ü".as_bytes().to_vec(), "stdin").unwrap(),
+            "clé-ü"
+        );
         for bad in [&b"a\nb"[..], b"a\n\n", b"a\rb", b"", b"\n", b"  \n"] {
             assert!(one_line_secret(bad.to_vec(), "stdin").is_err(), "{bad:?}");
         }
@@ -827,7 +931,10 @@ mod tests {
         assert_eq!(parse_expires("1800000000000", 0), Ok(1_800_000_000_000));
         assert_eq!(parse_expires("90d", 5), Ok(5 + 90 * 86_400_000));
         assert_eq!(parse_expires("1970-01-02", 0), Ok(86_400_000));
-        assert_eq!(parse_expires("2027-01-31T12:00:00Z", 0), Ok(1_801_396_800_000));
+        assert_eq!(
+            parse_expires("2027-01-31T12:00:00Z", 0),
+            Ok(1_801_396_800_000)
+        );
         assert!(parse_expires("soon", 0).is_err());
         assert!(parse_expires("2027-13-01", 0).is_err());
     }

@@ -614,6 +614,16 @@ fn map_pg(e: postgres::Error, loc: &PgLocation) -> RpcError {
         )
         .with_hint("retry; raise settings.busyTimeoutMs if this happens often");
     }
+    if c == "57P03" || c == "57P01" || c == "57P02" {
+        // cannot_connect_now (starting up, shutting down, in recovery), admin/crash shutdown.
+        return RpcError::new(
+            ErrorKind::StoreUnavailable,
+            format!("the PostgreSQL server of {where_} is starting or stopping: {}", short(&e)),
+        )
+        .with("reason", "server_starting_or_stopping")
+        .with_hint("retry in a moment; the helper reconnects by itself once the server accepts connections")
+        .retryable(true);
+    }
     if c.starts_with("08") || c.starts_with("57P") || c == "53300" {
         return RpcError::new(
             ErrorKind::StoreUnavailable,
@@ -623,7 +633,10 @@ fn map_pg(e: postgres::Error, loc: &PgLocation) -> RpcError {
         .retryable(true);
     }
     if c == "28P01" || (c == "28000" && loc.passfile_ignored.is_some()) {
-        return auth_error(loc, format!("the PostgreSQL server of {where_} refused the password ({c})"));
+        return auth_error(
+            loc,
+            format!("the PostgreSQL server of {where_} refused the password ({c})"),
+        );
     }
     if c.starts_with("28") || *code == SqlState::INSUFFICIENT_PRIVILEGE || c == "3D000" {
         return RpcError::new(
@@ -655,8 +668,8 @@ fn map_pg(e: postgres::Error, loc: &PgLocation) -> RpcError {
 
 /// Classifies an error that carries no SQLSTATE (PROTOCOL §10 r3): a TLS failure is
 /// `store_tls`; a password the server asked for and none was given (or the passfile was
-/// ignored for its mode) `store_auth` — neither retryable; an unknown host name
-/// `store_unavailable` with a hint naming DNS; a refused connection, a reset, a closed
+/// ignored for its mode) `store_auth`; an unknown host name `store_unavailable` with a hint
+/// naming DNS — none of them retryable; a refused connection, a reset, a closed
 /// connection or a time-out `store_unavailable` (retryable: the helper reconnects).
 fn classify_without_sqlstate(e: &postgres::Error, loc: &PgLocation) -> RpcError {
     let where_ = &loc.display;
@@ -686,7 +699,8 @@ fn classify_without_sqlstate(e: &postgres::Error, loc: &PgLocation) -> RpcError 
         .retryable(false);
     }
     if all.contains("password missing") {
-        let msg = format!("the PostgreSQL server of {where_} asks for a password and none was given");
+        let msg =
+            format!("the PostgreSQL server of {where_} asks for a password and none was given");
         return auth_error(loc, msg);
     }
     if all.contains("lookup address")
@@ -700,10 +714,14 @@ fn classify_without_sqlstate(e: &postgres::Error, loc: &PgLocation) -> RpcError 
         )
         .with("reason", "dns")
         .with_hint("check the host name in the store URL: DNS does not know it (a typo, or no network/DNS here?)")
-        .retryable(true);
+        .retryable(false);
     }
     let refused = io_kind == Some(std::io::ErrorKind::ConnectionRefused);
-    let detail = if cause.is_empty() { kind_text.clone() } else { format!("{kind_text}: {cause}") };
+    let detail = if cause.is_empty() {
+        kind_text.clone()
+    } else {
+        format!("{kind_text}: {cause}")
+    };
     RpcError::new(
         ErrorKind::StoreUnavailable,
         format!("the PostgreSQL store {where_} is unreachable: {detail}"),
@@ -731,7 +749,9 @@ fn auth_error(loc: &PgLocation, msg: String) -> RpcError {
         .with_hint(hint)
         .retryable(false);
     if let Some(p) = &loc.passfile_ignored {
-        e = e.with("reason", "passfile_ignored").with("passfile", p.display().to_string());
+        e = e
+            .with("reason", "passfile_ignored")
+            .with("passfile", p.display().to_string());
     } else {
         e = e.with("reason", "password");
     }
