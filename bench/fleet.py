@@ -11,7 +11,7 @@ Measured side by side in one run, in rounds (so machine noise hits every subject
   * a cold one-shot `modelauth call auth.resolve` (median, p90),
 each on a store of 100 api_key profiles (4 providers).
 
-Usage: bench/fleet.py [--bin target/release/modelauth] [--pgbouncer URL]
+Usage: bench/fleet.py [--bin $CARGO_TARGET_DIR/release/modelauth] [--pgbouncer URL]
                       [--pg postgres:///modelauth_bench?host=/var/run/postgresql]
                       [--requests 20000] [--pings 2000] [--runs 100] [--rounds 3]
 Needs: a running PostgreSQL whose database exists (created with createdb if missing),
@@ -110,7 +110,9 @@ def pgbench(db_args, seconds):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="target/release/modelauth")
+    target_dir = os.environ.get("CARGO_TARGET_DIR") or "target"
+    ap.add_argument("--bin", default=os.path.join(target_dir, "release", "modelauth"),
+                    help="the binary (default: %(default)s, from $CARGO_TARGET_DIR)")
     ap.add_argument("--pg", default="postgres:///modelauth_bench?host=/var/run/postgresql")
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--pings", type=int, default=2000)

@@ -9,7 +9,7 @@ reporting median wall time, ratios and peak RSS (from wait4's ru_maxrss); then t
 throughput of M auth.resolve requests piped into one `modelauth serve` process, and the
 same with 10 % writes (profiles.put, fsync-bound).
 
-Usage: bench/process.py [--bin target/release/modelauth] [--profiles 100] [--runs 200]
+Usage: bench/process.py [--bin $CARGO_TARGET_DIR/release/modelauth] [--profiles 100] [--runs 200]
                         [--requests 100000]
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
@@ -105,7 +105,9 @@ def method_scale(bin_, env, tmp, runs, sizes=(10, 1000, 100_000)):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="target/release/modelauth")
+    target_dir = os.environ.get("CARGO_TARGET_DIR") or "target"
+    ap.add_argument("--bin", default=os.path.join(target_dir, "release", "modelauth"),
+                    help="the binary (default: %(default)s, from $CARGO_TARGET_DIR)")
     ap.add_argument("--profiles", type=int, default=100)
     ap.add_argument("--runs", type=int, default=200)
     ap.add_argument("--requests", type=int, default=100_000)

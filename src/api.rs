@@ -35,6 +35,12 @@ pub struct StoreInfo {
     /// *(r3)* Fingerprints (`sha256:<12 hex>`) of the store keys in use; the first seals
     /// new writes. Empty when not sealed.
     pub keys: Vec<String>,
+    /// *(r3)* False when the store could not be reached or read just now (`helper.info`
+    /// still answers; `error` says why).
+    pub reachable: bool,
+    /// *(r3)* When not `reachable`: the store error `{kind, message, retryable, hint}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<serde_json::Value>,
 }
 
 /// `helper.info` result.

@@ -18,9 +18,13 @@
 
 mod check;
 mod exec;
+pub mod human;
 mod logging;
+pub mod manpages;
 mod serve;
 mod store_cmd;
+pub mod suggest;
+pub mod verbs;
 
 use check::check;
 pub use check::{human_duration, render_status};
@@ -53,6 +57,11 @@ pub struct Cli {
     /// $XDG_STATE_HOME/modelauth/store.db, else ~/.local/state/modelauth/store.db.
     #[arg(long, global = true, value_name = "PATH|URL")]
     pub store: Option<PathBuf>,
+    /// Let a write create every missing directory of a --store / $MODELAUTH_STORE location
+    /// (without it, only the store's own directory is created; the default location's
+    /// directories always are).
+    #[arg(long, global = true)]
+    pub create_dirs: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -143,8 +152,22 @@ pub enum Command {
         /// The shell.
         shell: CompletionShell,
     },
-    /// Print the man page (roff) on stdout.
-    Man,
+    /// Print the man page (roff) on stdout: modelauth(1), or one subcommand's page; with
+    /// --dir, write every page into a directory.
+    Man(manpages::ManArgs),
+    /// Store a key or token: the secret from stdin (one line), --from-file or --from-env,
+    /// never from argv; or a SecretRef with --ref (profiles.put).
+    Add(verbs::AddArgs),
+    /// List the profiles: ids, types, status, order position; never secrets (profiles.list).
+    List(verbs::ListArgs),
+    /// Remove a profile, and it from every order of its scope (profiles.remove).
+    Rm(verbs::RmArgs),
+    /// Print a provider's order, set it (IDs), or clear it (--clear) (order.get/set/clear).
+    Order(verbs::OrderArgs),
+    /// Report a provider's HTTP answer for a profile, so its cooldowns follow (auth.report).
+    Report(verbs::ReportArgs),
+    /// Print the store location (absolute), backend, whether it exists and how it was chosen.
+    Where(verbs::WhereArgs),
     /// The sealed store (r3): keygen, seal, rekey, unseal.
     Store {
         /// What to do.
@@ -214,19 +237,67 @@ where
         cmd = cmd.mut_subcommand("call", |c| c.after_help(list));
     }
     match cmd
-        .try_get_matches_from(args)
+        .try_get_matches_from(args.clone())
         .and_then(|m| Cli::from_arg_matches(&m))
     {
         Ok(c) => Ok(c),
         Err(e) => {
             let _ = e.print();
+            if e.use_stderr() {
+                if let Some(tip) = usage_tip(&args) {
+                    eprintln!("{tip}");
+                }
+            }
             Err(if e.use_stderr() { EX_USAGE } else { 0 })
         }
     }
 }
 
+/// A tip after a usage error that clap's own message does not give: `exec` with a command
+/// but no `--` before it.
+fn usage_tip(args: &[std::ffi::OsString]) -> Option<String> {
+    let pos = args.iter().skip(1).position(|a| a == "exec")? + 1;
+    let rest = &args[pos + 1..];
+    if rest.iter().any(|a| a == "--") {
+        return None;
+    }
+    // The first word that is neither a flag nor a flag's value is the command.
+    let mut i = 0;
+    while i < rest.len() {
+        let a = rest[i].to_string_lossy();
+        if a.starts_with("--") {
+            if !a.contains('=')
+                && ["--provider", "--env", "--agent", "--model", "--store"].contains(&a.as_ref())
+            {
+                i += 1;
+            }
+            i += 1;
+            continue;
+        }
+        let flags: Vec<String> = rest[..i]
+            .iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect();
+        let cmd: Vec<String> = rest[i..]
+            .iter()
+            .map(|x| x.to_string_lossy().into_owned())
+            .collect();
+        return Some(format!(
+            "tip: put the command after `--`: modelauth exec {} -- {}",
+            flags.join(" "),
+            cmd.join(" ")
+        ));
+    }
+    None
+}
+
 fn dispatcher(store: Option<&std::path::Path>) -> Result<Dispatcher, RpcError> {
     let path = default_store_path(store)?;
+    // PROTOCOL §10 r3: the location is reported absolute (a relative --store too).
+    let path = match path.to_str() {
+        Some(s) if crate::store::location::is_postgres_url(s) => path,
+        _ => human::absolute(&path),
+    };
     Ok(Dispatcher::new(App::new(path)))
 }
 
@@ -250,6 +321,16 @@ pub fn run(cli: Cli) -> i32 {
         if let Err(code) = check_store_flag(cli.store.as_deref()) {
             return code;
         }
+        if let Some(ctx) = human::store_context(cli.store.as_deref()) {
+            // PROTOCOL §10 r3: a write to a named location creates at most its own directory.
+            if ctx.chosen_by.is_explicit() && !cli.create_dirs {
+                crate::store::sqlite::set_create_parents(false);
+            }
+            human::set_context(ctx);
+        }
+    }
+    if let Some(code) = run_verb(&cli) {
+        return code;
     }
     match cli.command {
         Command::Schema => {
@@ -321,8 +402,20 @@ pub fn run(cli: Cli) -> i32 {
                     }
                 },
             };
+            let no_params = params.is_none();
             match d.call(&method, params.as_deref()) {
                 Ok(r) => write_stdout(&format!("{}\n", r.get()), 0),
+                // Params forgotten (or piped without `-`, which leaves stdin unread): say so
+                // first, instead of only naming the missing member.
+                Err(e) if no_params && e.kind == ErrorKind::InvalidParams => {
+                    let hint = e
+                        .hint
+                        .clone()
+                        .unwrap_or_else(|| e.kind.default_hint().to_string());
+                    print_error(&e.with_hint(format!(
+                        "no params were given (stdin is read only with `-`): modelauth call {method} '{{...}}', or pipe them into modelauth call {method} -; {hint}"
+                    )))
+                }
                 Err(e) => print_error(&e),
             }
         }
@@ -366,7 +459,13 @@ pub fn run(cli: Cli) -> i32 {
                     let _ = out.flush();
                     0
                 }
-                Err(e) => print_error(&e),
+                Err(e) => print_error(&suggest::did_you_mean(
+                    &d,
+                    e,
+                    Some(&provider),
+                    profile_id.as_deref(),
+                    agent.as_deref(),
+                )),
             }
         }
         Command::Exec {
@@ -403,21 +502,15 @@ pub fn run(cli: Cli) -> i32 {
             let _ = out.write_all(&buf).and_then(|_| out.flush());
             0
         }
-        Command::Man => {
-            use clap::CommandFactory;
-            let mut buf = Vec::new();
-            match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
-                Ok(()) => {
-                    let mut out = io::stdout().lock();
-                    let _ = out.write_all(&buf).and_then(|_| out.flush());
-                    0
-                }
-                Err(e) => print_error(&RpcError::internal(format!(
-                    "cannot write the man page: {e}"
-                ))),
-            }
-        }
+        Command::Man(a) => manpages::man(&a),
         Command::Store { action } => store_cmd::run(cli.store.as_deref(), action),
+        // The verbs for people ran in `run_verb` above.
+        Command::Add(_)
+        | Command::List(_)
+        | Command::Rm(_)
+        | Command::Order(_)
+        | Command::Report(_)
+        | Command::Where(_) => unreachable!("handled by run_verb"),
     }
 }
 
@@ -477,10 +570,43 @@ fn output_failed(e: &io::Error, code: i32) -> i32 {
     1
 }
 
+/// Prints an error (human form at a terminal, else the JSON object, both naming the
+/// store: [`human::print_error`]); returns exit code 1.
 fn print_error(e: &RpcError) -> i32 {
-    let mut err = io::stderr().lock();
-    let _ = writeln!(err, "{}", e.to_json());
-    1
+    human::print_error(e)
+}
+
+/// Runs one of the verbs for people (PROTOCOL §10 r3); `None` for the other subcommands.
+fn run_verb(cli: &Cli) -> Option<i32> {
+    let json = match &cli.command {
+        Command::Add(a) => a.json,
+        Command::List(a) => a.json,
+        Command::Rm(a) => a.json,
+        Command::Order(a) => a.json,
+        Command::Report(a) => a.json,
+        Command::Where(a) => a.json,
+        _ => return None,
+    };
+    human::set_json(json);
+    let d = match dispatcher(cli.store.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return Some(print_error(&e)),
+    };
+    Some(match &cli.command {
+        Command::Add(a) => verbs::add(&d, a.clone()),
+        Command::List(a) => verbs::list(&d, a.clone()),
+        Command::Rm(a) => verbs::rm(&d, a.clone()),
+        Command::Order(a) => verbs::order(&d, a.clone()),
+        Command::Report(a) => verbs::report(&d, a.clone()),
+        Command::Where(a) => match human::context() {
+            Some(ctx) => verbs::where_(&d, ctx, a.clone()),
+            None => print_error(&RpcError::new(
+                ErrorKind::StorePermissions,
+                "no store path: set --store, MODELAUTH_STORE, XDG_STATE_HOME or HOME",
+            )),
+        },
+        _ => return None,
+    })
 }
 
 #[cfg(test)]

@@ -59,6 +59,12 @@ pub enum ErrorKind {
     StoreSealed,
     /// -32060: the configured store keys are not the sealed store's (PROTOCOL §9 r3).
     StoreKeyMismatch,
+    /// -32060: the TLS handshake with the PostgreSQL server failed (certificate, sslmode,
+    /// sslrootcert); not retryable (PROTOCOL §10 r3).
+    StoreTls,
+    /// -32060: the PostgreSQL server wants a password that was not given, refused the one
+    /// given, or the passfile was ignored for its mode; not retryable (PROTOCOL §10 r3).
+    StoreAuth,
     /// -32070: an import source whose shape is not a known format.
     ShapeUnrecognized,
     /// -32070: an import that fails as a whole.
@@ -84,6 +90,7 @@ impl ErrorKind {
             StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema
             | StoreUnavailable => -32060,
             StoreSealed | StoreKeyMismatch => -32060,
+            StoreTls | StoreAuth => -32060,
             ShapeUnrecognized | ImportInvalid => -32070,
             Internal => -32603,
         }
@@ -117,6 +124,8 @@ impl ErrorKind {
             StoreUnavailable => "store_unavailable",
             StoreSealed => "store_sealed",
             StoreKeyMismatch => "store_key_mismatch",
+            StoreTls => "store_tls",
+            StoreAuth => "store_auth",
             ShapeUnrecognized => "shape_unrecognized",
             ImportInvalid => "import_invalid",
             Internal => "internal",
@@ -124,7 +133,7 @@ impl ErrorKind {
     }
 
     /// Every kind, for the error catalogue in the OpenRPC document.
-    pub const ALL: [ErrorKind; 27] = {
+    pub const ALL: [ErrorKind; 29] = {
         use ErrorKind::*;
         [
             ParseError,
@@ -154,6 +163,8 @@ impl ErrorKind {
             Internal,
             StoreSealed,
             StoreKeyMismatch,
+            StoreTls,
+            StoreAuth,
         ]
     };
 
@@ -180,6 +191,8 @@ impl ErrorKind {
             RevisionConflict => "expectedRevision did not match the stored revision.",
             StoreBusy => "The store stayed locked longer than busyTimeoutMs; retryable.",
             StoreUnavailable => "The PostgreSQL server cannot be reached or is restarting; retryable, the helper reconnects by itself.",
+            StoreTls => "The TLS handshake with the PostgreSQL server failed (certificate, sslmode, sslrootcert); not retryable.",
+            StoreAuth => "The PostgreSQL server wants a password that was not given or refused it, or the passfile was ignored; not retryable.",
             StoreCorrupt => "The store is not a readable modelauth database; it is left untouched.",
             StorePermissions => "The store or its directory cannot be opened with this user's permissions.",
             StoreReadonly => "The store cannot be written (read-only file or file system).",
@@ -215,6 +228,8 @@ impl ErrorKind {
             RevisionConflict => "read the current state again and retry with its revision",
             StoreBusy => "retry; raise settings.busyTimeoutMs if this happens often",
             StoreUnavailable => "retry shortly; check that the PostgreSQL server named by --store / $MODELAUTH_STORE is up",
+            StoreTls => "check sslmode and sslrootcert in the store URL against the server's certificate",
+            StoreAuth => "give the password in PGPASSWORD, $MODELAUTH_STORE or ~/.pgpass (mode 0600)",
             StoreCorrupt => "move the file aside (it is left untouched) or point --store elsewhere",
             StorePermissions => "make the store and its directory yours (0600 / 0700) or point --store elsewhere",
             StoreReadonly => "make the store and its directory writable or point --store elsewhere",

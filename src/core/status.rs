@@ -12,7 +12,9 @@
 //!   `missing` if one is missing, else `static`; otherwise `expired` > `missing` >
 //!   `expiring` > `ok` (so a token without `expires` makes its provider `ok`);
 //! - modelauth's refinements: a profile needing re-authentication is `expired`; one whose
-//!   `env`/`file` SecretRef (or, with `probe`, `exec` ref) cannot be read is `missing`.
+//!   `env`/`file` SecretRef (or, with `probe`, `exec` ref) cannot be read is `missing`,
+//!   and *(r3)* like an expired token it does not count while another profile of the
+//!   walk is usable (a provider with a usable credential is never `missing`).
 //!
 //! Pure: times are milliseconds since the epoch, passed in; ref availability is found out by
 //! the shell and passed in as [`RefCheck`].
@@ -104,7 +106,16 @@ pub struct RollUpEntry {
 /// A provider's status and earliest expiry (ms since the epoch) from its profiles in walk
 /// order (see the module doc); `has_order` says whether an explicit order applies.
 pub fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (&'static str, Option<i64>) {
-    let mut eff: Vec<&RollUpEntry> = entries.iter().filter(|e| e.listed && e.eligible).collect();
+    // (r3) Like an expired token, a profile that cannot give its secret now (`missing`:
+    // an unreadable SecretRef) does not count while another one of the walk is usable: a
+    // provider with a usable credential is never `missing`.
+    let mut eff: Vec<&RollUpEntry> = entries
+        .iter()
+        .filter(|e| e.listed && e.eligible && e.health != "missing")
+        .collect();
+    if eff.is_empty() {
+        eff = entries.iter().filter(|e| e.listed && e.eligible).collect();
+    }
     if eff.is_empty() {
         eff = entries.iter().filter(|e| e.listed || !has_order).collect();
     }
@@ -338,16 +349,25 @@ mod tests {
             ]),
             "expired"
         );
+        // (r3) A broken ref beside a usable key: the provider is not missing.
         assert_eq!(
             r(&[
                 entry("api_key", "missing", true),
                 entry("api_key", "static", true)
             ]),
-            "missing"
+            "static"
         );
         assert_eq!(
             r(&[
                 entry("oauth", "expiring", true),
+                entry("token", "missing", true)
+            ]),
+            "expiring"
+        );
+        // Nothing usable: still missing.
+        assert_eq!(
+            r(&[
+                entry("api_key", "missing", true),
                 entry("token", "missing", true)
             ]),
             "missing"

@@ -201,9 +201,28 @@ impl App {
     /// `helper.info`.
     pub fn info(&self, _: InfoParams, methods: Vec<String>) -> Result<InfoResult> {
         let mut st = self.store();
-        let schema_version = st.schema_version()?;
-        let seal = st.seal_info()?;
+        // PROTOCOL §10 r3: helper.info answers without the store; the store part says
+        // that it is unreachable and why.
+        let (schema_version, error) = match st.schema_version() {
+            Ok(v) => (v, None),
+            Err(e) => (None, Some(e)),
+        };
+        let seal = if error.is_none() {
+            st.seal_info().unwrap_or_default()
+        } else {
+            Default::default()
+        };
         let d = st.describe();
+        let reachable = error.is_none();
+        let error = error.map(|e| {
+            let j = e.to_json();
+            serde_json::json!({
+                "kind": e.kind.as_str(),
+                "message": j["message"],
+                "retryable": e.retryable,
+                "hint": j["data"]["hint"],
+            })
+        });
         Ok(InfoResult {
             name: "modelauth".into(),
             version: env!("CARGO_PKG_VERSION").into(),
@@ -215,6 +234,8 @@ impl App {
                 schema_version,
                 sealed: seal.sealed,
                 keys: seal.keys,
+                reachable,
+                error,
             },
             methods,
         })

@@ -56,6 +56,9 @@ pub struct PgLocation {
     pub ssl_mode: SslMode,
     /// `sslrootcert`: PEM roots for verify-ca / verify-full (else the webpki roots).
     pub root_cert: Option<PathBuf>,
+    /// A passfile that exists but was ignored because group or others may read it (libpq's
+    /// rule), for the `store_auth` hint (PROTOCOL §10 r3).
+    pub passfile_ignored: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for PgLocation {
@@ -179,7 +182,9 @@ fn parse_pg(
         let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("").to_string());
         config.dbname(&db);
     }
+    let mut passfile_ignored = None;
     if config.get_password().is_none() {
+        passfile_ignored = ignored_passfile(env);
         if let Some(p) = env("PGPASSWORD") {
             config.password(p);
         } else if let Some(p) = passfile_password(&config, env) {
@@ -215,7 +220,19 @@ fn parse_pg(
         schema,
         ssl_mode,
         root_cert,
+        passfile_ignored,
     })
+}
+
+/// The passfile (`PGPASSFILE`, else `~/.pgpass`) when it exists but group or others may
+/// read it, so [`passfile_password`] ignores it.
+fn ignored_passfile(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let path = env("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| env("HOME").map(|h| PathBuf::from(h).join(".pgpass")))?;
+    let meta = std::fs::metadata(&path).ok()?;
+    (meta.is_file() && meta.permissions().mode() & 0o077 != 0).then_some(path)
 }
 
 /// A schema name we accept: `^[a-z_][a-z0-9_]{0,62}$` (so it never needs quoting rules).

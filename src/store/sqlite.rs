@@ -906,6 +906,16 @@ fn newer_schema(path: &Path, v: i64) -> RpcError {
     .with_hint("upgrade modelauth")
 }
 
+static CREATE_PARENTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether a first write may create the store directory's missing parents too (the
+/// default). The CLI turns it off for a location named by `--store` or `$MODELAUTH_STORE`
+/// without `--create-dirs` (PROTOCOL §10 r3): a mistyped path then fails instead of
+/// silently creating a directory chain.
+pub fn set_create_parents(on: bool) {
+    CREATE_PARENTS.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Creates `dir` and any missing parents with mode 0700 (set explicitly, whatever the umask).
 fn create_private_dirs(dir: &Path) -> Result<(), RpcError> {
     if dir.is_dir() {
@@ -919,6 +929,24 @@ fn create_private_dirs(dir: &Path) -> Result<(), RpcError> {
         }
         missing.push(d);
         cur = d.parent();
+    }
+    if missing.len() > 1 && !CREATE_PARENTS.load(std::sync::atomic::Ordering::Relaxed) {
+        let top = missing.last().expect("more than one");
+        return Err(RpcError::new(
+            ErrorKind::InvalidParams,
+            format!(
+                "the store's directory {} does not exist, nor does {}; refused to create {} directories for a location given by --store or $MODELAUTH_STORE (a typo?)",
+                dir.display(),
+                top.display(),
+                missing.len()
+            ),
+        )
+        .with("reason", "store_directory_missing")
+        .with("missing", missing.iter().rev().map(|d| d.display().to_string()).collect::<Vec<_>>())
+        .with_hint(format!(
+            "check the path; to create it: mkdir -p {} (or pass --create-dirs)",
+            dir.display()
+        )));
     }
     for d in missing.into_iter().rev() {
         match fs::DirBuilder::new().mode(0o700).create(d) {

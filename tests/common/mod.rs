@@ -42,6 +42,7 @@ pub fn skip_on_pg(why: &str) -> bool {
 }
 
 /// A nonce for this test process, so schemas of different runs on one database never meet.
+/// On PostgreSQL, every schema named with it is dropped when the test process exits.
 fn run_nonce() -> &'static str {
     static N: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     N.get_or_init(|| {
@@ -49,16 +50,70 @@ fn run_nonce() -> &'static str {
             .duration_since(std::time::UNIX_EPOCH)
             .unwrap()
             .as_nanos();
+        if on_pg() {
+            // SAFETY: registers a plain extern "C" function; it runs once at exit.
+            unsafe {
+                libc::atexit(drop_run_schemas);
+            }
+        }
         format!("{:x}", (t as u64) ^ ((std::process::id() as u64) << 40))
     })
 }
+
+/// A client on `MODELAUTH_TEST_PG` for the tests' own bookkeeping.
+pub fn pg_admin() -> Option<postgres::Client> {
+    let url = pg_url()?;
+    let mut config: postgres::Config = url.parse().ok()?;
+    if config.get_hosts().is_empty() {
+        config.host("/var/run/postgresql");
+    }
+    if config.get_user().is_none() {
+        config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
+    }
+    config.connect(postgres::NoTls).ok()
+}
+
+/// Drops every schema whose name starts with `prefix` (the tests' own: `t<nonce>_`).
+pub fn drop_schemas_like(prefix: &str) -> usize {
+    let Some(mut c) = pg_admin() else { return 0 };
+    let like = format!("{}%", prefix.replace('_', "\\_"));
+    let Ok(rows) = c.query_typed(
+        "SELECT nspname::text FROM pg_namespace WHERE nspname LIKE $1",
+        &[(&like, postgres::types::Type::TEXT)],
+    ) else {
+        return 0;
+    };
+    let mut n = 0;
+    for r in rows {
+        let name: String = r.get(0);
+        if name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            && c.batch_execute(&format!("DROP SCHEMA IF EXISTS {name} CASCADE"))
+                .is_ok()
+        {
+            n += 1;
+        }
+    }
+    n
+}
+
+extern "C" fn drop_run_schemas() {
+    if let Some(n) = std::sync::OnceLock::get(&RUN_PREFIX_CELL).cloned() {
+        let _ = std::panic::catch_unwind(|| drop_schemas_like(&n));
+    }
+}
+
+static RUN_PREFIX_CELL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The PostgreSQL schema standing for the store at `store` (one per test store path).
 pub fn pg_schema(store: &Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     store.hash(&mut h);
-    format!("t{}_{:016x}", run_nonce(), h.finish())
+    let nonce = run_nonce();
+    let _ = RUN_PREFIX_CELL.set(format!("t{nonce}_"));
+    format!("t{}_{:016x}", nonce, h.finish())
 }
 
 /// The `--store` arguments for a test store: the path, or with `MODELAUTH_TEST_PG` the URL.
@@ -420,9 +475,17 @@ impl Env {
         c
     }
 
-    /// A `modelauth serve` process (stderr inherited).
+    /// A `modelauth serve` process (stderr inherited, except that the log lines a test
+    /// turned on with `RUST_LOG` are dropped unless `MODELAUTH_TEST_LOGS` is set: a plain
+    /// `cargo test` prints no log lines).
     pub fn serve(&self) -> Server {
-        Server::spawn(self.command(), Stdio::inherit())
+        let logs_on = self.vars.iter().any(|(k, _)| k == "RUST_LOG");
+        let stderr = if logs_on && std::env::var_os("MODELAUTH_TEST_LOGS").is_none() {
+            Stdio::null()
+        } else {
+            Stdio::inherit()
+        };
+        Server::spawn(self.command(), stderr)
     }
 
     /// `modelauth call METHOD -` with params on stdin, in a process of its own.
