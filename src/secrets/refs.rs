@@ -27,7 +27,9 @@ fn describe(r: &SecretRef) -> String {
 /// Errors: `secret_unavailable` (-32030) naming the ref (never the value), with `data.ref`
 /// and `data.reason`: `env_missing`, `provider_unknown`, `invalid_provider`, `invalid_id`,
 /// `invalid_value`, `file_unreadable`, `insecure_file`, `bad_file`, `id_missing`,
-/// `exec_failed`, `bad_output`, `output_too_large`, `timeout` (retryable). A failing exec
+/// `exec_failed`, `bad_output`, `output_too_large`, `timeout` (retryable),
+/// `untrusted_command` (PROTOCOL §11: the command's owner, mode, directory, or on a shared
+/// store `$MODELAUTH_TRUSTED_DIRS`; `data.trust` says which). A failing exec
 /// helper's stderr (first 4 KiB, redacted) goes to modelauth's stderr.
 pub fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcError> {
     match r.source {
@@ -526,6 +528,45 @@ fn run_helper(
     }
 }
 
+/// The file to run for an exec provider's `command`, once this machine vouches for it
+/// (PROTOCOL §11 *(r3)*, [`super::trust`]).
+///
+/// Errors: `secret_unavailable` with `data.reason: "untrusted_command"` and `data.trust`
+/// saying why (`bad_owner`, `writable`, `dir_writable`, `no_trusted_dirs`, ...); the hint
+/// names `$MODELAUTH_TRUSTED_DIRS` when the store is shared.
+fn trusted_command(r: &SecretRef, command: &str) -> Result<std::path::PathBuf, RpcError> {
+    use super::trust;
+    let shared = trust::shared_store();
+    let dirs = shared
+        .then(|| trust::trusted_dirs(&std::env::var(trust::TRUSTED_DIRS_VAR).unwrap_or_default()));
+    trust::check_command(
+        std::path::Path::new(command),
+        trust::current_uid(),
+        dirs.as_deref(),
+    )
+    .map_err(|refusal| {
+        let hint = match refusal.why {
+            "no_trusted_dirs" | "outside_trusted_dirs" => format!(
+                "a shared (PostgreSQL) store runs only commands this machine lists: set {}=/dir/of/the/helper (colon-separated) in the environment of the process that spawns modelauth",
+                trust::TRUSTED_DIRS_VAR
+            ),
+            _ => "make the command and its directory owned by root or you and not writable by group or others (chmod go-w)".to_string(),
+        };
+        unavailable(
+            r,
+            "untrusted_command",
+            format!(
+                "ref {}: secret provider `{}` names a command this machine does not trust: {}",
+                describe(r),
+                r.provider,
+                refusal.message
+            ),
+        )
+        .with("trust", refusal.why)
+        .with_hint(hint)
+    })
+}
+
 /// Runs an exec helper without a shell: environment cleared but `passEnv`, the request on
 /// stdin (then closed), stdout read (at most 1 MiB), the first 4 KiB of stderr kept and
 /// forwarded to modelauth's stderr only when the helper fails ([`forwarded_stderr`]). The
@@ -547,7 +588,10 @@ fn resolve_exec(r: &SecretRef, spec: &ExecSpec<'_>) -> Result<Secret, RpcError> 
             ),
         ));
     }
-    let mut cmd = Command::new(spec.command);
+    let program = trusted_command(r, spec.command)?;
+    let mut cmd = Command::new(&program);
+    // argv[0] stays as the store named it (a multi-call binary reached by a symlink).
+    cmd.arg0(spec.command);
     cmd.args(spec.args)
         .env_clear()
         .stdin(Stdio::piped())
