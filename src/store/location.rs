@@ -47,7 +47,7 @@ pub enum SslMode {
 #[derive(Clone)]
 pub struct PgLocation {
     /// Connection settings for rust-postgres (may hold a password: never print it).
-    pub config: postgres::Config,
+    pub config: tokio_postgres::Config,
     /// The location as shown to people: the URL without any password.
     pub display: String,
     /// The schema holding the tables (a plain lower-case identifier).
@@ -128,7 +128,7 @@ fn parse_pg(
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let mut config: postgres::Config = url.parse().map_err(|_| {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
         bad_url(format!(
             "the store location {display} is not a valid PostgreSQL URL"
         ))
@@ -312,7 +312,7 @@ fn os_user() -> Option<String> {
 /// (`host:port:database:user:password`, `*` matches anything, `\` escapes), as libpq
 /// reads it; the file is ignored when group or others may read it.
 fn passfile_password(
-    config: &postgres::Config,
+    config: &tokio_postgres::Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;

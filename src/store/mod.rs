@@ -33,6 +33,7 @@ use crate::core::usage::Usage;
 pub mod conformance;
 pub mod flock;
 pub mod location;
+pub mod pg_client;
 pub mod postgres;
 pub mod sqlite;
 

@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Row};
+use postgres::Row;
+
+use super::pg_client::Client;
 use sha2::{Digest, Sha256};
 
 use crate::core::error::{ErrorKind, RpcError};
@@ -156,7 +158,9 @@ impl PgStore {
         if slot.is_none() {
             *slot = Some(connect(&self.loc, self.busy_timeout_ms)?);
         }
-        Ok(slot.as_mut().expect("connected above"))
+        let c = slot.as_mut().expect("connected above");
+        c.set_round_trip(round_trip(self.busy_timeout_ms));
+        Ok(c)
     }
 
     /// Forgets a client that failed so the next request connects again.
@@ -220,8 +224,16 @@ impl PgStore {
             )?;
             c.batch_execute(&sqlf(
                 &loc,
-                "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL)",
+                "CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION CURRENT_USER; CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL)",
             ))?;
+            // Under the setup lock, in the transaction that created it: a schema that
+            // already existed (IF NOT EXISTS) may be another role's.
+            if let Some(r) = c.query_typed_opt(
+                FOREIGN_OWNER_SQL,
+                &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+            )? {
+                return Ok(Err((r.get::<_, String>(0), r.get::<_, String>(1))));
+            }
             let v = c
                 .query_typed_opt(
                     &sqlf(
@@ -232,10 +244,14 @@ impl PgStore {
                 )?
                 .map(|r| r.get::<_, i64>(0))
                 .unwrap_or(0);
-            Ok::<i64, postgres::Error>(v)
+            Ok::<Result<i64, (String, String)>, postgres::Error>(Ok(v))
         })();
         let v = match r {
-            Ok(v) => v,
+            Ok(Ok(v)) => v,
+            Ok(Err((what, owner))) => {
+                self.after_error();
+                return Err(not_owned(&loc, &what, &owner));
+            }
             Err(e) => {
                 *race = matches!(
                     e.code().map(|c| c.code()),
@@ -440,6 +456,55 @@ impl PgStore {
     }
 }
 
+/// Who owns the schema and what is in it, as one row when something is owned by a role
+/// other than the connecting one (or a superuser): (what, owner).
+const FOREIGN_OWNER_SQL: &str = "WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user)
+    SELECT 'schema ' || n.nspname::text, r.rolname::text
+      FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = $1 AND n.nspowner <> (SELECT oid FROM me) AND NOT r.rolsuper
+    UNION ALL
+    SELECT 'table ' || n.nspname::text || '.' || c.relname::text, r.rolname::text
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_roles r ON r.oid = c.relowner
+     WHERE n.nspname = $1 AND c.relowner <> (SELECT oid FROM me) AND NOT r.rolsuper
+    LIMIT 1";
+
+/// Refuses a schema, or anything in it, owned by another role (PROTOCOL §11 *(r3)*): a
+/// role that pre-created the schema ("schema squatting") would read every key written to
+/// it and choose the settings (secret providers) this helper obeys. A superuser's is
+/// accepted: a superuser can read everything anyway.
+///
+/// Errors: `store_permissions` with `data.reason: "schema_not_owned"`; store errors.
+fn check_owner(c: &mut Client, loc: &PgLocation) -> Result<(), RpcError> {
+    let row = c
+        .query_typed_opt(
+            FOREIGN_OWNER_SQL,
+            &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+        )
+        .map_err(|e| map_pg(e, loc))?;
+    match row {
+        None => Ok(()),
+        Some(r) => Err(not_owned(
+            loc,
+            &r.get::<_, String>(0),
+            &r.get::<_, String>(1),
+        )),
+    }
+}
+
+fn not_owned(loc: &PgLocation, what: &str, owner: &str) -> RpcError {
+    RpcError::new(
+        ErrorKind::StorePermissions,
+        format!(
+            "the PostgreSQL store {} is not this role's: {what} is owned by role `{owner}`; nothing was read from it or written to it",
+            loc.display
+        ),
+    )
+    .with("reason", "schema_not_owned")
+    .with("schema", loc.schema.as_str())
+    .with_hint("whoever owns the schema reads every key written to it and chooses the settings this helper obeys: drop it, or use a schema this role creates ($MODELAUTH_PG_SCHEMA)")
+}
+
 /// `Some(version)` when the schema's meta table exists in the database of `c`.
 fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcError> {
     let reg = format!("{}.meta", loc.schema);
@@ -452,6 +517,7 @@ fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcErr
     if !row.get::<_, bool>(0) {
         return Ok(None);
     }
+    check_owner(c, loc)?;
     let v = c
         .query_typed_opt(
             &sqlf(
@@ -584,13 +650,21 @@ fn connect(loc: &PgLocation, busy_timeout_ms: u64) -> Result<Client, RpcError> {
         .get_hosts()
         .iter()
         .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+    let rt = round_trip(busy_timeout_ms);
     let r = if loc.ssl_mode == SslMode::Disable || unix_only {
         config.ssl_mode(postgres::config::SslMode::Disable);
-        config.connect(postgres::NoTls)
+        Client::connect(&config, postgres::NoTls, PG_CONNECT_TIMEOUT, rt)
     } else {
-        config.connect(tls::connector(loc)?)
+        Client::connect(&config, tls::connector(loc)?, PG_CONNECT_TIMEOUT, rt)
     };
     r.map_err(|e| map_pg(e, loc))
+}
+
+/// The client-side deadline of one statement (PROTOCOL §11 *(r3)*): the server-side
+/// `statement_timeout` the transactions set (`busyTimeoutMs` + 30 s) plus 5 s, so a live
+/// server answers first with its own error and a silent one is abandoned.
+fn round_trip(busy_timeout_ms: u64) -> Duration {
+    Duration::from_millis(busy_timeout_ms + 30_000) + PG_CONNECT_TIMEOUT
 }
 
 /// Maps a PostgreSQL error to the store error kinds of PROTOCOL §7. Messages name the

@@ -1,0 +1,96 @@
+//! PROTOCOL §11 *(r3)*: the PostgreSQL schema must be owned by the connecting role. A
+//! role that pre-creates the schema (or a table in it) — schema squatting — would read
+//! every key the victim writes and choose the settings it obeys; the helper refuses with
+//! `store_permissions` (`schema_not_owned`) and writes nothing. Needs `MODELAUTH_TEST_PG`.
+
+mod common;
+
+use serde_json::json;
+
+fn admin() -> postgres::Client {
+    let url = common::pg_url().unwrap();
+    let mut config: postgres::Config = url.parse().unwrap();
+    if config.get_hosts().is_empty() {
+        config.host("/var/run/postgresql");
+    }
+    if config.get_user().is_none() {
+        config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
+    }
+    config.connect(postgres::NoTls).unwrap()
+}
+
+fn squatter(c: &mut postgres::Client) {
+    c.batch_execute(
+        "DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'modelauth_squatter') THEN CREATE ROLE modelauth_squatter NOLOGIN; END IF; END $$",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_schema_created_by_another_role_is_refused_and_nothing_is_written() {
+    if !common::on_pg() {
+        eprintln!("SKIPPED: needs MODELAUTH_TEST_PG");
+        return;
+    }
+    let env = common::Env::new();
+    let schema = common::pg_schema(&env.store());
+    let mut a = admin();
+    squatter(&mut a);
+    a.batch_execute(&format!(
+        "CREATE SCHEMA {schema} AUTHORIZATION modelauth_squatter; GRANT ALL ON SCHEMA {schema} TO PUBLIC"
+    ))
+    .unwrap();
+    let e = env
+        .call(
+            "profiles.put",
+            json!({"profile": common::api_key("openai:a", "sk-squat-victim-key-1")}),
+        )
+        .unwrap_err();
+    assert_eq!(e["data"]["kind"], "store_permissions", "{e}");
+    assert_eq!(e["data"]["reason"], "schema_not_owned", "{e}");
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("modelauth_squatter"),
+        "{e}"
+    );
+    // Nothing was created in the squatted schema.
+    let n: i64 = a
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = $1",
+            &[&schema],
+        )
+        .unwrap()
+        .get(0);
+    assert_eq!(n, 0);
+    a.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
+
+#[test]
+fn a_table_planted_in_an_existing_store_is_refused_on_read_too() {
+    if !common::on_pg() {
+        eprintln!("SKIPPED: needs MODELAUTH_TEST_PG");
+        return;
+    }
+    let env = common::Env::new();
+    let schema = common::pg_schema(&env.store());
+    env.call(
+        "profiles.put",
+        json!({"profile": common::api_key("openai:a", "sk-owned-1")}),
+    )
+    .unwrap();
+    let mut a = admin();
+    squatter(&mut a);
+    a.batch_execute(&format!(
+        "CREATE TABLE {schema}.extra (x int); ALTER TABLE {schema}.extra OWNER TO modelauth_squatter"
+    ))
+    .unwrap();
+    let e = env
+        .call("auth.resolve", json!({"provider": "openai"}))
+        .unwrap_err();
+    assert_eq!(e["data"]["reason"], "schema_not_owned", "{e}");
+    a.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}
