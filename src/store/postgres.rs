@@ -581,6 +581,10 @@ fn lock_key(parts: &[&str]) -> i64 {
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// How long a refresh-lock transaction may sit idle before the server ends it (ms): past
+/// the token call's 20 s limit and a waiter's 30 s wait.
+const REFRESH_LOCK_IDLE_MS: u64 = 120_000;
+
 /// Refresh locks as transaction-scoped advisory locks, each on a dedicated connection.
 struct PgLocks {
     loc: Arc<PgLocation>,
@@ -609,8 +613,15 @@ impl RefreshLocks for PgLocks {
     ) -> Result<Option<Box<dyn RefreshGuard>>, RpcError> {
         let lock_failed = |e: RpcError| e.with("reason", "lock_failed");
         let mut c = connect(&self.loc, DEFAULT_BUSY_TIMEOUT_MS).map_err(lock_failed)?;
-        c.batch_execute("BEGIN")
-            .map_err(|e| lock_failed(map_pg(e, &self.loc)))?;
+        // The lock lives as long as this transaction, which stays idle while the token
+        // call runs (up to 20 s): a server-wide `idle_in_transaction_session_timeout`
+        // shorter than that would end the session, release the lock mid-refresh and let a
+        // second helper send the same refresh token. This transaction gets its own,
+        // longer than any holder's wait (a dead holder's session still ends).
+        c.batch_execute(&format!(
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {REFRESH_LOCK_IDLE_MS}"
+        ))
+        .map_err(|e| lock_failed(map_pg(e, &self.loc)))?;
         let key = lock_key(&["refresh", &self.loc.schema, scope_key(scope), profile_id]);
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
