@@ -84,3 +84,23 @@ fn the_argv_warning_knows_api_key_spellings() {
         }
     }
 }
+
+#[test]
+fn get_into_a_full_device_fails() {
+    let env = Env::new();
+    put_key(&env, "openai:a", "sk-dev-full-1");
+    let full = std::fs::OpenOptions::new()
+        .write(true)
+        .open("/dev/full")
+        .unwrap();
+    let out = env
+        .command()
+        .args(["get", "openai"])
+        .stdout(full)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("cannot write to stdout"), "{err}");
+    assert!(!err.contains("sk-dev-full-1"), "{err}");
+}

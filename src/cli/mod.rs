@@ -358,10 +358,13 @@ pub fn run(cli: Cli) -> i32 {
                 profile_id.as_deref(),
             ) {
                 Ok(r) => {
+                    // The secret not delivered (`> /dev/full`, a closed pipe) is a failure:
+                    // exit 1, so a credential helper's caller never takes it for success.
                     let mut out = io::stdout().lock();
-                    let _ = writeln!(out, "{}", r.secret);
-                    let _ = out.flush();
-                    0
+                    match writeln!(out, "{}", r.secret).and_then(|()| out.flush()) {
+                        Ok(()) => 0,
+                        Err(e) => output_failed(&e, 1),
+                    }
                 }
                 Err(e) => print_error(&e),
             }
@@ -397,8 +400,10 @@ pub fn run(cli: Cli) -> i32 {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "modelauth", &mut buf);
             let mut out = io::stdout().lock();
-            let _ = out.write_all(&buf).and_then(|_| out.flush());
-            0
+            match out.write_all(&buf).and_then(|_| out.flush()) {
+                Ok(()) => 0,
+                Err(e) => output_failed(&e, 0),
+            }
         }
         Command::Man => {
             use clap::CommandFactory;
@@ -406,8 +411,10 @@ pub fn run(cli: Cli) -> i32 {
             match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
                 Ok(()) => {
                     let mut out = io::stdout().lock();
-                    let _ = out.write_all(&buf).and_then(|_| out.flush());
-                    0
+                    match out.write_all(&buf).and_then(|_| out.flush()) {
+                        Ok(()) => 0,
+                        Err(e) => output_failed(&e, 0),
+                    }
                 }
                 Err(e) => print_error(&RpcError::internal(format!(
                     "cannot write the man page: {e}"
