@@ -94,3 +94,37 @@ fn a_table_planted_in_an_existing_store_is_refused_on_read_too() {
     a.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
 }
+
+#[test]
+fn a_schema_named_like_a_keyword_works_and_public_is_refused() {
+    if !common::on_pg() {
+        eprintln!("SKIPPED: needs MODELAUTH_TEST_PG");
+        return;
+    }
+    let env = common::Env::new();
+    let mut a = admin();
+    a.batch_execute("DROP SCHEMA IF EXISTS \"order\" CASCADE")
+        .unwrap();
+    let call = |schema: &str, method: &str, params: serde_json::Value| {
+        let mut c = env.command();
+        c.env("MODELAUTH_PG_SCHEMA", schema);
+        let out = common::call_with_stdin(c, method, &params);
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned()
+                + &String::from_utf8_lossy(&out.stderr),
+        )
+    };
+    let (ok, text) = call(
+        "order",
+        "profiles.put",
+        json!({"profile": common::api_key("openai:k", "sk-keyword-1")}),
+    );
+    assert!(ok, "{text}");
+    let (ok, text) = call("order", "profiles.list", json!({}));
+    assert!(ok && text.contains("openai:k"), "{text}");
+    let (ok, text) = call("public", "profiles.list", json!({}));
+    assert!(!ok && text.contains("bad_schema_name"), "{text}");
+    a.batch_execute("DROP SCHEMA IF EXISTS \"order\" CASCADE")
+        .unwrap();
+}

@@ -212,7 +212,7 @@ fn parse_pg(
         )
         .with("reason", "bad_schema_name")
         .with_hint(
-            "use lower-case letters, digits and _ (at most 63, not starting with a digit)",
+            "use lower-case letters, digits and _ (at most 63, not starting with a digit; not public, information_schema or pg_*)",
         ));
     }
     Ok(PgLocation {
@@ -224,10 +224,14 @@ fn parse_pg(
     })
 }
 
-/// A schema name we accept: `^[a-z_][a-z0-9_]{0,62}$` (so it never needs quoting rules).
+/// A schema name we accept: `^[a-z_][a-z0-9_]{0,62}$` (so it never needs quoting rules),
+/// and not a schema of the system or shared by every role: `public` (often writable by
+/// every role, so anyone could plant tables in it), `information_schema`, `pg_*`.
 pub fn valid_schema(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
+    !matches!(s, "public" | "information_schema")
+        && !s.starts_with("pg_")
+        && !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
         && b.iter()
@@ -507,6 +511,24 @@ mod tests {
                 .data()["reason"],
             "password_in_argv"
         );
+    }
+
+    #[test]
+    fn shared_and_system_schemas_are_refused() {
+        for bad in [
+            "public",
+            "information_schema",
+            "pg_catalog",
+            "pg_temp",
+            "Upper",
+            "1x",
+            "",
+        ] {
+            assert!(!valid_schema(bad), "{bad}");
+        }
+        for good in ["modelauth", "user", "select", "_x1", "fleet_eu"] {
+            assert!(valid_schema(good), "{good}");
+        }
     }
 
     #[test]

@@ -507,7 +507,7 @@ fn not_owned(loc: &PgLocation, what: &str, owner: &str) -> RpcError {
 
 /// `Some(version)` when the schema's meta table exists in the database of `c`.
 fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcError> {
-    let reg = format!("{}.meta", loc.schema);
+    let reg = format!("\"{}\".meta", loc.schema);
     let row = c
         .query_typed_one(
             "SELECT to_regclass($1) IS NOT NULL",
@@ -766,8 +766,11 @@ fn newer_schema(loc: &PgLocation, v: i64) -> RpcError {
     .with_hint("upgrade modelauth")
 }
 
+/// `t` with `{s}` replaced by the schema name, quoted: a name that is also an SQL keyword
+/// (`user`, `select`) works like any other (the name is `[a-z_][a-z0-9_]*`, so quoting
+/// does not change which schema it is).
 fn sqlf(loc: &PgLocation, t: &str) -> String {
-    t.replace("{s}", &loc.schema)
+    t.replace("{s}", &format!("\"{}\"", loc.schema))
 }
 
 mod tls {
