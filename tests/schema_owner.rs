@@ -128,3 +128,43 @@ fn a_schema_named_like_a_keyword_works_and_public_is_refused() {
     a.batch_execute("DROP SCHEMA IF EXISTS \"order\" CASCADE")
         .unwrap();
 }
+
+#[test]
+fn a_version_1_store_is_migrated_to_salted_lock_keys_on_its_next_write() {
+    if !common::on_pg() {
+        eprintln!("SKIPPED: needs MODELAUTH_TEST_PG");
+        return;
+    }
+    let env = common::Env::new();
+    let schema = common::pg_schema(&env.store());
+    env.call(
+        "profiles.put",
+        json!({"profile": common::api_key("openai:a", "sk-v1-1")}),
+    )
+    .unwrap();
+    let mut a = admin();
+    // What a store written by the previous version looks like.
+    a.batch_execute(&format!(
+        "UPDATE {schema}.meta SET value = 1 WHERE key = 'schema_version'; DELETE FROM {schema}.meta WHERE key = 'lock_salt'"
+    ))
+    .unwrap();
+    let r = env
+        .call("auth.resolve", json!({"provider": "openai"}))
+        .unwrap();
+    assert_eq!(r["secret"], "sk-v1-1");
+    env.call(
+        "profiles.put",
+        json!({"profile": common::api_key("openai:b", "sk-v1-2")}),
+    )
+    .unwrap();
+    let rows = a
+        .query(
+            &format!("SELECT key::text, value FROM {schema}.meta WHERE key IN ('schema_version', 'lock_salt') ORDER BY 1"),
+            &[],
+        )
+        .unwrap();
+    assert_eq!(rows.len(), 2, "the salt was added");
+    assert_eq!(rows[1].get::<_, i64>(1), 2, "version 2");
+    a.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .unwrap();
+}

@@ -47,7 +47,7 @@ use super::{
 };
 
 /// The schema version this build writes (`<schema>.meta`, key `schema_version`).
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`. `{s}` is
 /// the schema name. Text columns that are sorted use the "C" collation, so the order is
@@ -92,6 +92,12 @@ const MIGRATIONS: &[&str] = &[
         key text COLLATE "C" PRIMARY KEY,
         value text NOT NULL
     );"#,
+    // 1 -> 2: a random salt for the advisory-lock keys (issue 20), so a role that may only
+    // connect cannot compute them and hold them to block every write and refresh. Older
+    // helpers, which use unsalted keys, refuse a version-2 store instead of locking apart.
+    r#"INSERT INTO {s}.meta (key, value) VALUES ('lock_salt',
+        ('x' || substr(md5(gen_random_uuid()::text || clock_timestamp()::text), 1, 16))::bit(64)::bigint)
+        ON CONFLICT (key) DO NOTHING;"#,
 ];
 
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
@@ -102,6 +108,8 @@ pub struct PgStore {
     busy_timeout_ms: u64,
     /// Last known: the schema exists (set by any transaction, `schema_version`, `describe`).
     exists: Cell<bool>,
+    /// The store's advisory-lock salt (`<schema>.meta` `lock_salt`), once read.
+    salt: Cell<Option<i64>>,
     /// The stored `settings.busyTimeoutMs` was applied (once per handle).
     settings_read: bool,
     empty: Option<rusqlite::Connection>,
@@ -115,6 +123,7 @@ impl PgStore {
             client: RefCell::new(None),
             busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
             exists: Cell::new(false),
+            salt: Cell::new(None),
             settings_read: false,
             empty: None,
         }
@@ -136,7 +145,7 @@ impl PgStore {
             }
         }
         let c = slot.as_mut().expect("connected above");
-        match probe_version(c, &self.loc) {
+        match probe_version(c, &self.loc, &self.salt) {
             Ok(v) => v.is_some(),
             Err(_) => {
                 *slot = None;
@@ -176,8 +185,16 @@ impl PgStore {
     /// `Some(version)` when the schema's meta table exists.
     fn query_version(&mut self) -> Result<Option<i64>, RpcError> {
         let loc = self.loc.clone();
-        let c = self.client()?;
-        probe_version(c, &loc)
+        let salt = &self.salt;
+        let slot = self.client.get_mut();
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(connect(&loc, self.busy_timeout_ms)?);
+        }
+        let c = slot.as_mut().expect("connected above");
+        probe_version(c, &loc, salt)
     }
 
     fn schema_version_inner(&mut self) -> Result<Option<i64>, RpcError> {
@@ -288,12 +305,22 @@ impl PgStore {
                 &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
                 &[(&to as &(dyn ToSql + Sync), Type::INT8)],
             )?;
-            c.batch_execute("COMMIT")
+            let salt = c
+                .query_typed_opt(
+                    &sqlf(&loc, "SELECT value FROM {s}.meta WHERE key = 'lock_salt'"),
+                    &[],
+                )?
+                .map(|r| r.get::<_, i64>(0));
+            c.batch_execute("COMMIT")?;
+            Ok(salt)
         })();
-        if let Err(e) = r {
-            let e = map_pg(e, &loc);
-            self.after_error();
-            return Err(e);
+        match r {
+            Ok(salt) => self.salt.set(salt),
+            Err(e) => {
+                let e = map_pg(e, &loc);
+                self.after_error();
+                return Err(e);
+            }
         }
         self.exists.set(true);
         Ok(())
@@ -385,7 +412,8 @@ impl PgStore {
     }
 
     fn write_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
-        if !self.exists.get() {
+        // Without the salt (a version-1 store seen by a read), check again and migrate.
+        if !self.exists.get() || self.salt.get().is_none() {
             match self.schema_version_inner()? {
                 Some(v) if v > PG_SCHEMA_VERSION => return Err(newer_schema(&self.loc, v)),
                 Some(v) if v == PG_SCHEMA_VERSION => {}
@@ -396,13 +424,15 @@ impl PgStore {
         self.apply_stored_busy_timeout();
         let loc = self.loc.clone();
         let ms = self.busy_timeout_ms;
+        let salt = self.salt.get();
         let c = self.client()?;
         let begin = (|| {
             c.batch_execute(&format!(
                 "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {}",
                 ms + 30_000
             ))?;
-            let key = lock_key(&["write", &loc.schema]);
+            let salt = salt.map(|s| s.to_string()).unwrap_or_default();
+            let key = lock_key(&["write", &loc.schema, &salt]);
             let row = c.query_typed_one(
                 &sqlf(&loc, "SELECT pg_advisory_xact_lock($1)::text, (SELECT value FROM {s}.meta WHERE key = 'schema_version')"),
                 &[(&key as &(dyn ToSql + Sync), Type::INT8)],
@@ -506,7 +536,11 @@ fn not_owned(loc: &PgLocation, what: &str, owner: &str) -> RpcError {
 }
 
 /// `Some(version)` when the schema's meta table exists in the database of `c`.
-fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcError> {
+fn probe_version(
+    c: &mut Client,
+    loc: &PgLocation,
+    salt: &Cell<Option<i64>>,
+) -> Result<Option<i64>, RpcError> {
     let reg = format!("\"{}\".meta", loc.schema);
     let row = c
         .query_typed_one(
@@ -518,17 +552,22 @@ fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcErr
         return Ok(None);
     }
     check_owner(c, loc)?;
-    let v = c
-        .query_typed_opt(
+    let rows = c
+        .query_typed(
             &sqlf(
                 loc,
-                "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+                "SELECT key::text, value FROM {s}.meta WHERE key IN ('schema_version', 'lock_salt')",
             ),
             &[],
         )
-        .map_err(|e| map_pg(e, loc))?
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0);
+        .map_err(|e| map_pg(e, loc))?;
+    let mut v = 0;
+    for r in rows {
+        match r.get::<_, String>(0).as_str() {
+            "schema_version" => v = r.get::<_, i64>(1),
+            _ => salt.set(Some(r.get::<_, i64>(1))),
+        }
+    }
     Ok(Some(v))
 }
 
@@ -613,6 +652,24 @@ impl RefreshLocks for PgLocks {
     ) -> Result<Option<Box<dyn RefreshGuard>>, RpcError> {
         let lock_failed = |e: RpcError| e.with("reason", "lock_failed");
         let mut c = connect(&self.loc, DEFAULT_BUSY_TIMEOUT_MS).map_err(lock_failed)?;
+        // The salt is read here, each time: a helper that last saw the store at version 1
+        // (unsalted) must not lock apart from those that migrated it. Before BEGIN, so a
+        // store not created yet (no meta table: nothing to refresh) aborts nothing.
+        let salt = match c.query_typed_opt(
+            &sqlf(
+                &self.loc,
+                "SELECT value FROM {s}.meta WHERE key = 'lock_salt'",
+            ),
+            &[],
+        ) {
+            Ok(row) => row
+                .map(|r| r.get::<_, i64>(0).to_string())
+                .unwrap_or_default(),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                String::new()
+            }
+            Err(e) => return Err(lock_failed(map_pg(e, &self.loc))),
+        };
         // The lock lives as long as this transaction, which stays idle while the token
         // call runs (up to 20 s): a server-wide `idle_in_transaction_session_timeout`
         // shorter than that would end the session, release the lock mid-refresh and let a
@@ -622,7 +679,13 @@ impl RefreshLocks for PgLocks {
             "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {REFRESH_LOCK_IDLE_MS}"
         ))
         .map_err(|e| lock_failed(map_pg(e, &self.loc)))?;
-        let key = lock_key(&["refresh", &self.loc.schema, scope_key(scope), profile_id]);
+        let key = lock_key(&[
+            "refresh",
+            &self.loc.schema,
+            &salt,
+            scope_key(scope),
+            profile_id,
+        ]);
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
         loop {
