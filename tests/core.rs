@@ -1029,7 +1029,12 @@ fn helper_info_reports_the_store_and_every_method() {
     );
     let i = ok(&s.path, "helper.info", json!({}));
     assert_eq!(i["store"]["exists"], true);
-    assert_eq!(i["store"]["schemaVersion"], 1);
+    let want = if common::on_pg() {
+        modelauth::store::postgres::PG_SCHEMA_VERSION
+    } else {
+        modelauth::store::SCHEMA_VERSION
+    };
+    assert_eq!(i["store"]["schemaVersion"], want);
 }
 
 #[test]

@@ -127,7 +127,7 @@ fn a_failing_helper_stderr_is_forwarded_prefixed_capped_and_never_a_secret() {
         &env,
         "failing",
         "echo 'vault: permission denied for llm/openai' >&2
-head -c 10000 /dev/zero | tr '\\0' x >&2
+yes 'xx xx xx xx' | head -c 10000 >&2
 exit 3",
     );
     let echoing = script(
@@ -160,7 +160,9 @@ exit 3",
         "{stderr}"
     );
     let xs = stderr.chars().filter(|c| *c == 'x').count();
-    assert!(xs > 3000 && xs <= 4096, "{xs} bytes of stderr forwarded");
+    // 4 KiB of `xx xx xx xx` lines: about 2,700 `x` (issue 20: words, since a 10,000-byte
+    // run of one letter now looks like a secret and is redacted).
+    assert!(xs > 2000 && xs <= 4096, "{xs} bytes of stderr forwarded");
     for line in stderr.lines().filter(|l| l.contains("xxx")) {
         assert!(
             line.starts_with("modelauth: secret provider vault: "),

@@ -571,11 +571,21 @@ fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
 }
 
 /// The advisory lock key modelauth's writers take (`src/store/postgres.rs` `lock_key`).
-fn write_lock_key(schema: &str) -> i64 {
+/// The store's write-lock key: it includes the store's random salt (`meta.lock_salt`,
+/// issue 20), which only a role that may read the schema knows.
+fn write_lock_key(c: &mut postgres::Client, schema: &str) -> i64 {
     use sha2::{Digest, Sha256};
+    let salt: i64 = c
+        .query_one(
+            &format!("SELECT value FROM {schema}.meta WHERE key = 'lock_salt'"),
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    let salt = salt.to_string();
     let mut h = Sha256::new();
     h.update(b"modelauth");
-    for p in ["write", schema] {
+    for p in ["write", schema, salt.as_str()] {
         h.update([0u8]);
         h.update(p.as_bytes());
     }
@@ -601,12 +611,28 @@ fn a_writer_held_past_busy_timeout_is_store_busy_and_nothing_changes() {
     }
     // Another writer (this test) holds the store's write lock in an open transaction.
     let mut other = config.connect(postgres::NoTls).unwrap();
+    // The unsalted key (computable by any role that may connect) blocks nothing.
+    {
+        use sha2::{Digest, Sha256};
+        let schema = pg_schema(&s.path);
+        let mut h = Sha256::new();
+        h.update(b"modelauth");
+        for p in ["write", schema.as_str()] {
+            h.update([0u8]);
+            h.update(p.as_bytes());
+        }
+        let unsalted = i64::from_be_bytes(h.finalize()[..8].try_into().unwrap());
+        let mut third = config.connect(postgres::NoTls).unwrap();
+        let mut t3 = third.transaction().unwrap();
+        t3.execute("SELECT pg_advisory_xact_lock($1)", &[&unsalted])
+            .unwrap();
+        srv.put_key("openai:c", "sk-unblocked-3");
+        drop(t3);
+    }
+    let key = write_lock_key(&mut other, &pg_schema(&s.path));
     let mut tx = other.transaction().unwrap();
-    tx.execute(
-        "SELECT pg_advisory_xact_lock($1)",
-        &[&write_lock_key(&pg_schema(&s.path))],
-    )
-    .unwrap();
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])
+        .unwrap();
     let e = srv.err(
         "profiles.put",
         json!({"profile": api_key("openai:b", "sk-busy-2")}),
@@ -621,7 +647,7 @@ fn a_writer_held_past_busy_timeout_is_store_busy_and_nothing_changes() {
     tx.rollback().unwrap();
     srv.put_key("openai:b", "sk-busy-2");
     let list = srv.ok("profiles.list", json!({}));
-    assert_eq!(list["profiles"].as_array().unwrap().len(), 2);
+    assert_eq!(list["profiles"].as_array().unwrap().len(), 3);
 }
 
 #[test]
@@ -652,6 +678,6 @@ fn eight_helpers_creating_the_store_at_once_all_succeed() {
     assert_eq!(list["profiles"].as_array().unwrap().len(), 8);
     assert_eq!(
         ok(&s.path, "helper.info", json!({}))["store"]["schemaVersion"],
-        1
+        modelauth::store::postgres::PG_SCHEMA_VERSION
     );
 }

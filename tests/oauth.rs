@@ -681,10 +681,18 @@ fn tokens_never_reach_logs_or_errors() {
 /// Before: `RUST_LOG=ureq_proto::util=trace` printed the token endpoint's answer.
 #[test]
 fn module_level_trace_of_http_crates_prints_no_token() {
-    let env = Env::with_vars(&[(
-        "RUST_LOG",
+    for spec in [
         "trace,ureq_proto::util=trace,ureq::unversioned=trace,rustls::client=trace",
-    )]);
+        // Issue 20: one colon, or a partial module name, also matched by prefix.
+        "ureq_proto:=trace,ureq:=trace,rustls:=trace",
+        "ureq_proto:u=trace,ureq::u=trace,ureq_=trace",
+    ] {
+        module_level_trace_prints_no_token(spec);
+    }
+}
+
+fn module_level_trace_prints_no_token(spec: &str) {
+    let env = Env::with_vars(&[("RUST_LOG", spec)]);
     let server = TokenServer::start(Mode::Rotate, 0, "REFRESH-0-xyzzy");
     setup(&env, &server, now_ms() + 60_000);
     let out = env

@@ -49,8 +49,12 @@ fn provider_env_var(d: &Dispatcher, provider: &str) -> String {
         .and_then(|v| {
             v["provider"]["envVars"]
                 .as_array()
-                .and_then(|a| a.first())
-                .and_then(|x| x.as_str())
+                .and_then(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str())
+                        // A store written before these were refused: never a loader variable.
+                        .find(|x| !crate::core::envkeys::is_reserved_env_var(x))
+                })
                 .map(str::to_string)
         });
     registered.unwrap_or_else(|| default_env_var(provider))
@@ -102,6 +106,14 @@ pub(super) fn exec(
     drop(d);
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
+    // The store's own credentials are not the child's (issue 20): PGPASSWORD, and a
+    // MODELAUTH_STORE that carries a password.
+    cmd.env_remove("PGPASSWORD");
+    if let Ok(s) = std::env::var("MODELAUTH_STORE") {
+        if crate::store::location::redact_location(&s) != s {
+            cmd.env_remove("MODELAUTH_STORE");
+        }
+    }
     for (var, secret) in &vars {
         cmd.env(var, secret.expose());
     }

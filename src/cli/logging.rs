@@ -42,6 +42,11 @@ pub fn init_logging() {
                 .with_ansi(false),
         )
         .with(targets)
+        // The silencing is its own layer, judged on each event's real target: no `RUST_LOG`
+        // spelling (`ureq_proto:=trace`, `ureq_proto:x=trace`, a longer prefix) reaches it.
+        .with(tracing_subscriber::filter::filter_fn(|m| {
+            !silenced_event(m.target())
+        }))
         .try_init();
 }
 
@@ -59,6 +64,12 @@ const SILENCED_CRATES: [&str; 9] = [
     "postgres",
     "tokio_postgres_rustls",
 ];
+
+/// Whether an event's target (a module path, `ureq_proto::util`) is in a silenced crate.
+fn silenced_event(target: &str) -> bool {
+    let krate = target.split("::").next().unwrap_or(target);
+    SILENCED_CRATES.contains(&krate)
+}
 
 /// Whether a `RUST_LOG` target is a silenced crate or a module inside one.
 fn silenced_target(target: &str) -> bool {

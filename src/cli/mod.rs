@@ -209,6 +209,11 @@ pub fn parse_env_binding(s: &str) -> Result<(String, String), String> {
     if provider.trim().is_empty() {
         return Err(format!("`{s}` names no provider after `=`"));
     }
+    if crate::core::envkeys::is_reserved_env_var(var) {
+        return Err(format!(
+            "`{var}` changes how programs are loaded or started; a credential never goes in it"
+        ));
+    }
     Ok((var.to_string(), provider.to_string()))
 }
 
@@ -454,10 +459,13 @@ pub fn run(cli: Cli) -> i32 {
                 profile_id.as_deref(),
             ) {
                 Ok(r) => {
+                    // The secret not delivered (`> /dev/full`, a closed pipe) is a failure:
+                    // exit 1, so a credential helper's caller never takes it for success.
                     let mut out = io::stdout().lock();
-                    let _ = writeln!(out, "{}", r.secret);
-                    let _ = out.flush();
-                    0
+                    match writeln!(out, "{}", r.secret).and_then(|()| out.flush()) {
+                        Ok(()) => 0,
+                        Err(e) => output_failed(&e, 1),
+                    }
                 }
                 Err(e) => print_error(&suggest::did_you_mean(
                     &d,
@@ -499,8 +507,10 @@ pub fn run(cli: Cli) -> i32 {
             let mut buf = Vec::new();
             clap_complete::generate(shell, &mut Cli::command(), "modelauth", &mut buf);
             let mut out = io::stdout().lock();
-            let _ = out.write_all(&buf).and_then(|_| out.flush());
-            0
+            match out.write_all(&buf).and_then(|_| out.flush()) {
+                Ok(()) => 0,
+                Err(e) => output_failed(&e, 0),
+            }
         }
         Command::Man(a) => manpages::man(&a),
         Command::Store { action } => store_cmd::run(cli.store.as_deref(), action),
@@ -517,6 +527,30 @@ pub fn run(cli: Cli) -> i32 {
 /// The secret fields `modelauth call` warns about when they are given in argv.
 pub const SECRET_FIELDS: [&str; 4] = ["key", "token", "access", "refresh"];
 
+/// Whether a member name is a secret field: one of [`SECRET_FIELDS`] or another common
+/// spelling of a key, compared without case, `_` or `-` (`apiKey`, `api_key`,
+/// `clientSecret`, `accessToken`, `password`). Pure.
+pub fn is_secret_field(name: &str) -> bool {
+    let n: String = name
+        .chars()
+        .filter(|c| *c != '_' && *c != '-')
+        .collect::<String>()
+        .to_ascii_lowercase();
+    SECRET_FIELDS.contains(&n.as_str())
+        || [
+            "apikey",
+            "secret",
+            "clientsecret",
+            "accesstoken",
+            "refreshtoken",
+            "password",
+            "secretkey",
+            "idtoken",
+            "bearertoken",
+        ]
+        .contains(&n.as_str())
+}
+
 /// JSON pointers of the non-empty string members named like a secret field
 /// ([`SECRET_FIELDS`]) anywhere in `v`. Pure.
 pub fn secret_pointers(v: &serde_json::Value) -> Vec<String> {
@@ -525,9 +559,7 @@ pub fn secret_pointers(v: &serde_json::Value) -> Vec<String> {
             serde_json::Value::Object(o) => {
                 for (k, x) in o {
                     let here = format!("{at}/{}", k.replace('~', "~0").replace('/', "~1"));
-                    if SECRET_FIELDS.contains(&k.as_str())
-                        && x.as_str().is_some_and(|s| !s.trim().is_empty())
-                    {
+                    if is_secret_field(k) && x.as_str().is_some_and(|s| !s.trim().is_empty()) {
                         out.push(here);
                     } else {
                         walk(x, &here, out);

@@ -1,6 +1,7 @@
 //! `modelauth serve`: the JSON-RPC loop. A reader thread feeds a bounded channel; requests
 //! run in order on this thread; output is flushed when no input is waiting; end of input or
-//! SIGTERM/SIGINT finish the request in flight and exit 0.
+//! SIGTERM/SIGINT finish the request in flight and exit 0 (after at most
+//! [`SHUTDOWN_GRACE`], even when that request is stuck).
 
 use super::*;
 use crate::protocol::dispatch::Dispatcher;
@@ -9,6 +10,10 @@ use std::io::{self, BufReader, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
+
+/// How long SIGTERM/SIGINT lets the request in flight finish before the process exits
+/// anyway (PROTOCOL §11 *(r3)*).
+pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 enum Event {
     Line(Vec<u8>),
@@ -81,6 +86,16 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
                 stop.store(true, Ordering::SeqCst);
                 let _ = tx.try_send(vec![Event::Signal]);
             });
+            // PROTOCOL §11 (r3): the request in flight has a grace period; a request
+            // stuck past it (a silent server, a hung helper) does not keep the process.
+            std::thread::sleep(SHUTDOWN_GRACE);
+            tracing::warn!(
+                grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+                "the request in flight did not finish within the shutdown grace period; exiting"
+            );
+            // SAFETY: _exit ends the process at once, running no handler that could wait
+            // on a lock the stuck thread holds.
+            unsafe { libc::_exit(0) };
         });
     }
     std::thread::spawn(move || {

@@ -110,6 +110,44 @@ pub fn process_env() -> BTreeMap<String, String> {
         .collect()
 }
 
+/// Whether `name` is an environment variable that changes how a program is loaded or
+/// started (the dynamic loader's `LD_*`/`DYLD_*`, `GLIBC_TUNABLES`, interpreter start-up
+/// hooks, `PATH`...). A credential is never put in one (issue 20): the loader prints a bad
+/// `LD_PRELOAD` value — the key — on stderr, and a store-chosen value there would be code
+/// the child loads. Case-sensitive, as the loader is. Pure.
+pub fn is_reserved_env_var(name: &str) -> bool {
+    const EXACT: [&str; 24] = [
+        "PATH",
+        "HOME",
+        "SHELL",
+        "IFS",
+        "ENV",
+        "BASH_ENV",
+        "PS4",
+        "PROMPT_COMMAND",
+        "GLIBC_TUNABLES",
+        "GCONV_PATH",
+        "LOCPATH",
+        "NLSPATH",
+        "HOSTALIASES",
+        "RESOLV_HOST_CONF",
+        "TMPDIR",
+        "PYTHONPATH",
+        "PYTHONHOME",
+        "PYTHONSTARTUP",
+        "NODE_OPTIONS",
+        "PERL5OPT",
+        "PERL5LIB",
+        "RUBYOPT",
+        "JAVA_TOOL_OPTIONS",
+        "_JAVA_OPTIONS",
+    ];
+    name.starts_with("LD_")
+        || name.starts_with("DYLD_")
+        || name.starts_with("MALLOC_")
+        || EXACT.contains(&name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -215,5 +253,24 @@ mod tests {
             values(&env_keys("openai", &e, &reg)),
             vec![("MY_PROXY_KEY", "p")]
         );
+    }
+
+    #[test]
+    fn loader_and_startup_variables_are_reserved() {
+        for v in [
+            "LD_PRELOAD",
+            "LD_LIBRARY_PATH",
+            "LD_AUDIT",
+            "DYLD_INSERT_LIBRARIES",
+            "GLIBC_TUNABLES",
+            "PATH",
+            "NODE_OPTIONS",
+            "BASH_ENV",
+        ] {
+            assert!(is_reserved_env_var(v), "{v}");
+        }
+        for v in ["OPENAI_API_KEY", "LDAP_TOKEN", "ld_preload_x", "MY_PATH"] {
+            assert!(!is_reserved_env_var(v), "{v}");
+        }
     }
 }

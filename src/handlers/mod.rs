@@ -186,6 +186,10 @@ fn model_param(m: Option<String>) -> Option<String> {
 impl App {
     /// An app on the store at `path` (nothing is opened yet).
     pub fn new(path: PathBuf) -> Self {
+        // PROTOCOL §11: a shared store's commands must also lie under $MODELAUTH_TRUSTED_DIRS.
+        crate::secrets::trust::set_shared_store(
+            path.to_str().is_some_and(store::location::is_postgres_url),
+        );
         let store = store::open(path);
         App {
             refresh_locks: store.refresh_locks(),

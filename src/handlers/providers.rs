@@ -175,6 +175,12 @@ fn validate(
                 "an environment variable name such as OPENAI_API_KEY",
             ));
         }
+        if crate::core::envkeys::is_reserved_env_var(v) {
+            return Err(bad(
+                &format!("/envVars/{i}"),
+                format!("`{v}` changes how programs are loaded or started; a key never goes in it"),
+            ));
+        }
         if !env_vars.contains(v) {
             env_vars.push(v.clone());
         }

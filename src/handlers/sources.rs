@@ -194,8 +194,23 @@ struct WalCopy {
 
 fn wal_copy(path: &Path) -> Result<Option<WalCopy>> {
     let wal = companion(path, "-wal");
-    if !std::fs::metadata(&wal).is_ok_and(|m| m.is_file() && m.len() > 0) {
+    match std::fs::symlink_metadata(&wal) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        _ => {}
+    }
+    // The `-wal` is a source file like the database: opened without blocking (a FIFO is
+    // refused at once), checked to be a regular file, and capped with the database.
+    let (wal_file, wal_meta) = open_source(&wal)?;
+    if wal_meta.len() == 0 {
         return Ok(None);
+    }
+    let (db_file, db_meta) = open_source(path)?;
+    let total = db_meta.len().saturating_add(wal_meta.len());
+    if total > MAX_SQLITE_BYTES {
+        return Err(unreadable(
+            path,
+            format!("the database and its -wal are larger than {MAX_SQLITE_BYTES} bytes"),
+        ));
     }
     let dir = tempfile::Builder::new()
         .prefix("modelauth-import-")
@@ -204,18 +219,60 @@ fn wal_copy(path: &Path) -> Result<Option<WalCopy>> {
     let db = dir.path().join("source.sqlite");
     // The WAL is read before the database: a checkpoint between the two reads then only
     // moves frames the copy already has into the main file, which replays the same way.
-    let wal_bytes = std::fs::read(&wal).map_err(|e| unreadable(&wal, e))?;
-    let db_bytes = std::fs::read(path).map_err(|e| unreadable(path, e))?;
-    std::fs::write(&db, db_bytes).map_err(|e| unreadable(path, e))?;
-    std::fs::write(companion(&db, "-wal"), wal_bytes).map_err(|e| unreadable(&wal, e))?;
+    // Streamed (never whole in memory), each read capped by what is left of the budget,
+    // so a file that grows meanwhile is still refused.
+    let copy = |from: std::fs::File, to: &Path, room: u64, what: &Path| -> Result<u64> {
+        use std::io::Read;
+        let mut out = std::fs::File::create(to).map_err(|e| unreadable(what, e))?;
+        let n =
+            std::io::copy(&mut from.take(room + 1), &mut out).map_err(|e| unreadable(what, e))?;
+        if n > room {
+            return Err(unreadable(
+                what,
+                format!("the database and its -wal are larger than {MAX_SQLITE_BYTES} bytes"),
+            ));
+        }
+        Ok(n)
+    };
+    let used = copy(wal_file, &companion(&db, "-wal"), MAX_SQLITE_BYTES, &wal)?;
+    copy(db_file, &db, MAX_SQLITE_BYTES - used, path)?;
     Ok(Some(WalCopy { _dir: dir, db }))
 }
 
 /// Opens the private copy read-write (SQLite needs to build its WAL index next to it)
-/// and reads in one transaction.
+/// with the limits of every untrusted source ([`limit_source_connection`]).
 fn open_copy_db(copy: &WalCopy, source: &Path) -> Result<Connection> {
     let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    Connection::open_with_flags(&copy.db, flags).map_err(|e| unreadable(source, e))
+    let mut c = Connection::open_with_flags(&copy.db, flags).map_err(|e| unreadable(source, e))?;
+    limit_source_connection(&mut c).map_err(|e| unreadable(source, e))?;
+    Ok(c)
+}
+
+/// A SQLite source open for reading: on the file itself (immutable, when it has no WAL
+/// content), or on a private copy of it and its `-wal` ([`wal_copy`]), kept while the
+/// connection lives. Either way with the limits of [`limit_source_connection`], and
+/// nothing is created or changed beside the source (no `-shm`, no checkpoint).
+pub(super) struct SourceDb {
+    conn: Connection,
+    _copy: Option<WalCopy>,
+}
+
+impl std::ops::Deref for SourceDb {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        &self.conn
+    }
+}
+
+/// Opens a SQLite source as [`SourceDb`]. Errors: `import_invalid` (unreadable, a FIFO or
+/// device as the file or its `-wal`, too large).
+fn open_source_snapshot(path: &Path) -> Result<SourceDb> {
+    let copy = wal_copy(path)?;
+    let conn = match &copy {
+        Some(cp) => open_copy_db(cp, path)?,
+        None => open_source_db(path)?,
+    };
+    Ok(SourceDb { conn, _copy: copy })
 }
 
 /// Reads the auth rows of one OpenClaw SQLite file into pieces for `agent`. An agent DB has
@@ -228,11 +285,7 @@ fn sqlite_pieces(
     agent: Option<&str>,
     warnings: &mut Vec<ImportWarning>,
 ) -> Result<Option<Vec<Piece>>> {
-    let copy = wal_copy(path)?;
-    let c = match &copy {
-        Some(cp) => open_copy_db(cp, path)?,
-        None => open_source_db(path)?,
-    };
+    let c = open_source_snapshot(path)?;
     let mut out = vec![];
     let piece = |kind, doc, src: String| Piece {
         agent: agent.map(str::to_string),
@@ -626,33 +679,13 @@ fn is_modelauth_store(c: &Connection) -> bool {
     .all(|t| has_table(c, t))
 }
 
-/// Opens a modelauth store file to copy from, only reading it: `mode=ro&immutable=1`, or
-/// `mode=ro` when a non-empty `-wal` holds commits not yet in the main file (a process
-/// still has it open). Errors: `import_invalid` (unreadable, a newer schema),
-/// `shape_unrecognized` (not a modelauth store).
-pub(super) fn open_modelauth_store(path: &Path) -> Result<Connection> {
-    let mut wal = path.as_os_str().to_owned();
-    wal.push("-wal");
-    let live_wal = std::fs::metadata(PathBuf::from(wal)).is_ok_and(|m| m.len() > 0);
-    let c = if live_wal {
-        let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-        let mut enc = String::new();
-        for ch in abs.to_string_lossy().chars() {
-            match ch {
-                '%' => enc.push_str("%25"),
-                '?' => enc.push_str("%3f"),
-                '#' => enc.push_str("%23"),
-                c => enc.push(c),
-            }
-        }
-        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
-            | OpenFlags::SQLITE_OPEN_URI
-            | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        Connection::open_with_flags(format!("file:{enc}?mode=ro"), flags)
-            .map_err(|e| unreadable(path, e))?
-    } else {
-        open_source_db(path)?
-    };
+/// Opens a modelauth store file to copy from, only reading it: immutable, or a private
+/// copy with its `-wal` when that holds commits not yet in the main file (a process still
+/// has it open) — capped and limited as every SQLite source ([`open_source_snapshot`]).
+/// Errors: `import_invalid` (unreadable, a newer schema), `shape_unrecognized` (not a
+/// modelauth store).
+pub(super) fn open_modelauth_store(path: &Path) -> Result<SourceDb> {
+    let c = open_source_snapshot(path)?;
     if !is_modelauth_store(&c) {
         return Err(RpcError::new(
             ErrorKind::ShapeUnrecognized,

@@ -4,5 +4,6 @@
 
 pub mod oauth;
 pub mod refs;
+pub mod trust;
 
 pub use refs::resolve_ref;

@@ -27,7 +27,9 @@ fn describe(r: &SecretRef) -> String {
 /// Errors: `secret_unavailable` (-32030) naming the ref (never the value), with `data.ref`
 /// and `data.reason`: `env_missing`, `provider_unknown`, `invalid_provider`, `invalid_id`,
 /// `invalid_value`, `file_unreadable`, `insecure_file`, `bad_file`, `id_missing`,
-/// `exec_failed`, `bad_output`, `output_too_large`, `timeout` (retryable). A failing exec
+/// `exec_failed`, `bad_output`, `output_too_large`, `timeout` (retryable),
+/// `untrusted_command` (PROTOCOL §11: the command's owner, mode, directory, or on a shared
+/// store `$MODELAUTH_TRUSTED_DIRS`; `data.trust` says which). A failing exec
 /// helper's stderr (first 4 KiB, redacted) goes to modelauth's stderr.
 pub fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcError> {
     match r.source {
@@ -310,6 +312,9 @@ pub const MAX_EXEC_STDOUT_BYTES: usize = 1 << 20;
 /// How much of a failed helper's stderr is forwarded to modelauth's stderr (4 KiB).
 pub const MAX_FORWARDED_STDERR_BYTES: usize = 4096;
 
+/// How much of a helper's stderr is kept to be redacted before the 4 KiB cut (64 KiB).
+pub const MAX_CAPTURED_STDERR_BYTES: usize = 64 * 1024;
+
 /// Kills the process group `pgid` (the helper and anything it started).
 fn kill_group(pgid: u32) {
     // SAFETY: kill(2) with a negative pid signals a process group; no memory is involved.
@@ -357,7 +362,15 @@ pub fn raw_exec_output(stdout: &[u8]) -> Result<String, &'static str> {
 /// (whole, per line and each JSON string value, when at least 4 characters long) replaced
 /// by `[redacted]` — a helper that echoes its value on stderr does not leak it. Pure.
 pub fn forwarded_stderr(provider: &str, stderr: &[u8], stdout: &[u8]) -> String {
-    let head = &stderr[..stderr.len().min(MAX_FORWARDED_STDERR_BYTES)];
+    // Redact, then cut (issue 20): a value straddling the 4 KiB mark must not leave its
+    // prefix behind. What is redacted is everything captured ([`MAX_CAPTURED_STDERR_BYTES`]),
+    // less a last line the capture may have cut.
+    let mut head = stderr;
+    if stderr.len() >= MAX_CAPTURED_STDERR_BYTES {
+        if let Some(i) = stderr.iter().rposition(|b| *b == b'\n') {
+            head = &stderr[..=i];
+        }
+    }
     let mut text = String::from_utf8_lossy(head).into_owned();
     let out = String::from_utf8_lossy(stdout);
     let mut hide: Vec<String> = vec![out.trim().to_string()];
@@ -378,6 +391,16 @@ pub fn forwarded_stderr(provider: &str, stderr: &[u8], stdout: &[u8]) -> String 
     hide.sort_by_key(|h| std::cmp::Reverse(h.len()));
     for h in &hide {
         text = text.replace(h.as_str(), "[redacted]");
+    }
+    // A secret printed only on stderr (a failing helper echoing what it fetched): every
+    // secret-looking word goes too, as in every error modelauth prints.
+    let mut text = crate::core::error::redact_secret_looking(&text);
+    if text.len() > MAX_FORWARDED_STDERR_BYTES {
+        let mut cut = MAX_FORWARDED_STDERR_BYTES;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
     }
     let mut o = String::new();
     for line in text.lines() {
@@ -471,7 +494,7 @@ fn run_helper(
             }
         }
         if err_open {
-            let (_, eof) = drain(&mut err, &mut run.stderr, MAX_FORWARDED_STDERR_BYTES);
+            let (_, eof) = drain(&mut err, &mut run.stderr, MAX_CAPTURED_STDERR_BYTES);
             err_open = !eof;
         }
         if run.too_large {
@@ -486,7 +509,7 @@ fn run_helper(
                 run.too_large = run.stdout.len() > MAX_EXEC_STDOUT_BYTES;
             }
             if err_open {
-                drain(&mut err, &mut run.stderr, MAX_FORWARDED_STDERR_BYTES);
+                drain(&mut err, &mut run.stderr, MAX_CAPTURED_STDERR_BYTES);
             }
             run.status = Some(st);
             return Ok(run);
@@ -526,6 +549,45 @@ fn run_helper(
     }
 }
 
+/// The file to run for an exec provider's `command`, once this machine vouches for it
+/// (PROTOCOL §11 *(r3)*, [`super::trust`]).
+///
+/// Errors: `secret_unavailable` with `data.reason: "untrusted_command"` and `data.trust`
+/// saying why (`bad_owner`, `writable`, `dir_writable`, `no_trusted_dirs`, ...); the hint
+/// names `$MODELAUTH_TRUSTED_DIRS` when the store is shared.
+fn trusted_command(r: &SecretRef, command: &str) -> Result<std::path::PathBuf, RpcError> {
+    use super::trust;
+    let shared = trust::shared_store();
+    let dirs = shared
+        .then(|| trust::trusted_dirs(&std::env::var(trust::TRUSTED_DIRS_VAR).unwrap_or_default()));
+    trust::check_command(
+        std::path::Path::new(command),
+        trust::current_uid(),
+        dirs.as_deref(),
+    )
+    .map_err(|refusal| {
+        let hint = match refusal.why {
+            "no_trusted_dirs" | "outside_trusted_dirs" => format!(
+                "a shared (PostgreSQL) store runs only commands this machine lists: set {}=/dir/of/the/helper (colon-separated) in the environment of the process that spawns modelauth",
+                trust::TRUSTED_DIRS_VAR
+            ),
+            _ => "make the command and its directory owned by root or you and not writable by group or others (chmod go-w)".to_string(),
+        };
+        unavailable(
+            r,
+            "untrusted_command",
+            format!(
+                "ref {}: secret provider `{}` names a command this machine does not trust: {}",
+                describe(r),
+                r.provider,
+                refusal.message
+            ),
+        )
+        .with("trust", refusal.why)
+        .with_hint(hint)
+    })
+}
+
 /// Runs an exec helper without a shell: environment cleared but `passEnv`, the request on
 /// stdin (then closed), stdout read (at most 1 MiB), the first 4 KiB of stderr kept and
 /// forwarded to modelauth's stderr only when the helper fails ([`forwarded_stderr`]). The
@@ -547,7 +609,10 @@ fn resolve_exec(r: &SecretRef, spec: &ExecSpec<'_>) -> Result<Secret, RpcError> 
             ),
         ));
     }
-    let mut cmd = Command::new(spec.command);
+    let program = trusted_command(r, spec.command)?;
+    let mut cmd = Command::new(&program);
+    // argv[0] stays as the store named it (a multi-call binary reached by a symlink).
+    cmd.arg0(spec.command);
     cmd.args(spec.args)
         .env_clear()
         .stdin(Stdio::piped())
@@ -767,18 +832,30 @@ mod tests {
             t,
             "modelauth: secret provider vault: denied\nmodelauth: secret provider vault: second\\u{1b}[31m\n"
         );
-        let big = vec![b'x'; 10_000];
+        let big = b"ab ".repeat(4_000);
         let t = forwarded_stderr("p", &big, b"");
-        assert_eq!(t.matches('x').count(), MAX_FORWARDED_STDERR_BYTES);
+        assert_eq!(
+            t.len(),
+            "modelauth: secret provider p: ".len() + MAX_FORWARDED_STDERR_BYTES + 1
+        );
         let t = forwarded_stderr(
             "p",
             b"value sk-raw-1234 and sk-json-5678",
             br#"{"values":{"k":"sk-json-5678"}}"#,
         );
+        // sk-raw-1234 was never on stdout, but looks like a key: redacted too (issue 20).
         assert_eq!(
             t,
-            "modelauth: secret provider p: value sk-raw-1234 and [redacted]\n"
+            "modelauth: secret provider p: value [redacted] and [redacted]\n"
         );
+        // A value straddling the 4 KiB mark: redacted before the cut, no prefix left.
+        let secret = "ZXhhbXBsZS1zZWNyZXQtdmFsdWU";
+        let mut err = "log line\n".repeat(4090 / 9).into_bytes();
+        err.resize(4090, b'.');
+        err.extend_from_slice(secret.as_bytes());
+        let out = format!(r#"{{"protocolVersion":1,"values":{{"k":"{secret}"}}}}"#);
+        let t = forwarded_stderr("p", &err, out.as_bytes());
+        assert!(!t.contains("ZXhhb"), "a prefix of the value was forwarded");
         let t = forwarded_stderr("p", b"got sk-raw-1234!", b"sk-raw-1234\n");
         assert_eq!(t, "modelauth: secret provider p: got [redacted]!\n");
         assert_eq!(forwarded_stderr("p", b"", b"x"), "");

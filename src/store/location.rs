@@ -47,7 +47,7 @@ pub enum SslMode {
 #[derive(Clone)]
 pub struct PgLocation {
     /// Connection settings for rust-postgres (may hold a password: never print it).
-    pub config: postgres::Config,
+    pub config: tokio_postgres::Config,
     /// The location as shown to people: the URL without any password.
     pub display: String,
     /// The schema holding the tables (a plain lower-case identifier).
@@ -105,10 +105,16 @@ fn parse_pg(
     from_argv: bool,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<PgLocation, RpcError> {
-    let (base, query) = match s.split_once('?') {
-        Some((b, q)) => (b, Some(q)),
-        None => (s, None),
-    };
+    let parts = split_url(s);
+    let (base, query) = (parts.base, parts.query);
+    if parts.host.contains('@') {
+        // An unencoded `@` in the password: rust-postgres would take the rest of it for
+        // the host, and show it in its errors.
+        return Err(bad_url(format!(
+            "the store location {} has an `@` in its password or host; percent-encode it as %40",
+            redact(base, &[])
+        )));
+    }
     let mut ssl_mode = None;
     let mut root_cert = None;
     let mut kept = vec![];
@@ -118,7 +124,7 @@ fn parse_pg(
         match k {
             "sslmode" => ssl_mode = Some(parse_ssl_mode(&percent_decode(v))?),
             "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
-            "password" => {
+            _ if is_password_pair(pair) => {
                 password_in_query = true;
                 kept.push(pair);
             }
@@ -131,7 +137,7 @@ fn parse_pg(
     } else {
         format!("{base}?{}", kept.join("&"))
     };
-    let mut config: postgres::Config = url.parse().map_err(|_| {
+    let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
         bad_url(format!(
             "the store location {display} is not a valid PostgreSQL URL"
         ))
@@ -211,7 +217,7 @@ fn parse_pg(
         )
         .with("reason", "bad_schema_name")
         .with_hint(
-            "use lower-case letters, digits and _ (at most 63, not starting with a digit)",
+            "use lower-case letters, digits and _ (at most 63, not starting with a digit; not public, information_schema or pg_*)",
         ));
     }
     Ok(PgLocation {
@@ -235,10 +241,14 @@ fn ignored_passfile(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
     (meta.is_file() && meta.permissions().mode() & 0o077 != 0).then_some(path)
 }
 
-/// A schema name we accept: `^[a-z_][a-z0-9_]{0,62}$` (so it never needs quoting rules).
+/// A schema name we accept: `^[a-z_][a-z0-9_]{0,62}$` (so it never needs quoting rules),
+/// and not a schema of the system or shared by every role: `public` (often writable by
+/// every role, so anyone could plant tables in it), `information_schema`, `pg_*`.
 pub fn valid_schema(s: &str) -> bool {
     let b = s.as_bytes();
-    !b.is_empty()
+    !matches!(s, "public" | "information_schema")
+        && !s.starts_with("pg_")
+        && !b.is_empty()
         && b.len() <= 63
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
         && b.iter()
@@ -260,30 +270,79 @@ fn parse_ssl_mode(v: &str) -> Result<SslMode, RpcError> {
     })
 }
 
-/// The URL without a password: the userinfo's `:password` and any `password=` query pair
-/// are removed.
+/// A PostgreSQL URL cut where rust-postgres cuts it: the userinfo ends at the first `@`
+/// (so a password may hold unencoded `/`, `?`, `:`), the host list at the next `/` or
+/// `?`, and the query starts at the first `?` after the userinfo.
+struct UrlParts<'a> {
+    /// Everything before the query.
+    base: &'a str,
+    /// The host list (`h1:5432,h2`), empty for a socket-only URL.
+    host: &'a str,
+    query: Option<&'a str>,
+}
+
+fn split_url(s: &str) -> UrlParts<'_> {
+    let after_scheme = s.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_start = s[after_scheme..]
+        .find('@')
+        .map(|i| after_scheme + i + 1)
+        .unwrap_or(after_scheme);
+    let host_end = s[host_start..]
+        .find(['/', '?'])
+        .map(|i| host_start + i)
+        .unwrap_or(s.len());
+    let (base, query) = match s[host_end..].find('?') {
+        Some(i) => (&s[..host_end + i], Some(&s[host_end + i + 1..])),
+        None => (s, None),
+    };
+    UrlParts {
+        base,
+        host: &s[host_start..host_end],
+        query,
+    }
+}
+
+/// The one way a store location is shown (PROTOCOL §2.3: "the location minus any
+/// password"): `helper.info.store.path`, every store error, the `--store` refusal. The
+/// userinfo keeps only the user (cut where rust-postgres cuts it, so a password with an
+/// unencoded `/` or `?` is hidden whole), a host list holding an `@` is cut after its last
+/// one, and `password=` query pairs are dropped. A string that is not a URL is returned
+/// as it is.
+pub fn redact_location(s: &str) -> String {
+    let parts = split_url(s);
+    let kept: Vec<&str> = parts
+        .query
+        .unwrap_or("")
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .collect();
+    redact(parts.base, &kept)
+}
+
+/// `base` (a URL without its query) without a password, then the `query` pairs but
+/// `password=`.
 fn redact(base: &str, query: &[&str]) -> String {
     let mut out = match base.split_once("://") {
         Some((scheme, rest)) => {
-            let (auth, tail) = match rest.find('/') {
-                Some(i) => rest.split_at(i),
-                None => (rest, ""),
+            let (user, after) = match rest.split_once('@') {
+                Some((userinfo, after)) => (Some(userinfo.split(':').next().unwrap_or("")), after),
+                None => (None, rest),
             };
-            let auth = match auth.rsplit_once('@') {
-                Some((userinfo, hosts)) => {
-                    let user = userinfo.split(':').next().unwrap_or("");
-                    format!("{user}@{hosts}")
-                }
-                None => auth.to_string(),
-            };
-            format!("{scheme}://{auth}{tail}")
+            let host_end = after.find('/').unwrap_or(after.len());
+            let (host, tail) = after.split_at(host_end);
+            // A stray `@` in the host list is the rest of a password.
+            let host = host.rsplit('@').next().unwrap_or("");
+            match user {
+                Some(u) => format!("{scheme}://{u}@{host}{tail}"),
+                None => format!("{scheme}://{host}{tail}"),
+            }
         }
         None => base.to_string(),
     };
     let shown: Vec<&str> = query
         .iter()
         .copied()
-        .filter(|p| !p.starts_with("password="))
+        .filter(|p| !is_password_pair(p))
         .collect();
     if !shown.is_empty() {
         out.push('?');
@@ -292,14 +351,24 @@ fn redact(base: &str, query: &[&str]) -> String {
     out
 }
 
+/// Whether a query pair sets the password (its key percent-decoded, as rust-postgres
+/// decodes it: `pass%77ord=` is one too).
+fn is_password_pair(pair: &str) -> bool {
+    let key = pair.split_once('=').map(|(k, _)| k).unwrap_or(pair);
+    percent_decode(key) == "password"
+}
+
+/// `%XX` escapes decoded (bytes, never slicing inside a character: `%` followed by a
+/// non-ASCII character stays as it is); invalid UTF-8 is replaced.
 fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
+    let hex = |c: u8| (c as char).to_digit(16);
     while i < b.len() {
         if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+            if let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2])) {
+                out.push((h * 16 + l) as u8);
                 i += 3;
                 continue;
             }
@@ -329,7 +398,7 @@ fn os_user() -> Option<String> {
 /// (`host:port:database:user:password`, `*` matches anything, `\` escapes), as libpq
 /// reads it; the file is ignored when group or others may read it.
 fn passfile_password(
-    config: &postgres::Config,
+    config: &tokio_postgres::Config,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Option<String> {
     use std::os::unix::fs::PermissionsExt;
@@ -403,6 +472,89 @@ mod tests {
             StoreLocation::Postgres(p) => Ok(*p),
             StoreLocation::Sqlite(_) => panic!("not postgres: {s}"),
         }
+    }
+
+    #[test]
+    fn a_password_with_unencoded_slash_or_question_mark_is_never_shown() {
+        for pw in [
+            "ab/cd+ef==",
+            "q?uery=1&x",
+            "a:b/c?d",
+            "Zm9v/YmFy?",
+            "/lead",
+            "trail?",
+        ] {
+            for tail in ["/fleet", "/fleet?sslmode=disable&application_name=x", ""] {
+                let url = format!("postgres://alice:{pw}@db.example:5432{tail}");
+                let p = pg(&url, false).unwrap();
+                assert_eq!(
+                    p.config.get_password(),
+                    Some(pw.as_bytes()),
+                    "{url}: the password is the whole userinfo after the first `:`"
+                );
+                for shown in [p.display.clone(), redact_location(&url)] {
+                    assert!(!shown.contains(pw), "{shown}");
+                    assert!(
+                        shown.starts_with("postgres://alice@db.example:5432"),
+                        "{shown}"
+                    );
+                }
+                let e = pg(&url, true).unwrap_err();
+                assert_eq!(e.data()["reason"], "password_in_argv");
+                assert!(!e.message.contains(pw), "{}", e.message);
+                assert!(!e.data().to_string().contains(pw));
+            }
+        }
+    }
+
+    #[test]
+    fn an_at_sign_in_the_password_and_encoded_password_keys_are_hidden() {
+        let e = pg("postgres://u:p@ss@db.example/fleet", false).unwrap_err();
+        assert!(
+            !e.message.contains("p@ss") && !e.message.contains("ss@"),
+            "{}",
+            e.message
+        );
+        assert!(!redact_location("postgres://u:p@ss@db.example/fleet").contains("ss"));
+        let p = pg(
+            "postgres://u@h/db?pass%77ord=hunter2&sslmode=disable",
+            false,
+        )
+        .unwrap();
+        assert!(!p.display.contains("hunter2"), "{}", p.display);
+        assert_eq!(
+            pg("postgres://u@h/db?pass%77ord=hunter2", true)
+                .unwrap_err()
+                .data()["reason"],
+            "password_in_argv"
+        );
+    }
+
+    #[test]
+    fn shared_and_system_schemas_are_refused() {
+        for bad in [
+            "public",
+            "information_schema",
+            "pg_catalog",
+            "pg_temp",
+            "Upper",
+            "1x",
+            "",
+        ] {
+            assert!(!valid_schema(bad), "{bad}");
+        }
+        for good in ["modelauth", "user", "select", "_x1", "fleet_eu"] {
+            assert!(valid_schema(good), "{good}");
+        }
+    }
+
+    #[test]
+    fn percent_decoding_never_panics() {
+        assert_eq!(percent_decode("%é1"), "%é1");
+        assert_eq!(percent_decode("a%2Fb%"), "a/b%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert!(pg("postgres://u@h/db?sslrootcert=%ée", false).is_ok());
+        assert!(pg("postgres://u@h/db?sslmode=%é", false).is_err());
     }
 
     #[test]

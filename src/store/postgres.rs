@@ -31,7 +31,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Row};
+use postgres::Row;
+
+use super::pg_client::Client;
 use sha2::{Digest, Sha256};
 
 use crate::core::error::{ErrorKind, RpcError};
@@ -45,7 +47,7 @@ use super::{
 };
 
 /// The schema version this build writes (`<schema>.meta`, key `schema_version`).
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`. `{s}` is
 /// the schema name. Text columns that are sorted use the "C" collation, so the order is
@@ -90,6 +92,12 @@ const MIGRATIONS: &[&str] = &[
         key text COLLATE "C" PRIMARY KEY,
         value text NOT NULL
     );"#,
+    // 1 -> 2: a random salt for the advisory-lock keys (issue 20), so a role that may only
+    // connect cannot compute them and hold them to block every write and refresh. Older
+    // helpers, which use unsalted keys, refuse a version-2 store instead of locking apart.
+    r#"INSERT INTO {s}.meta (key, value) VALUES ('lock_salt',
+        ('x' || substr(md5(gen_random_uuid()::text || clock_timestamp()::text), 1, 16))::bit(64)::bigint)
+        ON CONFLICT (key) DO NOTHING;"#,
 ];
 
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
@@ -100,6 +108,8 @@ pub struct PgStore {
     busy_timeout_ms: u64,
     /// Last known: the schema exists (set by any transaction, `schema_version`, `describe`).
     exists: Cell<bool>,
+    /// The store's advisory-lock salt (`<schema>.meta` `lock_salt`), once read.
+    salt: Cell<Option<i64>>,
     /// The stored `settings.busyTimeoutMs` was applied (once per handle).
     settings_read: bool,
     empty: Option<rusqlite::Connection>,
@@ -113,6 +123,7 @@ impl PgStore {
             client: RefCell::new(None),
             busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
             exists: Cell::new(false),
+            salt: Cell::new(None),
             settings_read: false,
             empty: None,
         }
@@ -134,7 +145,7 @@ impl PgStore {
             }
         }
         let c = slot.as_mut().expect("connected above");
-        match probe_version(c, &self.loc) {
+        match probe_version(c, &self.loc, &self.salt) {
             Ok(v) => v.is_some(),
             Err(_) => {
                 *slot = None;
@@ -156,7 +167,9 @@ impl PgStore {
         if slot.is_none() {
             *slot = Some(connect(&self.loc, self.busy_timeout_ms)?);
         }
-        Ok(slot.as_mut().expect("connected above"))
+        let c = slot.as_mut().expect("connected above");
+        c.set_round_trip(round_trip(self.busy_timeout_ms));
+        Ok(c)
     }
 
     /// Forgets a client that failed so the next request connects again.
@@ -172,8 +185,16 @@ impl PgStore {
     /// `Some(version)` when the schema's meta table exists.
     fn query_version(&mut self) -> Result<Option<i64>, RpcError> {
         let loc = self.loc.clone();
-        let c = self.client()?;
-        probe_version(c, &loc)
+        let salt = &self.salt;
+        let slot = self.client.get_mut();
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(connect(&loc, self.busy_timeout_ms)?);
+        }
+        let c = slot.as_mut().expect("connected above");
+        probe_version(c, &loc, salt)
     }
 
     fn schema_version_inner(&mut self) -> Result<Option<i64>, RpcError> {
@@ -220,8 +241,16 @@ impl PgStore {
             )?;
             c.batch_execute(&sqlf(
                 &loc,
-                "CREATE SCHEMA IF NOT EXISTS {s}; CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL)",
+                "CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION CURRENT_USER; CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL)",
             ))?;
+            // Under the setup lock, in the transaction that created it: a schema that
+            // already existed (IF NOT EXISTS) may be another role's.
+            if let Some(r) = c.query_typed_opt(
+                FOREIGN_OWNER_SQL,
+                &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+            )? {
+                return Ok(Err((r.get::<_, String>(0), r.get::<_, String>(1))));
+            }
             let v = c
                 .query_typed_opt(
                     &sqlf(
@@ -232,10 +261,14 @@ impl PgStore {
                 )?
                 .map(|r| r.get::<_, i64>(0))
                 .unwrap_or(0);
-            Ok::<i64, postgres::Error>(v)
+            Ok::<Result<i64, (String, String)>, postgres::Error>(Ok(v))
         })();
         let v = match r {
-            Ok(v) => v,
+            Ok(Ok(v)) => v,
+            Ok(Err((what, owner))) => {
+                self.after_error();
+                return Err(not_owned(&loc, &what, &owner));
+            }
             Err(e) => {
                 *race = matches!(
                     e.code().map(|c| c.code()),
@@ -272,12 +305,22 @@ impl PgStore {
                 &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
                 &[(&to as &(dyn ToSql + Sync), Type::INT8)],
             )?;
-            c.batch_execute("COMMIT")
+            let salt = c
+                .query_typed_opt(
+                    &sqlf(&loc, "SELECT value FROM {s}.meta WHERE key = 'lock_salt'"),
+                    &[],
+                )?
+                .map(|r| r.get::<_, i64>(0));
+            c.batch_execute("COMMIT")?;
+            Ok(salt)
         })();
-        if let Err(e) = r {
-            let e = map_pg(e, &loc);
-            self.after_error();
-            return Err(e);
+        match r {
+            Ok(salt) => self.salt.set(salt),
+            Err(e) => {
+                let e = map_pg(e, &loc);
+                self.after_error();
+                return Err(e);
+            }
         }
         self.exists.set(true);
         Ok(())
@@ -369,7 +412,8 @@ impl PgStore {
     }
 
     fn write_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
-        if !self.exists.get() {
+        // Without the salt (a version-1 store seen by a read), check again and migrate.
+        if !self.exists.get() || self.salt.get().is_none() {
             match self.schema_version_inner()? {
                 Some(v) if v > PG_SCHEMA_VERSION => return Err(newer_schema(&self.loc, v)),
                 Some(v) if v == PG_SCHEMA_VERSION => {}
@@ -380,13 +424,15 @@ impl PgStore {
         self.apply_stored_busy_timeout();
         let loc = self.loc.clone();
         let ms = self.busy_timeout_ms;
+        let salt = self.salt.get();
         let c = self.client()?;
         let begin = (|| {
             c.batch_execute(&format!(
                 "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {}",
                 ms + 30_000
             ))?;
-            let key = lock_key(&["write", &loc.schema]);
+            let salt = salt.map(|s| s.to_string()).unwrap_or_default();
+            let key = lock_key(&["write", &loc.schema, &salt]);
             let row = c.query_typed_one(
                 &sqlf(&loc, "SELECT pg_advisory_xact_lock($1)::text, (SELECT value FROM {s}.meta WHERE key = 'schema_version')"),
                 &[(&key as &(dyn ToSql + Sync), Type::INT8)],
@@ -440,9 +486,62 @@ impl PgStore {
     }
 }
 
+/// Who owns the schema and what is in it, as one row when something is owned by a role
+/// other than the connecting one (or a superuser): (what, owner).
+const FOREIGN_OWNER_SQL: &str = "WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user)
+    SELECT 'schema ' || n.nspname::text, r.rolname::text
+      FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = $1 AND n.nspowner <> (SELECT oid FROM me) AND NOT r.rolsuper
+    UNION ALL
+    SELECT 'table ' || n.nspname::text || '.' || c.relname::text, r.rolname::text
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_roles r ON r.oid = c.relowner
+     WHERE n.nspname = $1 AND c.relowner <> (SELECT oid FROM me) AND NOT r.rolsuper
+    LIMIT 1";
+
+/// Refuses a schema, or anything in it, owned by another role (PROTOCOL §11 *(r3)*): a
+/// role that pre-created the schema ("schema squatting") would read every key written to
+/// it and choose the settings (secret providers) this helper obeys. A superuser's is
+/// accepted: a superuser can read everything anyway.
+///
+/// Errors: `store_permissions` with `data.reason: "schema_not_owned"`; store errors.
+fn check_owner(c: &mut Client, loc: &PgLocation) -> Result<(), RpcError> {
+    let row = c
+        .query_typed_opt(
+            FOREIGN_OWNER_SQL,
+            &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+        )
+        .map_err(|e| map_pg(e, loc))?;
+    match row {
+        None => Ok(()),
+        Some(r) => Err(not_owned(
+            loc,
+            &r.get::<_, String>(0),
+            &r.get::<_, String>(1),
+        )),
+    }
+}
+
+fn not_owned(loc: &PgLocation, what: &str, owner: &str) -> RpcError {
+    RpcError::new(
+        ErrorKind::StorePermissions,
+        format!(
+            "the PostgreSQL store {} is not this role's: {what} is owned by role `{owner}`; nothing was read from it or written to it",
+            loc.display
+        ),
+    )
+    .with("reason", "schema_not_owned")
+    .with("schema", loc.schema.as_str())
+    .with_hint("whoever owns the schema reads every key written to it and chooses the settings this helper obeys: drop it, or use a schema this role creates ($MODELAUTH_PG_SCHEMA)")
+}
+
 /// `Some(version)` when the schema's meta table exists in the database of `c`.
-fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcError> {
-    let reg = format!("{}.meta", loc.schema);
+fn probe_version(
+    c: &mut Client,
+    loc: &PgLocation,
+    salt: &Cell<Option<i64>>,
+) -> Result<Option<i64>, RpcError> {
+    let reg = format!("\"{}\".meta", loc.schema);
     let row = c
         .query_typed_one(
             "SELECT to_regclass($1) IS NOT NULL",
@@ -452,17 +551,23 @@ fn probe_version(c: &mut Client, loc: &PgLocation) -> Result<Option<i64>, RpcErr
     if !row.get::<_, bool>(0) {
         return Ok(None);
     }
-    let v = c
-        .query_typed_opt(
+    check_owner(c, loc)?;
+    let rows = c
+        .query_typed(
             &sqlf(
                 loc,
-                "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+                "SELECT key::text, value FROM {s}.meta WHERE key IN ('schema_version', 'lock_salt')",
             ),
             &[],
         )
-        .map_err(|e| map_pg(e, loc))?
-        .map(|r| r.get::<_, i64>(0))
-        .unwrap_or(0);
+        .map_err(|e| map_pg(e, loc))?;
+    let mut v = 0;
+    for r in rows {
+        match r.get::<_, String>(0).as_str() {
+            "schema_version" => v = r.get::<_, i64>(1),
+            _ => salt.set(Some(r.get::<_, i64>(1))),
+        }
+    }
     Ok(Some(v))
 }
 
@@ -515,6 +620,10 @@ fn lock_key(parts: &[&str]) -> i64 {
     i64::from_be_bytes(d[..8].try_into().expect("8 bytes"))
 }
 
+/// How long a refresh-lock transaction may sit idle before the server ends it (ms): past
+/// the token call's 20 s limit and a waiter's 30 s wait.
+const REFRESH_LOCK_IDLE_MS: u64 = 120_000;
+
 /// Refresh locks as transaction-scoped advisory locks, each on a dedicated connection.
 struct PgLocks {
     loc: Arc<PgLocation>,
@@ -543,9 +652,40 @@ impl RefreshLocks for PgLocks {
     ) -> Result<Option<Box<dyn RefreshGuard>>, RpcError> {
         let lock_failed = |e: RpcError| e.with("reason", "lock_failed");
         let mut c = connect(&self.loc, DEFAULT_BUSY_TIMEOUT_MS).map_err(lock_failed)?;
-        c.batch_execute("BEGIN")
-            .map_err(|e| lock_failed(map_pg(e, &self.loc)))?;
-        let key = lock_key(&["refresh", &self.loc.schema, scope_key(scope), profile_id]);
+        // The salt is read here, each time: a helper that last saw the store at version 1
+        // (unsalted) must not lock apart from those that migrated it. Before BEGIN, so a
+        // store not created yet (no meta table: nothing to refresh) aborts nothing.
+        let salt = match c.query_typed_opt(
+            &sqlf(
+                &self.loc,
+                "SELECT value FROM {s}.meta WHERE key = 'lock_salt'",
+            ),
+            &[],
+        ) {
+            Ok(row) => row
+                .map(|r| r.get::<_, i64>(0).to_string())
+                .unwrap_or_default(),
+            Err(e) if e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE) => {
+                String::new()
+            }
+            Err(e) => return Err(lock_failed(map_pg(e, &self.loc))),
+        };
+        // The lock lives as long as this transaction, which stays idle while the token
+        // call runs (up to 20 s): a server-wide `idle_in_transaction_session_timeout`
+        // shorter than that would end the session, release the lock mid-refresh and let a
+        // second helper send the same refresh token. This transaction gets its own,
+        // longer than any holder's wait (a dead holder's session still ends).
+        c.batch_execute(&format!(
+            "BEGIN; SET LOCAL idle_in_transaction_session_timeout = {REFRESH_LOCK_IDLE_MS}"
+        ))
+        .map_err(|e| lock_failed(map_pg(e, &self.loc)))?;
+        let key = lock_key(&[
+            "refresh",
+            &self.loc.schema,
+            &salt,
+            scope_key(scope),
+            profile_id,
+        ]);
         let deadline = Instant::now() + wait;
         let mut pause = Duration::from_millis(5);
         loop {
@@ -584,13 +724,21 @@ fn connect(loc: &PgLocation, busy_timeout_ms: u64) -> Result<Client, RpcError> {
         .get_hosts()
         .iter()
         .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+    let rt = round_trip(busy_timeout_ms);
     let r = if loc.ssl_mode == SslMode::Disable || unix_only {
         config.ssl_mode(postgres::config::SslMode::Disable);
-        config.connect(postgres::NoTls)
+        Client::connect(&config, postgres::NoTls, PG_CONNECT_TIMEOUT, rt)
     } else {
-        config.connect(tls::connector(loc)?)
+        Client::connect(&config, tls::connector(loc)?, PG_CONNECT_TIMEOUT, rt)
     };
     r.map_err(|e| map_pg(e, loc))
+}
+
+/// The client-side deadline of one statement (PROTOCOL §11 *(r3)*): the server-side
+/// `statement_timeout` the transactions set (`busyTimeoutMs` + 30 s) plus 5 s, so a live
+/// server answers first with its own error and a silent one is abandoned.
+fn round_trip(busy_timeout_ms: u64) -> Duration {
+    Duration::from_millis(busy_timeout_ms + 30_000) + PG_CONNECT_TIMEOUT
 }
 
 /// Maps a PostgreSQL error to the store error kinds of PROTOCOL §7. Messages name the
@@ -791,8 +939,11 @@ fn newer_schema(loc: &PgLocation, v: i64) -> RpcError {
     .with_hint("upgrade modelauth")
 }
 
+/// `t` with `{s}` replaced by the schema name, quoted: a name that is also an SQL keyword
+/// (`user`, `select`) works like any other (the name is `[a-z_][a-z0-9_]*`, so quoting
+/// does not change which schema it is).
 fn sqlf(loc: &PgLocation, t: &str) -> String {
-    t.replace("{s}", &loc.schema)
+    t.replace("{s}", &format!("\"{}\"", loc.schema))
 }
 
 mod tls {

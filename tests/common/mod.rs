@@ -467,6 +467,11 @@ impl Env {
             c.env("PATH", p);
         }
         c.env("HOME", self.dir.path());
+        if on_pg() {
+            // PROTOCOL §11: a shared store runs only helpers under $MODELAUTH_TRUSTED_DIRS;
+            // the tests' helpers live in the test directory.
+            c.env("MODELAUTH_TRUSTED_DIRS", self.dir.path());
+        }
         for (k, v) in &self.vars {
             c.env(k, v);
         }
