@@ -1029,7 +1029,7 @@ fn helper_info_reports_the_store_and_every_method() {
     );
     let i = ok(&s.path, "helper.info", json!({}));
     assert_eq!(i["store"]["exists"], true);
-    assert_eq!(i["store"]["schemaVersion"], 1);
+    assert_eq!(i["store"]["schemaVersion"], 2);
 }
 
 #[test]

@@ -27,6 +27,7 @@ pub mod settings;
 pub mod sources;
 pub mod transfer;
 pub mod usage;
+mod import_extras;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -112,7 +113,13 @@ pub fn load_aliases(c: &dyn Tx) -> Result<Aliases> {
 
 /// Effective settings from the store.
 pub fn load_settings(c: &dyn Tx) -> Result<Settings> {
-    Ok(crate::core::settings::from_stored(&c.settings()?))
+    let mut s = crate::core::settings::from_stored(&c.settings()?);
+    s.named_secrets = c
+        .named_secrets()?
+        .into_iter()
+        .map(|(p, id, v)| ((p, id), v))
+        .collect();
+    Ok(s)
 }
 
 pub(crate) fn unknown_profile(id: &str, agent: Option<&str>) -> RpcError {

@@ -15,7 +15,6 @@ use super::sources::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_json::Value;
 
 use crate::core::error::{Result, RpcError};
 use crate::core::ids;
@@ -289,8 +288,8 @@ fn agent_param(a: Option<String>) -> Result<Option<String>> {
     .transpose()
 }
 
-/// Copies a whole modelauth store (`src`) into `dst`: providers and settings (kept when
-/// `dst` has the key, unless `replace`), then per scope the profiles (`created`,
+/// Copies a modelauth store (`src`) into `dst` (providers, settings and named secrets are
+/// [`super::import_extras::copy_store_extras`]'s): per scope the profiles (`created`,
 /// `unchanged`, `updated` with `replace`, else `skipped: exists`), their usage state,
 /// orders (same rules; a kept order gets the created profiles appended so they stay
 /// routable) and lastGood. With `write` false nothing is written (a dry run).
@@ -301,42 +300,8 @@ fn copy_store(
     write: bool,
     now: i64,
 ) -> Result<(Vec<ProfileAction>, Vec<OrderAction>, Vec<ImportWarning>)> {
-    let mut warnings = vec![];
-    let dst_providers: BTreeMap<String, Value> = dst.providers()?.into_iter().collect();
-    for (id, body) in src.providers()? {
-        match dst_providers.get(&id) {
-            Some(b) if *b == body => {}
-            Some(_) if !replace => warnings.push(ImportWarning {
-                pointer: format!("/providers/{id}"),
-                kind: "provider_kept".into(),
-                message: format!(
-                    "provider `{id}` is registered differently here; kept (see `replace`)"
-                ),
-                source: None,
-            }),
-            _ => {
-                if write {
-                    dst.put_provider(&id, &body)?;
-                }
-            }
-        }
-    }
-    for (k, v) in src.settings()? {
-        match dst.setting(&k)? {
-            Some(d) if d == v => {}
-            Some(_) if !replace => warnings.push(ImportWarning {
-                pointer: format!("/settings/{k}"),
-                kind: "setting_kept".into(),
-                message: format!("setting `{k}` differs here; kept (see `replace`)"),
-                source: None,
-            }),
-            _ => {
-                if write {
-                    dst.put_setting(&k, &v)?;
-                }
-            }
-        }
-    }
+    // Providers, settings and named secrets: `import_extras::copy_store_extras`.
+    let warnings = vec![];
     let mut profiles = vec![];
     let mut orders = vec![];
     let mut usage_done = BTreeSet::new();
@@ -459,7 +424,16 @@ impl App {
             .map_err(|e| unreadable(path, e))?;
         let now = now_ms();
         let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
-            let (profiles, orders, warnings) = copy_store(&*rtx, c, p.replace, write, now)?;
+            let (settings, secrets, mut warnings) = super::import_extras::copy_store_extras(
+                &*rtx,
+                c,
+                p.include_settings,
+                p.replace,
+                write,
+                now,
+            )?;
+            let (profiles, orders, more) = copy_store(&*rtx, c, p.replace, write, now)?;
+            warnings.extend(more);
             if write {
                 tracing::info!(
                     format = "modelauth-store",
@@ -475,6 +449,8 @@ impl App {
                 orders,
                 warnings,
                 errors: vec![],
+                settings,
+                secrets,
             })
         };
         let mut st = self.store();
@@ -501,9 +477,19 @@ impl App {
             let aliases = load_aliases(c)?;
             let mut plan = import::plan(&loaded, &aliases);
             with_config_orders(&mut plan, &loaded, &aliases);
+            let extras = super::import_extras::plan_extras(&loaded, &mut plan);
             let (profiles, orders, extra) = apply(c, &plan, p.replace, write, now)?;
+            let (settings, secrets, more) = super::import_extras::apply_extras(
+                c,
+                &extras,
+                p.include_settings,
+                p.replace,
+                write,
+                now,
+            )?;
             let mut warnings = plan.warnings;
             warnings.extend(extra);
+            warnings.extend(more);
             if write {
                 tracing::info!(
                     format = plan.format.as_str(),
@@ -520,6 +506,8 @@ impl App {
                 orders,
                 warnings,
                 errors: plan.errors,
+                settings,
+                secrets,
             })
         };
         let mut st = self.store();
@@ -538,23 +526,34 @@ impl App {
                 RpcError::invalid_params("format modelauth-store needs a `path`")
                     .with("pointer", "/path")
             })?;
-            open_modelauth_store(&expand_home(path))?;
+            let src = open_modelauth_store(&expand_home(path))?;
+            let rtx = src
+                .unchecked_transaction()
+                .map_err(|e| unreadable(Path::new(path), e))?;
+            let (settings, _, warnings) = self.store().read(|dst| {
+                super::import_extras::copy_store_extras(&*rtx, dst, false, false, false, 0)
+            })?;
             return Ok(ValidateResult {
                 valid: true,
                 format: Format::ModelauthStore,
                 errors: vec![],
-                warnings: vec![],
+                warnings,
+                settings,
             });
         }
         let loaded = load_source(p.path.as_deref(), p.document, p.format, None)?;
         let aliases = self.store().read(load_aliases)?;
         let mut plan = import::plan(&loaded, &aliases);
         with_config_orders(&mut plan, &loaded, &aliases);
+        let extras = super::import_extras::plan_extras(&loaded, &mut plan);
+        let mut warnings = plan.warnings;
+        warnings.extend(super::import_extras::validate_warnings(&extras));
         Ok(ValidateResult {
             valid: plan.errors.is_empty(),
             format: plan.format,
             errors: plan.errors,
-            warnings: plan.warnings,
+            warnings,
+            settings: super::import_extras::validate_settings(&extras),
         })
     }
 

@@ -100,6 +100,11 @@ pub struct ImportParams {
     /// Replace an existing different credential instead of keeping it (`skipped: exists`).
     #[serde(default)]
     pub replace: bool,
+    /// *(r3, §11)* Also bring the source's secret providers and settings (openclaw.json
+    /// `secrets.providers`; a modelauth store's `providers` and `settings`). Without it
+    /// they are only named in `settings` (action `skipped`, reason `includeSettings`).
+    #[serde(default)]
+    pub include_settings: bool,
 }
 
 /// `store.validate` params.
@@ -217,6 +222,13 @@ pub struct ImportResult {
     pub warnings: Vec<ImportWarning>,
     /// Rejected entries (the valid ones are imported).
     pub errors: Vec<EntryError>,
+    /// *(r3, §11)* Each secret provider, provider registration and setting of the source:
+    /// what the import did (or, dry, would do) with it; `skipped` with reason
+    /// `includeSettings` when the param is not set.
+    pub settings: Vec<crate::openclaw::settings_import::SettingAction>,
+    /// *(r3, §12)* Each named secret (an entry of OpenClaw's shared secret store that an
+    /// imported `store` SecretRef names): what the import did with it. Never the value.
+    pub secrets: Vec<crate::openclaw::settings_import::SecretAction>,
 }
 
 /// `store.validate` result.
@@ -231,6 +243,9 @@ pub struct ValidateResult {
     pub errors: Vec<EntryError>,
     /// The same normalisation warnings `store.import` would report.
     pub warnings: Vec<ImportWarning>,
+    /// *(r3, §11)* The secret providers, provider registrations and settings of the source,
+    /// which `store.import` brings only with `includeSettings: true`.
+    pub settings: Vec<crate::openclaw::settings_import::SettingAction>,
 }
 
 // ---------------------------------------------------------------- loaded sources
@@ -254,6 +269,12 @@ pub enum PieceKind {
     /// A config order `{provider: [ids]}` (openclaw.json `auth.order`): it fills in the
     /// providers the state documents of the scope do not order.
     ConfigOrder,
+    /// The live entries of OpenClaw's shared secret store (`state/openclaw.sqlite` table
+    /// `secret_store_entries`, team scope): `{name: value}` (protocol §12 r3).
+    SecretStore,
+    /// openclaw.json `secrets.providers` (`{alias: {source, ...}}`), imported as settings
+    /// only with `includeSettings` (protocol §11 r3).
+    SecretProviders,
 }
 
 /// One JSON document of a source and the scope it goes to.
@@ -575,7 +596,7 @@ pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
                 }
             }
             PieceKind::ConfigOrder => orders(scope, &mut d, &piece.doc, "", true, aliases),
-            PieceKind::ConfigProfiles => {}
+            PieceKind::ConfigProfiles | PieceKind::SecretStore | PieceKind::SecretProviders => {}
         }
     }
     ImportPlan {

@@ -36,6 +36,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::error::{ErrorKind, RpcError};
 use crate::core::profile::{Profile, StoredProfile};
+use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 
 use super::location::{PgLocation, SslMode, PG_CONNECT_TIMEOUT};
@@ -45,7 +46,7 @@ use super::{
 };
 
 /// The schema version this build writes (`<schema>.meta`, key `schema_version`).
-pub const PG_SCHEMA_VERSION: i64 = 1;
+pub const PG_SCHEMA_VERSION: i64 = 2;
 
 /// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`. `{s}` is
 /// the schema name. Text columns that are sorted use the "C" collation, so the order is
@@ -89,6 +90,14 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE {s}.settings (
         key text COLLATE "C" PRIMARY KEY,
         value text NOT NULL
+    );"#,
+    // 1 -> 2: named secrets (the `store` SecretRef source, protocol §12 r3).
+    r#"CREATE TABLE {s}.named_secrets (
+        provider text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (provider, id)
     );"#,
 ];
 
@@ -1246,6 +1255,47 @@ impl Tx for PgTx<'_> {
 
     fn delete_provider(&self, id: &str) -> Result<bool, RpcError> {
         Ok(self.exec("DELETE FROM {s}.providers WHERE id = $1", &[(&id, T)])? > 0)
+    }
+
+    fn named_secret(&self, provider: &str, id: &str) -> Result<Option<Secret>, RpcError> {
+        let row = self.q_opt(
+            "SELECT value FROM {s}.named_secrets WHERE provider = $1 AND id = $2",
+            &[(&provider, T), (&id, T)],
+        )?;
+        Ok(row.map(|r| Secret::new(r.get::<_, String>(0))))
+    }
+
+    fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError> {
+        let rows = self.q(
+            "SELECT provider, id, value FROM {s}.named_secrets ORDER BY provider, id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), Secret::new(r.get::<_, String>(2))))
+            .collect())
+    }
+
+    fn put_named_secret(
+        &self,
+        provider: &str,
+        id: &str,
+        value: &Secret,
+        now: i64,
+    ) -> Result<bool, RpcError> {
+        let v = value.expose();
+        let row = self.q_opt(
+            "INSERT INTO {s}.named_secrets (provider, id, value, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (provider, id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at RETURNING (xmax = 0)",
+            &[(&provider, T), (&id, T), (&v, T), (&now, Type::INT8)],
+        )?;
+        Ok(row.map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+    }
+
+    fn delete_named_secret(&self, provider: &str, id: &str) -> Result<bool, RpcError> {
+        Ok(self.exec(
+            "DELETE FROM {s}.named_secrets WHERE provider = $1 AND id = $2",
+            &[(&provider, T), (&id, T)],
+        )? > 0)
     }
 }
 
