@@ -14,3 +14,4 @@ pub mod secret_value;
 pub mod settings;
 pub mod status;
 pub mod usage;
+pub mod fence;

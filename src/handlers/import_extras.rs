@@ -278,3 +278,66 @@ pub(super) fn copy_store_extras(
     }
     Ok((settings, secrets, warnings))
 }
+
+/// A warning for each imported oauth profile whose tokens are OpenClaw's failed-refresh
+/// fence ([`crate::core::fence`]): modelauth reports it `expired`, as OpenClaw does, and
+/// names where the real tokens are (`credentials/oauth.json.migrated-*` of the state
+/// directory, when there are such files).
+pub(super) fn fence_warnings(plan: &ImportPlan, source: Option<&str>) -> Vec<ImportWarning> {
+    use crate::core::fence::is_refresh_fence;
+    use crate::core::profile::Credential;
+    let mut out = vec![];
+    let migrated = source.map(migrated_files).unwrap_or_default();
+    for scope in &plan.scopes {
+        for (id, pp) in &scope.profiles {
+            let Credential::OAuth {
+                access, refresh, ..
+            } = &pp.profile.credential
+            else {
+                continue;
+            };
+            if !is_refresh_fence(access.expose()) && !is_refresh_fence(refresh.expose()) {
+                continue;
+            }
+            let where_ = if migrated.is_empty() {
+                "OpenClaw keeps the real tokens only in credentials/oauth.json.migrated-* of its state directory (none was found beside this source)".to_string()
+            } else {
+                format!(
+                    "the real tokens survive only in {} (OpenClaw's copy from before the failed refresh); log in again, or import that file",
+                    migrated.join(", ")
+                )
+            };
+            out.push(ImportWarning {
+                pointer: pp.pointer.clone(),
+                kind: "refresh_fence".into(),
+                message: format!(
+                    "`{id}` holds OpenClaw's failed-refresh fence instead of tokens: it is `expired` here as in OpenClaw; {where_}"
+                ),
+                source: None,
+            });
+        }
+    }
+    out
+}
+
+/// `credentials/oauth.json.migrated-*` under a state directory (or beside a file), as
+/// paths relative to it, sorted.
+fn migrated_files(source: &str) -> Vec<String> {
+    let p = std::path::Path::new(source);
+    let dir = if p.is_dir() {
+        p.join("credentials")
+    } else {
+        p.parent().map(|d| d.to_path_buf()).unwrap_or_default()
+    };
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("oauth.json.migrated"))
+                .map(|n| dir.join(n).display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}

@@ -478,6 +478,8 @@ impl App {
             let mut plan = import::plan(&loaded, &aliases);
             with_config_orders(&mut plan, &loaded, &aliases);
             let extras = super::import_extras::plan_extras(&loaded, &mut plan);
+            let fences = super::import_extras::fence_warnings(&plan, p.path.as_deref());
+            plan.warnings.extend(fences);
             let (profiles, orders, extra) = apply(c, &plan, p.replace, write, now)?;
             let (settings, secrets, more) = super::import_extras::apply_extras(
                 c,
@@ -546,7 +548,9 @@ impl App {
         let mut plan = import::plan(&loaded, &aliases);
         with_config_orders(&mut plan, &loaded, &aliases);
         let extras = super::import_extras::plan_extras(&loaded, &mut plan);
+        let fences = super::import_extras::fence_warnings(&plan, p.path.as_deref());
         let mut warnings = plan.warnings;
+        warnings.extend(fences);
         warnings.extend(super::import_extras::validate_warnings(&extras));
         Ok(ValidateResult {
             valid: plan.errors.is_empty(),
