@@ -75,6 +75,7 @@ pub const CHECKS: &[(&str, Check)] = &[
         "named_secrets_round_trip_and_roll_back",
         named_secrets_round_trip_and_roll_back,
     ),
+    ("import_marks_are_per_source", import_marks_are_per_source),
 ];
 
 /// Runs every check, each on a location from `fresh`: `fresh()` returns an `open` function
@@ -468,4 +469,33 @@ fn named_secrets_round_trip_and_roll_back(open: Open<'_>) {
     assert!(write(&mut st, |t| t.delete_named_secret("default", "OPENAI_API_KEY")));
     assert!(!write(&mut st, |t| t.delete_named_secret("default", "OPENAI_API_KEY")));
     assert!(read(&mut other, |t| t.named_secret("default", "OPENAI_API_KEY")).is_none());
+}
+
+/// Import provenance: marks are listed per source, taken over by a later source, deleted.
+fn import_marks_are_per_source(open: Open<'_>) {
+    let mut st = open();
+    assert!(read(&mut st, |t| t.import_marks("/a")).is_empty());
+    write(&mut st, |t| {
+        t.set_import_mark(None, "profile", "x:1", "/a")?;
+        t.set_import_mark(Some("cron"), "profile", "x:1", "/a")?;
+        t.set_import_mark(None, "order", "x", "/a")?;
+        t.set_import_mark(None, "profile", "x:2", "/b")
+    });
+    let mut other = open();
+    assert_eq!(
+        read(&mut other, |t| t.import_marks("/a")),
+        vec![
+            (None, "order".to_string(), "x".to_string()),
+            (None, "profile".to_string(), "x:1".to_string()),
+            (Some("cron".to_string()), "profile".to_string(), "x:1".to_string()),
+        ]
+    );
+    write(&mut st, |t| t.set_import_mark(None, "profile", "x:1", "/b"));
+    assert!(write(&mut st, |t| t.delete_import_mark(None, "order", "x")));
+    assert!(!write(&mut st, |t| t.delete_import_mark(None, "order", "x")));
+    assert_eq!(
+        read(&mut other, |t| t.import_marks("/a")),
+        vec![(Some("cron".to_string()), "profile".to_string(), "x:1".to_string())]
+    );
+    assert_eq!(read(&mut other, |t| t.import_marks("/b")).len(), 2);
 }

@@ -98,6 +98,13 @@ const MIGRATIONS: &[&str] = &[
         value text NOT NULL,
         updated_at bigint NOT NULL,
         PRIMARY KEY (provider, id)
+    );
+    CREATE TABLE {s}.import_marks (
+        scope text COLLATE "C" NOT NULL,
+        kind text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        source text NOT NULL,
+        PRIMARY KEY (scope, kind, key)
     );"#,
 ];
 
@@ -1289,6 +1296,51 @@ impl Tx for PgTx<'_> {
             &[(&provider, T), (&id, T), (&v, T), (&now, Type::INT8)],
         )?;
         Ok(row.map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+    }
+
+    fn import_marks(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, RpcError> {
+        let rows = self.q(
+            "SELECT scope, kind, key FROM {s}.import_marks WHERE source = $1 ORDER BY scope, kind, key",
+            &[(&source, T)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let scope: String = r.get(0);
+                ((!scope.is_empty()).then_some(scope), r.get(1), r.get(2))
+            })
+            .collect())
+    }
+
+    fn set_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+        source: &str,
+    ) -> Result<(), RpcError> {
+        let scope = scope_key(agent);
+        self.exec(
+            "INSERT INTO {s}.import_marks (scope, kind, key, source) VALUES ($1, $2, $3, $4) ON CONFLICT (scope, kind, key) DO UPDATE SET source = excluded.source",
+            &[(&scope, T), (&kind, T), (&key, T), (&source, T)],
+        )?;
+        Ok(())
+    }
+
+    fn delete_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, RpcError> {
+        let scope = scope_key(agent);
+        Ok(self.exec(
+            "DELETE FROM {s}.import_marks WHERE scope = $1 AND kind = $2 AND key = $3",
+            &[(&scope, T), (&kind, T), (&key, T)],
+        )? > 0)
     }
 
     fn delete_named_secret(&self, provider: &str, id: &str) -> Result<bool, RpcError> {

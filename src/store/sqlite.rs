@@ -85,6 +85,13 @@ const MIGRATIONS: &[&str] = &[
         value TEXT NOT NULL,
         updated_at INTEGER NOT NULL,
         PRIMARY KEY (provider, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE import_marks (
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (scope, kind, key)
     ) WITHOUT ROWID;",
 ];
 
@@ -815,6 +822,53 @@ impl Tx for Connection {
             .execute(params![provider, id, value.expose(), now])
             .map_err(sql)?;
         Ok(!existed)
+    }
+    fn import_marks(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, RpcError> {
+        let mut s = self
+            .prepare_cached(
+                "SELECT scope, kind, key FROM import_marks WHERE source = ?1 ORDER BY scope, kind, key",
+            )
+            .map_err(sql)?;
+        let rows = s
+            .query_map(params![source], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+            })
+            .map_err(sql)?;
+        let mut out = vec![];
+        for r in rows {
+            let (scope, kind, key) = r.map_err(sql)?;
+            out.push(((!scope.is_empty()).then_some(scope), kind, key));
+        }
+        Ok(out)
+    }
+    fn set_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+        source: &str,
+    ) -> Result<(), RpcError> {
+        self.prepare_cached("INSERT INTO import_marks (scope, kind, key, source) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope, kind, key) DO UPDATE SET source = excluded.source")
+            .map_err(sql)?
+            .execute(params![scope_key(agent), kind, key, source])
+            .map_err(sql)?;
+        Ok(())
+    }
+    fn delete_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, RpcError> {
+        let n = self
+            .prepare_cached("DELETE FROM import_marks WHERE scope = ?1 AND kind = ?2 AND key = ?3")
+            .map_err(sql)?
+            .execute(params![scope_key(agent), kind, key])
+            .map_err(sql)?;
+        Ok(n > 0)
     }
     fn delete_named_secret(&self, provider: &str, id: &str) -> Result<bool, RpcError> {
         let n = self

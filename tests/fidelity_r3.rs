@@ -1,0 +1,450 @@
+//! OpenClaw fidelity, round 3 (issue 18, protocol §11 includeSettings, §12): states the real
+//! OpenClaw 2026.9.6 CLI wrote with `tests/fixtures/openclaw/rebuild.sh`, each with OpenClaw's
+//! answers in `openclaw-answers.json`. Runs without the peer.
+
+mod common;
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use common::{cmd, err, ok, TempStore};
+use serde_json::{json, Value};
+
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/openclaw");
+
+fn fixture(case: &str) -> PathBuf {
+    Path::new(FIXTURES).join(case)
+}
+
+fn answers(case: &str) -> Value {
+    serde_json::from_slice(&std::fs::read(fixture(case).join("openclaw-answers.json")).unwrap())
+        .unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_dir(&e.path(), &dst);
+        } else if e.file_name() != "openclaw-answers.json" {
+            std::fs::copy(e.path(), &dst).unwrap();
+        }
+    }
+}
+
+/// For every provider OpenClaw answered about in `view` (agent `agent`): modelauth's
+/// provider roll-up equals OpenClaw's, and its pick is OpenClaw's first effective profile
+/// (none when OpenClaw has none).
+fn assert_view(store: &Path, agent: Option<&str>, view: &Value) {
+    let with_agent = |mut p: Value| {
+        if let Some(a) = agent {
+            p["agent"] = json!(a);
+        }
+        p
+    };
+    let st = ok(store, "auth.status", with_agent(json!({})));
+    for (provider, p) in view["providers"].as_object().unwrap() {
+        let mine = st["providers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["provider"] == *provider)
+            .unwrap_or_else(|| panic!("{provider} missing in {st}"));
+        assert_eq!(mine["status"], p["status"], "{provider}: OpenClaw {p}, modelauth {mine}");
+        let (code, r) = common::call(
+            store,
+            "auth.resolve",
+            with_agent(json!({"provider": provider})),
+        );
+        match p["effectiveProfiles"].as_array().unwrap().first() {
+            Some(first) => {
+                assert_eq!(code, 0, "{provider}: {r}");
+                assert_eq!(&r["profileId"], first, "{provider} pick");
+            }
+            None => assert_eq!(code, 1, "{provider}: OpenClaw picks nothing, modelauth {r}"),
+        }
+    }
+}
+
+#[test]
+fn store_refs_import_their_entries_and_resolve_as_in_openclaw() {
+    let case = "store-ref";
+    let ans = answers(case);
+    // OpenClaw resolved the ref (no unresolved ref in its audit).
+    assert_eq!(ans["audit"]["summary"]["unresolvedRefCount"], 0);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    assert_eq!(r["errors"], json!([]), "{r}");
+    // Only the referenced entry comes over (UNUSED_KEY stays behind), never its value.
+    assert_eq!(
+        r["secrets"],
+        json!([{"provider": "default", "id": "OPENAI_API_KEY", "action": "created", "profiles": ["openai:store"]}])
+    );
+    assert!(!r.to_string().contains("sk-store-fake"), "{r}");
+    assert_view(&t.path, Some("main"), &ans["views"]["main"]);
+    let got = ok(
+        &t.path,
+        "auth.resolve",
+        json!({"provider": "openai", "agent": "main"}),
+    );
+    assert_eq!(got["profileId"], "openai:store");
+    assert_eq!(got["secret"], "sk-store-fake-0001");
+    // Idempotent: a second import changes nothing.
+    let again = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    assert_eq!(again["secrets"][0]["action"], "unchanged");
+    // The ref survives an export and a re-import as a ref.
+    let exported = ok(&t.path, "store.export", json!({"agent": "main"}));
+    assert_eq!(
+        exported["document"]["profiles"]["openai:store"]["keyRef"],
+        json!({"source": "store", "provider": "default", "id": "OPENAI_API_KEY"})
+    );
+}
+
+#[test]
+fn a_store_ref_without_its_entry_is_named_by_validate_and_import() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("oc");
+    copy_dir(&fixture("store-ref"), &dir);
+    let db = rusqlite::Connection::open(dir.join("state/openclaw.sqlite")).unwrap();
+    // OpenClaw's own soft delete (`openclaw secrets store rm`).
+    db.execute(
+        "UPDATE secret_store_entries SET deleted_at_ms = 1 WHERE name = 'OPENAI_API_KEY'",
+        [],
+    )
+    .unwrap();
+    drop(db);
+    let t = TempStore::new();
+    let v = ok(&t.path, "store.validate", json!({"path": dir}));
+    let w: Vec<&Value> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "store_entry_missing")
+        .collect();
+    assert_eq!(w.len(), 1, "{v}");
+    assert!(w[0]["message"].as_str().unwrap().contains("OPENAI_API_KEY"));
+    assert!(w[0]["pointer"].as_str().unwrap().ends_with("/keyRef"), "{v}");
+    let r = ok(&t.path, "store.import", json!({"path": dir}));
+    assert_eq!(r["secrets"][0]["action"], "missing", "{r}");
+    let e = err(
+        &t.path,
+        "auth.resolve",
+        json!({"provider": "openai", "agent": "main", "profileId": "openai:store"}),
+    );
+    assert_eq!(e["data"]["kind"], "secret_unavailable", "{e}");
+    assert_eq!(e["data"]["reason"], "store_entry_missing", "{e}");
+}
+
+#[test]
+fn store_refs_are_validated_with_openclaws_id_rule() {
+    let t = TempStore::new();
+    let p = |id: &str| {
+        json!({"profile": {"id": "openai:s", "type": "api_key",
+            "keyRef": {"source": "store", "provider": "default", "id": id}}})
+    };
+    ok(&t.path, "profiles.put", p("OPENAI_API_KEY"));
+    for bad in ["openai_api_key", "1KEY", "A-B", ""] {
+        let e = err(&t.path, "profiles.put", p(bad));
+        assert_eq!(e["data"]["pointer"], "/profile/keyRef/id", "{bad}: {e}");
+    }
+    // Nothing stored under that name: the ref is unavailable, naming the ref, not a value.
+    let e = err(&t.path, "auth.resolve", json!({"provider": "openai", "profileId": "openai:s"}));
+    assert_eq!(e["data"]["reason"], "store_entry_missing", "{e}");
+}
+
+/// The secret-providers fixture with its absolute paths moved into `dir`, and the file and
+/// command they name created there (owned by the user, not group/world-accessible).
+fn secret_providers_state(dir: &Path) -> PathBuf {
+    let case = "secret-providers";
+    let ans = answers(case);
+    let state = dir.join("oc");
+    copy_dir(&fixture(case), &state);
+    let ext = dir.join("ext");
+    std::fs::create_dir_all(&ext).unwrap();
+    let from = ans["fixtureDir"].as_str().unwrap();
+    let cfg = std::fs::read_to_string(state.join("openclaw.json")).unwrap();
+    std::fs::write(
+        state.join("openclaw.json"),
+        cfg.replace(from, ext.to_str().unwrap()),
+    )
+    .unwrap();
+    let keys = ext.join("keys.json");
+    std::fs::write(&keys, r#"{"openai": {"key": "sk-file-fake-0002"}}"#).unwrap();
+    std::fs::set_permissions(&keys, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let vault = ext.join("vault-get");
+    std::fs::copy(fixture("secret-providers.vault-get"), &vault).unwrap();
+    std::fs::set_permissions(&vault, std::fs::Permissions::from_mode(0o755)).unwrap();
+    state
+}
+
+#[test]
+fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
+    let ans = answers("secret-providers");
+    let tmp = tempfile::tempdir().unwrap();
+    let state = secret_providers_state(tmp.path());
+    let t = TempStore::new();
+    let names = |r: &Value| -> Vec<(String, String)> {
+        r["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["name"].as_str().unwrap().to_string(),
+                    s["action"].as_str().unwrap().to_string(),
+                )
+            })
+            .collect()
+    };
+    // store.validate and the dry run name each provider, with what it runs or reads.
+    let v = ok(&t.path, "store.validate", json!({"path": state}));
+    assert_eq!(
+        names(&v),
+        vec![("files".into(), "skipped".into()), ("vault".into(), "skipped".into())]
+    );
+    assert!(v["settings"][1]["summary"]
+        .as_str()
+        .unwrap()
+        .ends_with("/vault-get"));
+    let dry = ok(
+        &t.path,
+        "store.import",
+        json!({"path": state, "dryRun": true, "includeSettings": true}),
+    );
+    assert_eq!(
+        names(&dry),
+        vec![("files".into(), "created".into()), ("vault".into(), "created".into())]
+    );
+    // Without includeSettings: profiles only, each provider named in a warning.
+    let r = ok(&t.path, "store.import", json!({"path": state}));
+    assert_eq!(r["settings"][0]["reason"], "includeSettings");
+    let warned = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "setting_not_imported")
+        .count();
+    assert_eq!(warned, 2, "{r}");
+    let s = ok(&t.path, "settings.get", json!({}));
+    assert_eq!(s["settings"]["secretProviders"], json!({}));
+    let e = err(
+        &t.path,
+        "auth.resolve",
+        json!({"provider": "anthropic", "agent": "main", "profileId": "anthropic:exec"}),
+    );
+    assert_eq!(e["data"]["reason"], "provider_unknown", "{e}");
+    // With it: the providers are settings, and the picks and roll-ups are OpenClaw's.
+    let r = ok(
+        &t.path,
+        "store.import",
+        json!({"path": state, "includeSettings": true}),
+    );
+    assert_eq!(
+        names(&r),
+        vec![("files".into(), "created".into()), ("vault".into(), "created".into())]
+    );
+    let s = ok(&t.path, "settings.get", json!({}));
+    assert_eq!(s["settings"]["secretProviders"]["vault"]["source"], "exec");
+    assert_eq!(s["settings"]["secretProviders"]["files"]["mode"], "json");
+    assert_view(&t.path, Some("main"), &ans["views"]["main"]);
+    let a = ok(
+        &t.path,
+        "auth.resolve",
+        json!({"provider": "anthropic", "agent": "main"}),
+    );
+    assert_eq!(a["secret"], "sk-ant-exec-fake-0003");
+    let o = ok(&t.path, "auth.resolve", json!({"provider": "openai", "agent": "main"}));
+    assert_eq!(o["secret"], "sk-file-fake-0002");
+    // OpenClaw's audit resolved both refs too.
+    assert_eq!(ans["audit"]["summary"]["unresolvedRefCount"], 0);
+    // Re-import: unchanged.
+    let again = ok(
+        &t.path,
+        "store.import",
+        json!({"path": state, "includeSettings": true}),
+    );
+    assert_eq!(
+        names(&again),
+        vec![("files".into(), "unchanged".into()), ("vault".into(), "unchanged".into())]
+    );
+}
+
+#[test]
+fn a_modelauth_store_file_brings_providers_and_settings_only_with_include_settings() {
+    let src = TempStore::new();
+    ok(
+        &src.path,
+        "settings.set",
+        json!({"settings": {"refreshMarginMs": 60000, "secretProviders": {"vault": {"source": "exec", "command": "/usr/local/bin/vault-get"}}}}),
+    );
+    ok(
+        &src.path,
+        "providers.put",
+        json!({"id": "acme", "envVars": ["ACME_KEY"]}),
+    );
+    ok(
+        &src.path,
+        "profiles.put",
+        json!({"profile": {"id": "acme:a", "type": "api_key", "key": "sk-acme-fake-1"}}),
+    );
+    let dst = TempStore::new();
+    let v = ok(
+        &dst.path,
+        "store.validate",
+        json!({"path": src.path, "format": "modelauth-store"}),
+    );
+    let listed: Vec<&str> = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["pointer"].as_str().unwrap())
+        .collect();
+    assert!(listed.contains(&"/providers/acme"), "{v}");
+    assert!(listed.contains(&"/settings/secretProviders"), "{v}");
+    assert!(listed.contains(&"/settings/refreshMarginMs"), "{v}");
+    let r = ok(&dst.path, "store.import", json!({"path": src.path}));
+    assert!(r["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["action"] == "skipped" && s["reason"] == "includeSettings"));
+    assert_eq!(r["profiles"][0]["action"], "created");
+    let s = ok(&dst.path, "settings.get", json!({}));
+    assert_eq!(s["settings"]["secretProviders"], json!({}));
+    assert_eq!(s["settings"]["refreshMarginMs"], 300000);
+    let e = err(&dst.path, "providers.get", json!({"id": "acme"}));
+    assert_eq!(e["data"]["kind"], "unknown_provider");
+    let r = ok(
+        &dst.path,
+        "store.import",
+        json!({"path": src.path, "includeSettings": true}),
+    );
+    assert!(r["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|s| s["action"] == "created"), "{r}");
+    let s = ok(&dst.path, "settings.get", json!({}));
+    assert_eq!(s["settings"]["refreshMarginMs"], 60000);
+    assert_eq!(
+        s["settings"]["secretProviders"]["vault"]["command"],
+        "/usr/local/bin/vault-get"
+    );
+    ok(&dst.path, "providers.get", json!({"id": "acme"}));
+}
+
+/// Runs `modelauth openclaw-provider` on `store` with `request` on stdin.
+fn provider(store: &Path, request: &Value) -> (i32, Value, String) {
+    let mut c = cmd(store);
+    c.arg("openclaw-provider")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(request.to_string().as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    let v = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    (
+        out.status.code().unwrap_or(-1),
+        v,
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn openclaw_resolves_a_key_through_modelauth_openclaw_provider() {
+    let ans = answers("exec-provider");
+    // What OpenClaw answered when its exec provider was `modelauth openclaw-provider`.
+    let resolved = &ans["auditResolved"];
+    assert_eq!(resolved["resolution"]["refsChecked"], 1, "{resolved}");
+    assert_eq!(resolved["summary"]["unresolvedRefCount"], 0, "{resolved}");
+    let unknown = &ans["auditWithUnknownId"];
+    assert_eq!(unknown["summary"]["unresolvedRefCount"], 1, "{unknown}");
+    assert!(unknown["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f["code"] == "REF_UNRESOLVED" && f["profileId"] == "mistral:modelauth"));
+    // The request OpenClaw sent, replayed: the same answer without OpenClaw.
+    let req = &ans["execRequest"];
+    assert_eq!(req["protocolVersion"], 1);
+    let t = TempStore::new();
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": common::api_key("openai:work", "sk-modelauth-fake-0004")}),
+    );
+    let (code, v, stderr) = provider(&t.path, req);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["protocolVersion"], 1);
+    for id in req["ids"].as_array().unwrap() {
+        let id = id.as_str().unwrap();
+        match id {
+            "openai" => assert_eq!(v["values"][id], "sk-modelauth-fake-0004"),
+            _ => assert_eq!(v["errors"][id]["code"], "NOT_FOUND", "{v}"),
+        }
+    }
+}
+
+#[test]
+fn openclaw_provider_ids_name_agent_and_model_and_unknown_ones_are_not_found() {
+    let t = TempStore::new();
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": common::api_key("openai:shared", "sk-shared-fake-1")}),
+    );
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"agent": "cron-nightly", "profile": common::api_key("openai:cron", "sk-cron-fake-2")}),
+    );
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": common::api_key("anthropic:a", "sk-ant-fake-3")}),
+    );
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": common::api_key("anthropic:b", "sk-ant-fake-4")}),
+    );
+    ok(
+        &t.path,
+        "order.set",
+        json!({"provider": "anthropic", "order": ["anthropic:a", "anthropic:b"]}),
+    );
+    // A model-scoped rate limit on anthropic:a for claude-sonnet-5 only.
+    ok(
+        &t.path,
+        "auth.report",
+        json!({"profileId": "anthropic:a", "outcome": "rate_limit", "model": "claude-sonnet-5"}),
+    );
+    let req = json!({"protocolVersion": 1, "provider": "modelauth", "ids": [
+        "openai", "openai#agent:cron-nightly", "anthropic#model:claude-sonnet-5",
+        "anthropic", "mistral", "openai#agent:nobody#model:x"]});
+    let (code, v, stderr) = provider(&t.path, &req);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(v["values"]["openai"], "sk-shared-fake-1");
+    assert_eq!(v["values"]["openai#agent:cron-nightly"], "sk-cron-fake-2");
+    assert_eq!(v["values"]["anthropic#model:claude-sonnet-5"], "sk-ant-fake-4");
+    assert_eq!(v["values"]["anthropic"], "sk-ant-fake-3");
+    assert_eq!(v["errors"]["mistral"]["code"], "NOT_FOUND");
+    // An agent with nothing of its own sees the shared profiles (protocol §2.1).
+    assert_eq!(v["values"]["openai#agent:nobody#model:x"], "sk-shared-fake-1");
+    assert!(!stderr.contains("sk-"), "{stderr}");
+    // A request that is not protocol v1: exit 1, nothing on stdout.
+    let (code, v, stderr) = provider(&t.path, &json!({"protocolVersion": 2, "ids": []}));
+    assert_eq!(code, 1);
+    assert_eq!(v, Value::Null);
+    assert!(stderr.contains("protocolVersion"), "{stderr}");
+}
