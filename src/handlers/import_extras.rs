@@ -341,3 +341,138 @@ fn migrated_files(source: &str) -> Vec<String> {
     out.sort();
     out
 }
+
+/// Re-import of a source already imported (issue 18): reads the marks `source` left, then
+/// - with `sync`: removes what this source brought before and no longer holds — profiles
+///   (with their lastGood entries and their places in the scope's orders) and orders —
+///   reported as `removed` (reason `removed_in_source`);
+/// - without it: keeps them, and warns (`stale_kept`) for each, and for each credential or
+///   order of this source kept although the source now holds a different one;
+/// then (when writing) marks everything this import brought.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn reconcile(
+    c: &dyn Tx,
+    plan: &ImportPlan,
+    profiles: &mut Vec<crate::openclaw::import::ProfileAction>,
+    orders: &mut Vec<crate::openclaw::import::OrderAction>,
+    source: &str,
+    sync: bool,
+    write: bool,
+) -> Result<Vec<ImportWarning>> {
+    use crate::openclaw::import::{OrderAction, ProfileAction};
+    let scope_of = |s: &str| (s != "shared").then(|| s.to_string());
+    let scope_name = |a: &Option<String>| a.clone().unwrap_or_else(|| "shared".into());
+    let marks = c.import_marks(source)?;
+    let marked: std::collections::BTreeSet<(Option<String>, String, String)> =
+        marks.iter().cloned().collect();
+    let mut planned_profiles = std::collections::BTreeSet::new();
+    let mut planned_orders = std::collections::BTreeSet::new();
+    for s in &plan.scopes {
+        for id in s.profiles.keys() {
+            planned_profiles.insert((s.agent.clone(), id.clone()));
+        }
+        for provider in s.orders.keys() {
+            planned_orders.insert((s.agent.clone(), provider.clone()));
+        }
+    }
+    let mut warnings = vec![];
+    let stale = |pointer: String, message: String| ImportWarning {
+        pointer,
+        kind: "stale_kept".into(),
+        message,
+        source: Some(source.to_string()),
+    };
+    // Kept although the source now differs.
+    for a in profiles.iter().filter(|a| a.reason.as_deref() == Some("exists")) {
+        let key = (scope_of(&a.scope), "profile".to_string(), a.profile_id.clone());
+        if marked.contains(&key) {
+            warnings.push(stale(
+                String::new(),
+                format!(
+                    "`{}` ({}) differs in the source since the last import; the stored credential was kept (replace: true or sync: true takes the source's)",
+                    a.profile_id, a.scope
+                ),
+            ));
+        }
+    }
+    for a in orders.iter().filter(|a| a.reason.as_deref() == Some("exists")) {
+        let key = (scope_of(&a.scope), "order".to_string(), a.provider.clone());
+        if marked.contains(&key) {
+            warnings.push(stale(
+                String::new(),
+                format!(
+                    "the {} order ({}) differs in the source since the last import; the stored order was kept (replace: true or sync: true takes the source's)",
+                    a.provider, a.scope
+                ),
+            ));
+        }
+    }
+    // Gone from the source.
+    for (scope, kind, key) in &marks {
+        let sa = scope.as_deref();
+        let gone = match kind.as_str() {
+            "profile" => !planned_profiles.contains(&(scope.clone(), key.clone())),
+            "order" => !planned_orders.contains(&(scope.clone(), key.clone())),
+            _ => false,
+        };
+        if !gone {
+            continue;
+        }
+        if !sync {
+            warnings.push(stale(
+                String::new(),
+                format!(
+                    "{kind} `{key}` ({}) came from this source and is no longer in it; kept here (sync: true removes it)",
+                    scope_name(scope)
+                ),
+            ));
+            continue;
+        }
+        if kind == "profile" {
+            if write {
+                c.delete_profile(sa, key)?;
+                c.clear_last_good_for(sa, key)?;
+                for (provider, ids) in c.scope_orders(sa)? {
+                    if ids.iter().any(|x| x == key) {
+                        let kept: Vec<String> = ids.into_iter().filter(|x| x != key).collect();
+                        c.set_order(sa, &provider, &kept, crate::handlers::now_ms())?;
+                    }
+                }
+                c.delete_import_mark(sa, kind, key)?;
+            }
+            profiles.push(ProfileAction {
+                profile_id: key.clone(),
+                scope: scope_name(scope),
+                action: "removed".into(),
+                reason: Some("removed_in_source".into()),
+            });
+        } else {
+            if write {
+                c.clear_order(sa, key)?;
+                c.delete_import_mark(sa, kind, key)?;
+            }
+            orders.push(OrderAction {
+                provider: key.clone(),
+                scope: scope_name(scope),
+                order: vec![],
+                action: "removed".into(),
+                reason: Some("removed_in_source".into()),
+            });
+        }
+    }
+    if write {
+        for a in profiles.iter() {
+            if matches!(a.action.as_str(), "created" | "updated" | "unchanged") {
+                c.set_import_mark(scope_of(&a.scope).as_deref(), "profile", &a.profile_id, source)?;
+            }
+        }
+        for a in orders.iter() {
+            if matches!(a.action.as_str(), "created" | "updated" | "unchanged")
+                && a.reason.as_deref() != Some("appended")
+            {
+                c.set_import_mark(scope_of(&a.scope).as_deref(), "order", &a.provider, source)?;
+            }
+        }
+    }
+    Ok(warnings)
+}

@@ -390,6 +390,21 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                         strict: false,
                     });
                 }
+                if let Some(Value::Object(profiles)) = v.pointer("/auth/profiles") {
+                    let modes: serde_json::Map<String, Value> = profiles
+                        .iter()
+                        .filter_map(|(id, p)| p.get("mode").map(|m| (id.clone(), m.clone())))
+                        .collect();
+                    if !modes.is_empty() {
+                        pieces.push(Piece {
+                            agent: None,
+                            kind: PieceKind::ConfigModes,
+                            doc: Value::Object(modes),
+                            source: Some("openclaw.json /auth/profiles".into()),
+                            strict: false,
+                        });
+                    }
+                }
                 if let Some(providers) = v.pointer("/secrets/providers").filter(|o| !o.is_null()) {
                     pieces.push(Piece {
                         agent: None,

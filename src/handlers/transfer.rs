@@ -30,6 +30,16 @@ use crate::store::Tx;
 /// Adds the orders OpenClaw's walk takes from openclaw.json `auth.profiles`
 /// ([`import::config_profile_orders`]).
 fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::core::ids::Aliases) {
+    let mut skipped: Vec<String> = vec![];
+    for piece in loaded
+        .pieces
+        .iter()
+        .filter(|p| p.kind == PieceKind::ConfigModes)
+    {
+        if let Some(modes) = piece.doc.as_object() {
+            skipped.extend(import::mode_mismatches(plan, modes, aliases));
+        }
+    }
     for piece in loaded
         .pieces
         .iter()
@@ -44,6 +54,14 @@ fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::c
                     .collect()
             })
             .unwrap_or_default();
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|raw| {
+                ids::normalize_profile_id(raw, aliases)
+                    .map(|(id, _)| !skipped.contains(&id))
+                    .unwrap_or(true)
+            })
+            .collect();
         import::config_profile_orders(plan, &ids, now_ms(), aliases);
     }
 }
@@ -177,6 +195,20 @@ fn apply(
                     ids.push(id.clone());
                 }
             }
+            if po.ids.is_empty() {
+                // OpenClaw: an explicit empty order (`auth.order.<provider> = []`) disables the
+                // provider; so does an empty explicit order here (the walk excludes every
+                // profile).
+                warnings.push(ImportWarning {
+                    pointer: po.pointer.clone(),
+                    kind: "order_empty".into(),
+                    message: format!(
+                        "the {provider} order is explicitly empty: the provider is disabled, as in OpenClaw (order.clear enables it again)"
+                    ),
+                    source: po.source.clone(),
+                });
+                named = true;
+            }
             if !named {
                 warn(
                     &mut warnings,
@@ -232,6 +264,28 @@ fn apply(
             let own = c.scope_order(a, provider)?.map(|(ids, _)| ids);
             let base = match (&own, a) {
                 (Some(ids), _) => Some(ids.clone()),
+                // OpenClaw walks the shared (config) order for an agent without its own: a
+                // profile the agent's store holds but that order does not name is never
+                // tried there, so no agent order is made up to append it to.
+                (None, Some(agent)) if plan.format == Format::OpenclawState => {
+                    let shared = shared_final
+                        .get(provider)
+                        .cloned()
+                        .or(c.scope_order(None, provider)?.map(|(ids, _)| ids));
+                    if let Some(shared) = shared {
+                        for id in new_ids.iter().filter(|id| !shared.iter().any(|x| x == *id)) {
+                            warnings.push(ImportWarning {
+                                pointer: String::new(),
+                                kind: "not_in_order".into(),
+                                message: format!(
+                                    "`{id}` of agent {agent} is not in the {provider} order that agent walks (openclaw.json auth.order); OpenClaw never tries it, and neither does modelauth (add it with order.set)"
+                                ),
+                                source: None,
+                            });
+                        }
+                    }
+                    None
+                }
                 (None, Some(_)) => match shared_final.get(provider) {
                     Some(ids) => Some(ids.clone()),
                     None => c.scope_order(None, provider)?.map(|(ids, _)| ids),
@@ -471,6 +525,21 @@ impl App {
         }
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
+        // Where earlier imports of this source are recorded (its canonical path).
+        let source_key = p.path.as_deref().map(|raw| {
+            let path = expand_home(raw);
+            std::fs::canonicalize(&path)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        });
+        if p.sync && source_key.is_none() {
+            return Err(RpcError::invalid_params(
+                "`sync` needs a `path`: it makes this store equal to what an earlier import of the same source brought",
+            )
+            .with("pointer", "/sync"));
+        }
+        let replace = p.replace || p.sync;
         let loaded = load_source(p.path.as_deref(), p.document, p.format, a)?;
         let now = now_ms();
         let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
@@ -480,15 +549,26 @@ impl App {
             let extras = super::import_extras::plan_extras(&loaded, &mut plan);
             let fences = super::import_extras::fence_warnings(&plan, p.path.as_deref());
             plan.warnings.extend(fences);
-            let (profiles, orders, extra) = apply(c, &plan, p.replace, write, now)?;
-            let (settings, secrets, more) = super::import_extras::apply_extras(
+            let (mut profiles, mut orders, extra) = apply(c, &plan, replace, write, now)?;
+            let (settings, secrets, mut more) = super::import_extras::apply_extras(
                 c,
                 &extras,
                 p.include_settings,
-                p.replace,
+                replace,
                 write,
                 now,
             )?;
+            if let Some(source) = &source_key {
+                more.extend(super::import_extras::reconcile(
+                    c,
+                    &plan,
+                    &mut profiles,
+                    &mut orders,
+                    source,
+                    p.sync,
+                    write,
+                )?);
+            }
             let mut warnings = plan.warnings;
             warnings.extend(extra);
             warnings.extend(more);
