@@ -431,13 +431,14 @@ fn openclaw_provider_ids_name_agent_and_model_and_unknown_ones_are_not_found() {
     );
     let req = json!({"protocolVersion": 1, "provider": "modelauth", "ids": [
         "openai", "openai#agent:cron-nightly", "anthropic#model:claude-sonnet-5",
-        "anthropic", "mistral", "openai#agent:nobody#model:x"]});
+        "anthropic#model:claude-haiku-5", "mistral", "openai#agent:nobody#model:x"]});
     let (code, v, stderr) = provider(&t.path, &req);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v["values"]["openai"], "sk-shared-fake-1");
     assert_eq!(v["values"]["openai#agent:cron-nightly"], "sk-cron-fake-2");
     assert_eq!(v["values"]["anthropic#model:claude-sonnet-5"], "sk-ant-fake-4");
-    assert_eq!(v["values"]["anthropic"], "sk-ant-fake-3");
+    // The cooldown is of claude-sonnet-5 only: another model still gets anthropic:a.
+    assert_eq!(v["values"]["anthropic#model:claude-haiku-5"], "sk-ant-fake-3");
     assert_eq!(v["errors"]["mistral"]["code"], "NOT_FOUND");
     // An agent with nothing of its own sees the shared profiles (protocol §2.1).
     assert_eq!(v["values"]["openai#agent:nobody#model:x"], "sk-shared-fake-1");
