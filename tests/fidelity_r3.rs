@@ -54,7 +54,10 @@ fn assert_view(store: &Path, agent: Option<&str>, view: &Value) {
             .iter()
             .find(|x| x["provider"] == *provider)
             .unwrap_or_else(|| panic!("{provider} missing in {st}"));
-        assert_eq!(mine["status"], p["status"], "{provider}: OpenClaw {p}, modelauth {mine}");
+        assert_eq!(
+            mine["status"], p["status"],
+            "{provider}: OpenClaw {p}, modelauth {mine}"
+        );
         let (code, r) = common::call(
             store,
             "auth.resolve",
@@ -127,7 +130,10 @@ fn a_store_ref_without_its_entry_is_named_by_validate_and_import() {
         .collect();
     assert_eq!(w.len(), 1, "{v}");
     assert!(w[0]["message"].as_str().unwrap().contains("OPENAI_API_KEY"));
-    assert!(w[0]["pointer"].as_str().unwrap().ends_with("/keyRef"), "{v}");
+    assert!(
+        w[0]["pointer"].as_str().unwrap().ends_with("/keyRef"),
+        "{v}"
+    );
     let r = ok(&t.path, "store.import", json!({"path": dir}));
     assert_eq!(r["secrets"][0]["action"], "missing", "{r}");
     let e = err(
@@ -152,7 +158,11 @@ fn store_refs_are_validated_with_openclaws_id_rule() {
         assert_eq!(e["data"]["pointer"], "/profile/keyRef/id", "{bad}: {e}");
     }
     // Nothing stored under that name: the ref is unavailable, naming the ref, not a value.
-    let e = err(&t.path, "auth.resolve", json!({"provider": "openai", "profileId": "openai:s"}));
+    let e = err(
+        &t.path,
+        "auth.resolve",
+        json!({"provider": "openai", "profileId": "openai:s"}),
+    );
     assert_eq!(e["data"]["reason"], "store_entry_missing", "{e}");
 }
 
@@ -204,7 +214,10 @@ fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
     let v = ok(&t.path, "store.validate", json!({"path": state}));
     assert_eq!(
         names(&v),
-        vec![("files".into(), "skipped".into()), ("vault".into(), "skipped".into())]
+        vec![
+            ("files".into(), "skipped".into()),
+            ("vault".into(), "skipped".into())
+        ]
     );
     assert!(v["settings"][1]["summary"]
         .as_str()
@@ -217,7 +230,10 @@ fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
     );
     assert_eq!(
         names(&dry),
-        vec![("files".into(), "created".into()), ("vault".into(), "created".into())]
+        vec![
+            ("files".into(), "created".into()),
+            ("vault".into(), "created".into())
+        ]
     );
     // Without includeSettings: profiles only, each provider named in a warning.
     let r = ok(&t.path, "store.import", json!({"path": state}));
@@ -245,7 +261,10 @@ fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
     );
     assert_eq!(
         names(&r),
-        vec![("files".into(), "created".into()), ("vault".into(), "created".into())]
+        vec![
+            ("files".into(), "created".into()),
+            ("vault".into(), "created".into())
+        ]
     );
     let s = ok(&t.path, "settings.get", json!({}));
     assert_eq!(s["settings"]["secretProviders"]["vault"]["source"], "exec");
@@ -257,7 +276,11 @@ fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
         json!({"provider": "anthropic", "agent": "main"}),
     );
     assert_eq!(a["secret"], "sk-ant-exec-fake-0003");
-    let o = ok(&t.path, "auth.resolve", json!({"provider": "openai", "agent": "main"}));
+    let o = ok(
+        &t.path,
+        "auth.resolve",
+        json!({"provider": "openai", "agent": "main"}),
+    );
     assert_eq!(o["secret"], "sk-file-fake-0002");
     // OpenClaw's audit resolved both refs too.
     assert_eq!(ans["audit"]["summary"]["unresolvedRefCount"], 0);
@@ -269,7 +292,10 @@ fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
     );
     assert_eq!(
         names(&again),
-        vec![("files".into(), "unchanged".into()), ("vault".into(), "unchanged".into())]
+        vec![
+            ("files".into(), "unchanged".into()),
+            ("vault".into(), "unchanged".into())
+        ]
     );
 }
 
@@ -323,11 +349,14 @@ fn a_modelauth_store_file_brings_providers_and_settings_only_with_include_settin
         "store.import",
         json!({"path": src.path, "includeSettings": true}),
     );
-    assert!(r["settings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|s| s["action"] == "created"), "{r}");
+    assert!(
+        r["settings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["action"] == "created"),
+        "{r}"
+    );
     let s = ok(&dst.path, "settings.get", json!({}));
     assert_eq!(s["settings"]["refreshMarginMs"], 60000);
     assert_eq!(
@@ -436,16 +465,338 @@ fn openclaw_provider_ids_name_agent_and_model_and_unknown_ones_are_not_found() {
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v["values"]["openai"], "sk-shared-fake-1");
     assert_eq!(v["values"]["openai#agent:cron-nightly"], "sk-cron-fake-2");
-    assert_eq!(v["values"]["anthropic#model:claude-sonnet-5"], "sk-ant-fake-4");
+    assert_eq!(
+        v["values"]["anthropic#model:claude-sonnet-5"],
+        "sk-ant-fake-4"
+    );
     // The cooldown is of claude-sonnet-5 only: another model still gets anthropic:a.
-    assert_eq!(v["values"]["anthropic#model:claude-haiku-5"], "sk-ant-fake-3");
+    assert_eq!(
+        v["values"]["anthropic#model:claude-haiku-5"],
+        "sk-ant-fake-3"
+    );
     assert_eq!(v["errors"]["mistral"]["code"], "NOT_FOUND");
     // An agent with nothing of its own sees the shared profiles (protocol §2.1).
-    assert_eq!(v["values"]["openai#agent:nobody#model:x"], "sk-shared-fake-1");
+    assert_eq!(
+        v["values"]["openai#agent:nobody#model:x"],
+        "sk-shared-fake-1"
+    );
     assert!(!stderr.contains("sk-"), "{stderr}");
     // A request that is not protocol v1: exit 1, nothing on stdout.
     let (code, v, stderr) = provider(&t.path, &json!({"protocolVersion": 2, "ids": []}));
     assert_eq!(code, 1);
     assert_eq!(v, Value::Null);
     assert!(stderr.contains("protocolVersion"), "{stderr}");
+}
+
+fn warning_kinds(r: &Value) -> Vec<String> {
+    r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["kind"].as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn an_empty_config_order_disables_and_a_stale_mode_is_skipped_as_in_openclaw() {
+    let case = "order-rules";
+    let ans = answers(case);
+    // What OpenClaw said: openrouter (order []) picks nothing and is `missing`; deepseek
+    // skips deepseek:a, whose config mode says token while it holds an api_key.
+    let view = &ans["views"]["main"];
+    assert_eq!(
+        view["providers"]["openrouter"]["effectiveProfiles"],
+        json!([])
+    );
+    assert_eq!(
+        view["providers"]["deepseek"]["effectiveProfiles"],
+        json!(["deepseek:b"])
+    );
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    assert_eq!(r["errors"], json!([]));
+    let kinds = warning_kinds(&r);
+    assert!(kinds.contains(&"order_empty".to_string()), "{r}");
+    assert!(kinds.contains(&"mode_mismatch".to_string()), "{r}");
+    assert_view(&t.path, Some("main"), view);
+    assert_view(&t.path, None, view);
+    let e = err(&t.path, "auth.resolve", json!({"provider": "openrouter"}));
+    assert_eq!(e["data"]["kind"], "excluded_by_auth_order", "{e}");
+    // order.clear enables the provider again.
+    ok(&t.path, "order.clear", json!({"provider": "openrouter"}));
+    ok(&t.path, "auth.resolve", json!({"provider": "openrouter"}));
+}
+
+#[test]
+fn a_profile_outside_the_order_an_agent_walks_gets_no_invented_agent_order() {
+    let case = "main-order";
+    let ans = answers(case);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    assert_eq!(r["errors"], json!([]));
+    assert!(
+        r["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["scope"] != "main"),
+        "no made-up order for agent main: {r}"
+    );
+    assert_view(&t.path, Some("main"), &ans["views"]["main"]);
+    // The effective order for main is OpenClaw's, entry by entry.
+    let o = ok(
+        &t.path,
+        "order.get",
+        json!({"provider": "openrouter", "agent": "main"}),
+    );
+    let mine: Vec<&Value> = o["effective"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["usable"] == true)
+        .map(|e| &e["profileId"])
+        .collect();
+    let theirs: Vec<&Value> = ans["views"]["main"]["providers"]["openrouter"]["effectiveProfiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .collect();
+    assert_eq!(mine, theirs, "{o}");
+}
+
+/// Copies `<case>/<part>` over `dst` (emptied first), as OpenClaw changing its state in place.
+fn put_state(case: &str, part: &str, dst: &Path) {
+    let _ = std::fs::remove_dir_all(dst);
+    copy_dir(&fixture(case).join(part), dst);
+}
+
+#[test]
+fn a_sync_re_import_follows_openclaws_changes_and_a_default_one_warns() {
+    let case = "reimport";
+    let ans = answers(case);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("openclaw");
+    put_state(case, "before", &state);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": state}));
+    assert_eq!(r["errors"], json!([]));
+    for (agent, view) in ans["before"]["views"].as_object().unwrap() {
+        assert_view(&t.path, Some(agent), view);
+    }
+    // OpenClaw changes: openai:a rotated, openai:old logged out, cron-nightly's override
+    // changed, openai:c added.
+    put_state(case, "after", &state);
+    let r = ok(&t.path, "store.import", json!({"path": state}));
+    let stale: Vec<String> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["kind"] == "stale_kept")
+        .map(|w| w["message"].as_str().unwrap().to_string())
+        .collect();
+    assert!(stale.iter().any(|m| m.contains("openai:a")), "{r}");
+    assert!(stale.iter().any(|m| m.contains("openai:old")), "{r}");
+    assert!(!r.to_string().contains("sk-openai"), "{r}");
+    // sync: modelauth's view of the source is OpenClaw's current one, and it says so.
+    let dry = ok(
+        &t.path,
+        "store.import",
+        json!({"path": state, "sync": true, "dryRun": true}),
+    );
+    let r = ok(
+        &t.path,
+        "store.import",
+        json!({"path": state, "sync": true}),
+    );
+    assert_eq!(dry["profiles"], r["profiles"]);
+    let removed: Vec<&Value> = r["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["action"] == "removed")
+        .collect();
+    assert!(
+        removed
+            .iter()
+            .all(|p| p["profileId"] == "openai:old" && p["reason"] == "removed_in_source"),
+        "{r}"
+    );
+    assert!(!removed.is_empty(), "{r}");
+    assert!(r["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["profileId"] == "openai:a" && p["action"] == "updated"));
+    for (agent, view) in ans["after"]["views"].as_object().unwrap() {
+        assert_view(&t.path, Some(agent), view);
+    }
+    for scope in [json!({}), json!({"agent": "main"})] {
+        let mut p = scope.clone();
+        p["profileId"] = json!("openai:old");
+        let e = err(&t.path, "profiles.get", p);
+        assert_eq!(e["data"]["kind"], "unknown_profile");
+    }
+    let a = ok(
+        &t.path,
+        "auth.resolve",
+        json!({"provider": "openai", "profileId": "openai:a"}),
+    );
+    assert_eq!(a["secret"], "sk-openai-a-fake-0011");
+    // A profile that came from elsewhere is never removed by a sync.
+    ok(
+        &t.path,
+        "profiles.put",
+        json!({"profile": common::api_key("openai:mine", "sk-mine-fake-1")}),
+    );
+    let again = ok(
+        &t.path,
+        "store.import",
+        json!({"path": state, "sync": true}),
+    );
+    assert!(
+        again["profiles"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["action"] != "removed"),
+        "{again}"
+    );
+    ok(&t.path, "profiles.get", json!({"profileId": "openai:mine"}));
+    // sync needs a path.
+    let e = err(
+        &t.path,
+        "store.import",
+        json!({"document": {"version": 1, "profiles": {}}, "sync": true}),
+    );
+    assert_eq!(e["data"]["pointer"], "/sync");
+}
+
+/// Moves `expires` of `id` in the shared OpenClaw store of `state` to `at`.
+fn set_expires(state: &Path, id: &str, at: i64) {
+    let db = rusqlite::Connection::open(state.join("state/openclaw.sqlite")).unwrap();
+    db.execute(
+        "UPDATE config_machine_state SET value_json = json_set(value_json, ?1, ?2) WHERE state_key = 'authProfiles.store'",
+        rusqlite::params![format!("$.profiles.\"{id}\".expires"), at],
+    )
+    .unwrap();
+}
+
+#[test]
+fn chatgpt_oauth_under_openai_is_built_in_refreshable_and_expired_as_in_openclaw() {
+    let case = "openai-oauth";
+    let ans = answers(case);
+    let tmp = tempfile::tempdir().unwrap();
+    let state = tmp.path().join("openclaw");
+    copy_dir(&fixture(case), &state);
+    // OpenClaw answered an hour after expiry; pin the same distance to now.
+    set_expires(&state, "openai:default", common::now_ms() - 3_600_000);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": state}));
+    assert_eq!(r["errors"], json!([]));
+    let view = &ans["views"]["main"]["providers"]["openai"];
+    assert_eq!(view["status"], "expired");
+    assert_eq!(view["effectiveProfiles"], json!(["openai:default"]));
+    let st = ok(&t.path, "auth.status", json!({}));
+    let p = st["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "openai")
+        .unwrap();
+    assert_eq!(p["status"], "expired", "{st}");
+    assert_eq!(p["profiles"][0]["status"], "refreshable", "{st}");
+    // Usable in the effective order: auth.resolve refreshes it first.
+    let o = ok(&t.path, "order.get", json!({"provider": "openai"}));
+    assert_eq!(o["effective"][0]["profileId"], "openai:default", "{o}");
+    assert_eq!(o["effective"][0]["usable"], true, "{o}");
+    let g = ok(&t.path, "providers.get", json!({"id": "openai"}));
+    assert_eq!(
+        g["provider"]["oauth"]["tokenUrl"],
+        "https://auth.openai.com/oauth/token"
+    );
+    assert_eq!(g["provider"]["builtin"], true, "{g}");
+    // While valid, OpenClaw and modelauth say ok and pick it.
+    set_expires(&state, "openai:default", common::now_ms() + 30 * 86_400_000);
+    let t2 = TempStore::new();
+    ok(&t2.path, "store.import", json!({"path": state}));
+    assert_view(&t2.path, None, &ans["viewsValid"]["main"]);
+}
+
+#[test]
+fn a_failed_refresh_fence_is_expired_and_the_warning_names_the_real_tokens() {
+    let case = "refresh-fence";
+    let ans = answers(case);
+    let t = TempStore::new();
+    let v = ok(&t.path, "store.validate", json!({"path": fixture(case)}));
+    let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    for doc in [&v, &r] {
+        let w = doc["warnings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|w| w["kind"] == "refresh_fence")
+            .unwrap_or_else(|| panic!("{doc}"));
+        assert!(
+            w["message"]
+                .as_str()
+                .unwrap()
+                .contains("oauth.json.migrated-"),
+            "{w}"
+        );
+    }
+    let view = &ans["views"]["main"]["providers"]["openai"];
+    assert_eq!(view["status"], "expired");
+    let st = ok(&t.path, "auth.status", json!({}));
+    let p = st["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["provider"] == "openai")
+        .unwrap();
+    assert_eq!(p["status"], view["status"], "{st}");
+    assert_eq!(p["profiles"][0]["status"], "expired", "{st}");
+    // Deliberate exception: OpenClaw keeps the fenced profile in its effective list (it
+    // would send the fence to the token endpoint); modelauth never hands out or refreshes a
+    // fence, so the provider resolves nothing until someone logs in again.
+    let e = err(&t.path, "auth.resolve", json!({"provider": "openai"}));
+    assert_ne!(e["data"]["kind"], "refresh_failed", "{e}");
+    assert!(
+        !e.to_string().contains("openclaw-oauth-refresh-fence"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_legacy_per_agent_auth_json_is_scrubbed_as_openclaws_doctor_does() {
+    let case = "legacy-agent-auth";
+    let ans = answers(case);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    let w = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["kind"] == "legacy_scrubbed")
+        .unwrap_or_else(|| panic!("{r}"));
+    assert!(w["message"]
+        .as_str()
+        .unwrap()
+        .contains("agents/main/agent/auth.json"));
+    let mut mine: Vec<String> = ok(&t.path, "profiles.list", json!({"agent": "main"}))["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    mine.sort();
+    mine.dedup();
+    let mut theirs: Vec<String> = ans["authList"]["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["id"].as_str().unwrap().to_string())
+        .collect();
+    theirs.sort();
+    assert_eq!(mine, theirs);
+    assert_view(&t.path, Some("main"), &ans["views"]["main"]);
 }

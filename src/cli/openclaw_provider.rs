@@ -143,7 +143,9 @@ pub(super) fn run(d: &Dispatcher) -> i32 {
         return 1;
     }
     if buf.len() as u64 > MAX_REQUEST_BYTES {
-        eprintln!("modelauth openclaw-provider: the request is larger than {MAX_REQUEST_BYTES} bytes");
+        eprintln!(
+            "modelauth openclaw-provider: the request is larger than {MAX_REQUEST_BYTES} bytes"
+        );
         return 1;
     }
     let request: Value = match serde_json::from_slice(&buf) {
@@ -154,14 +156,8 @@ pub(super) fn run(d: &Dispatcher) -> i32 {
         }
     };
     let mut resolve = |p: &ProviderId| {
-        resolve_secret(
-            d,
-            &p.provider,
-            p.agent.as_deref(),
-            p.model.as_deref(),
-            None,
-        )
-        .map(|r| r.secret)
+        resolve_secret(d, &p.provider, p.agent.as_deref(), p.model.as_deref(), None)
+            .map(|r| r.secret)
     };
     match answer(&request, &mut resolve) {
         Ok(v) => {

@@ -13,7 +13,9 @@ pub fn is_refresh_fence(token: &str) -> bool {
     let Some(rest) = token.strip_prefix(FENCE_PREFIX) else {
         return false;
     };
-    let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let hex = |s: &str, n: usize| {
+        s.len() == n && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    };
     let Some((nonce, rest)) = rest.split_once(':') else {
         return false;
     };
@@ -33,9 +35,14 @@ mod tests {
         let n = "0123456789abcdef0123456789abcdef";
         let d = "a".repeat(64);
         assert!(is_refresh_fence(&format!("{FENCE_PREFIX}{n}:access:{d}")));
-        assert!(is_refresh_fence(&format!("{FENCE_PREFIX}{n}:failed:refresh:{d}")));
+        assert!(is_refresh_fence(&format!(
+            "{FENCE_PREFIX}{n}:failed:refresh:{d}"
+        )));
         assert!(!is_refresh_fence(&format!("{FENCE_PREFIX}{n}:other:{d}")));
-        assert!(!is_refresh_fence(&format!("{FENCE_PREFIX}{n}:access:{}", "A".repeat(64))));
+        assert!(!is_refresh_fence(&format!(
+            "{FENCE_PREFIX}{n}:access:{}",
+            "A".repeat(64)
+        )));
         assert!(!is_refresh_fence(&format!("{FENCE_PREFIX}{n}x:access:{d}")));
         assert!(!is_refresh_fence("sk-ant-oat-real"));
     }

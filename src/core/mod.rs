@@ -7,6 +7,7 @@
 
 pub mod envkeys;
 pub mod error;
+pub mod fence;
 pub mod ids;
 pub mod profile;
 pub mod resolve;
@@ -14,4 +15,3 @@ pub mod secret_value;
 pub mod settings;
 pub mod status;
 pub mod usage;
-pub mod fence;

@@ -10,9 +10,7 @@ use serde_json::{Map, Value};
 use crate::core::error::Result;
 use crate::core::secret_value::Secret;
 use crate::openclaw::import::{ImportPlan, ImportWarning, Loaded, PieceKind};
-use crate::openclaw::settings_import::{
-    self as si, provider_summary, SecretAction, SettingAction,
-};
+use crate::openclaw::settings_import::{self as si, provider_summary, SecretAction, SettingAction};
 use crate::store::Tx;
 
 /// What a source brings besides profiles.
@@ -205,11 +203,23 @@ pub(super) fn copy_store_extras(
     let mut items: Vec<(String, String, String, Value, Option<Value>)> = vec![];
     for (id, body) in src.providers()? {
         let have = dst_providers.get(&id).cloned();
-        items.push(("provider".into(), id.clone(), format!("/providers/{id}"), body, have));
+        items.push((
+            "provider".into(),
+            id.clone(),
+            format!("/providers/{id}"),
+            body,
+            have,
+        ));
     }
     for (k, v) in src.settings()? {
         let have = dst.setting(&k)?;
-        items.push(("setting".into(), k.clone(), format!("/settings/{k}"), v, have));
+        items.push((
+            "setting".into(),
+            k.clone(),
+            format!("/settings/{k}"),
+            v,
+            have,
+        ));
     }
     for (kind, name, pointer, body, have) in items {
         let (action, reason) = if !include_settings {
@@ -348,7 +358,8 @@ fn migrated_files(source: &str) -> Vec<String> {
 ///   reported as `removed` (reason `removed_in_source`);
 /// - without it: keeps them, and warns (`stale_kept`) for each, and for each credential or
 ///   order of this source kept although the source now holds a different one;
-/// then (when writing) marks everything this import brought.
+///
+/// Then (when writing) it marks everything this import brought.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn reconcile(
     c: &dyn Tx,
@@ -383,8 +394,15 @@ pub(super) fn reconcile(
         source: Some(source.to_string()),
     };
     // Kept although the source now differs.
-    for a in profiles.iter().filter(|a| a.reason.as_deref() == Some("exists")) {
-        let key = (scope_of(&a.scope), "profile".to_string(), a.profile_id.clone());
+    for a in profiles
+        .iter()
+        .filter(|a| a.reason.as_deref() == Some("exists"))
+    {
+        let key = (
+            scope_of(&a.scope),
+            "profile".to_string(),
+            a.profile_id.clone(),
+        );
         if marked.contains(&key) {
             warnings.push(stale(
                 String::new(),
@@ -395,7 +413,10 @@ pub(super) fn reconcile(
             ));
         }
     }
-    for a in orders.iter().filter(|a| a.reason.as_deref() == Some("exists")) {
+    for a in orders
+        .iter()
+        .filter(|a| a.reason.as_deref() == Some("exists"))
+    {
         let key = (scope_of(&a.scope), "order".to_string(), a.provider.clone());
         if marked.contains(&key) {
             warnings.push(stale(
@@ -463,7 +484,12 @@ pub(super) fn reconcile(
     if write {
         for a in profiles.iter() {
             if matches!(a.action.as_str(), "created" | "updated" | "unchanged") {
-                c.set_import_mark(scope_of(&a.scope).as_deref(), "profile", &a.profile_id, source)?;
+                c.set_import_mark(
+                    scope_of(&a.scope).as_deref(),
+                    "profile",
+                    &a.profile_id,
+                    source,
+                )?;
             }
         }
         for a in orders.iter() {

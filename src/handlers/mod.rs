@@ -19,6 +19,7 @@
 //! environment; the decisions are made by pure functions.
 
 pub mod auth;
+mod import_extras;
 pub mod order;
 pub mod profiles;
 pub mod providers;
@@ -27,7 +28,6 @@ pub mod settings;
 pub mod sources;
 pub mod transfer;
 pub mod usage;
-mod import_extras;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;

@@ -15,7 +15,6 @@ use super::sources::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-
 use crate::core::error::{Result, RpcError};
 use crate::core::ids;
 use crate::core::usage::Usage;

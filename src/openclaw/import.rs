@@ -1124,7 +1124,11 @@ pub fn config_profile_orders(
 /// `api-key` spell `api_key`). OpenClaw skips such a profile when it walks; each one is
 /// taken out of every planned order with a warning (`mode_mismatch`), and returned so the
 /// order made from `auth.profiles` leaves it out too. Pure.
-pub fn mode_mismatches(plan: &mut ImportPlan, modes: &Map<String, Value>, aliases: &Aliases) -> Vec<String> {
+pub fn mode_mismatches(
+    plan: &mut ImportPlan,
+    modes: &Map<String, Value>,
+    aliases: &Aliases,
+) -> Vec<String> {
     let mut out = vec![];
     for (raw, mode) in modes {
         let Some(mode) = mode.as_str() else { continue };

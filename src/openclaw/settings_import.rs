@@ -150,7 +150,10 @@ pub fn convert_openclaw_providers(
                 ));
             }
         }
-        let one = Value::Object(Map::from_iter([(name.clone(), Value::Object(body.clone()))]));
+        let one = Value::Object(Map::from_iter([(
+            name.clone(),
+            Value::Object(body.clone()),
+        )]));
         if let Err(e) = crate::core::settings::validate_secret_providers(&one) {
             warnings.push(warn(
                 at,

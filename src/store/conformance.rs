@@ -466,8 +466,10 @@ fn named_secrets_round_trip_and_roll_back(open: Open<'_>) {
             .map(|s| s.expose().to_string()),
         Some("v2".into())
     );
-    assert!(write(&mut st, |t| t.delete_named_secret("default", "OPENAI_API_KEY")));
-    assert!(!write(&mut st, |t| t.delete_named_secret("default", "OPENAI_API_KEY")));
+    assert!(write(&mut st, |t| t
+        .delete_named_secret("default", "OPENAI_API_KEY")));
+    assert!(!write(&mut st, |t| t
+        .delete_named_secret("default", "OPENAI_API_KEY")));
     assert!(read(&mut other, |t| t.named_secret("default", "OPENAI_API_KEY")).is_none());
 }
 
@@ -487,7 +489,11 @@ fn import_marks_are_per_source(open: Open<'_>) {
         vec![
             (None, "order".to_string(), "x".to_string()),
             (None, "profile".to_string(), "x:1".to_string()),
-            (Some("cron".to_string()), "profile".to_string(), "x:1".to_string()),
+            (
+                Some("cron".to_string()),
+                "profile".to_string(),
+                "x:1".to_string()
+            ),
         ]
     );
     write(&mut st, |t| t.set_import_mark(None, "profile", "x:1", "/b"));
@@ -495,7 +501,11 @@ fn import_marks_are_per_source(open: Open<'_>) {
     assert!(!write(&mut st, |t| t.delete_import_mark(None, "order", "x")));
     assert_eq!(
         read(&mut other, |t| t.import_marks("/a")),
-        vec![(Some("cron".to_string()), "profile".to_string(), "x:1".to_string())]
+        vec![(
+            Some("cron".to_string()),
+            "profile".to_string(),
+            "x:1".to_string()
+        )]
     );
     assert_eq!(read(&mut other, |t| t.import_marks("/b")).len(), 2);
 }

@@ -200,7 +200,8 @@ pub trait Tx {
     /// Import provenance (`store.import` with `sync`, issue 18): every mark of `source`
     /// (an import source's canonical path) as `(scope, kind, key)`, kind `profile` (key =
     /// profile id) or `order` (key = provider), sorted.
-    fn import_marks(&self, source: &str) -> Result<Vec<(Option<String>, String, String)>, RpcError>;
+    fn import_marks(&self, source: &str)
+        -> Result<Vec<(Option<String>, String, String)>, RpcError>;
     /// Records that `source` brought `(scope, kind, key)` (a later import from another
     /// source takes the mark over).
     fn set_import_mark(
@@ -211,7 +212,12 @@ pub trait Tx {
         source: &str,
     ) -> Result<(), RpcError>;
     /// Removes the mark of `(scope, kind, key)`; true if there was one.
-    fn delete_import_mark(&self, agent: Option<&str>, kind: &str, key: &str) -> Result<bool, RpcError>;
+    fn delete_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, RpcError>;
 
     /// The order an agent uses for a provider: its own if set, else the shared one, as
     /// `(ids, source)` with source `"agent"` or `"shared"` (protocol §2.1).

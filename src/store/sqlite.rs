@@ -799,7 +799,11 @@ impl Tx for Connection {
             .map_err(sql)?;
         let rows = s
             .query_map([], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(sql)?;
         let mut out = vec![];
@@ -834,7 +838,11 @@ impl Tx for Connection {
             .map_err(sql)?;
         let rows = s
             .query_map(params![source], |r| {
-                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
             })
             .map_err(sql)?;
         let mut out = vec![];
