@@ -396,13 +396,15 @@ fn openclaw_resolves_a_key_through_modelauth_openclaw_provider() {
     let resolved = &ans["auditResolved"];
     assert_eq!(resolved["resolution"]["refsChecked"], 1, "{resolved}");
     assert_eq!(resolved["summary"]["unresolvedRefCount"], 0, "{resolved}");
-    let unknown = &ans["auditWithUnknownId"];
-    assert_eq!(unknown["summary"]["unresolvedRefCount"], 1, "{unknown}");
-    assert!(unknown["findings"]
+    // After the credential was removed from modelauth, its NOT_FOUND made OpenClaw report
+    // the ref unresolved.
+    let gone = &ans["auditNotFound"];
+    assert_eq!(gone["summary"]["unresolvedRefCount"], 1, "{gone}");
+    assert!(gone["findings"]
         .as_array()
         .unwrap()
         .iter()
-        .any(|f| f["code"] == "REF_UNRESOLVED" && f["profileId"] == "mistral:modelauth"));
+        .any(|f| f["code"] == "REF_UNRESOLVED" && f["jsonPath"] == "profiles.openai:modelauth.key"));
     // The request OpenClaw sent, replayed: the same answer without OpenClaw.
     let req = &ans["execRequest"];
     assert_eq!(req["protocolVersion"], 1);
@@ -415,13 +417,15 @@ fn openclaw_resolves_a_key_through_modelauth_openclaw_provider() {
     let (code, v, stderr) = provider(&t.path, req);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(v["protocolVersion"], 1);
-    for id in req["ids"].as_array().unwrap() {
-        let id = id.as_str().unwrap();
-        match id {
-            "openai" => assert_eq!(v["values"][id], "sk-modelauth-fake-0004"),
-            _ => assert_eq!(v["errors"][id]["code"], "NOT_FOUND", "{v}"),
-        }
-    }
+    assert_eq!(req["ids"], json!(["openai"]));
+    assert_eq!(v["values"]["openai"], "sk-modelauth-fake-0004");
+    assert_eq!(v["errors"], json!({}));
+    // The same request once the credential is gone: NOT_FOUND, the code OpenClaw reported.
+    ok(&t.path, "profiles.remove", json!({"profileId": "openai:work"}));
+    let (code, v, _) = provider(&t.path, req);
+    assert_eq!(code, 0);
+    assert_eq!(v["values"], json!({}));
+    assert_eq!(v["errors"]["openai"]["code"], "NOT_FOUND", "{v}");
 }
 
 #[test]
@@ -767,21 +771,11 @@ fn a_failed_refresh_fence_is_expired_and_the_warning_names_the_real_tokens() {
 }
 
 #[test]
-fn a_legacy_per_agent_auth_json_is_scrubbed_as_openclaws_doctor_does() {
+fn a_legacy_per_agent_auth_json_imports_as_openclaws_doctor_migrates_it() {
     let case = "legacy-agent-auth";
     let ans = answers(case);
     let t = TempStore::new();
     let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
-    let w = r["warnings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|w| w["kind"] == "legacy_scrubbed")
-        .unwrap_or_else(|| panic!("{r}"));
-    assert!(w["message"]
-        .as_str()
-        .unwrap()
-        .contains("agents/main/agent/auth.json"));
     let mut mine: Vec<String> = ok(&t.path, "profiles.list", json!({"agent": "main"}))["profiles"]
         .as_array()
         .unwrap()

@@ -493,21 +493,20 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                         strict: false,
                     });
                 }
+                // OpenClaw 2026.9.6's doctor migrates it as `<provider>:default` (and renames
+                // it `auth.json.migrated-*`): tests/fixtures/openclaw/legacy-agent-auth.
+                if flat_json.is_file() {
+                    pieces.push(Piece {
+                        agent: legacy_agent.clone(),
+                        kind: PieceKind::FlatFill,
+                        doc: read_json(&flat_json)?,
+                        source: Some(format!("agents/{name}/agent/auth.json")),
+                        strict: false,
+                    });
+                }
                 Ok(())
             };
             legacy_state(&mut pieces)?;
-            if flat_json.is_file() {
-                // OpenClaw 2026.9's doctor scrubs a legacy per-agent `auth.json` and keeps
-                // none of its credentials; so does the import, naming the file.
-                warnings.push(ImportWarning {
-                    pointer: String::new(),
-                    kind: "legacy_scrubbed".into(),
-                    message: format!(
-                        "agents/{name}/agent/auth.json is a legacy per-agent file that OpenClaw's doctor scrubs without keeping its credentials; it was not imported (to keep its keys, import that file itself: format openclaw-flat)"
-                    ),
-                    source: Some(format!("agents/{name}/agent/auth.json")),
-                });
-            }
             if db.is_file() {
                 let label = format!("agents/{name}/agent/openclaw-agent.sqlite");
                 if let Some(p) = sqlite_pieces(&db, &label, Some(&agent), &mut warnings)? {
