@@ -400,11 +400,14 @@ fn openclaw_resolves_a_key_through_modelauth_openclaw_provider() {
     // the ref unresolved.
     let gone = &ans["auditNotFound"];
     assert_eq!(gone["summary"]["unresolvedRefCount"], 1, "{gone}");
-    assert!(gone["findings"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .any(|f| f["code"] == "REF_UNRESOLVED" && f["jsonPath"] == "profiles.openai:modelauth.key"));
+    assert!(
+        gone["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["code"] == "REF_UNRESOLVED"
+                && f["jsonPath"] == "profiles.openai:modelauth.key")
+    );
     // The request OpenClaw sent, replayed: the same answer without OpenClaw.
     let req = &ans["execRequest"];
     assert_eq!(req["protocolVersion"], 1);
@@ -421,7 +424,11 @@ fn openclaw_resolves_a_key_through_modelauth_openclaw_provider() {
     assert_eq!(v["values"]["openai"], "sk-modelauth-fake-0004");
     assert_eq!(v["errors"], json!({}));
     // The same request once the credential is gone: NOT_FOUND, the code OpenClaw reported.
-    ok(&t.path, "profiles.remove", json!({"profileId": "openai:work"}));
+    ok(
+        &t.path,
+        "profiles.remove",
+        json!({"profileId": "openai:work"}),
+    );
     let (code, v, _) = provider(&t.path, req);
     assert_eq!(code, 0);
     assert_eq!(v["values"], json!({}));
