@@ -533,7 +533,12 @@ fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
     );
     assert_eq!(dry["format"], "modelauth-store");
     assert!(!store_exists(&s.path), "a dry run created the store");
-    let r = ok(&s.path, "store.import", json!({"path": src}));
+    // Providers and settings come only with includeSettings (protocol §11 r3).
+    let r = ok(
+        &s.path,
+        "store.import",
+        json!({"path": src, "includeSettings": true}),
+    );
     assert_eq!(r["format"], "modelauth-store", "{r}");
     assert_eq!(r["profiles"].as_array().unwrap().len(), 4, "{r}");
     assert!(
@@ -553,7 +558,11 @@ fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
     let u = from_dst("profiles.get", json!({"profileId": "openai:a"}));
     assert_eq!(u["profile"]["usage"]["cooldownReason"], "rate_limit", "{u}");
     // Again: nothing changes.
-    let again = ok(&s.path, "store.import", json!({"path": src}));
+    let again = ok(
+        &s.path,
+        "store.import",
+        json!({"path": src, "includeSettings": true}),
+    );
     assert!(
         again["profiles"]
             .as_array()

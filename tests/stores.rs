@@ -152,7 +152,7 @@ fn a_newer_schema_is_refused_for_reads_and_writes_and_left_untouched() {
     put(&path, "openai:a").unwrap();
     rusqlite::Connection::open(&path)
         .unwrap()
-        .pragma_update(None, "user_version", 2)
+        .pragma_update(None, "user_version", 99)
         .unwrap();
     let before = snapshot(dir.path());
     for (method, params) in [

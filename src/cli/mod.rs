@@ -21,6 +21,7 @@ mod exec;
 pub mod human;
 mod logging;
 pub mod manpages;
+mod openclaw_provider;
 mod serve;
 mod store_cmd;
 pub mod suggest;
@@ -85,6 +86,11 @@ pub enum Command {
     },
     /// Print the OpenRPC document (the same as rpc.discover).
     Schema,
+    /// OpenClaw's exec SecretRef provider (protocol v1): reads `{protocolVersion, provider,
+    /// ids}` on stdin, answers `{protocolVersion, values, errors}` on stdout. An id is
+    /// `PROVIDER[#agent:A][#model:M]`, resolved like auth.resolve; see docs/openclaw.md.
+    #[command(name = "openclaw-provider")]
+    OpenclawProvider,
     /// auth.status for cron: exit 1 when anything is expired, missing, needs re-auth or has
     /// a SecretRef that cannot be read (ref_unavailable), 2 when something expires within
     /// 24 h, else 0.
@@ -437,6 +443,10 @@ pub fn run(cli: Cli) -> i32 {
             };
             check(&d, agent, provider, refresh, probe, json)
         }
+        Command::OpenclawProvider => match dispatcher(cli.store.as_deref()) {
+            Ok(d) => openclaw_provider::run(&d),
+            Err(e) => print_error(&e),
+        },
         Command::Serve { max_message_bytes } => match dispatcher(cli.store.as_deref()) {
             Ok(d) => serve(&d, max_message_bytes),
             Err(e) => print_error(&e),

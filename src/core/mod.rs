@@ -7,6 +7,7 @@
 
 pub mod envkeys;
 pub mod error;
+pub mod fence;
 pub mod ids;
 pub mod profile;
 pub mod resolve;

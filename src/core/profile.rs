@@ -40,6 +40,9 @@ pub enum SecretSource {
     File,
     /// A command named by `settings.secretProviders.<provider>`.
     Exec,
+    /// A named secret kept in the store itself (OpenClaw 2026.9's shared secret store,
+    /// protocol §12 r3): `{source: "store", provider: "default", id: "NAME"}`.
+    Store,
 }
 
 /// The credential of a profile, tagged by `type` (protocol §2.2 table).
@@ -379,7 +382,7 @@ pub fn validate_secret_ref(v: &Value, pointer: &str) -> Result<SecretRef, RpcErr
     let Value::Object(o) = v else {
         return Err(invalid(
             pointer,
-            "a SecretRef is an object {source: env|file|exec, provider, id}",
+            "a SecretRef is an object {source: env|file|exec|store, provider, id}",
         ));
     };
     for k in o.keys() {
@@ -397,10 +400,11 @@ pub fn validate_secret_ref(v: &Value, pointer: &str) -> Result<SecretRef, RpcErr
         Some(Value::String(s)) if s == "env" => SecretSource::Env,
         Some(Value::String(s)) if s == "file" => SecretSource::File,
         Some(Value::String(s)) if s == "exec" => SecretSource::Exec,
+        Some(Value::String(s)) if s == "store" => SecretSource::Store,
         _ => {
             return Err(invalid(
                 &format!("{pointer}/source"),
-                "SecretRef `source` must be one of env, file, exec",
+                "SecretRef `source` must be one of env, file, exec, store",
             ))
         }
     };
@@ -439,11 +443,26 @@ pub fn validate_secret_ref(v: &Value, pointer: &str) -> Result<SecretRef, RpcErr
             "an env SecretRef `id` is an environment variable name such as OPENAI_API_KEY",
         ));
     }
+    if source == SecretSource::Store && !is_store_ref_id(&id) {
+        return Err(invalid(
+            &format!("{pointer}/id"),
+            "a store SecretRef `id` is a name such as OPENAI_API_KEY (^[A-Z][A-Z0-9_]{0,127}$, OpenClaw's store name rule)",
+        ));
+    }
     Ok(SecretRef {
         source,
         provider,
         id,
     })
+}
+
+/// OpenClaw's rule for a `store` SecretRef id (the store entry name): `^[A-Z][A-Z0-9_]{0,127}$`.
+pub fn is_store_ref_id(id: &str) -> bool {
+    id.len() <= 128
+        && id.starts_with(|c: char| c.is_ascii_uppercase())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
 }
 
 fn is_ref_provider(s: &str) -> bool {

@@ -281,6 +281,11 @@ pub struct Settings {
     pub busy_timeout_ms: u64,
     /// Secret providers by name.
     pub secret_providers: BTreeMap<String, SecretProvider>,
+    /// The store's named secrets by `(provider, id)`, for `store` SecretRefs (protocol §12
+    /// r3). Loaded with the settings from the same transaction; never serialised.
+    #[serde(skip)]
+    #[schemars(skip)]
+    pub named_secrets: BTreeMap<(String, String), crate::core::secret_value::Secret>,
 }
 
 impl Default for Settings {
@@ -292,6 +297,7 @@ impl Default for Settings {
             refresh_margin_ms: 300_000,
             busy_timeout_ms: 5000,
             secret_providers: BTreeMap::new(),
+            named_secrets: BTreeMap::new(),
         }
     }
 }

@@ -19,6 +19,7 @@
 //! environment; the decisions are made by pure functions.
 
 pub mod auth;
+mod import_extras;
 pub mod order;
 pub mod profiles;
 pub mod providers;
@@ -119,7 +120,13 @@ pub fn load_aliases(c: &dyn Tx) -> Result<Aliases> {
 
 /// Effective settings from the store.
 pub fn load_settings(c: &dyn Tx) -> Result<Settings> {
-    Ok(crate::core::settings::from_stored(&c.settings()?))
+    let mut s = crate::core::settings::from_stored(&c.settings()?);
+    s.named_secrets = c
+        .named_secrets()?
+        .into_iter()
+        .map(|(p, id, v)| ((p, id), v))
+        .collect();
+    Ok(s)
 }
 
 pub(crate) fn unknown_profile(id: &str, agent: Option<&str>) -> RpcError {

@@ -70,6 +70,13 @@ pub const BUILTIN_OAUTH: &[(&str, &str, &str)] = &[
         "https://auth.openai.com/oauth/token",
         "app_EMoamEEZ73f0CkXaXp7hrann",
     ),
+    // OpenClaw 2026.9 keeps ChatGPT OAuth under `openai` (`openai-codex` is retired) and
+    // refreshes it with the same client (`extensions/openai/openai-chatgpt-device-code.js`).
+    (
+        "openai",
+        "https://auth.openai.com/oauth/token",
+        "app_EMoamEEZ73f0CkXaXp7hrann",
+    ),
     (
         "xai",
         "https://auth.x.ai/oauth/token",

@@ -107,11 +107,20 @@ pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
 }
 
 /// Whether `sp` can be refreshed: an oauth profile with its own `tokenUrl` or whose
-/// provider is in `with_oauth` ([`oauth_providers`]).
+/// provider is in `with_oauth` ([`oauth_providers`]), unless its access or refresh token is
+/// OpenClaw's failed-refresh fence ([`crate::core::fence`]).
 pub fn refreshable(sp: &StoredProfile, with_oauth: &HashSet<String>) -> bool {
     match &sp.profile.credential {
-        Credential::OAuth { token_url, .. } => {
-            token_url.is_some() || with_oauth.contains(&sp.profile.provider)
+        Credential::OAuth {
+            token_url,
+            access,
+            refresh,
+            ..
+        } => {
+            // OpenClaw's failed-refresh fence holds no usable token: nothing to refresh.
+            !crate::core::fence::is_refresh_fence(access.expose())
+                && !crate::core::fence::is_refresh_fence(refresh.expose())
+                && (token_url.is_some() || with_oauth.contains(&sp.profile.provider))
         }
         _ => false,
     }

@@ -334,8 +334,38 @@ fn sqlite_pieces(
     } else {
         return Ok(None);
     }
+    // OpenClaw 2026.9's shared secret store (protocol §12 r3): live team entries.
+    if agent.is_none() && has_table(&c, "secret_store_entries") {
+        let entries = secret_store_entries(&c, path)?;
+        if !entries.is_empty() {
+            out.push(piece(
+                PieceKind::SecretStore,
+                Value::Object(entries),
+                format!("{label} secret_store_entries"),
+            ));
+        }
+    }
     let _ = warnings;
     Ok(Some(out))
+}
+
+/// The live team-scope entries of OpenClaw's secret store: `{name: value}`. Soft-deleted
+/// entries (`deleted_at_ms` set) are left out, as OpenClaw's `readSecretStoreValue` does.
+fn secret_store_entries(c: &Connection, path: &Path) -> Result<serde_json::Map<String, Value>> {
+    let mut s = c
+        .prepare(
+            "SELECT name, value FROM secret_store_entries WHERE scope_kind = 'team' AND scope_id = '' AND deleted_at_ms IS NULL ORDER BY name",
+        )
+        .map_err(|e| unreadable(path, e))?;
+    let rows = s
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+        .map_err(|e| unreadable(path, e))?;
+    let mut out = serde_json::Map::new();
+    for r in rows {
+        let (name, value) = r.map_err(|e| unreadable(path, e))?;
+        out.insert(name, Value::String(value));
+    }
+    Ok(out)
 }
 
 /// The keys of `auth.profiles` of an openclaw.json text, in file order (empty when absent
@@ -410,6 +440,30 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                         kind: PieceKind::ConfigProfiles,
                         doc: Value::from(ids),
                         source: Some("openclaw.json /auth/profiles".into()),
+                        strict: false,
+                    });
+                }
+                if let Some(Value::Object(profiles)) = v.pointer("/auth/profiles") {
+                    let modes: serde_json::Map<String, Value> = profiles
+                        .iter()
+                        .filter_map(|(id, p)| p.get("mode").map(|m| (id.clone(), m.clone())))
+                        .collect();
+                    if !modes.is_empty() {
+                        pieces.push(Piece {
+                            agent: None,
+                            kind: PieceKind::ConfigModes,
+                            doc: Value::Object(modes),
+                            source: Some("openclaw.json /auth/profiles".into()),
+                            strict: false,
+                        });
+                    }
+                }
+                if let Some(providers) = v.pointer("/secrets/providers").filter(|o| !o.is_null()) {
+                    pieces.push(Piece {
+                        agent: None,
+                        kind: PieceKind::SecretProviders,
+                        doc: providers.clone(),
+                        source: Some("openclaw.json /secrets/providers".into()),
                         strict: false,
                     });
                 }
@@ -492,6 +546,8 @@ fn load_state_dir(dir: &Path) -> Result<Loaded> {
                         strict: false,
                     });
                 }
+                // OpenClaw 2026.9.6's doctor migrates it as `<provider>:default` (and renames
+                // it `auth.json.migrated-*`): tests/fixtures/openclaw/legacy-agent-auth.
                 if flat_json.is_file() {
                     pieces.push(Piece {
                         agent: legacy_agent.clone(),

@@ -15,8 +15,6 @@ use super::sources::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_json::Value;
-
 use crate::core::error::{Result, RpcError};
 use crate::core::ids;
 use crate::core::usage::Usage;
@@ -31,6 +29,16 @@ use crate::store::Tx;
 /// Adds the orders OpenClaw's walk takes from openclaw.json `auth.profiles`
 /// ([`import::config_profile_orders`]).
 fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::core::ids::Aliases) {
+    let mut skipped: Vec<String> = vec![];
+    for piece in loaded
+        .pieces
+        .iter()
+        .filter(|p| p.kind == PieceKind::ConfigModes)
+    {
+        if let Some(modes) = piece.doc.as_object() {
+            skipped.extend(import::mode_mismatches(plan, modes, aliases));
+        }
+    }
     for piece in loaded
         .pieces
         .iter()
@@ -45,6 +53,14 @@ fn with_config_orders(plan: &mut ImportPlan, loaded: &Loaded, aliases: &crate::c
                     .collect()
             })
             .unwrap_or_default();
+        let ids: Vec<String> = ids
+            .into_iter()
+            .filter(|raw| {
+                ids::normalize_profile_id(raw, aliases)
+                    .map(|(id, _)| !skipped.contains(&id))
+                    .unwrap_or(true)
+            })
+            .collect();
         import::config_profile_orders(plan, &ids, now_ms(), aliases);
     }
 }
@@ -178,6 +194,20 @@ fn apply(
                     ids.push(id.clone());
                 }
             }
+            if po.ids.is_empty() {
+                // OpenClaw: an explicit empty order (`auth.order.<provider> = []`) disables the
+                // provider; so does an empty explicit order here (the walk excludes every
+                // profile).
+                warnings.push(ImportWarning {
+                    pointer: po.pointer.clone(),
+                    kind: "order_empty".into(),
+                    message: format!(
+                        "the {provider} order is explicitly empty: the provider is disabled, as in OpenClaw (order.clear enables it again)"
+                    ),
+                    source: po.source.clone(),
+                });
+                named = true;
+            }
             if !named {
                 warn(
                     &mut warnings,
@@ -233,6 +263,28 @@ fn apply(
             let own = c.scope_order(a, provider)?.map(|(ids, _)| ids);
             let base = match (&own, a) {
                 (Some(ids), _) => Some(ids.clone()),
+                // OpenClaw walks the shared (config) order for an agent without its own: a
+                // profile the agent's store holds but that order does not name is never
+                // tried there, so no agent order is made up to append it to.
+                (None, Some(agent)) if plan.format == Format::OpenclawState => {
+                    let shared = shared_final
+                        .get(provider)
+                        .cloned()
+                        .or(c.scope_order(None, provider)?.map(|(ids, _)| ids));
+                    if let Some(shared) = shared {
+                        for id in new_ids.iter().filter(|id| !shared.iter().any(|x| x == *id)) {
+                            warnings.push(ImportWarning {
+                                pointer: String::new(),
+                                kind: "not_in_order".into(),
+                                message: format!(
+                                    "`{id}` of agent {agent} is not in the {provider} order that agent walks (openclaw.json auth.order); OpenClaw never tries it, and neither does modelauth (add it with order.set)"
+                                ),
+                                source: None,
+                            });
+                        }
+                    }
+                    None
+                }
                 (None, Some(_)) => match shared_final.get(provider) {
                     Some(ids) => Some(ids.clone()),
                     None => c.scope_order(None, provider)?.map(|(ids, _)| ids),
@@ -289,8 +341,8 @@ fn agent_param(a: Option<String>) -> Result<Option<String>> {
     .transpose()
 }
 
-/// Copies a whole modelauth store (`src`) into `dst`: providers and settings (kept when
-/// `dst` has the key, unless `replace`), then per scope the profiles (`created`,
+/// Copies a modelauth store (`src`) into `dst` (providers, settings and named secrets are
+/// [`super::import_extras::copy_store_extras`]'s): per scope the profiles (`created`,
 /// `unchanged`, `updated` with `replace`, else `skipped: exists`), their usage state,
 /// orders (same rules; a kept order gets the created profiles appended so they stay
 /// routable) and lastGood. With `write` false nothing is written (a dry run).
@@ -301,42 +353,8 @@ fn copy_store(
     write: bool,
     now: i64,
 ) -> Result<(Vec<ProfileAction>, Vec<OrderAction>, Vec<ImportWarning>)> {
-    let mut warnings = vec![];
-    let dst_providers: BTreeMap<String, Value> = dst.providers()?.into_iter().collect();
-    for (id, body) in src.providers()? {
-        match dst_providers.get(&id) {
-            Some(b) if *b == body => {}
-            Some(_) if !replace => warnings.push(ImportWarning {
-                pointer: format!("/providers/{id}"),
-                kind: "provider_kept".into(),
-                message: format!(
-                    "provider `{id}` is registered differently here; kept (see `replace`)"
-                ),
-                source: None,
-            }),
-            _ => {
-                if write {
-                    dst.put_provider(&id, &body)?;
-                }
-            }
-        }
-    }
-    for (k, v) in src.settings()? {
-        match dst.setting(&k)? {
-            Some(d) if d == v => {}
-            Some(_) if !replace => warnings.push(ImportWarning {
-                pointer: format!("/settings/{k}"),
-                kind: "setting_kept".into(),
-                message: format!("setting `{k}` differs here; kept (see `replace`)"),
-                source: None,
-            }),
-            _ => {
-                if write {
-                    dst.put_setting(&k, &v)?;
-                }
-            }
-        }
-    }
+    // Providers, settings and named secrets: `import_extras::copy_store_extras`.
+    let warnings = vec![];
     let mut profiles = vec![];
     let mut orders = vec![];
     let mut usage_done = BTreeSet::new();
@@ -460,9 +478,20 @@ impl App {
         let now = now_ms();
         let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
             // *(r3)* The source seen through the sealing layer: a sealed source needs its key.
-            let (profiles, orders, warnings) =
+            let (settings, secrets, profiles, orders, warnings) =
                 crate::store::sealed::with_source_tx(&*rtx, |src| {
-                    copy_store(src, c, p.replace, write, now)
+                    let (settings, secrets, mut warnings) =
+                        super::import_extras::copy_store_extras(
+                            src,
+                            c,
+                            p.include_settings,
+                            p.replace,
+                            write,
+                            now,
+                        )?;
+                    let (profiles, orders, more) = copy_store(src, c, p.replace, write, now)?;
+                    warnings.extend(more);
+                    Ok((settings, secrets, profiles, orders, warnings))
                 })?;
             if write {
                 tracing::info!(
@@ -479,6 +508,8 @@ impl App {
                 orders,
                 warnings,
                 errors: vec![],
+                settings,
+                secrets,
             })
         };
         let mut st = self.store();
@@ -499,15 +530,53 @@ impl App {
         }
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
+        // Where earlier imports of this source are recorded (its canonical path).
+        let source_key = p.path.as_deref().map(|raw| {
+            let path = expand_home(raw);
+            std::fs::canonicalize(&path)
+                .unwrap_or(path)
+                .display()
+                .to_string()
+        });
+        if p.sync && source_key.is_none() {
+            return Err(RpcError::invalid_params(
+                "`sync` needs a `path`: it makes this store equal to what an earlier import of the same source brought",
+            )
+            .with("pointer", "/sync"));
+        }
+        let replace = p.replace || p.sync;
         let loaded = load_source(p.path.as_deref(), p.document, p.format, a)?;
         let now = now_ms();
         let run = |c: &dyn Tx, write: bool| -> Result<ImportResult> {
             let aliases = load_aliases(c)?;
             let mut plan = import::plan(&loaded, &aliases);
             with_config_orders(&mut plan, &loaded, &aliases);
-            let (profiles, orders, extra) = apply(c, &plan, p.replace, write, now)?;
+            let extras = super::import_extras::plan_extras(&loaded, &mut plan);
+            let fences = super::import_extras::fence_warnings(&plan, p.path.as_deref());
+            plan.warnings.extend(fences);
+            let (mut profiles, mut orders, extra) = apply(c, &plan, replace, write, now)?;
+            let (settings, secrets, mut more) = super::import_extras::apply_extras(
+                c,
+                &extras,
+                p.include_settings,
+                replace,
+                write,
+                now,
+            )?;
+            if let Some(source) = &source_key {
+                more.extend(super::import_extras::reconcile(
+                    c,
+                    &plan,
+                    &mut profiles,
+                    &mut orders,
+                    source,
+                    p.sync,
+                    write,
+                )?);
+            }
             let mut warnings = plan.warnings;
             warnings.extend(extra);
+            warnings.extend(more);
             if write {
                 tracing::info!(
                     format = plan.format.as_str(),
@@ -524,6 +593,8 @@ impl App {
                 orders,
                 warnings,
                 errors: plan.errors,
+                settings,
+                secrets,
             })
         };
         let mut st = self.store();
@@ -542,23 +613,36 @@ impl App {
                 RpcError::invalid_params("format modelauth-store needs a `path`")
                     .with("pointer", "/path")
             })?;
-            open_modelauth_store(&expand_home(path))?;
+            let src = open_modelauth_store(&expand_home(path))?;
+            let rtx = src
+                .unchecked_transaction()
+                .map_err(|e| unreadable(Path::new(path), e))?;
+            let (settings, _, warnings) = self.store().read(|dst| {
+                super::import_extras::copy_store_extras(&*rtx, dst, false, false, false, 0)
+            })?;
             return Ok(ValidateResult {
                 valid: true,
                 format: Format::ModelauthStore,
                 errors: vec![],
-                warnings: vec![],
+                warnings,
+                settings,
             });
         }
         let loaded = load_source(p.path.as_deref(), p.document, p.format, None)?;
         let aliases = self.store().read(load_aliases)?;
         let mut plan = import::plan(&loaded, &aliases);
         with_config_orders(&mut plan, &loaded, &aliases);
+        let extras = super::import_extras::plan_extras(&loaded, &mut plan);
+        let fences = super::import_extras::fence_warnings(&plan, p.path.as_deref());
+        let mut warnings = plan.warnings;
+        warnings.extend(fences);
+        warnings.extend(super::import_extras::validate_warnings(&extras));
         Ok(ValidateResult {
             valid: plan.errors.is_empty(),
             format: plan.format,
             errors: plan.errors,
-            warnings: plan.warnings,
+            warnings,
+            settings: super::import_extras::validate_settings(&extras),
         })
     }
 

@@ -100,6 +100,17 @@ pub struct ImportParams {
     /// Replace an existing different credential instead of keeping it (`skipped: exists`).
     #[serde(default)]
     pub replace: bool,
+    /// *(r3, §11)* Also bring the source's secret providers and settings (openclaw.json
+    /// `secrets.providers`; a modelauth store's `providers` and `settings`). Without it
+    /// they are only named in `settings` (action `skipped`, reason `includeSettings`).
+    #[serde(default)]
+    pub include_settings: bool,
+    /// Make this store's view of the source equal to the source as it is now (a re-import
+    /// after changes in OpenClaw): implies `replace` for what the source holds, and removes
+    /// the profiles and orders that an earlier import of the same `path` brought and the
+    /// source no longer holds (reported `removed`, reason `removed_in_source`). Needs `path`.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 /// `store.validate` params.
@@ -174,9 +185,11 @@ pub struct ProfileAction {
     pub profile_id: String,
     /// `shared` or the agent id.
     pub scope: String,
-    /// `created`, `updated`, `unchanged` or `skipped`.
+    /// `created`, `updated`, `unchanged`, `skipped`, or `removed` (`sync`: gone from the
+    /// source since an earlier import of it).
     pub action: String,
-    /// For `skipped`: `exists` (a different credential is stored; see `replace`).
+    /// For `skipped`: `exists` (a different credential is stored; see `replace`); for
+    /// `removed`: `removed_in_source`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
 }
@@ -217,6 +230,13 @@ pub struct ImportResult {
     pub warnings: Vec<ImportWarning>,
     /// Rejected entries (the valid ones are imported).
     pub errors: Vec<EntryError>,
+    /// *(r3, §11)* Each secret provider, provider registration and setting of the source:
+    /// what the import did (or, dry, would do) with it; `skipped` with reason
+    /// `includeSettings` when the param is not set.
+    pub settings: Vec<crate::openclaw::settings_import::SettingAction>,
+    /// *(r3, §12)* Each named secret (an entry of OpenClaw's shared secret store that an
+    /// imported `store` SecretRef names): what the import did with it. Never the value.
+    pub secrets: Vec<crate::openclaw::settings_import::SecretAction>,
 }
 
 /// `store.validate` result.
@@ -231,6 +251,9 @@ pub struct ValidateResult {
     pub errors: Vec<EntryError>,
     /// The same normalisation warnings `store.import` would report.
     pub warnings: Vec<ImportWarning>,
+    /// *(r3, §11)* The secret providers, provider registrations and settings of the source,
+    /// which `store.import` brings only with `includeSettings: true`.
+    pub settings: Vec<crate::openclaw::settings_import::SettingAction>,
 }
 
 // ---------------------------------------------------------------- loaded sources
@@ -254,6 +277,15 @@ pub enum PieceKind {
     /// A config order `{provider: [ids]}` (openclaw.json `auth.order`): it fills in the
     /// providers the state documents of the scope do not order.
     ConfigOrder,
+    /// The live entries of OpenClaw's shared secret store (`state/openclaw.sqlite` table
+    /// `secret_store_entries`, team scope): `{name: value}` (protocol §12 r3).
+    SecretStore,
+    /// openclaw.json `secrets.providers` (`{alias: {source, ...}}`), imported as settings
+    /// only with `includeSettings` (protocol §11 r3).
+    SecretProviders,
+    /// The `mode` of each openclaw.json `auth.profiles` entry: `{id: mode}`. OpenClaw skips
+    /// a profile whose stored credential is of another type ([`mode_mismatches`]).
+    ConfigModes,
 }
 
 /// One JSON document of a source and the scope it goes to.
@@ -575,7 +607,10 @@ pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
                 }
             }
             PieceKind::ConfigOrder => orders(scope, &mut d, &piece.doc, "", true, aliases),
-            PieceKind::ConfigProfiles => {}
+            PieceKind::ConfigProfiles
+            | PieceKind::SecretStore
+            | PieceKind::SecretProviders
+            | PieceKind::ConfigModes => {}
         }
     }
     ImportPlan {
@@ -1082,6 +1117,58 @@ pub fn config_profile_orders(
         given.push(provider);
     }
     given
+}
+
+/// The planned profiles whose openclaw.json `mode` (`modes`: id → mode) names another
+/// credential type than the stored one (`api_key`, `token`, `oauth`; `apiKey` and
+/// `api-key` spell `api_key`). OpenClaw skips such a profile when it walks; each one is
+/// taken out of every planned order with a warning (`mode_mismatch`), and returned so the
+/// order made from `auth.profiles` leaves it out too. Pure.
+pub fn mode_mismatches(
+    plan: &mut ImportPlan,
+    modes: &Map<String, Value>,
+    aliases: &Aliases,
+) -> Vec<String> {
+    let mut out = vec![];
+    for (raw, mode) in modes {
+        let Some(mode) = mode.as_str() else { continue };
+        let mode = match mode.to_ascii_lowercase().replace('-', "_").as_str() {
+            "apikey" | "api_key" => "api_key".to_string(),
+            m => m.to_string(),
+        };
+        let Ok((id, _)) = ids::normalize_profile_id(raw, aliases) else {
+            continue;
+        };
+        let stored = plan
+            .scopes
+            .iter()
+            .find_map(|s| s.profiles.get(&id))
+            .map(|pp| pp.profile.credential.type_name());
+        let Some(stored) = stored else { continue };
+        if stored == mode {
+            continue;
+        }
+        for s in plan.scopes.iter_mut() {
+            for po in s.orders.values_mut() {
+                if let Some(i) = po.ids.iter().position(|x| *x == id) {
+                    po.ids.remove(i);
+                    if i < po.indexes.len() {
+                        po.indexes.remove(i);
+                    }
+                }
+            }
+        }
+        plan.warnings.push(ImportWarning {
+            pointer: format!("/auth/profiles/{}/mode", escape_pointer(raw)),
+            kind: "mode_mismatch".into(),
+            message: format!(
+                "openclaw.json says `{id}` is {mode}, but its credential is {stored}: OpenClaw skips it, so it is left out of the order here"
+            ),
+            source: Some("openclaw.json".into()),
+        });
+        out.push(id);
+    }
+    out
 }
 
 fn ms_field(o: &Map<String, Value>, f: &str) -> Result<Option<i64>, String> {

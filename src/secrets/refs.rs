@@ -18,6 +18,7 @@ fn describe(r: &SecretRef) -> String {
         SecretSource::Env => "env",
         SecretSource::File => "file",
         SecretSource::Exec => "exec",
+        SecretSource::Store => "store",
     };
     format!("{source}:{}:{}", r.provider, r.id)
 }
@@ -99,6 +100,23 @@ pub fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcErro
                 },
             ),
             _ => Err(provider_unknown(r, "exec")),
+        },
+        SecretSource::Store => match settings
+            .named_secrets
+            .get(&(r.provider.clone(), r.id.clone()))
+        {
+            Some(v) => Ok(v.clone()),
+            None => Err(unavailable(
+                r,
+                "store_entry_missing",
+                format!(
+                    "the store holds no named secret for ref {}",
+                    describe(r)
+                ),
+            )
+            .with_hint(
+                "import the OpenClaw state that holds it (store.import), or point the profile at another source",
+            )),
         },
     }
 }

@@ -72,6 +72,11 @@ pub const CHECKS: &[(&str, Check)] = &[
         "concurrent_order_appends_lose_nothing",
         concurrent_order_appends_lose_nothing,
     ),
+    (
+        "named_secrets_round_trip_and_roll_back",
+        named_secrets_round_trip_and_roll_back,
+    ),
+    ("import_marks_are_per_source", import_marks_are_per_source),
 ];
 
 /// Runs every check, each on a location from `fresh`: `fresh()` returns an `open` function
@@ -431,4 +436,86 @@ fn concurrent_order_appends_lose_nothing(open: Open<'_>) {
     let (ids, rev) = read(&mut st, |c| c.scope_order(None, "x")).expect("order");
     assert_eq!(ids.len(), THREADS * EACH, "an append was lost");
     assert_eq!(rev as usize, THREADS * EACH + 1);
+}
+
+/// Named secrets (the `store` SecretRef source, protocol §12 r3): keyed by (provider, id),
+/// replaced in place, deleted, seen by another handle, and a failed write leaves none.
+fn named_secrets_round_trip_and_roll_back(open: Open<'_>) {
+    let mut st = open();
+    assert!(read(&mut st, |t| t.named_secrets()).is_empty());
+    assert!(read(&mut st, |t| t.named_secret("default", "A")).is_none());
+    let created = write(&mut st, |t| {
+        let a = t.put_named_secret("default", "OPENAI_API_KEY", &Secret::new("v1"), 1)?;
+        let b = t.put_named_secret("default", "OPENAI_API_KEY", &Secret::new("v2"), 2)?;
+        let c = t.put_named_secret("other", "OPENAI_API_KEY", &Secret::new("o"), 2)?;
+        Ok((a, b, c))
+    });
+    assert_eq!(created, (true, false, true));
+    let mut other = open();
+    let all = read(&mut other, |t| t.named_secrets());
+    let flat: Vec<(String, String, String)> = all
+        .iter()
+        .map(|(p, i, v)| (p.clone(), i.clone(), v.expose().to_string()))
+        .collect();
+    assert_eq!(
+        flat,
+        vec![
+            ("default".into(), "OPENAI_API_KEY".into(), "v2".into()),
+            ("other".into(), "OPENAI_API_KEY".into(), "o".into())
+        ]
+    );
+    let failed = st.write(|t| {
+        t.put_named_secret("default", "NEW", &Secret::new("n"), 3)?;
+        t.delete_named_secret("default", "OPENAI_API_KEY")?;
+        Err::<(), _>(RpcError::internal("rolled back"))
+    });
+    assert!(failed.is_err());
+    assert!(read(&mut other, |t| t.named_secret("default", "NEW")).is_none());
+    assert_eq!(
+        read(&mut other, |t| t.named_secret("default", "OPENAI_API_KEY"))
+            .map(|s| s.expose().to_string()),
+        Some("v2".into())
+    );
+    assert!(write(&mut st, |t| t
+        .delete_named_secret("default", "OPENAI_API_KEY")));
+    assert!(!write(&mut st, |t| t
+        .delete_named_secret("default", "OPENAI_API_KEY")));
+    assert!(read(&mut other, |t| t.named_secret("default", "OPENAI_API_KEY")).is_none());
+}
+
+/// Import provenance: marks are listed per source, taken over by a later source, deleted.
+fn import_marks_are_per_source(open: Open<'_>) {
+    let mut st = open();
+    assert!(read(&mut st, |t| t.import_marks("/a")).is_empty());
+    write(&mut st, |t| {
+        t.set_import_mark(None, "profile", "x:1", "/a")?;
+        t.set_import_mark(Some("cron"), "profile", "x:1", "/a")?;
+        t.set_import_mark(None, "order", "x", "/a")?;
+        t.set_import_mark(None, "profile", "x:2", "/b")
+    });
+    let mut other = open();
+    assert_eq!(
+        read(&mut other, |t| t.import_marks("/a")),
+        vec![
+            (None, "order".to_string(), "x".to_string()),
+            (None, "profile".to_string(), "x:1".to_string()),
+            (
+                Some("cron".to_string()),
+                "profile".to_string(),
+                "x:1".to_string()
+            ),
+        ]
+    );
+    write(&mut st, |t| t.set_import_mark(None, "profile", "x:1", "/b"));
+    assert!(write(&mut st, |t| t.delete_import_mark(None, "order", "x")));
+    assert!(!write(&mut st, |t| t.delete_import_mark(None, "order", "x")));
+    assert_eq!(
+        read(&mut other, |t| t.import_marks("/a")),
+        vec![(
+            Some("cron".to_string()),
+            "profile".to_string(),
+            "x:1".to_string()
+        )]
+    );
+    assert_eq!(read(&mut other, |t| t.import_marks("/b")).len(), 2);
 }

@@ -29,6 +29,7 @@ use std::time::Duration;
 use crate::core::error::RpcError;
 use crate::core::profile::{Profile, StoredProfile};
 use crate::core::resolve::{ExplicitOrder, OrderSource};
+use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 
 pub mod conformance;
@@ -42,6 +43,22 @@ pub mod sqlite;
 pub use location::{parse_location, StoreLocation};
 pub use postgres::PgStore;
 pub use sqlite::{default_store_path, SqliteStore, DEFAULT_BUSY_TIMEOUT_MS, SCHEMA_VERSION};
+
+/// Which stored fields hold secrets, as `(table, column or JSON path)`: everything a
+/// sealed store must seal at rest (issue 22 seals these at the store seam). A new secret
+/// field must be added here.
+///
+/// - `profiles.body`: the credential JSON — `/key`, `/token`, `/access`, `/refresh`
+///   (refs such as `/keyRef` are not secret);
+/// - `named_secrets.value`: the value of a named secret (the `store` SecretRef source,
+///   protocol §12 r3), the whole column.
+pub const SECRET_FIELDS: &[(&str, &str)] = &[
+    ("profiles", "body/key"),
+    ("profiles", "body/token"),
+    ("profiles", "body/access"),
+    ("profiles", "body/refresh"),
+    ("named_secrets", "value"),
+];
 
 /// Scope key as stored: `''` for the shared scope, the agent id otherwise.
 pub fn scope_key(agent: Option<&str>) -> &str {
@@ -165,6 +182,45 @@ pub trait Tx {
     fn put_provider(&self, id: &str, body: &serde_json::Value) -> Result<bool, RpcError>;
     /// Removes a provider registration; true if it was there.
     fn delete_provider(&self, id: &str) -> Result<bool, RpcError>;
+
+    /// A named secret (protocol §12 r3: the `store` SecretRef source, `{source: "store",
+    /// provider, id}`), by the ref's `provider` and `id`. The value is a secret field (see
+    /// [`SECRET_FIELDS`]).
+    fn named_secret(&self, provider: &str, id: &str) -> Result<Option<Secret>, RpcError>;
+    /// Every named secret: `(provider, id, value)` sorted by provider, id.
+    fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError>;
+    /// Stores a named secret at time `now` (ms since the epoch); true when it is new.
+    fn put_named_secret(
+        &self,
+        provider: &str,
+        id: &str,
+        value: &Secret,
+        now: i64,
+    ) -> Result<bool, RpcError>;
+    /// Removes a named secret; true if it was there.
+    fn delete_named_secret(&self, provider: &str, id: &str) -> Result<bool, RpcError>;
+
+    /// Import provenance (`store.import` with `sync`, issue 18): every mark of `source`
+    /// (an import source's canonical path) as `(scope, kind, key)`, kind `profile` (key =
+    /// profile id) or `order` (key = provider), sorted.
+    fn import_marks(&self, source: &str)
+        -> Result<Vec<(Option<String>, String, String)>, RpcError>;
+    /// Records that `source` brought `(scope, kind, key)` (a later import from another
+    /// source takes the mark over).
+    fn set_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+        source: &str,
+    ) -> Result<(), RpcError>;
+    /// Removes the mark of `(scope, kind, key)`; true if there was one.
+    fn delete_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, RpcError>;
 
     /// The order an agent uses for a provider: its own if set, else the shared one
     /// (protocol §2.1).

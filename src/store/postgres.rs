@@ -38,6 +38,7 @@ use sha2::{Digest, Sha256};
 
 use crate::core::error::{ErrorKind, RpcError};
 use crate::core::profile::{Profile, StoredProfile};
+use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 
 use super::location::{PgLocation, SslMode, PG_CONNECT_TIMEOUT};
@@ -47,7 +48,7 @@ use super::{
 };
 
 /// The schema version this build writes (`<schema>.meta`, key `schema_version`).
-pub const PG_SCHEMA_VERSION: i64 = 2;
+pub const PG_SCHEMA_VERSION: i64 = 3;
 
 /// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`. `{s}` is
 /// the schema name. Text columns that are sorted use the "C" collation, so the order is
@@ -98,6 +99,21 @@ const MIGRATIONS: &[&str] = &[
     r#"INSERT INTO {s}.meta (key, value) VALUES ('lock_salt',
         ('x' || substr(md5(gen_random_uuid()::text || clock_timestamp()::text), 1, 16))::bit(64)::bigint)
         ON CONFLICT (key) DO NOTHING;"#,
+    // 2 -> 3: named secrets (the `store` SecretRef source, protocol §12 r3).
+    r#"CREATE TABLE {s}.named_secrets (
+        provider text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (provider, id)
+    );
+    CREATE TABLE {s}.import_marks (
+        scope text COLLATE "C" NOT NULL,
+        kind text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        source text NOT NULL,
+        PRIMARY KEY (scope, kind, key)
+    );"#,
 ];
 
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
@@ -1508,6 +1524,92 @@ impl Tx for PgTx<'_> {
 
     fn delete_provider(&self, id: &str) -> Result<bool, RpcError> {
         Ok(self.exec("DELETE FROM {s}.providers WHERE id = $1", &[(&id, T)])? > 0)
+    }
+
+    fn named_secret(&self, provider: &str, id: &str) -> Result<Option<Secret>, RpcError> {
+        let row = self.q_opt(
+            "SELECT value FROM {s}.named_secrets WHERE provider = $1 AND id = $2",
+            &[(&provider, T), (&id, T)],
+        )?;
+        Ok(row.map(|r| Secret::new(r.get::<_, String>(0))))
+    }
+
+    fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError> {
+        let rows = self.q(
+            "SELECT provider, id, value FROM {s}.named_secrets ORDER BY provider, id",
+            &[],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| (r.get(0), r.get(1), Secret::new(r.get::<_, String>(2))))
+            .collect())
+    }
+
+    fn put_named_secret(
+        &self,
+        provider: &str,
+        id: &str,
+        value: &Secret,
+        now: i64,
+    ) -> Result<bool, RpcError> {
+        let v = value.expose();
+        let row = self.q_opt(
+            "INSERT INTO {s}.named_secrets (provider, id, value, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (provider, id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at RETURNING (xmax = 0)",
+            &[(&provider, T), (&id, T), (&v, T), (&now, Type::INT8)],
+        )?;
+        Ok(row.map(|r| r.get::<_, bool>(0)).unwrap_or(false))
+    }
+
+    fn import_marks(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, RpcError> {
+        let rows = self.q(
+            "SELECT scope, kind, key FROM {s}.import_marks WHERE source = $1 ORDER BY scope, kind, key",
+            &[(&source, T)],
+        )?;
+        Ok(rows
+            .iter()
+            .map(|r| {
+                let scope: String = r.get(0);
+                ((!scope.is_empty()).then_some(scope), r.get(1), r.get(2))
+            })
+            .collect())
+    }
+
+    fn set_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+        source: &str,
+    ) -> Result<(), RpcError> {
+        let scope = scope_key(agent);
+        self.exec(
+            "INSERT INTO {s}.import_marks (scope, kind, key, source) VALUES ($1, $2, $3, $4) ON CONFLICT (scope, kind, key) DO UPDATE SET source = excluded.source",
+            &[(&scope, T), (&kind, T), (&key, T), (&source, T)],
+        )?;
+        Ok(())
+    }
+
+    fn delete_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, RpcError> {
+        let scope = scope_key(agent);
+        Ok(self.exec(
+            "DELETE FROM {s}.import_marks WHERE scope = $1 AND kind = $2 AND key = $3",
+            &[(&scope, T), (&kind, T), (&key, T)],
+        )? > 0)
+    }
+
+    fn delete_named_secret(&self, provider: &str, id: &str) -> Result<bool, RpcError> {
+        Ok(self.exec(
+            "DELETE FROM {s}.named_secrets WHERE provider = $1 AND id = $2",
+            &[(&provider, T), (&id, T)],
+        )? > 0)
     }
 }
 

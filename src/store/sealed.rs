@@ -691,6 +691,158 @@ impl Tx for SealedTx<'_> {
     fn seal_error(&self) -> Result<Option<RpcError>, RpcError> {
         SealedTx::seal_error(self)
     }
+    fn named_secret(&self, provider: &str, id: &str) -> Result<Option<Secret>, RpcError> {
+        let Some(v) = self.inner.named_secret(provider, id)? else {
+            return Ok(None);
+        };
+        let meta = self.meta()?;
+        match self.open_named(meta.as_ref(), provider, id, v) {
+            Some(s) => Ok(Some(s)),
+            None => Err(self.seal_error()?.unwrap_or_else(|| {
+                RpcError::new(
+                    ErrorKind::SecretUnavailable,
+                    format!("the store entry `{provider}` / `{id}` is sealed and did not open (undecryptable)"),
+                )
+                .with("reason", "undecryptable")
+            })),
+        }
+    }
+    fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError> {
+        // An entry that does not open is left out: a `store` ref to it is unavailable,
+        // and every request that needs no secret goes on working.
+        let meta = self.meta()?;
+        Ok(self
+            .inner
+            .named_secrets()?
+            .into_iter()
+            .filter_map(|(p, i, v)| {
+                let s = self.open_named(meta.as_ref(), &p, &i, v)?;
+                Some((p, i, s))
+            })
+            .collect())
+    }
+    fn put_named_secret(
+        &self,
+        provider: &str,
+        id: &str,
+        value: &Secret,
+        now: i64,
+    ) -> Result<bool, RpcError> {
+        let stored = self.seal_named(provider, id, value)?;
+        self.inner.put_named_secret(provider, id, &stored, now)
+    }
+    fn delete_named_secret(&self, provider: &str, id: &str) -> Result<bool, RpcError> {
+        self.inner.delete_named_secret(provider, id)
+    }
+    fn import_marks(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, RpcError> {
+        self.inner.import_marks(source)
+    }
+    fn set_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+        source: &str,
+    ) -> Result<(), RpcError> {
+        self.inner.set_import_mark(agent, kind, key, source)
+    }
+    fn delete_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, RpcError> {
+        self.inner.delete_import_mark(agent, kind, key)
+    }
+}
+
+/// Associated data of a named secret (the `store` SecretRef source, protocol §12).
+fn named_aad(meta: &Meta, provider: &str, id: &str) -> Vec<u8> {
+    envelope::aad(&meta.store_id, "named_secret", provider, id, "value")
+}
+
+impl SealedTx<'_> {
+    /// A named secret as read: plaintext as is, an envelope opened; `None` when it does
+    /// not open (no key, another key, or damaged or moved).
+    fn open_named(
+        &self,
+        meta: Option<&Meta>,
+        provider: &str,
+        id: &str,
+        v: Secret,
+    ) -> Option<Secret> {
+        if !envelope::is_envelope(v.expose()) {
+            return Some(v);
+        }
+        let m = meta?;
+        let env = envelope::parse(v.expose()).ok()?;
+        let key = self.ctx.ring().ok()?.by_short_id(env.key_id)?;
+        let pt = key.open(&named_aad(m, provider, id), &env)?;
+        String::from_utf8(pt.to_vec()).ok().map(Secret::new)
+    }
+
+    /// A named secret about to be written: sealed under the first configured key of a
+    /// sealed store (or of an unsealed one with a key configured, which it seals).
+    fn seal_named(&self, provider: &str, id: &str, value: &Secret) -> Result<Secret, RpcError> {
+        if envelope::is_envelope(value.expose()) {
+            return Err(RpcError::new(
+                ErrorKind::InvalidParams,
+                format!("the value of `{provider}` / `{id}` looks like a sealed envelope; it is not a secret"),
+            ));
+        }
+        let ring = self.ctx.ring()?;
+        let meta = match self.meta()? {
+            Some(m) => m,
+            None if ring.keys.is_empty() => return Ok(value.clone()),
+            None => self.init_meta()?,
+        };
+        let key = self.write_key(&meta)?;
+        let aad = named_aad(&meta, provider, id);
+        Ok(Secret::new(key.seal(&aad, value.expose().as_bytes())))
+    }
+}
+
+/// Rewrites every named secret for `op`: sealed under `target`, or plaintext for unseal.
+/// Entries that do not open are left as they are. Runs inside one write transaction
+/// (named secrets are few: what an import referenced).
+fn step_named_secrets(
+    tx: &dyn Tx,
+    meta: &Meta,
+    ring: &KeyRing,
+    target: Option<&StoreKey>,
+    now: i64,
+) -> Result<u64, RpcError> {
+    let mut n = 0;
+    for (provider, id, v) in tx.named_secrets()? {
+        let aad = named_aad(meta, &provider, &id);
+        let plain = if envelope::is_envelope(v.expose()) {
+            let opened = envelope::parse(v.expose()).ok().and_then(|env| {
+                let key = ring.by_short_id(env.key_id)?;
+                if target.is_some_and(|t| t.fingerprint() == key.fingerprint()) {
+                    return None; // already under the target key
+                }
+                key.open(&aad, &env)
+            });
+            match opened {
+                Some(pt) => Secret::new(String::from_utf8_lossy(&pt).into_owned()),
+                None => continue,
+            }
+        } else if target.is_none() {
+            continue; // unseal: already plaintext
+        } else {
+            v
+        };
+        let out = match target {
+            Some(k) => Secret::new(k.seal(&aad, plain.expose().as_bytes())),
+            None => plain,
+        };
+        tx.put_named_secret(&provider, &id, &out, now)?;
+        n += 1;
+    }
+    Ok(n)
 }
 
 impl SealedTx<'_> {
@@ -755,6 +907,11 @@ impl Store for SealedStore {
                         .count() as u64;
                 }
             }
+            out.plaintext_secrets += tx
+                .named_secrets()?
+                .iter()
+                .filter(|(_, _, s)| !envelope::is_envelope(s.expose()))
+                .count() as u64;
             Ok(())
         })?;
         Ok(out)
@@ -896,6 +1053,11 @@ fn run_op(st: &mut SealedStore, op: SealOp, now: i64) -> Result<SealReport, RpcE
         SealOp::Rekey => Some(first.clone()),
         SealOp::Unseal => None,
     };
+    // Step 1b: the named secrets (the `store` SecretRef source), in one transaction.
+    st.inner.write_tx(&mut |tx| {
+        step_named_secrets(tx, &meta, &ring, target.as_ref(), now).map(|_| ())
+    })?;
+    report.transactions += 1;
     // Step 2: profiles, BATCH per transaction, until none is left to change.
     let mut skipped: std::collections::BTreeSet<String> = Default::default();
     loop {

@@ -25,6 +25,7 @@ use rusqlite::{params, Connection, ErrorCode, OpenFlags, OptionalExtension, Tran
 
 use crate::core::error::{ErrorKind, RpcError};
 use crate::core::profile::{Profile, StoredProfile};
+use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 
 use super::{
@@ -32,7 +33,7 @@ use super::{
 };
 
 /// The schema version this build writes (`PRAGMA user_version`).
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Default busy timeout in milliseconds (`settings.busyTimeoutMs`).
 pub const DEFAULT_BUSY_TIMEOUT_MS: u64 = 5000;
@@ -76,6 +77,21 @@ const MIGRATIONS: &[&str] = &[
     CREATE TABLE settings (
         key TEXT PRIMARY KEY,
         value TEXT NOT NULL
+    ) WITHOUT ROWID;",
+    // 1 -> 2: named secrets (the `store` SecretRef source, protocol §12 r3).
+    "CREATE TABLE named_secrets (
+        provider TEXT NOT NULL,
+        id TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (provider, id)
+    ) WITHOUT ROWID;
+    CREATE TABLE import_marks (
+        scope TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        key TEXT NOT NULL,
+        source TEXT NOT NULL,
+        PRIMARY KEY (scope, kind, key)
     ) WITHOUT ROWID;",
 ];
 
@@ -771,6 +787,107 @@ impl Tx for Connection {
     }
     fn delete_provider(&self, id: &str) -> Result<bool, RpcError> {
         delete_provider(self, id)
+    }
+    fn named_secret(&self, provider: &str, id: &str) -> Result<Option<Secret>, RpcError> {
+        self.prepare_cached("SELECT value FROM named_secrets WHERE provider = ?1 AND id = ?2")
+            .map_err(sql)?
+            .query_row(params![provider, id], |r| r.get::<_, String>(0))
+            .optional()
+            .map_err(sql)
+            .map(|v| v.map(Secret::new))
+    }
+    fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError> {
+        let mut s = self
+            .prepare_cached("SELECT provider, id, value FROM named_secrets ORDER BY provider, id")
+            .map_err(sql)?;
+        let rows = s
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = vec![];
+        for r in rows {
+            let (p, id, v) = r.map_err(sql)?;
+            out.push((p, id, Secret::new(v)));
+        }
+        Ok(out)
+    }
+    fn put_named_secret(
+        &self,
+        provider: &str,
+        id: &str,
+        value: &Secret,
+        now: i64,
+    ) -> Result<bool, RpcError> {
+        let existed = self.named_secret(provider, id)?.is_some();
+        self.prepare_cached("INSERT INTO named_secrets (provider, id, value, updated_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (provider, id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
+            .map_err(sql)?
+            .execute(params![provider, id, value.expose(), now])
+            .map_err(sql)?;
+        Ok(!existed)
+    }
+    fn import_marks(
+        &self,
+        source: &str,
+    ) -> Result<Vec<(Option<String>, String, String)>, RpcError> {
+        let mut s = self
+            .prepare_cached(
+                "SELECT scope, kind, key FROM import_marks WHERE source = ?1 ORDER BY scope, kind, key",
+            )
+            .map_err(sql)?;
+        let rows = s
+            .query_map(params![source], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .map_err(sql)?;
+        let mut out = vec![];
+        for r in rows {
+            let (scope, kind, key) = r.map_err(sql)?;
+            out.push(((!scope.is_empty()).then_some(scope), kind, key));
+        }
+        Ok(out)
+    }
+    fn set_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+        source: &str,
+    ) -> Result<(), RpcError> {
+        self.prepare_cached("INSERT INTO import_marks (scope, kind, key, source) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (scope, kind, key) DO UPDATE SET source = excluded.source")
+            .map_err(sql)?
+            .execute(params![scope_key(agent), kind, key, source])
+            .map_err(sql)?;
+        Ok(())
+    }
+    fn delete_import_mark(
+        &self,
+        agent: Option<&str>,
+        kind: &str,
+        key: &str,
+    ) -> Result<bool, RpcError> {
+        let n = self
+            .prepare_cached("DELETE FROM import_marks WHERE scope = ?1 AND kind = ?2 AND key = ?3")
+            .map_err(sql)?
+            .execute(params![scope_key(agent), kind, key])
+            .map_err(sql)?;
+        Ok(n > 0)
+    }
+    fn delete_named_secret(&self, provider: &str, id: &str) -> Result<bool, RpcError> {
+        let n = self
+            .prepare_cached("DELETE FROM named_secrets WHERE provider = ?1 AND id = ?2")
+            .map_err(sql)?
+            .execute(params![provider, id])
+            .map_err(sql)?;
+        Ok(n > 0)
     }
 }
 

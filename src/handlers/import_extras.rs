@@ -1,0 +1,504 @@
+//! *(r3)* The parts of `store.import` beyond profiles, orders, lastGood and usage:
+//! secret providers and settings, brought only with `includeSettings: true` and named one
+//! by one in every answer (protocol §11), and the named secrets that imported `store`
+//! SecretRefs need (protocol §12). Applied inside the import's one transaction.
+
+use std::collections::BTreeMap;
+
+use serde_json::{Map, Value};
+
+use crate::core::error::Result;
+use crate::core::secret_value::Secret;
+use crate::openclaw::import::{ImportPlan, ImportWarning, Loaded, PieceKind};
+use crate::openclaw::settings_import::{self as si, provider_summary, SecretAction, SettingAction};
+use crate::store::Tx;
+
+/// What a source brings besides profiles.
+#[derive(Default)]
+pub(super) struct Extras {
+    /// Secret providers: name → (modelauth body, source label).
+    providers: BTreeMap<String, (Value, Option<String>)>,
+    /// The `store` refs of the planned profiles → (profile id, pointer) of each use.
+    refs: BTreeMap<(String, String), Vec<(String, String)>>,
+    /// The values of the referenced entries found in the source.
+    named: BTreeMap<(String, String), Secret>,
+}
+
+/// Collects the extras of `loaded` for `plan`; conversion warnings go into the plan.
+pub(super) fn plan_extras(loaded: &Loaded, plan: &mut ImportPlan) -> Extras {
+    let mut x = Extras::default();
+    let mut entries = Map::new();
+    for piece in &loaded.pieces {
+        match piece.kind {
+            PieceKind::SecretProviders => {
+                let src = piece.source.clone().unwrap_or_default();
+                let (providers, warnings) = si::convert_openclaw_providers(&piece.doc, &src);
+                plan.warnings.extend(warnings);
+                for (name, body) in providers {
+                    x.providers.insert(name, (body, piece.source.clone()));
+                }
+            }
+            PieceKind::SecretStore => {
+                if let Some(o) = piece.doc.as_object() {
+                    entries.extend(o.clone());
+                }
+            }
+            _ => {}
+        }
+    }
+    x.refs = si::store_refs(plan);
+    x.named = si::referenced_entries(&x.refs, &entries);
+    x
+}
+
+/// The warnings of `store.validate` for the extras, judged on the source alone: every
+/// `store` ref whose entry the source does not hold.
+pub(super) fn validate_warnings(x: &Extras) -> Vec<ImportWarning> {
+    x.refs
+        .iter()
+        .filter(|(k, _)| !x.named.contains_key(*k))
+        .map(|((p, id), users)| si::missing_entry_warning(p, id, users))
+        .collect()
+}
+
+/// The settings actions of `store.validate`: each secret provider, as `store.import`
+/// without `includeSettings` would name it.
+pub(super) fn validate_settings(x: &Extras) -> Vec<SettingAction> {
+    x.providers
+        .iter()
+        .map(|(name, (body, source))| SettingAction {
+            pointer: format!("/settings/secretProviders/{name}"),
+            kind: "secretProvider".into(),
+            name: name.clone(),
+            action: "skipped".into(),
+            reason: Some("includeSettings".into()),
+            summary: provider_summary(body),
+            source: source.clone(),
+        })
+        .collect()
+}
+
+fn not_included_warning(a: &SettingAction) -> ImportWarning {
+    ImportWarning {
+        pointer: a.pointer.clone(),
+        kind: "setting_not_imported".into(),
+        message: format!(
+            "{} `{}` ({}) was not imported: settings and providers come only with includeSettings: true, after a person has checked them",
+            a.kind, a.name, a.summary
+        ),
+        source: a.source.clone(),
+    }
+}
+
+/// Applies the extras on `c` (with `write` false: only says what would happen).
+pub(super) fn apply_extras(
+    c: &dyn Tx,
+    x: &Extras,
+    include_settings: bool,
+    replace: bool,
+    write: bool,
+    now: i64,
+) -> Result<(Vec<SettingAction>, Vec<SecretAction>, Vec<ImportWarning>)> {
+    let mut warnings = vec![];
+    let mut settings = vec![];
+    let stored = c.setting("secretProviders")?;
+    let mut merged = stored
+        .clone()
+        .and_then(|v| v.as_object().cloned())
+        .unwrap_or_default();
+    for (name, (body, source)) in &x.providers {
+        let (action, reason) = if !include_settings {
+            ("skipped", Some("includeSettings"))
+        } else {
+            match merged.get(name) {
+                None => ("created", None),
+                Some(have) if have == body => ("unchanged", None),
+                Some(_) if replace => ("updated", None),
+                Some(_) => ("skipped", Some("exists")),
+            }
+        };
+        if matches!(action, "created" | "updated") {
+            merged.insert(name.clone(), body.clone());
+        }
+        let a = SettingAction {
+            pointer: format!("/settings/secretProviders/{name}"),
+            kind: "secretProvider".into(),
+            name: name.clone(),
+            action: action.into(),
+            reason: reason.map(str::to_string),
+            summary: provider_summary(body),
+            source: source.clone(),
+        };
+        if reason == Some("includeSettings") {
+            warnings.push(not_included_warning(&a));
+        }
+        settings.push(a);
+    }
+    let merged = Value::Object(merged);
+    if write && stored.as_ref() != Some(&merged) && settings.iter().any(|a| a.reason.is_none()) {
+        c.put_setting("secretProviders", &merged)?;
+    }
+    let secrets = apply_named(c, x, replace, write, now, &mut warnings)?;
+    Ok((settings, secrets, warnings))
+}
+
+fn apply_named(
+    c: &dyn Tx,
+    x: &Extras,
+    replace: bool,
+    write: bool,
+    now: i64,
+    warnings: &mut Vec<ImportWarning>,
+) -> Result<Vec<SecretAction>> {
+    let mut out = vec![];
+    for ((provider, id), users) in &x.refs {
+        let have = c.named_secret(provider, id)?;
+        let (action, reason) = match (x.named.get(&(provider.clone(), id.clone())), &have) {
+            (None, Some(_)) => ("unchanged", None),
+            (None, None) => {
+                warnings.push(si::missing_entry_warning(provider, id, users));
+                ("missing", None)
+            }
+            (Some(v), None) => {
+                if write {
+                    c.put_named_secret(provider, id, v, now)?;
+                }
+                ("created", None)
+            }
+            (Some(v), Some(h)) if v == h => ("unchanged", None),
+            (Some(v), Some(_)) if replace => {
+                if write {
+                    c.put_named_secret(provider, id, v, now)?;
+                }
+                ("updated", None)
+            }
+            (Some(_), Some(_)) => ("skipped", Some("exists".to_string())),
+        };
+        out.push(SecretAction {
+            provider: provider.clone(),
+            id: id.clone(),
+            action: action.into(),
+            reason,
+            profiles: users.iter().map(|(p, _)| p.clone()).collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// A modelauth store file's providers, settings and named secrets into `dst`: providers
+/// and settings only with `include_settings` (each named either way), named secrets
+/// always (the copied profiles' `store` refs need them; kept when different, unless
+/// `replace`). A source store older than named secrets has none.
+pub(super) fn copy_store_extras(
+    src: &dyn Tx,
+    dst: &dyn Tx,
+    include_settings: bool,
+    replace: bool,
+    write: bool,
+    now: i64,
+) -> Result<(Vec<SettingAction>, Vec<SecretAction>, Vec<ImportWarning>)> {
+    let mut warnings = vec![];
+    let mut settings = vec![];
+    let dst_providers: BTreeMap<String, Value> = dst.providers()?.into_iter().collect();
+    let mut items: Vec<(String, String, String, Value, Option<Value>)> = vec![];
+    for (id, body) in src.providers()? {
+        let have = dst_providers.get(&id).cloned();
+        items.push((
+            "provider".into(),
+            id.clone(),
+            format!("/providers/{id}"),
+            body,
+            have,
+        ));
+    }
+    for (k, v) in src.settings()? {
+        let have = dst.setting(&k)?;
+        items.push((
+            "setting".into(),
+            k.clone(),
+            format!("/settings/{k}"),
+            v,
+            have,
+        ));
+    }
+    for (kind, name, pointer, body, have) in items {
+        let (action, reason) = if !include_settings {
+            ("skipped", Some("includeSettings"))
+        } else {
+            match &have {
+                None => ("created", None),
+                Some(h) if *h == body => ("unchanged", None),
+                Some(_) if replace => ("updated", None),
+                Some(_) => ("skipped", Some("exists")),
+            }
+        };
+        if write && matches!(action, "created" | "updated") {
+            if kind == "provider" {
+                dst.put_provider(&name, &body)?;
+            } else {
+                dst.put_setting(&name, &body)?;
+            }
+        }
+        let summary = if kind == "setting" && name == "secretProviders" {
+            body.as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(n, b)| format!("{n}: {}", provider_summary(b)))
+                        .collect::<Vec<_>>()
+                        .join("; ")
+                })
+                .unwrap_or_default()
+        } else {
+            let mut s = body.to_string();
+            s.truncate(200);
+            s
+        };
+        let a = SettingAction {
+            pointer,
+            kind,
+            name,
+            action: action.into(),
+            reason: reason.map(str::to_string),
+            summary,
+            source: None,
+        };
+        if reason == Some("includeSettings") {
+            warnings.push(not_included_warning(&a));
+        }
+        settings.push(a);
+    }
+    let mut secrets = vec![];
+    for (provider, id, v) in src.named_secrets().unwrap_or_default() {
+        let (action, reason) = match dst.named_secret(&provider, &id)? {
+            None => ("created", None),
+            Some(h) if h == v => ("unchanged", None),
+            Some(_) if replace => ("updated", None),
+            Some(_) => ("skipped", Some("exists".to_string())),
+        };
+        if write && matches!(action, "created" | "updated") {
+            dst.put_named_secret(&provider, &id, &v, now)?;
+        }
+        secrets.push(SecretAction {
+            provider,
+            id,
+            action: action.into(),
+            reason,
+            profiles: vec![],
+        });
+    }
+    Ok((settings, secrets, warnings))
+}
+
+/// A warning for each imported oauth profile whose tokens are OpenClaw's failed-refresh
+/// fence ([`crate::core::fence`]): modelauth reports it `expired`, as OpenClaw does, and
+/// names where the real tokens are (`credentials/oauth.json.migrated-*` of the state
+/// directory, when there are such files).
+pub(super) fn fence_warnings(plan: &ImportPlan, source: Option<&str>) -> Vec<ImportWarning> {
+    use crate::core::fence::is_refresh_fence;
+    use crate::core::profile::Credential;
+    let mut out = vec![];
+    let migrated = source.map(migrated_files).unwrap_or_default();
+    for scope in &plan.scopes {
+        for (id, pp) in &scope.profiles {
+            let Credential::OAuth {
+                access, refresh, ..
+            } = &pp.profile.credential
+            else {
+                continue;
+            };
+            if !is_refresh_fence(access.expose()) && !is_refresh_fence(refresh.expose()) {
+                continue;
+            }
+            let where_ = if migrated.is_empty() {
+                "OpenClaw keeps the real tokens only in credentials/oauth.json.migrated-* of its state directory (none was found beside this source)".to_string()
+            } else {
+                format!(
+                    "the real tokens survive only in {} (OpenClaw's copy from before the failed refresh); log in again, or import that file",
+                    migrated.join(", ")
+                )
+            };
+            out.push(ImportWarning {
+                pointer: pp.pointer.clone(),
+                kind: "refresh_fence".into(),
+                message: format!(
+                    "`{id}` holds OpenClaw's failed-refresh fence instead of tokens: it is `expired` here as in OpenClaw; {where_}"
+                ),
+                source: None,
+            });
+        }
+    }
+    out
+}
+
+/// `credentials/oauth.json.migrated-*` under a state directory (or beside a file), as
+/// paths relative to it, sorted.
+fn migrated_files(source: &str) -> Vec<String> {
+    let p = std::path::Path::new(source);
+    let dir = if p.is_dir() {
+        p.join("credentials")
+    } else {
+        p.parent().map(|d| d.to_path_buf()).unwrap_or_default()
+    };
+    let mut out: Vec<String> = std::fs::read_dir(&dir)
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.starts_with("oauth.json.migrated"))
+                .map(|n| dir.join(n).display().to_string())
+                .collect()
+        })
+        .unwrap_or_default();
+    out.sort();
+    out
+}
+
+/// Re-import of a source already imported (issue 18): reads the marks `source` left, then
+/// - with `sync`: removes what this source brought before and no longer holds — profiles
+///   (with their lastGood entries and their places in the scope's orders) and orders —
+///   reported as `removed` (reason `removed_in_source`);
+/// - without it: keeps them, and warns (`stale_kept`) for each, and for each credential or
+///   order of this source kept although the source now holds a different one;
+///
+/// Then (when writing) it marks everything this import brought.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn reconcile(
+    c: &dyn Tx,
+    plan: &ImportPlan,
+    profiles: &mut Vec<crate::openclaw::import::ProfileAction>,
+    orders: &mut Vec<crate::openclaw::import::OrderAction>,
+    source: &str,
+    sync: bool,
+    write: bool,
+) -> Result<Vec<ImportWarning>> {
+    use crate::openclaw::import::{OrderAction, ProfileAction};
+    let scope_of = |s: &str| (s != "shared").then(|| s.to_string());
+    let scope_name = |a: &Option<String>| a.clone().unwrap_or_else(|| "shared".into());
+    let marks = c.import_marks(source)?;
+    let marked: std::collections::BTreeSet<(Option<String>, String, String)> =
+        marks.iter().cloned().collect();
+    let mut planned_profiles = std::collections::BTreeSet::new();
+    let mut planned_orders = std::collections::BTreeSet::new();
+    for s in &plan.scopes {
+        for id in s.profiles.keys() {
+            planned_profiles.insert((s.agent.clone(), id.clone()));
+        }
+        for provider in s.orders.keys() {
+            planned_orders.insert((s.agent.clone(), provider.clone()));
+        }
+    }
+    let mut warnings = vec![];
+    let stale = |pointer: String, message: String| ImportWarning {
+        pointer,
+        kind: "stale_kept".into(),
+        message,
+        source: Some(source.to_string()),
+    };
+    // Kept although the source now differs.
+    for a in profiles
+        .iter()
+        .filter(|a| a.reason.as_deref() == Some("exists"))
+    {
+        let key = (
+            scope_of(&a.scope),
+            "profile".to_string(),
+            a.profile_id.clone(),
+        );
+        if marked.contains(&key) {
+            warnings.push(stale(
+                String::new(),
+                format!(
+                    "`{}` ({}) differs in the source since the last import; the stored credential was kept (replace: true or sync: true takes the source's)",
+                    a.profile_id, a.scope
+                ),
+            ));
+        }
+    }
+    for a in orders
+        .iter()
+        .filter(|a| a.reason.as_deref() == Some("exists"))
+    {
+        let key = (scope_of(&a.scope), "order".to_string(), a.provider.clone());
+        if marked.contains(&key) {
+            warnings.push(stale(
+                String::new(),
+                format!(
+                    "the {} order ({}) differs in the source since the last import; the stored order was kept (replace: true or sync: true takes the source's)",
+                    a.provider, a.scope
+                ),
+            ));
+        }
+    }
+    // Gone from the source.
+    for (scope, kind, key) in &marks {
+        let sa = scope.as_deref();
+        let gone = match kind.as_str() {
+            "profile" => !planned_profiles.contains(&(scope.clone(), key.clone())),
+            "order" => !planned_orders.contains(&(scope.clone(), key.clone())),
+            _ => false,
+        };
+        if !gone {
+            continue;
+        }
+        if !sync {
+            warnings.push(stale(
+                String::new(),
+                format!(
+                    "{kind} `{key}` ({}) came from this source and is no longer in it; kept here (sync: true removes it)",
+                    scope_name(scope)
+                ),
+            ));
+            continue;
+        }
+        if kind == "profile" {
+            if write {
+                c.delete_profile(sa, key)?;
+                c.clear_last_good_for(sa, key)?;
+                for (provider, ids) in c.scope_orders(sa)? {
+                    if ids.iter().any(|x| x == key) {
+                        let kept: Vec<String> = ids.into_iter().filter(|x| x != key).collect();
+                        c.set_order(sa, &provider, &kept, crate::handlers::now_ms())?;
+                    }
+                }
+                c.delete_import_mark(sa, kind, key)?;
+            }
+            profiles.push(ProfileAction {
+                profile_id: key.clone(),
+                scope: scope_name(scope),
+                action: "removed".into(),
+                reason: Some("removed_in_source".into()),
+            });
+        } else {
+            if write {
+                c.clear_order(sa, key)?;
+                c.delete_import_mark(sa, kind, key)?;
+            }
+            orders.push(OrderAction {
+                provider: key.clone(),
+                scope: scope_name(scope),
+                order: vec![],
+                action: "removed".into(),
+                reason: Some("removed_in_source".into()),
+            });
+        }
+    }
+    if write {
+        for a in profiles.iter() {
+            if matches!(a.action.as_str(), "created" | "updated" | "unchanged") {
+                c.set_import_mark(
+                    scope_of(&a.scope).as_deref(),
+                    "profile",
+                    &a.profile_id,
+                    source,
+                )?;
+            }
+        }
+        for a in orders.iter() {
+            if matches!(a.action.as_str(), "created" | "updated" | "unchanged")
+                && a.reason.as_deref() != Some("appended")
+            {
+                c.set_import_mark(scope_of(&a.scope).as_deref(), "order", &a.provider, source)?;
+            }
+        }
+    }
+    Ok(warnings)
+}
