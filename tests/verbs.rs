@@ -537,6 +537,14 @@ fn did_you_mean_for_providers_and_profile_ids() {
     assert_eq!(e["data"]["didYouMean"], "anthropic:work", "{e}");
     let e = t.fail(&["report", "anthropic:wrk", "--status", "429"], b"");
     assert_eq!(e["data"]["didYouMean"], "anthropic:work");
+    // `call` too.
+    let e = t.fail(&["call", "auth.resolve", r#"{"provider":"antropic"}"#], b"");
+    assert_eq!(e["data"]["didYouMean"], "anthropic", "{e}");
+    let e = t.fail(
+        &["call", "profiles.get", r#"{"profileId":"anthropic:wrk"}"#],
+        b"",
+    );
+    assert_eq!(e["data"]["didYouMean"], "anthropic:work", "{e}");
     // Nothing near: no guess.
     let e = t.fail(&["get", "zzzzzzzz"], b"");
     assert!(e["data"].get("didYouMean").is_none(), "{e}");
