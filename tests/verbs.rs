@@ -808,3 +808,42 @@ fn postgres_tls_and_password_failures_have_their_own_kinds() {
         "{d}"
     );
 }
+
+#[test]
+fn serve_answers_unknown_provider_and_profile_ids_with_a_did_you_mean() {
+    let t = T::new();
+    t.ok(&["add", "anthropic:work"], b"sk-ant-0001\n");
+    let input = concat!(
+        r#"{"jsonrpc":"2.0","id":1,"method":"auth.resolve","params":{"provider":"antropic"}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":2,"method":"profiles.remove","params":{"profileId":"anthropic:wrok"}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":3,"method":"order.set","params":{"provider":"anthropic","order":["anthropic:wrk"]}}"#,
+        "\n"
+    );
+    let o = t.run(&["serve"], input.as_bytes());
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["error"]["data"]["didYouMean"], "anthropic",
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0]["error"]["data"]["hint"]
+        .as_str()
+        .unwrap()
+        .starts_with("did you mean `anthropic`?"));
+    assert_eq!(
+        lines[1]["error"]["data"]["didYouMean"], "anthropic:work",
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2]["error"]["data"]["kind"], "unknown_profile",
+        "{}",
+        lines[2]
+    );
+}

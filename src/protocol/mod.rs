@@ -5,4 +5,5 @@
 
 pub mod dispatch;
 pub mod openrpc;
+pub mod suggest;
 pub mod transport;
