@@ -408,22 +408,9 @@ pub fn run(cli: Cli) -> i32 {
                         "no params were given (stdin is read only with `-`): modelauth call {method} '{{...}}', or pipe them into modelauth call {method} -; {hint}"
                     )))
                 }
-                Err(e) => {
-                    // Did-you-mean from the params' provider / profileId (PROTOCOL §10 r3).
-                    let v: serde_json::Value = params
-                        .as_deref()
-                        .and_then(|p| serde_json::from_str(p).ok())
-                        .unwrap_or_default();
-                    let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_string);
-                    let e = suggest::did_you_mean(
-                        &d,
-                        e,
-                        text("provider").or_else(|| text("id")).as_deref(),
-                        text("profileId").as_deref(),
-                        text("agent").as_deref(),
-                    );
-                    print_error(&e)
-                }
+                // The did-you-mean of an unknown provider or profile id comes with the
+                // error (Dispatcher::call); the hint stays the method's.
+                Err(e) => print_error(&e),
             }
         }
         Command::Check {
