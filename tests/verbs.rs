@@ -537,6 +537,14 @@ fn did_you_mean_for_providers_and_profile_ids() {
     assert_eq!(e["data"]["didYouMean"], "anthropic:work", "{e}");
     let e = t.fail(&["report", "anthropic:wrk", "--status", "429"], b"");
     assert_eq!(e["data"]["didYouMean"], "anthropic:work");
+    // `call` too.
+    let e = t.fail(&["call", "auth.resolve", r#"{"provider":"antropic"}"#], b"");
+    assert_eq!(e["data"]["didYouMean"], "anthropic", "{e}");
+    let e = t.fail(
+        &["call", "profiles.get", r#"{"profileId":"anthropic:wrk"}"#],
+        b"",
+    );
+    assert_eq!(e["data"]["didYouMean"], "anthropic:work", "{e}");
     // Nothing near: no guess.
     let e = t.fail(&["get", "zzzzzzzz"], b"");
     assert!(e["data"].get("didYouMean").is_none(), "{e}");
@@ -713,4 +721,129 @@ fn an_unknown_postgres_host_is_unavailable_with_a_dns_hint() {
     assert_eq!(e["data"]["reason"], "dns", "{e}");
     assert_eq!(e["data"]["retryable"], false, "{e}");
     assert!(e["data"]["hint"].as_str().unwrap().contains("DNS"), "{e}");
+}
+
+#[test]
+fn a_passfile_that_others_can_read_is_noted_as_ignored_for_the_store_auth_hint() {
+    use std::os::unix::fs::PermissionsExt;
+    let t = T::new();
+    let pf = t.dir.path().join("pgpass");
+    std::fs::write(&pf, "*:*:*:*:pw-0001\n").unwrap();
+    let loc = |mode: u32| {
+        std::fs::set_permissions(&pf, std::fs::Permissions::from_mode(mode)).unwrap();
+        let p = pf.to_str().unwrap().to_string();
+        let env = move |k: &str| (k == "PGPASSFILE").then(|| p.clone());
+        match modelauth::store::parse_location(
+            std::path::Path::new("postgres://u@127.0.0.1:5432/db"),
+            false,
+            &env,
+        )
+        .unwrap()
+        {
+            modelauth::store::StoreLocation::Postgres(l) => l,
+            _ => panic!("not postgres"),
+        }
+    };
+    let l = loc(0o644);
+    assert_eq!(l.passfile_ignored.as_deref(), Some(pf.as_path()));
+    assert!(l.config.get_password().is_none());
+    let l = loc(0o600);
+    assert!(l.passfile_ignored.is_none());
+    assert_eq!(l.config.get_password(), Some(&b"pw-0001"[..]));
+}
+
+/// PostgreSQL failure causes → kinds against a real server that wants a password over TCP
+/// and offers TLS with a certificate no public root signed (a stock Debian cluster):
+/// `MODELAUTH_TEST_PG_TCP=postgres://USER@127.0.0.1:PORT/DB` (no password in it).
+#[test]
+fn postgres_tls_and_password_failures_have_their_own_kinds() {
+    let Some(url) = std::env::var("MODELAUTH_TEST_PG_TCP")
+        .ok()
+        .filter(|u| !u.is_empty())
+    else {
+        eprintln!("SKIPPED: set MODELAUTH_TEST_PG_TCP=postgres://user@127.0.0.1:port/db (a password-protected TCP server with a self-signed certificate)");
+        return;
+    };
+    let t = T::new();
+    let kind_of = |store: String, envs: &[(&str, &str)]| -> Value {
+        let mut c = t.bare();
+        c.envs(envs.iter().copied())
+            .args(["--store", &store, "list"]);
+        let o = run(&mut c, b"");
+        assert_eq!(
+            o.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        serde_json::from_slice::<Value>(&o.stderr).unwrap()["data"].clone()
+    };
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let d = kind_of(format!("{url}{sep}sslmode=disable"), &[]);
+    assert_eq!(
+        (d["kind"].as_str(), d["retryable"].as_bool()),
+        (Some("store_auth"), Some(false)),
+        "{d}"
+    );
+    let d = kind_of(
+        format!("{url}{sep}sslmode=disable"),
+        &[("PGPASSWORD", "wrong-0001")],
+    );
+    assert_eq!(d["kind"], "store_auth", "{d}");
+    let pf = t.dir.path().join("pgpass");
+    std::fs::write(&pf, "*:*:*:*:wrong-0002\n").unwrap();
+    let d = kind_of(
+        format!("{url}{sep}sslmode=disable"),
+        &[("PGPASSFILE", pf.to_str().unwrap())],
+    );
+    assert_eq!(d["reason"], "passfile_ignored", "{d}");
+    assert!(d["hint"].as_str().unwrap().contains("chmod 0600"), "{d}");
+    let d = kind_of(
+        format!("{url}{sep}sslmode=verify-full"),
+        &[("PGPASSWORD", "x")],
+    );
+    assert_eq!(
+        (d["kind"].as_str(), d["retryable"].as_bool()),
+        (Some("store_tls"), Some(false)),
+        "{d}"
+    );
+}
+
+#[test]
+fn serve_answers_unknown_provider_and_profile_ids_with_a_did_you_mean() {
+    let t = T::new();
+    t.ok(&["add", "anthropic:work"], b"sk-ant-0001\n");
+    let input = concat!(
+        r#"{"jsonrpc":"2.0","id":1,"method":"auth.resolve","params":{"provider":"antropic"}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":2,"method":"profiles.remove","params":{"profileId":"anthropic:wrok"}}"#,
+        "\n",
+        r#"{"jsonrpc":"2.0","id":3,"method":"order.set","params":{"provider":"anthropic","order":["anthropic:wrk"]}}"#,
+        "\n"
+    );
+    let o = t.run(&["serve"], input.as_bytes());
+    let lines: Vec<Value> = String::from_utf8(o.stdout)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(
+        lines[0]["error"]["data"]["didYouMean"], "anthropic",
+        "{}",
+        lines[0]
+    );
+    assert!(lines[0]["error"]["data"]["hint"]
+        .as_str()
+        .unwrap()
+        .starts_with("did you mean `anthropic`?"));
+    assert_eq!(
+        lines[1]["error"]["data"]["didYouMean"], "anthropic:work",
+        "{}",
+        lines[1]
+    );
+    assert_eq!(
+        lines[2]["error"]["data"]["kind"], "unknown_profile",
+        "{}",
+        lines[2]
+    );
 }

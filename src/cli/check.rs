@@ -110,6 +110,12 @@ pub(super) fn check(
             text.push('\n');
         }
         text.push_str(&render_status(&st));
+        // PROTOCOL §10 r3: an empty answer names the store (a typo in --store reads empty).
+        if st.providers.is_empty() {
+            if let Some(c) = super::human::context() {
+                text.push_str(&format!("store: {}\n", c.describe()));
+            }
+        }
     }
     write_stdout(&text, code)
 }

@@ -427,6 +427,8 @@ pub fn run(cli: Cli) -> i32 {
                         "no params were given (stdin is read only with `-`): modelauth call {method} '{{...}}', or pipe them into modelauth call {method} -; {hint}"
                     )))
                 }
+                // The did-you-mean of an unknown provider or profile id comes with the
+                // error (Dispatcher::call); the hint stays the method's.
                 Err(e) => print_error(&e),
             }
         }

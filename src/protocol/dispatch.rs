@@ -429,7 +429,9 @@ impl Dispatcher {
         let e = env
             .error
             .ok_or_else(|| RpcError::internal("response without result or error"))?;
-        Err(rebuild_error(e.code, e.message, e.data))
+        let e = rebuild_error(e.code, e.message, e.data);
+        // PROTOCOL §10 r3: an unknown provider or profile id gets a did-you-mean.
+        Err(super::suggest::for_params(self, e, method, params))
     }
 }
 

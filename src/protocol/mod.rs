@@ -7,4 +7,5 @@
 pub mod dispatch;
 pub mod methods;
 pub mod openrpc;
+pub mod suggest;
 pub mod transport;
