@@ -301,6 +301,9 @@ fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
 
 #[test]
 fn a_modelauth_store_file_brings_providers_and_settings_only_with_include_settings() {
+    if common::skip_on_pg("the source of format modelauth-store is a SQLite file") {
+        return;
+    }
     let src = TempStore::new();
     ok(
         &src.path,
@@ -783,6 +786,13 @@ fn a_legacy_per_agent_auth_json_imports_as_openclaws_doctor_migrates_it() {
     let ans = answers(case);
     let t = TempStore::new();
     let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    assert_eq!(r["errors"], json!([]));
+    // The legacy file fills deepseek:default, as OpenClaw's doctor migrated it.
+    assert!(r["profiles"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|p| p["profileId"] == "deepseek:default" && p["action"] == "created"));
     let mut mine: Vec<String> = ok(&t.path, "profiles.list", json!({"agent": "main"}))["profiles"]
         .as_array()
         .unwrap()
