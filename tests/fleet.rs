@@ -687,6 +687,10 @@ fn eight_helpers_creating_the_store_at_once_all_succeed() {
     assert_eq!(list["profiles"].as_array().unwrap().len(), 8);
     assert_eq!(
         ok(&s.path, "helper.info", json!({}))["store"]["schemaVersion"],
-        modelauth::store::postgres::PG_SCHEMA_VERSION
+        if pg_url().is_some() {
+            modelauth::store::postgres::PG_SCHEMA_VERSION
+        } else {
+            modelauth::store::SCHEMA_VERSION
+        }
     );
 }

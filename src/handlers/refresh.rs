@@ -336,6 +336,11 @@ impl App {
                                 }
                                 *e = expires;
                             }
+                            // Already stored: an earlier try committed, and only its
+                            // acknowledgement was lost with the connection.
+                            Credential::OAuth { access, .. } if *access == grant.access => {
+                                return Ok(true)
+                            }
                             // Replaced by profiles.put while we were out: keep the new one.
                             _ => return Ok(false),
                         }
@@ -351,8 +356,14 @@ impl App {
                     // refresh lock keeps every other process from using the old one: keep
                     // retrying a busy store for up to ROTATED_COMMIT_PATIENCE rather than
                     // drop it. Without rotation, three tries are enough.
+                    // A connection lost before the commit (PostgreSQL restarting, a
+                    // proxy cut) is retried the same way (issue 20): the next try
+                    // reconnects.
                     let retry = match &r {
-                        Err(e) if e.kind == ErrorKind::StoreBusy => {
+                        Err(e)
+                            if e.kind == ErrorKind::StoreBusy
+                                || e.kind == ErrorKind::StoreUnavailable =>
+                        {
                             if rotated {
                                 commit_started.elapsed() < ROTATED_COMMIT_PATIENCE
                             } else {

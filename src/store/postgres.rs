@@ -363,9 +363,9 @@ impl PgStore {
                 .trim()
                 .parse::<u64>()
                 .ok()
-                .filter(|ms| *ms > 0 && crate::core::settings::BUSY_TIMEOUT_MS_RANGE.contains(ms))
+                .filter(|ms| crate::core::settings::BUSY_TIMEOUT_MS_RANGE.contains(ms))
             {
-                self.busy_timeout_ms = ms;
+                self.busy_timeout_ms = pg_lock_ms(ms);
             }
         }
     }
@@ -605,7 +605,7 @@ impl Store for PgStore {
     }
 
     fn set_busy_timeout(&mut self, ms: u64) {
-        self.busy_timeout_ms = ms;
+        self.busy_timeout_ms = pg_lock_ms(ms);
         self.settings_read = true;
     }
 
@@ -748,6 +748,12 @@ fn connect(loc: &PgLocation, busy_timeout_ms: u64) -> Result<Client, RpcError> {
         Client::connect(&config, tls::connector(loc)?, PG_CONNECT_TIMEOUT, rt)
     };
     r.map_err(|e| map_pg(e, loc))
+}
+
+/// `busyTimeoutMs` as a PostgreSQL `lock_timeout`: 0 means "do not wait" to SQLite but
+/// "wait for ever" to PostgreSQL, so it becomes 1 ms (issue 20: a stored 0 was ignored).
+fn pg_lock_ms(ms: u64) -> u64 {
+    ms.max(1)
 }
 
 /// The client-side deadline of one statement (PROTOCOL §11 *(r3)*): the server-side
@@ -1215,6 +1221,7 @@ impl Tx for PgTx<'_> {
     /// transactions take it from the handle ([`Store::set_busy_timeout`]).
     fn apply_busy_timeout(&self, ms: u64) -> Result<(), RpcError> {
         let ms = ms.min(*crate::core::settings::BUSY_TIMEOUT_MS_RANGE.end());
+        let ms = pg_lock_ms(ms);
         self.exec(&format!("SET LOCAL lock_timeout = {ms}"), &[])?;
         Ok(())
     }
