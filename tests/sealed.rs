@@ -189,7 +189,10 @@ fn without_a_key_a_sealed_store_answers_what_needs_no_secret() {
     // Without the key a profile is not "undecryptable": it is as usable as with it.
     assert_eq!(o["effective"][0]["usable"], true, "{o}");
     let st = call_k(&env, None, "auth.status", json!({})).unwrap();
-    assert_eq!(st["providers"][0]["profiles"][0]["status"], "static", "{st}");
+    assert_eq!(
+        st["providers"][0]["profiles"][0]["status"], "static",
+        "{st}"
+    );
     call_k(
         &env,
         None,
