@@ -846,6 +846,7 @@ fn processes_reaching_the_store_through_a_symlink_share_one_refresh() {
                 c.env_clear()
                     .env("PATH", std::env::var_os("PATH").unwrap_or_default())
                     .env("HOME", env.dir.path())
+                    .envs(common::store_env(&link))
                     .arg("--store")
                     .arg(&link);
                 c

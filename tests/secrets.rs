@@ -77,6 +77,10 @@ fn script() -> Vec<Value> {
         json!({"method": "store.import", "params": {"document": {"version": 1, "profiles": {"openai:imp2": {"type": "bearer", "provider": "openai", "token": SECRETS[6]}}}}}),
         json!({"method": "store.export", "params": {}}),
         json!({"method": "store.export", "params": {"reveal": true}}),
+        // The sealed store's methods (issue 22); without a store key they answer store_sealed.
+        json!({"method": "store.seal", "params": {}}),
+        json!({"method": "store.rekey", "params": {}}),
+        json!({"method": "store.unseal", "params": {}}),
         json!({"method": "providers.put", "params": {"id": "openai-codex", "aliases": ["codex-cli"], "oauth": {"tokenUrl": "http://127.0.0.1:9/token", "clientId": "client-x"}}}),
         json!({"method": "providers.get", "params": {"id": "openai-codex"}}),
         json!({"method": "providers.list", "params": {}}),

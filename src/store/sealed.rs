@@ -126,11 +126,15 @@ fn mismatch_error(expected: &[String], given: &[String]) -> RpcError {
     .with("given", given.to_vec())
 }
 
+/// The sealing state last read, by the change marker of the committed state it was read
+/// from, shared by the transactions of one store handle.
+type MetaCache = Arc<Mutex<Option<(ChangeMarker, Option<Meta>)>>>;
+
 /// The store decorator. Wraps the store returned by `store::open`.
 pub struct SealedStore {
     inner: Box<dyn Store>,
     keys: Result<Arc<KeyRing>, RpcError>,
-    meta_cache: Arc<Mutex<Option<(ChangeMarker, Option<Meta>)>>>,
+    meta_cache: MetaCache,
 }
 
 impl SealedStore {
@@ -155,7 +159,7 @@ impl SealedStore {
 #[derive(Clone)]
 struct Ctx {
     keys: Result<Arc<KeyRing>, RpcError>,
-    meta_cache: Arc<Mutex<Option<(ChangeMarker, Option<Meta>)>>>,
+    meta_cache: MetaCache,
 }
 
 impl Ctx {
