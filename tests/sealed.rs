@@ -431,7 +431,8 @@ fn rekey_while_helpers_resolve_and_write_loses_nothing() {
     let both = format!("{new}\n{old}");
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut workers = vec![];
-    for w in 0..4 {
+    // 8 helper processes (issue 22: "while 8 processes … resolve and write").
+    for w in 0..8 {
         let mut s = Server::spawn(with_key(&env, Some(&both)), Stdio::inherit());
         let stop = stop.clone();
         workers.push(std::thread::spawn(move || {
