@@ -11,7 +11,9 @@
 //! A dry run or a validation runs in a read transaction: the store is not even created.
 
 pub use super::sources::fuzz_import_source;
-use super::sources::*;
+use super::sources::{
+    expand_home, load_source, modelauth_store_path, open_modelauth_store, unreadable,
+};
 use std::collections::BTreeMap;
 use std::path::Path;
 
