@@ -3,7 +3,7 @@
 //! SIGTERM/SIGINT finish the request in flight and exit 0 (after at most
 //! [`SHUTDOWN_GRACE`], even when that request is stuck).
 
-use super::*;
+use super::output_failed;
 use crate::protocol::dispatch::Dispatcher;
 use crate::protocol::transport::{self, LineRead};
 use std::io::{self, BufReader, Write};
@@ -47,79 +47,8 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
     harden_process();
     let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(16);
     let stop = Arc::new(AtomicBool::new(false));
-    {
-        let tx = tx.clone();
-        let stop = stop.clone();
-        // The SIGTERM/SIGINT handlers are installed here, on this thread, before the first
-        // request is read: a signal sent right after the first answer must find them in
-        // place (installed on the waiting thread, they were missing in about 1 run in 6).
-        let handlers = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .ok()
-            .and_then(|rt| {
-                use tokio::signal::unix::{signal, SignalKind};
-                let installed = {
-                    let _g = rt.enter();
-                    (
-                        signal(SignalKind::terminate()),
-                        signal(SignalKind::interrupt()),
-                    )
-                };
-                match installed {
-                    (Ok(term), Ok(int)) => Some((rt, term, int)),
-                    _ => None,
-                }
-            });
-        if handlers.is_none() {
-            tracing::warn!("could not install the SIGTERM/SIGINT handlers");
-        }
-        std::thread::spawn(move || {
-            let Some((rt, mut term, mut int)) = handlers else {
-                return;
-            };
-            rt.block_on(async {
-                tokio::select! {
-                    _ = term.recv() => {}
-                    _ = int.recv() => {}
-                }
-                stop.store(true, Ordering::SeqCst);
-                let _ = tx.try_send(vec![Event::Signal]);
-            });
-            // PROTOCOL §11 (r3): the request in flight has a grace period; a request
-            // stuck past it (a silent server, a hung helper) does not keep the process.
-            std::thread::sleep(SHUTDOWN_GRACE);
-            tracing::warn!(
-                grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
-                "the request in flight did not finish within the shutdown grace period; exiting"
-            );
-            // SAFETY: _exit ends the process at once, running no handler that could wait
-            // on a lock the stuck thread holds.
-            unsafe { libc::_exit(0) };
-        });
-    }
-    std::thread::spawn(move || {
-        let stdin = io::stdin();
-        let mut r = BufReader::with_capacity(64 * 1024, stdin.lock());
-        let mut buf = Vec::new();
-        let mut batch = Vec::new();
-        loop {
-            let ev = match transport::read_line_limited(&mut r, max, &mut buf) {
-                Ok(LineRead::Line) => Event::Line(std::mem::take(&mut buf)),
-                Ok(LineRead::TooLarge) => Event::TooLarge,
-                Ok(LineRead::Eof) | Err(_) => Event::Eof,
-            };
-            let end = matches!(ev, Event::Eof);
-            batch.push(ev);
-            // Hand the batch over before a read that could block.
-            if end || !r.buffer().contains(&b'\n') {
-                let sent = tx.send(std::mem::take(&mut batch)).is_ok();
-                if !sent || end {
-                    return;
-                }
-            }
-        }
-    });
+    watch_signals(tx.clone(), stop.clone());
+    spawn_reader(tx, max);
     let stdout = io::stdout();
     let mut out = io::BufWriter::with_capacity(64 * 1024, stdout.lock());
     let mut next = rx.recv().ok();
@@ -166,4 +95,83 @@ pub fn serve(d: &Dispatcher, max: usize) -> i32 {
     }
     tracing::debug!("serve loop finished");
     0
+}
+
+/// Installs the SIGTERM/SIGINT handlers and starts the thread that waits on them: a signal
+/// sets `stop`, sends [`Event::Signal`] and, after [`SHUTDOWN_GRACE`], ends the process.
+fn watch_signals(tx: mpsc::SyncSender<Vec<Event>>, stop: Arc<AtomicBool>) {
+    // The SIGTERM/SIGINT handlers are installed here, on this thread, before the first
+    // request is read: a signal sent right after the first answer must find them in
+    // place (installed on the waiting thread, they were missing in about 1 run in 6).
+    let handlers = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()
+        .and_then(|rt| {
+            use tokio::signal::unix::{signal, SignalKind};
+            let installed = {
+                let _g = rt.enter();
+                (
+                    signal(SignalKind::terminate()),
+                    signal(SignalKind::interrupt()),
+                )
+            };
+            match installed {
+                (Ok(term), Ok(int)) => Some((rt, term, int)),
+                _ => None,
+            }
+        });
+    if handlers.is_none() {
+        tracing::warn!("could not install the SIGTERM/SIGINT handlers");
+    }
+    std::thread::spawn(move || {
+        let Some((rt, mut term, mut int)) = handlers else {
+            return;
+        };
+        rt.block_on(async {
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = int.recv() => {}
+            }
+            stop.store(true, Ordering::SeqCst);
+            let _ = tx.try_send(vec![Event::Signal]);
+        });
+        // PROTOCOL §11 (r3): the request in flight has a grace period; a request
+        // stuck past it (a silent server, a hung helper) does not keep the process.
+        std::thread::sleep(SHUTDOWN_GRACE);
+        tracing::warn!(
+            grace_ms = SHUTDOWN_GRACE.as_millis() as u64,
+            "the request in flight did not finish within the shutdown grace period; exiting"
+        );
+        // SAFETY: _exit ends the process at once, running no handler that could wait
+        // on a lock the stuck thread holds.
+        unsafe { libc::_exit(0) };
+    });
+}
+
+/// Starts the stdin reader thread: lines of at most `max` bytes, handed over in batches
+/// of whatever is already buffered; ends with [`Event::Eof`].
+fn spawn_reader(tx: mpsc::SyncSender<Vec<Event>>, max: usize) {
+    std::thread::spawn(move || {
+        let stdin = io::stdin();
+        let mut r = BufReader::with_capacity(64 * 1024, stdin.lock());
+        let mut buf = Vec::new();
+        let mut batch = Vec::new();
+        loop {
+            let ev = match transport::read_line_limited(&mut r, max, &mut buf) {
+                Ok(LineRead::Line) => Event::Line(std::mem::take(&mut buf)),
+                Ok(LineRead::TooLarge) => Event::TooLarge,
+                Ok(LineRead::Eof) | Err(_) => Event::Eof,
+            };
+            let end = matches!(ev, Event::Eof);
+            batch.push(ev);
+            // Hand the batch over before a read that could block.
+            if end || !r.buffer().contains(&b'\n') {
+                let sent = tx.send(std::mem::take(&mut batch)).is_ok();
+                if !sent || end {
+                    return;
+                }
+            }
+        }
+    });
 }

@@ -143,119 +143,146 @@ pub fn validate_secret_providers(v: &Value) -> Result<(), RpcError> {
     };
     for (name, entry) in entries {
         let at = format!("{base}/{}", name.replace('~', "~0").replace('/', "~1"));
-        if name.trim().is_empty() {
+        validate_provider_entry(&at, name, entry)?;
+    }
+    Ok(())
+}
+
+/// Checks one entry `name` (at pointer `at`) of a `secretProviders` value: an object with
+/// a known `source`, only that source's keys, each of its type, and the `path`/`command`
+/// the source needs.
+fn validate_provider_entry(at: &str, name: &str, entry: &Value) -> Result<(), RpcError> {
+    if name.trim().is_empty() {
+        return Err(provider_error(
+            at.into(),
+            "a secret provider needs a non-empty name",
+            &[],
+        ));
+    }
+    let Value::Object(fields) = entry else {
+        return Err(provider_error(
+            at.into(),
+            format!("secret provider `{name}` must be an object with a `source`"),
+            &[],
+        ));
+    };
+    let sources: Vec<&str> = SECRET_PROVIDER_KEYS.iter().map(|(s, _)| *s).collect();
+    let source = fields.get("source");
+    let Some((source, keys)) = source
+        .and_then(Value::as_str)
+        .and_then(|s| SECRET_PROVIDER_KEYS.iter().find(|(k, _)| *k == s))
+        .copied()
+    else {
+        return Err(provider_error(
+            format!("{at}/source"),
+            format!("secret provider `{name}` needs `source`: env, file or exec"),
+            &sources,
+        ));
+    };
+    for k in fields.keys() {
+        if !keys.contains(&k.as_str()) {
+            let hint = keys
+                .iter()
+                .find(|x| x.eq_ignore_ascii_case(k))
+                .map(|x| format!("did you mean `{x}`?"))
+                .unwrap_or_else(|| format!("a `{source}` provider takes: {}", keys.join(", ")));
             return Err(provider_error(
-                at,
-                "a secret provider needs a non-empty name",
-                &[],
-            ));
-        }
-        let Value::Object(fields) = entry else {
-            return Err(provider_error(
-                at,
-                format!("secret provider `{name}` must be an object with a `source`"),
-                &[],
-            ));
-        };
-        let sources: Vec<&str> = SECRET_PROVIDER_KEYS.iter().map(|(s, _)| *s).collect();
-        let source = fields.get("source");
-        let Some((source, keys)) = source
-            .and_then(Value::as_str)
-            .and_then(|s| SECRET_PROVIDER_KEYS.iter().find(|(k, _)| *k == s))
-            .copied()
-        else {
-            return Err(provider_error(
-                format!("{at}/source"),
-                format!("secret provider `{name}` needs `source`: env, file or exec"),
-                &sources,
-            ));
-        };
-        for k in fields.keys() {
-            if !keys.contains(&k.as_str()) {
-                let hint = keys
-                    .iter()
-                    .find(|x| x.eq_ignore_ascii_case(k))
-                    .map(|x| format!("did you mean `{x}`?"))
-                    .unwrap_or_else(|| format!("a `{source}` provider takes: {}", keys.join(", ")));
-                return Err(provider_error(
-                    format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
-                    format!("unknown key `{k}` in secret provider `{name}` (source `{source}`)"),
-                    keys,
-                )
-                .with_hint(hint));
-            }
-        }
-        let typed = |key: &str, what: &str| {
-            provider_error(
-                format!("{at}/{key}"),
-                format!("`{key}` of secret provider `{name}` must be {what}"),
+                format!("{at}/{}", k.replace('~', "~0").replace('/', "~1")),
+                format!("unknown key `{k}` in secret provider `{name}` (source `{source}`)"),
                 keys,
             )
-        };
+            .with_hint(hint));
+        }
+    }
+    let field = ProviderField { at, name, keys };
+    for (key, x) in fields {
+        field.check(key, x)?;
+    }
+    if !fields.contains_key(if source == "exec" { "command" } else { "path" }) && source != "env" {
+        let key = if source == "exec" { "command" } else { "path" };
+        return Err(field.typed(key, "given (an absolute path)"));
+    }
+    Ok(())
+}
+
+/// The type check of the fields of one secret provider entry.
+struct ProviderField<'a> {
+    /// The entry's pointer.
+    at: &'a str,
+    /// The provider's name.
+    name: &'a str,
+    /// The keys its source takes.
+    keys: &'static [&'static str],
+}
+
+impl ProviderField<'_> {
+    /// The error for field `key` that is not `what`.
+    fn typed(&self, key: &str, what: &str) -> RpcError {
+        let (at, name) = (self.at, self.name);
+        provider_error(
+            format!("{at}/{key}"),
+            format!("`{key}` of secret provider `{name}` must be {what}"),
+            self.keys,
+        )
+    }
+
+    /// Checks the type of field `key` with value `x`.
+    fn check(&self, key: &str, x: &Value) -> Result<(), RpcError> {
         let is_str = |x: &Value| {
             x.as_str()
                 .is_some_and(|s| !s.is_empty() && !s.contains('\0'))
         };
-        for (key, x) in fields {
-            match (key.as_str(), x) {
-                ("source", _) => {}
-                ("path" | "command", x) if !is_str(x) => {
-                    return Err(typed(key, "a non-empty string (an absolute path)"))
-                }
-                ("mode", x) if !matches!(x.as_str(), Some("json" | "singleValue")) => {
-                    return Err(typed(key, "`json` or `singleValue`"))
-                }
-                ("timeoutMs", x)
-                    if !x
-                        .as_u64()
-                        .is_some_and(|t| (1..=MAX_EXEC_TIMEOUT_MS).contains(&t)) =>
-                {
-                    return Err(typed(
-                        key,
-                        &format!(
-                            "an integer number of milliseconds from 1 to {MAX_EXEC_TIMEOUT_MS}"
-                        ),
-                    ));
-                }
-                ("jsonOnly", x) if !x.is_boolean() => return Err(typed(key, "true or false")),
-                ("args" | "passEnv", x) => {
-                    let Some(items) = x.as_array() else {
-                        return Err(typed(key, "an array of strings"));
+        match (key, x) {
+            ("source", _) => {}
+            ("path" | "command", x) if !is_str(x) => {
+                return Err(self.typed(key, "a non-empty string (an absolute path)"))
+            }
+            ("mode", x) if !matches!(x.as_str(), Some("json" | "singleValue")) => {
+                return Err(self.typed(key, "`json` or `singleValue`"))
+            }
+            ("timeoutMs", x)
+                if !x
+                    .as_u64()
+                    .is_some_and(|t| (1..=MAX_EXEC_TIMEOUT_MS).contains(&t)) =>
+            {
+                return Err(self.typed(
+                    key,
+                    &format!("an integer number of milliseconds from 1 to {MAX_EXEC_TIMEOUT_MS}"),
+                ));
+            }
+            ("jsonOnly", x) if !x.is_boolean() => return Err(self.typed(key, "true or false")),
+            ("args" | "passEnv", x) => {
+                let Some(items) = x.as_array() else {
+                    return Err(self.typed(key, "an array of strings"));
+                };
+                for (i, item) in items.iter().enumerate() {
+                    let ok = match key {
+                        "args" => item.as_str().is_some_and(|s| !s.contains('\0')),
+                        _ => item.as_str().is_some_and(|s| {
+                            !s.is_empty() && !s.contains('=') && !s.contains('\0')
+                        }),
                     };
-                    for (i, item) in items.iter().enumerate() {
-                        let ok = match key.as_str() {
-                            "args" => item.as_str().is_some_and(|s| !s.contains('\0')),
-                            _ => item.as_str().is_some_and(|s| {
-                                !s.is_empty() && !s.contains('=') && !s.contains('\0')
-                            }),
-                        };
-                        if !ok {
-                            return Err(provider_error(
-                                format!("{at}/{key}/{i}"),
-                                format!(
-                                    "`{key}` of secret provider `{name}` must be an array of {}",
-                                    if key == "args" {
-                                        "strings"
-                                    } else {
-                                        "environment variable names"
-                                    }
-                                ),
-                                keys,
-                            ));
-                        }
+                    if !ok {
+                        let (at, name) = (self.at, self.name);
+                        return Err(provider_error(
+                            format!("{at}/{key}/{i}"),
+                            format!(
+                                "`{key}` of secret provider `{name}` must be an array of {}",
+                                if key == "args" {
+                                    "strings"
+                                } else {
+                                    "environment variable names"
+                                }
+                            ),
+                            self.keys,
+                        ));
                     }
                 }
-                _ => {}
             }
+            _ => {}
         }
-        if !fields.contains_key(if source == "exec" { "command" } else { "path" })
-            && source != "env"
-        {
-            let key = if source == "exec" { "command" } else { "path" };
-            return Err(typed(key, "given (an absolute path)"));
-        }
+        Ok(())
     }
-    Ok(())
 }
 
 fn default_file_mode() -> String {
@@ -430,8 +457,8 @@ pub fn merge_settings(
     Ok((to_store, settings))
 }
 
-fn validate(s: &Settings) -> Result<(), RpcError> {
-    let c = &s.cooldowns;
+/// Checks the cooldown durations (ms) and steps of settings.
+fn validate_cooldowns(c: &CooldownSettings) -> Result<(), RpcError> {
     for (name, v) in [
         ("rateLimitBaseMs", c.rate_limit_base_ms),
         ("rateLimitMaxMs", c.rate_limit_max_ms),
@@ -461,6 +488,11 @@ fn validate(s: &Settings) -> Result<(), RpcError> {
             ),
         ));
     }
+    Ok(())
+}
+
+fn validate(s: &Settings) -> Result<(), RpcError> {
+    validate_cooldowns(&s.cooldowns)?;
     if !(0..=MAX_DURATION_MS).contains(&s.refresh_margin_ms) {
         return Err(invalid(
             "refreshMarginMs",
@@ -491,53 +523,60 @@ fn validate(s: &Settings) -> Result<(), RpcError> {
         ));
     }
     for (name, p) in &s.secret_providers {
-        match p {
-            SecretProvider::File { path, mode } => {
-                if !path.starts_with('/') {
-                    return Err(invalid(
-                        &format!("secretProviders/{name}/path"),
-                        "`path` must be absolute",
-                    ));
-                }
-                if mode != "json" && mode != "singleValue" {
-                    return Err(invalid(
-                        &format!("secretProviders/{name}/mode"),
-                        "`mode` is json or singleValue",
-                    ));
-                }
+        validate_provider(name, p)?;
+    }
+    Ok(())
+}
+
+/// Checks one parsed secret provider `name`: absolute paths, known modes, the exec
+/// timeout range (ms) and list lengths.
+fn validate_provider(name: &str, p: &SecretProvider) -> Result<(), RpcError> {
+    match p {
+        SecretProvider::File { path, mode } => {
+            if !path.starts_with('/') {
+                return Err(invalid(
+                    &format!("secretProviders/{name}/path"),
+                    "`path` must be absolute",
+                ));
             }
-            SecretProvider::Exec {
-                command,
-                timeout_ms,
-                args,
-                pass_env,
-                ..
-            } => {
-                if !EXEC_TIMEOUT_MS_RANGE.contains(timeout_ms) {
-                    return Err(invalid(
-                        &format!("secretProviders/{name}/timeoutMs"),
-                        format!(
-                            "`timeoutMs` must be {} to {} milliseconds",
-                            EXEC_TIMEOUT_MS_RANGE.start(),
-                            EXEC_TIMEOUT_MS_RANGE.end()
-                        ),
-                    ));
-                }
-                if args.len() > MAX_LIST_LEN || pass_env.len() > MAX_LIST_LEN {
-                    return Err(invalid(
-                        &format!("secretProviders/{name}"),
-                        format!("at most {MAX_LIST_LEN} `args` and `passEnv` entries"),
-                    ));
-                }
-                if !command.starts_with('/') {
-                    return Err(invalid(
-                        &format!("secretProviders/{name}/command"),
-                        "`command` must be an absolute path",
-                    ));
-                }
+            if mode != "json" && mode != "singleValue" {
+                return Err(invalid(
+                    &format!("secretProviders/{name}/mode"),
+                    "`mode` is json or singleValue",
+                ));
             }
-            SecretProvider::Env {} => {}
         }
+        SecretProvider::Exec {
+            command,
+            timeout_ms,
+            args,
+            pass_env,
+            ..
+        } => {
+            if !EXEC_TIMEOUT_MS_RANGE.contains(timeout_ms) {
+                return Err(invalid(
+                    &format!("secretProviders/{name}/timeoutMs"),
+                    format!(
+                        "`timeoutMs` must be {} to {} milliseconds",
+                        EXEC_TIMEOUT_MS_RANGE.start(),
+                        EXEC_TIMEOUT_MS_RANGE.end()
+                    ),
+                ));
+            }
+            if args.len() > MAX_LIST_LEN || pass_env.len() > MAX_LIST_LEN {
+                return Err(invalid(
+                    &format!("secretProviders/{name}"),
+                    format!("at most {MAX_LIST_LEN} `args` and `passEnv` entries"),
+                ));
+            }
+            if !command.starts_with('/') {
+                return Err(invalid(
+                    &format!("secretProviders/{name}/command"),
+                    "`command` must be an absolute path",
+                ));
+            }
+        }
+        SecretProvider::Env {} => {}
     }
     Ok(())
 }

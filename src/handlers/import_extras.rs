@@ -3,13 +3,15 @@
 //! by one in every answer (protocol §11), and the named secrets that imported `store`
 //! SecretRefs need (protocol §12). Applied inside the import's one transaction.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value};
 
 use crate::core::error::Result;
 use crate::core::secret_value::Secret;
-use crate::openclaw::import::{ImportPlan, ImportWarning, Loaded, PieceKind};
+use crate::openclaw::import::{
+    ImportPlan, ImportWarning, Loaded, OrderAction, PieceKind, ProfileAction,
+};
 use crate::openclaw::settings_import::{self as si, provider_summary, SecretAction, SettingAction};
 use crate::store::Tx;
 
@@ -364,36 +366,61 @@ fn migrated_files(source: &str) -> Vec<String> {
 pub(super) fn reconcile(
     c: &dyn Tx,
     plan: &ImportPlan,
-    profiles: &mut Vec<crate::openclaw::import::ProfileAction>,
-    orders: &mut Vec<crate::openclaw::import::OrderAction>,
+    profiles: &mut Vec<ProfileAction>,
+    orders: &mut Vec<OrderAction>,
     source: &str,
     sync: bool,
     write: bool,
 ) -> Result<Vec<ImportWarning>> {
-    use crate::openclaw::import::{OrderAction, ProfileAction};
-    let scope_of = |s: &str| (s != "shared").then(|| s.to_string());
-    let scope_name = |a: &Option<String>| a.clone().unwrap_or_else(|| "shared".into());
     let marks = c.import_marks(source)?;
-    let marked: std::collections::BTreeSet<(Option<String>, String, String)> =
-        marks.iter().cloned().collect();
-    let mut planned_profiles = std::collections::BTreeSet::new();
-    let mut planned_orders = std::collections::BTreeSet::new();
-    for s in &plan.scopes {
-        for id in s.profiles.keys() {
-            planned_profiles.insert((s.agent.clone(), id.clone()));
-        }
-        for provider in s.orders.keys() {
-            planned_orders.insert((s.agent.clone(), provider.clone()));
-        }
+    let marked: BTreeSet<Mark> = marks.iter().cloned().collect();
+    let mut warnings = kept_although_differs(profiles, orders, &marked, source);
+    let gone = Gone {
+        c,
+        source,
+        sync,
+        write,
+    };
+    gone.handle(plan, &marks, profiles, orders, &mut warnings)?;
+    if write {
+        mark_imported(c, profiles, orders, source)?;
     }
-    let mut warnings = vec![];
-    let stale = |pointer: String, message: String| ImportWarning {
-        pointer,
+    Ok(warnings)
+}
+
+/// An import mark: `(scope, kind, key)` — scope `None` = shared, kind `profile` (key: the
+/// profile id) or `order` (key: the provider).
+type Mark = (Option<String>, String, String);
+
+/// The scope of a result's `scope` name (`shared` = `None`).
+fn scope_of(s: &str) -> Option<String> {
+    (s != "shared").then(|| s.to_string())
+}
+
+/// The result's name of a scope (`None` = `shared`).
+fn scope_name(a: &Option<String>) -> String {
+    a.clone().unwrap_or_else(|| "shared".into())
+}
+
+/// A `stale_kept` warning about `source`.
+fn stale(source: &str, message: String) -> ImportWarning {
+    ImportWarning {
+        pointer: String::new(),
         kind: "stale_kept".into(),
         message,
         source: Some(source.to_string()),
-    };
-    // Kept although the source now differs.
+    }
+}
+
+/// `stale_kept` warnings for each profile or order of this source (in `marked`) kept
+/// (`exists`) although the source now holds a different one.
+fn kept_although_differs(
+    profiles: &[ProfileAction],
+    orders: &[OrderAction],
+    marked: &BTreeSet<Mark>,
+    source: &str,
+) -> Vec<ImportWarning> {
+    let mut warnings = vec![];
     for a in profiles
         .iter()
         .filter(|a| a.reason.as_deref() == Some("exists"))
@@ -405,7 +432,7 @@ pub(super) fn reconcile(
         );
         if marked.contains(&key) {
             warnings.push(stale(
-                String::new(),
+                source,
                 format!(
                     "`{}` ({}) differs in the source since the last import; the stored credential was kept (replace: true or sync: true takes the source's)",
                     a.profile_id, a.scope
@@ -420,7 +447,7 @@ pub(super) fn reconcile(
         let key = (scope_of(&a.scope), "order".to_string(), a.provider.clone());
         if marked.contains(&key) {
             warnings.push(stale(
-                String::new(),
+                source,
                 format!(
                     "the {} order ({}) differs in the source since the last import; the stored order was kept (replace: true or sync: true takes the source's)",
                     a.provider, a.scope
@@ -428,77 +455,126 @@ pub(super) fn reconcile(
             ));
         }
     }
-    // Gone from the source.
-    for (scope, kind, key) in &marks {
-        let sa = scope.as_deref();
-        let gone = match kind.as_str() {
-            "profile" => !planned_profiles.contains(&(scope.clone(), key.clone())),
-            "order" => !planned_orders.contains(&(scope.clone(), key.clone())),
-            _ => false,
-        };
-        if !gone {
-            continue;
+    warnings
+}
+
+/// What [`reconcile`] does with what this source brought before and no longer holds.
+struct Gone<'a> {
+    c: &'a dyn Tx,
+    source: &'a str,
+    sync: bool,
+    write: bool,
+}
+
+impl Gone<'_> {
+    /// Removes (with `sync`) or warns about (without) each mark whose profile or order
+    /// the plan no longer holds.
+    fn handle(
+        &self,
+        plan: &ImportPlan,
+        marks: &[Mark],
+        profiles: &mut Vec<ProfileAction>,
+        orders: &mut Vec<OrderAction>,
+        warnings: &mut Vec<ImportWarning>,
+    ) -> Result<()> {
+        let mut planned_profiles = BTreeSet::new();
+        let mut planned_orders = BTreeSet::new();
+        for s in &plan.scopes {
+            for id in s.profiles.keys() {
+                planned_profiles.insert((s.agent.clone(), id.clone()));
+            }
+            for provider in s.orders.keys() {
+                planned_orders.insert((s.agent.clone(), provider.clone()));
+            }
         }
-        if !sync {
-            warnings.push(stale(
-                String::new(),
-                format!(
-                    "{kind} `{key}` ({}) came from this source and is no longer in it; kept here (sync: true removes it)",
-                    scope_name(scope)
-                ),
-            ));
-            continue;
-        }
-        if kind == "profile" {
-            if write {
-                c.delete_profile(sa, key)?;
-                c.clear_last_good_for(sa, key)?;
-                for (provider, ids) in c.scope_orders(sa)? {
-                    if ids.iter().any(|x| x == key) {
-                        let kept: Vec<String> = ids.into_iter().filter(|x| x != key).collect();
-                        c.set_order(sa, &provider, &kept, crate::handlers::now_ms())?;
-                    }
+        for (scope, kind, key) in marks {
+            let gone = match kind.as_str() {
+                "profile" => !planned_profiles.contains(&(scope.clone(), key.clone())),
+                "order" => !planned_orders.contains(&(scope.clone(), key.clone())),
+                _ => false,
+            };
+            if !gone {
+                continue;
+            }
+            if !self.sync {
+                warnings.push(stale(
+                    self.source,
+                    format!(
+                        "{kind} `{key}` ({}) came from this source and is no longer in it; kept here (sync: true removes it)",
+                        scope_name(scope)
+                    ),
+                ));
+                continue;
+            }
+            if kind == "profile" {
+                self.remove_profile(scope, key)?;
+                profiles.push(ProfileAction {
+                    profile_id: key.clone(),
+                    scope: scope_name(scope),
+                    action: "removed".into(),
+                    reason: Some("removed_in_source".into()),
+                });
+            } else {
+                if self.write {
+                    self.c.clear_order(scope.as_deref(), key)?;
+                    self.c.delete_import_mark(scope.as_deref(), kind, key)?;
                 }
-                c.delete_import_mark(sa, kind, key)?;
+                orders.push(OrderAction {
+                    provider: key.clone(),
+                    scope: scope_name(scope),
+                    order: vec![],
+                    action: "removed".into(),
+                    reason: Some("removed_in_source".into()),
+                });
             }
-            profiles.push(ProfileAction {
-                profile_id: key.clone(),
-                scope: scope_name(scope),
-                action: "removed".into(),
-                reason: Some("removed_in_source".into()),
-            });
-        } else {
-            if write {
-                c.clear_order(sa, key)?;
-                c.delete_import_mark(sa, kind, key)?;
+        }
+        Ok(())
+    }
+
+    /// Removes profile `key` of `scope` (when writing): the profile, its lastGood entries,
+    /// its places in the scope's orders and its mark.
+    fn remove_profile(&self, scope: &Option<String>, key: &str) -> Result<()> {
+        if !self.write {
+            return Ok(());
+        }
+        let (c, sa) = (self.c, scope.as_deref());
+        c.delete_profile(sa, key)?;
+        c.clear_last_good_for(sa, key)?;
+        for (provider, ids) in c.scope_orders(sa)? {
+            if ids.iter().any(|x| x == key) {
+                let kept: Vec<String> = ids.into_iter().filter(|x| x != key).collect();
+                c.set_order(sa, &provider, &kept, crate::handlers::now_ms())?;
             }
-            orders.push(OrderAction {
-                provider: key.clone(),
-                scope: scope_name(scope),
-                order: vec![],
-                action: "removed".into(),
-                reason: Some("removed_in_source".into()),
-            });
+        }
+        c.delete_import_mark(sa, "profile", key)?;
+        Ok(())
+    }
+}
+
+/// Marks everything this import brought (created, updated or unchanged; not orders it
+/// only appended to) as coming from `source`.
+fn mark_imported(
+    c: &dyn Tx,
+    profiles: &[ProfileAction],
+    orders: &[OrderAction],
+    source: &str,
+) -> Result<()> {
+    for a in profiles {
+        if matches!(a.action.as_str(), "created" | "updated" | "unchanged") {
+            c.set_import_mark(
+                scope_of(&a.scope).as_deref(),
+                "profile",
+                &a.profile_id,
+                source,
+            )?;
         }
     }
-    if write {
-        for a in profiles.iter() {
-            if matches!(a.action.as_str(), "created" | "updated" | "unchanged") {
-                c.set_import_mark(
-                    scope_of(&a.scope).as_deref(),
-                    "profile",
-                    &a.profile_id,
-                    source,
-                )?;
-            }
-        }
-        for a in orders.iter() {
-            if matches!(a.action.as_str(), "created" | "updated" | "unchanged")
-                && a.reason.as_deref() != Some("appended")
-            {
-                c.set_import_mark(scope_of(&a.scope).as_deref(), "order", &a.provider, source)?;
-            }
+    for a in orders {
+        if matches!(a.action.as_str(), "created" | "updated" | "unchanged")
+            && a.reason.as_deref() != Some("appended")
+        {
+            c.set_import_mark(scope_of(&a.scope).as_deref(), "order", &a.provider, source)?;
         }
     }
-    Ok(warnings)
+    Ok(())
 }

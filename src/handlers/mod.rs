@@ -31,11 +31,11 @@ pub mod transfer;
 pub mod usage;
 pub(crate) mod walk;
 
+use crate::api::{InfoParams, InfoResult, ResolveResult, StoreInfo};
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
-use crate::api::*;
 use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::core::ids::{self, Aliases};
 use crate::core::profile::StoredProfile;

@@ -3,8 +3,14 @@
 
 use super::auth::materialise;
 use super::walk::{RawWalk, WalkRequest};
-use super::*;
-use crate::api::*;
+use super::{
+    agent_param, load_aliases, now_ms, profile_id_param, provider_param, revision_conflict, App,
+    RefreshMode,
+};
+use crate::api::{
+    EffectiveEntry, OrderClearParams, OrderClearResult, OrderGetParams, OrderGetResult,
+    OrderSetParams, OrderSetResult,
+};
 use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::store::Tx;
 use std::collections::{BTreeSet, HashMap};

@@ -2,8 +2,13 @@
 //! can be returned by `auth.resolve` in its scope (appended to an explicit order, or first
 //! with `primary`).
 
-use super::*;
-use crate::api::*;
+use super::{
+    agent_param, load_aliases, now_ms, profile_id_param, provider_param, revision_conflict,
+    unknown_profile, App,
+};
+use crate::api::{
+    GetParams, GetResult, ListParams, ListResult, PutParams, PutResult, RemoveParams, RemoveResult,
+};
 use crate::core::error::Result;
 use crate::core::profile::{validate_profile, ProfileView, StoredProfile};
 use crate::core::resolve::{self};

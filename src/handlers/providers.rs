@@ -5,11 +5,14 @@
 //! A provider is stored as one row of the `providers` table: its id and the JSON body
 //! `{aliases, envVars, oauth?}`.
 
+use crate::api::{
+    ProviderGetResult, ProviderIdParams, ProviderOAuth, ProviderPutParams, ProviderPutResult,
+    ProviderRemoveResult, ProviderView, ProvidersListParams, ProvidersListResult,
+};
 use std::collections::BTreeSet;
 
 use serde_json::json;
 
-use crate::api::*;
 use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::core::ids::{self, Aliases};
 use crate::handlers::{load_aliases, App};

@@ -18,8 +18,9 @@ use crate::api::ProviderOAuth;
 use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::core::profile::{Credential, StoredProfile};
 use crate::core::secret_value::Secret;
+use crate::core::settings::Settings;
 use crate::handlers::{load_settings, now_ms, unknown_profile, App};
-use crate::secrets::oauth::{self, EndpointError, RefreshRequest};
+use crate::secrets::oauth::{self, EndpointError, RefreshRequest, TokenGrant};
 use crate::store::{self, Tx};
 
 /// How long the commit of a *rotated* refresh token is retried while the store stays busy
@@ -214,6 +215,18 @@ impl App {
                 ))
             }
         };
+        self.refresh_locked(scope, id, seen, force)
+    }
+
+    /// [`App::refresh_profile`] once its lock is held: re-reads the profile, decides
+    /// whether a refresh is due, posts the grant and stores (or reports) the answer.
+    fn refresh_locked(
+        &self,
+        scope: Option<&str>,
+        id: &str,
+        seen: Option<&Snapshot>,
+        force: bool,
+    ) -> Result<Refreshed> {
         let (sp, usage, settings, pconf) = self.store().read(|c| {
             let sp = c
                 .scope_profile(scope, id)?
@@ -248,179 +261,20 @@ impl App {
                 format!("the refresh token of `{id}` was refused before; it needs a new login"),
             ));
         }
-        let Credential::OAuth {
-            token_url,
-            client_id,
-            ..
-        } = &sp.profile.credential
-        else {
-            unreachable!("Snapshot::of matched oauth");
-        };
-        let endpoint = token_url
-            .clone()
-            .or_else(|| pconf.as_ref().map(|p| p.token_url.clone()))
-            .ok_or_else(|| {
-                refresh_failed(
-                    id,
-                    "no_token_url",
-                    false,
-                    format!(
-                        "profile `{id}` has no tokenUrl and provider `{}` has no oauth settings",
-                        sp.profile.provider
-                    ),
-                )
-                .with_hint(format!(
-                    "providers.put {{\"id\": \"{}\", \"oauth\": {{\"tokenUrl\": \"https://...\", \"clientId\": \"...\"}}}}",
-                    sp.profile.provider
-                ))
-            })?;
-        if let Err(why) = oauth::check_token_url(&endpoint) {
-            return Err(refresh_failed(
-                id,
-                "insecure_token_url",
-                false,
-                format!("profile `{id}`: {why}"),
-            ));
-        }
-        let client_id = client_id
-            .clone()
-            .or_else(|| pconf.as_ref().map(|p| p.client_id.clone()));
-        // The provider's client secret goes only with the provider's own client id, and
-        // only to the provider's own token endpoint: a profile's own `tokenUrl` (which
-        // anyone who can put a profile chooses) never receives it.
-        let client_secret = match &pconf {
-            Some(p)
-                if client_id.as_deref() == Some(p.client_id.as_str())
-                    && oauth::same_endpoint(&endpoint, &p.token_url) =>
-            {
-                p.client_secret_ref
-                    .as_ref()
-                    .map(|r| crate::secrets::resolve_ref(r, &settings))
-                    .transpose()?
-            }
-            _ => None,
-        };
-        let scope_param = pconf.as_ref().and_then(|p| p.scope.clone());
+        let client = token_client(id, &sp, pconf.as_ref(), &settings)?;
         let sent_at = now_ms();
         tracing::info!(profile_id = %id, "refreshing the OAuth access token");
         let answer = oauth::post_refresh(&RefreshRequest {
-            token_url: &endpoint,
+            token_url: &client.endpoint,
             refresh_token: &cur.refresh,
-            client_id: client_id.as_deref(),
-            client_secret: client_secret.as_ref(),
-            scope: scope_param.as_deref(),
+            client_id: client.client_id.as_deref(),
+            client_secret: client.client_secret.as_ref(),
+            scope: client.scope.as_deref(),
         });
         match answer {
-            Ok(grant) => {
-                let expires = grant.expires_at(sent_at);
-                let rotated = grant.refresh.is_some();
-                // Commit before anyone uses the token. A busy store is retried: the rotated
-                // refresh token exists nowhere else.
-                let mut tries = 0u32;
-                let commit_started = std::time::Instant::now();
-                let stored = loop {
-                    let r = self.store().write(|c| {
-                        let Some(mut now_sp) = c.scope_profile(scope, id)? else {
-                            return Ok(false);
-                        };
-                        match &mut now_sp.profile.credential {
-                            Credential::OAuth {
-                                access,
-                                refresh,
-                                expires: e,
-                                ..
-                            } if *refresh == cur.refresh => {
-                                *access = grant.access.clone();
-                                if let Some(r) = &grant.refresh {
-                                    *refresh = r.clone();
-                                }
-                                *e = expires;
-                            }
-                            // Already stored: an earlier try committed, and only its
-                            // acknowledgement was lost with the connection.
-                            Credential::OAuth { access, .. } if *access == grant.access => {
-                                return Ok(true)
-                            }
-                            // Replaced by profiles.put while we were out: keep the new one.
-                            _ => return Ok(false),
-                        }
-                        c.upsert_profile(scope, &now_sp.profile, now_ms())?;
-                        let mut u = c.usage(id)?;
-                        if u.needs_reauth {
-                            u.needs_reauth = false;
-                            c.put_usage(id, &u)?;
-                        }
-                        Ok(true)
-                    });
-                    // A rotated refresh token exists only in this process now, and the
-                    // refresh lock keeps every other process from using the old one: keep
-                    // retrying a busy store for up to ROTATED_COMMIT_PATIENCE rather than
-                    // drop it. Without rotation, three tries are enough.
-                    // A connection lost before the commit (PostgreSQL restarting, a
-                    // proxy cut) is retried the same way (issue 20): the next try
-                    // reconnects.
-                    let retry = match &r {
-                        Err(e)
-                            if e.kind == ErrorKind::StoreBusy
-                                || e.kind == ErrorKind::StoreUnavailable =>
-                        {
-                            if rotated {
-                                commit_started.elapsed() < ROTATED_COMMIT_PATIENCE
-                            } else {
-                                tries < 3
-                            }
-                        }
-                        _ => false,
-                    };
-                    if !retry {
-                        break r;
-                    }
-                    tries += 1;
-                    tracing::warn!(profile_id = %id, tries, rotated, "the store is busy; retrying the commit of the refreshed token");
-                    std::thread::sleep(std::time::Duration::from_millis(
-                        (25u64 << tries.min(5)).min(500),
-                    ));
-                };
-                match stored {
-                    Ok(true) => {
-                        tracing::info!(profile_id = %id, rotated, expires, "OAuth access token refreshed");
-                        Ok(Refreshed::Yes { expires })
-                    }
-                    Ok(false) => {
-                        tracing::warn!(profile_id = %id, "the profile was replaced during the refresh; the new one is kept");
-                        Ok(Refreshed::No {
-                            expires: cur.expires,
-                        })
-                    }
-                    Err(e) => {
-                        tracing::error!(profile_id = %id, rotated, kind = e.kind.as_str(), "the refreshed token could not be stored");
-                        Err(e)
-                    }
-                }
-            }
+            Ok(grant) => self.store_grant(scope, id, &cur, &grant, sent_at),
             Err(EndpointError::InvalidGrant { status }) => {
-                // Re-read once: if the stored refresh token changed (a sibling or a
-                // profiles.put), use the new state; else mark the profile needs_reauth.
-                let marked = self.store().write(|c| {
-                    let same = c
-                        .scope_profile(scope, id)?
-                        .and_then(|s| Snapshot::of(&s))
-                        .is_some_and(|s| s.refresh == cur.refresh);
-                    if same {
-                        let mut u = c.usage(id)?;
-                        u.needs_reauth = true;
-                        c.put_usage(id, &u)?;
-                    }
-                    Ok(same)
-                })?;
-                if !marked {
-                    tracing::info!(profile_id = %id, "invalid_grant, but the stored refresh token changed meanwhile");
-                    return Ok(Refreshed::No {
-                        expires: cur.expires,
-                    });
-                }
-                tracing::warn!(profile_id = %id, status, "refresh token refused (invalid_grant): needs_reauth");
-                Err(endpoint_error(id, &EndpointError::InvalidGrant { status }))
+                self.mark_needs_reauth(scope, id, &cur, status)
             }
             Err(e) => {
                 let err = endpoint_error(id, &e);
@@ -429,6 +283,225 @@ impl App {
             }
         }
     }
+
+    /// Commits a granted token (see [`App::commit_grant`]) and reports the outcome.
+    fn store_grant(
+        &self,
+        scope: Option<&str>,
+        id: &str,
+        cur: &Snapshot,
+        grant: &TokenGrant,
+        sent_at: i64,
+    ) -> Result<Refreshed> {
+        let expires = grant.expires_at(sent_at);
+        let rotated = grant.refresh.is_some();
+        match self.commit_grant(scope, id, cur, grant, expires) {
+            Ok(true) => {
+                tracing::info!(profile_id = %id, rotated, expires, "OAuth access token refreshed");
+                Ok(Refreshed::Yes { expires })
+            }
+            Ok(false) => {
+                tracing::warn!(profile_id = %id, "the profile was replaced during the refresh; the new one is kept");
+                Ok(Refreshed::No {
+                    expires: cur.expires,
+                })
+            }
+            Err(e) => {
+                tracing::error!(profile_id = %id, rotated, kind = e.kind.as_str(), "the refreshed token could not be stored");
+                Err(e)
+            }
+        }
+    }
+
+    /// Stores `grant` (expiring at `expires`, ms since the epoch) on the profile if its
+    /// refresh token is still `cur.refresh`; `Ok(false)` when the profile was replaced or
+    /// removed meanwhile. Commits before anyone uses the token; a busy store is retried
+    /// (for up to [`ROTATED_COMMIT_PATIENCE`] when the refresh token was rotated, since it
+    /// exists nowhere else; three times otherwise).
+    fn commit_grant(
+        &self,
+        scope: Option<&str>,
+        id: &str,
+        cur: &Snapshot,
+        grant: &TokenGrant,
+        expires: i64,
+    ) -> Result<bool> {
+        let rotated = grant.refresh.is_some();
+        let mut tries = 0u32;
+        let commit_started = std::time::Instant::now();
+        loop {
+            let r = self.store().write(|c| {
+                let Some(mut now_sp) = c.scope_profile(scope, id)? else {
+                    return Ok(false);
+                };
+                match &mut now_sp.profile.credential {
+                    Credential::OAuth {
+                        access,
+                        refresh,
+                        expires: e,
+                        ..
+                    } if *refresh == cur.refresh => {
+                        *access = grant.access.clone();
+                        if let Some(r) = &grant.refresh {
+                            *refresh = r.clone();
+                        }
+                        *e = expires;
+                    }
+                    // Already stored: an earlier try committed, and only its
+                    // acknowledgement was lost with the connection.
+                    Credential::OAuth { access, .. } if *access == grant.access => {
+                        return Ok(true)
+                    }
+                    // Replaced by profiles.put while we were out: keep the new one.
+                    _ => return Ok(false),
+                }
+                c.upsert_profile(scope, &now_sp.profile, now_ms())?;
+                let mut u = c.usage(id)?;
+                if u.needs_reauth {
+                    u.needs_reauth = false;
+                    c.put_usage(id, &u)?;
+                }
+                Ok(true)
+            });
+            // A rotated refresh token exists only in this process now, and the
+            // refresh lock keeps every other process from using the old one: keep
+            // retrying a busy store for up to ROTATED_COMMIT_PATIENCE rather than
+            // drop it. Without rotation, three tries are enough. A connection lost
+            // before the commit (PostgreSQL restarting, a proxy cut) is retried the same
+            // way (issue 20): the next try reconnects.
+            let retry = match &r {
+                Err(e)
+                    if e.kind == ErrorKind::StoreBusy || e.kind == ErrorKind::StoreUnavailable =>
+                {
+                    if rotated {
+                        commit_started.elapsed() < ROTATED_COMMIT_PATIENCE
+                    } else {
+                        tries < 3
+                    }
+                }
+                _ => false,
+            };
+            if !retry {
+                return r;
+            }
+            tries += 1;
+            tracing::warn!(profile_id = %id, tries, rotated, "the store is busy; retrying the commit of the refreshed token");
+            std::thread::sleep(std::time::Duration::from_millis(
+                (25u64 << tries.min(5)).min(500),
+            ));
+        }
+    }
+
+    /// After an `invalid_grant` answer (HTTP `status`): re-reads once; if the stored
+    /// refresh token changed (a sibling or a profiles.put), uses the new state, else marks
+    /// the profile `needs_reauth` and returns the `refresh_failed` error.
+    fn mark_needs_reauth(
+        &self,
+        scope: Option<&str>,
+        id: &str,
+        cur: &Snapshot,
+        status: u16,
+    ) -> Result<Refreshed> {
+        let marked = self.store().write(|c| {
+            let same = c
+                .scope_profile(scope, id)?
+                .and_then(|s| Snapshot::of(&s))
+                .is_some_and(|s| s.refresh == cur.refresh);
+            if same {
+                let mut u = c.usage(id)?;
+                u.needs_reauth = true;
+                c.put_usage(id, &u)?;
+            }
+            Ok(same)
+        })?;
+        if !marked {
+            tracing::info!(profile_id = %id, "invalid_grant, but the stored refresh token changed meanwhile");
+            return Ok(Refreshed::No {
+                expires: cur.expires,
+            });
+        }
+        tracing::warn!(profile_id = %id, status, "refresh token refused (invalid_grant): needs_reauth");
+        Err(endpoint_error(id, &EndpointError::InvalidGrant { status }))
+    }
+}
+
+/// Where and as which client a refresh token is redeemed.
+struct TokenClient {
+    /// The token endpoint (checked by [`oauth::check_token_url`]).
+    endpoint: String,
+    client_id: Option<String>,
+    client_secret: Option<Secret>,
+    /// The provider's `scope` parameter.
+    scope: Option<String>,
+}
+
+/// The token endpoint and client of oauth profile `sp` (its own `tokenUrl`/`clientId`, else
+/// its provider's oauth settings `pconf`). Errors: `refresh_failed` with `no_token_url` or
+/// `insecure_token_url`; `secret_unavailable` for the provider's client secret.
+fn token_client(
+    id: &str,
+    sp: &StoredProfile,
+    pconf: Option<&ProviderOAuth>,
+    settings: &Settings,
+) -> Result<TokenClient> {
+    let Credential::OAuth {
+        token_url,
+        client_id,
+        ..
+    } = &sp.profile.credential
+    else {
+        unreachable!("Snapshot::of matched oauth");
+    };
+    let endpoint = token_url
+        .clone()
+        .or_else(|| pconf.map(|p| p.token_url.clone()))
+        .ok_or_else(|| {
+            refresh_failed(
+                id,
+                "no_token_url",
+                false,
+                format!(
+                    "profile `{id}` has no tokenUrl and provider `{}` has no oauth settings",
+                    sp.profile.provider
+                ),
+            )
+            .with_hint(format!(
+                "providers.put {{\"id\": \"{}\", \"oauth\": {{\"tokenUrl\": \"https://...\", \"clientId\": \"...\"}}}}",
+                sp.profile.provider
+            ))
+        })?;
+    if let Err(why) = oauth::check_token_url(&endpoint) {
+        return Err(refresh_failed(
+            id,
+            "insecure_token_url",
+            false,
+            format!("profile `{id}`: {why}"),
+        ));
+    }
+    let client_id = client_id
+        .clone()
+        .or_else(|| pconf.map(|p| p.client_id.clone()));
+    // The provider's client secret goes only with the provider's own client id, and
+    // only to the provider's own token endpoint: a profile's own `tokenUrl` (which
+    // anyone who can put a profile chooses) never receives it.
+    let client_secret = match pconf {
+        Some(p)
+            if client_id.as_deref() == Some(p.client_id.as_str())
+                && oauth::same_endpoint(&endpoint, &p.token_url) =>
+        {
+            p.client_secret_ref
+                .as_ref()
+                .map(|r| crate::secrets::resolve_ref(r, settings))
+                .transpose()?
+        }
+        _ => None,
+    };
+    Ok(TokenClient {
+        endpoint,
+        client_id,
+        client_secret,
+        scope: pconf.and_then(|p| p.scope.clone()),
+    })
 }
 
 impl App {

@@ -1,8 +1,8 @@
 //! `settings.get` and `settings.set`: bounded, validated, applied before committed, with a
 //! revision for conditional writes.
 
-use super::*;
-use crate::api::*;
+use super::{load_settings, revision_conflict, App};
+use crate::api::{SettingsGetParams, SettingsResult, SettingsSetParams};
 use crate::core::error::Result;
 use crate::core::settings::{self};
 use crate::store::Tx;

@@ -8,7 +8,7 @@ use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::core::ids;
 use crate::fsread;
 use crate::openclaw::import::{
-    self, EntryError, Format, ImportParams, ImportWarning, Loaded, Piece, PieceKind,
+    self, Format, ImportParams, ImportWarning, Loaded, Piece, PieceKind,
 };
 use rusqlite::{Connection, OpenFlags, OptionalExtension};
 use serde_json::Value;
@@ -410,201 +410,9 @@ fn config_profile_ids(text: &[u8]) -> Vec<String> {
         .unwrap_or_default()
 }
 
-/// Reads an OpenClaw state directory: `state/openclaw.sqlite` (shared scope),
-/// `agents/<id>/agent/openclaw-agent.sqlite` (agent `<id>`; a legacy
-/// `agents/<id>/agent/auth-profiles.json` when there is no database) and the `auth.order`
-/// of `openclaw.json` (the shared order). Errors `shape_unrecognized` when none is there.
-fn load_state_dir(dir: &Path) -> Result<Loaded> {
-    let mut pieces = vec![];
-    let mut warnings = vec![];
-    let mut errors = vec![];
-    let mut found = false;
-    let global = dir.join("state/openclaw.sqlite");
-    if global.is_file() {
-        found = true;
-        if let Some(p) = sqlite_pieces(&global, "state/openclaw.sqlite", None, &mut warnings)? {
-            pieces.extend(p);
-        }
-    }
-    let config = dir.join("openclaw.json");
-    if config.is_file() {
-        found = true;
-        match read_json(&config) {
-            Ok(v) => {
-                let ids = std::fs::read(&config)
-                    .map(|b| config_profile_ids(&b))
-                    .unwrap_or_default();
-                if !ids.is_empty() {
-                    pieces.push(Piece {
-                        agent: None,
-                        kind: PieceKind::ConfigProfiles,
-                        doc: Value::from(ids),
-                        source: Some("openclaw.json /auth/profiles".into()),
-                        strict: false,
-                    });
-                }
-                if let Some(Value::Object(profiles)) = v.pointer("/auth/profiles") {
-                    let modes: serde_json::Map<String, Value> = profiles
-                        .iter()
-                        .filter_map(|(id, p)| p.get("mode").map(|m| (id.clone(), m.clone())))
-                        .collect();
-                    if !modes.is_empty() {
-                        pieces.push(Piece {
-                            agent: None,
-                            kind: PieceKind::ConfigModes,
-                            doc: Value::Object(modes),
-                            source: Some("openclaw.json /auth/profiles".into()),
-                            strict: false,
-                        });
-                    }
-                }
-                if let Some(providers) = v.pointer("/secrets/providers").filter(|o| !o.is_null()) {
-                    pieces.push(Piece {
-                        agent: None,
-                        kind: PieceKind::SecretProviders,
-                        doc: providers.clone(),
-                        source: Some("openclaw.json /secrets/providers".into()),
-                        strict: false,
-                    });
-                }
-                if let Some(order) = v.pointer("/auth/order").filter(|o| !o.is_null()) {
-                    pieces.push(Piece {
-                        agent: None,
-                        kind: PieceKind::ConfigOrder,
-                        doc: order.clone(),
-                        source: Some("openclaw.json /auth/order".into()),
-                        strict: false,
-                    });
-                }
-            }
-            Err(_) => warnings.push(ImportWarning {
-                pointer: String::new(),
-                kind: "source_skipped".into(),
-                message:
-                    "openclaw.json is not plain JSON (JSON5?); its auth.order was not imported"
-                        .into(),
-                source: Some("openclaw.json".into()),
-            }),
-        }
-    }
-    // Era A: `credentials/oauth.json` `{provider: {access, refresh, expires}}` goes to the
-    // shared store as oauth `<provider>:default`, filling only absent ids.
-    let legacy_oauth = dir.join("credentials/oauth.json");
-    if legacy_oauth.is_file() {
-        found = true;
-        pieces.push(Piece {
-            agent: None,
-            kind: PieceKind::FlatFill,
-            doc: read_json(&legacy_oauth)?,
-            source: Some("credentials/oauth.json".into()),
-            strict: false,
-        });
-    }
-    let agents = dir.join("agents");
-    if let Ok(rd) = std::fs::read_dir(&agents) {
-        let mut names: Vec<String> = rd
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            .collect();
-        names.sort();
-        for name in names {
-            let adir = agents.join(&name).join("agent");
-            let db = adir.join("openclaw-agent.sqlite");
-            let json = adir.join("auth-profiles.json");
-            let state_json = adir.join("auth-state.json");
-            let flat_json = adir.join("auth.json");
-            if !db.is_file() && !json.is_file() && !state_json.is_file() && !flat_json.is_file() {
-                continue;
-            }
-            found = true;
-            let agent = match ids::validate_agent(&name) {
-                Ok(a) => a,
-                Err(e) => {
-                    errors.push(EntryError {
-                        pointer: String::new(),
-                        kind: "invalid_agent".into(),
-                        message: format!("{e}; this agent's profiles were not imported"),
-                        valid_types: None,
-                        source: Some(format!("agents/{name}")),
-                    });
-                    continue;
-                }
-            };
-            // The legacy JSON files of an agent (OpenClaw's doctor migrates them into its
-            // database): `auth-profiles.json`, `auth-state.json` (order, lastGood,
-            // usageStats) and `auth.json` (a flat map that fills only absent ids). Those of
-            // the default agent `main` go to the shared store, as the doctor moves them.
-            let legacy_agent = (name != "main").then(|| agent.clone());
-            let legacy_state = |pieces: &mut Vec<Piece>| -> Result<()> {
-                if state_json.is_file() && !db.is_file() {
-                    pieces.push(Piece {
-                        agent: legacy_agent.clone(),
-                        kind: PieceKind::State,
-                        doc: read_json(&state_json)?,
-                        source: Some(format!("agents/{name}/agent/auth-state.json")),
-                        strict: false,
-                    });
-                }
-                // OpenClaw 2026.9.6's doctor migrates it as `<provider>:default` (and renames
-                // it `auth.json.migrated-*`): tests/fixtures/openclaw/legacy-agent-auth.
-                if flat_json.is_file() {
-                    pieces.push(Piece {
-                        agent: legacy_agent.clone(),
-                        kind: PieceKind::FlatFill,
-                        doc: read_json(&flat_json)?,
-                        source: Some(format!("agents/{name}/agent/auth.json")),
-                        strict: false,
-                    });
-                }
-                Ok(())
-            };
-            legacy_state(&mut pieces)?;
-            if db.is_file() {
-                let label = format!("agents/{name}/agent/openclaw-agent.sqlite");
-                if let Some(p) = sqlite_pieces(&db, &label, Some(&agent), &mut warnings)? {
-                    pieces.extend(p);
-                }
-            } else if json.is_file() {
-                let doc = read_json(&json)?;
-                let label = format!("agents/{name}/agent/auth-profiles.json");
-                if import::detect_json(&doc) == Some(Format::Openclaw) {
-                    import::check_version(&doc, &format!("{label}: "))?;
-                    pieces.push(Piece {
-                        agent: legacy_agent,
-                        kind: PieceKind::Store,
-                        doc,
-                        source: Some(label),
-                        strict: false,
-                    });
-                } else {
-                    warnings.push(ImportWarning {
-                        pointer: String::new(),
-                        kind: "source_skipped".into(),
-                        message: "not an auth-profiles store; skipped".into(),
-                        source: Some(label),
-                    });
-                }
-            }
-        }
-    }
-    if !found {
-        return Err(RpcError::new(
-            ErrorKind::ShapeUnrecognized,
-            format!(
-                "{} is not an OpenClaw state directory (no state/openclaw.sqlite, openclaw.json, credentials/oauth.json or agents/*/agent/ auth files); nothing was imported",
-                dir.display()
-            ),
-        )
-        .with_hint("point `path` at the OpenClaw state directory, usually ~/.openclaw"));
-    }
-    Ok(Loaded {
-        format: Format::OpenclawState,
-        pieces,
-        warnings,
-        errors,
-    })
-}
+mod state_dir;
+
+use state_dir::load_state_dir;
 
 /// Reads a source (`path` or `document`) into pieces, detecting the format when `auto`.
 /// Errors: `invalid_params` (neither or both of path/document, an agent with a state
@@ -650,75 +458,89 @@ pub fn load_source(
         format
     };
     match format {
-        Format::OpenclawState => {
-            if agent.is_some() {
-                return Err(RpcError::invalid_params(
-                    "`agent` cannot be used with openclaw-state: the directory names the scopes (shared, and agents/<id>)",
-                )
-                .with("pointer", "/agent"));
-            }
-            if !meta.is_dir() {
-                return Err(RpcError::new(
-                    ErrorKind::ShapeUnrecognized,
-                    format!(
-                        "{} is not a directory (format openclaw-state)",
-                        path.display()
-                    ),
-                ));
-            }
-            load_state_dir(&path)
-        }
-        Format::OpenclawSqlite => {
-            if !is_sqlite(&path) {
-                return Err(RpcError::new(
-                    ErrorKind::ShapeUnrecognized,
-                    format!(
-                        "{} is not a SQLite database (format openclaw-sqlite)",
-                        path.display()
-                    ),
-                ));
-            }
-            let label = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let mut warnings = vec![];
-            let pieces = sqlite_pieces(&path, &label, agent, &mut warnings)?.ok_or_else(|| {
-                RpcError::new(
-                    ErrorKind::ShapeUnrecognized,
-                    format!(
-                        "{} has no OpenClaw auth tables (auth_profile_store or config_machine_state); nothing was imported",
-                        path.display()
-                    ),
-                )
-            })?;
-            Ok(Loaded {
-                format: Format::OpenclawSqlite,
-                pieces,
-                warnings,
-                errors: vec![],
-            })
-        }
-        f => {
-            if meta.is_dir() {
-                return Err(RpcError::new(
-                    ErrorKind::ShapeUnrecognized,
-                    format!("{} is a directory, not a JSON file", path.display()),
-                ));
-            }
-            let doc = read_json(&path)?;
-            import::load_json(doc, f, agent).map_err(|e| {
-                if e.kind == ErrorKind::ShapeUnrecognized {
-                    RpcError {
-                        message: format!("{}: {}", path.display(), e.message),
-                        ..e
-                    }
-                } else {
-                    e
-                }
-            })
-        }
+        Format::OpenclawState => load_state_source(&path, &meta, agent),
+        Format::OpenclawSqlite => load_sqlite_source(&path, agent),
+        f => load_json_source(&path, &meta, f, agent),
     }
+}
+
+/// [`load_source`] of an OpenClaw state directory (format `openclaw-state`).
+fn load_state_source(path: &Path, meta: &std::fs::Metadata, agent: Option<&str>) -> Result<Loaded> {
+    if agent.is_some() {
+        return Err(RpcError::invalid_params(
+            "`agent` cannot be used with openclaw-state: the directory names the scopes (shared, and agents/<id>)",
+        )
+        .with("pointer", "/agent"));
+    }
+    if !meta.is_dir() {
+        return Err(RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is not a directory (format openclaw-state)",
+                path.display()
+            ),
+        ));
+    }
+    load_state_dir(path)
+}
+
+/// [`load_source`] of an OpenClaw SQLite database (format `openclaw-sqlite`).
+fn load_sqlite_source(path: &Path, agent: Option<&str>) -> Result<Loaded> {
+    if !is_sqlite(path) {
+        return Err(RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} is not a SQLite database (format openclaw-sqlite)",
+                path.display()
+            ),
+        ));
+    }
+    let label = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut warnings = vec![];
+    let pieces = sqlite_pieces(path, &label, agent, &mut warnings)?.ok_or_else(|| {
+        RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!(
+                "{} has no OpenClaw auth tables (auth_profile_store or config_machine_state); nothing was imported",
+                path.display()
+            ),
+        )
+    })?;
+    Ok(Loaded {
+        format: Format::OpenclawSqlite,
+        pieces,
+        warnings,
+        errors: vec![],
+    })
+}
+
+/// [`load_source`] of a JSON file of format `f` (`auto` detects it).
+fn load_json_source(
+    path: &Path,
+    meta: &std::fs::Metadata,
+    f: Format,
+    agent: Option<&str>,
+) -> Result<Loaded> {
+    if meta.is_dir() {
+        return Err(RpcError::new(
+            ErrorKind::ShapeUnrecognized,
+            format!("{} is a directory, not a JSON file", path.display()),
+        ));
+    }
+    let doc = read_json(path)?;
+    import::load_json(doc, f, agent).map_err(|e| {
+        if e.kind == ErrorKind::ShapeUnrecognized {
+            RpcError {
+                message: format!("{}: {}", path.display(), e.message),
+                ..e
+            }
+        } else {
+            e
+        }
+    })
 }
 
 /// Whether an open SQLite file is a modelauth store (it has every table of one).

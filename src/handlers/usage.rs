@@ -2,8 +2,14 @@
 //! windows, protocol §4) and per-profile health rolled up as OpenClaw's `models status`.
 
 use super::walk::{RawWalk, WalkRequest, WalkView};
-use super::*;
-use crate::api::*;
+use super::{
+    agent_param, load_aliases, load_settings, model_param, now_ms, profile_id_param,
+    unknown_profile, App,
+};
+use crate::api::{
+    ClearCooldownParams, ClearCooldownResult, ProfileStatus, ProviderStatus, ReportParams,
+    ReportResult, StatusParams, StatusResult,
+};
 use crate::core::envkeys::{self};
 use crate::core::error::{Result, RpcError};
 use crate::core::profile::StoredProfile;
