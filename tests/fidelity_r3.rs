@@ -194,9 +194,11 @@ fn secret_providers_state(dir: &Path) -> PathBuf {
 #[test]
 fn openclaw_secret_providers_come_only_with_include_settings_and_are_named() {
     let ans = answers("secret-providers");
-    let tmp = tempfile::tempdir().unwrap();
-    let state = secret_providers_state(tmp.path());
+    // The state and the command it names live beside the store: on a PostgreSQL store
+    // only commands under $MODELAUTH_TRUSTED_DIRS run (§11), and the harness trusts the
+    // test's own directory.
     let t = TempStore::new();
+    let state = secret_providers_state(t.dir.path());
     let names = |r: &Value| -> Vec<(String, String)> {
         r["settings"]
             .as_array()

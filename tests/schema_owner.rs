@@ -145,7 +145,7 @@ fn a_version_1_store_is_migrated_to_salted_lock_keys_on_its_next_write() {
     let mut a = admin();
     // What a store written by the previous version looks like.
     a.batch_execute(&format!(
-        "UPDATE {schema}.meta SET value = 1 WHERE key = 'schema_version'; DELETE FROM {schema}.meta WHERE key = 'lock_salt'"
+        "UPDATE {schema}.meta SET value = 1 WHERE key = 'schema_version'; DELETE FROM {schema}.meta WHERE key = 'lock_salt'; DROP TABLE {schema}.named_secrets, {schema}.import_marks"
     ))
     .unwrap();
     let r = env

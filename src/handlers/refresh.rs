@@ -349,9 +349,7 @@ impl App {
                     }
                     // Already stored: an earlier try committed, and only its
                     // acknowledgement was lost with the connection.
-                    Credential::OAuth { access, .. } if *access == grant.access => {
-                        return Ok(true)
-                    }
+                    Credential::OAuth { access, .. } if *access == grant.access => return Ok(true),
                     // Replaced by profiles.put while we were out: keep the new one.
                     _ => return Ok(false),
                 }

@@ -125,9 +125,26 @@ pub fn store_args(store: &Path) -> Vec<std::ffi::OsString> {
 }
 
 /// The environment that goes with [`store_args`]: the schema on PostgreSQL, else nothing.
+/// The temporary directory a test store lives in (`TempStore` keeps it in `state/`).
+fn test_dir(store: &Path) -> &Path {
+    let parent = store.parent().unwrap_or(store);
+    match parent.file_name() {
+        Some(n) if n == "state" => parent.parent().unwrap_or(parent),
+        _ => parent,
+    }
+}
+
 pub fn store_env(store: &Path) -> Vec<(String, String)> {
     let mut v = match pg_url() {
-        Some(_) => vec![("MODELAUTH_PG_SCHEMA".into(), pg_schema(store))],
+        Some(_) => vec![
+            ("MODELAUTH_PG_SCHEMA".into(), pg_schema(store)),
+            // PROTOCOL §11: a shared store runs only helpers under $MODELAUTH_TRUSTED_DIRS;
+            // a test's helpers live beside its store (tests/trust.rs checks the refusals).
+            (
+                "MODELAUTH_TRUSTED_DIRS".into(),
+                test_dir(store).display().to_string(),
+            ),
+        ],
         None => vec![],
     };
     // The whole suite on a sealed store (issue 22): every store gets this store key, so
