@@ -1,0 +1,545 @@
+//! The PostgreSQL implementation of [`Store`] (PROTOCOL §2.3 *(r2)*): one store shared by
+//! every helper on every machine.
+//!
+//! - Location: a `postgres://` / `postgresql://` URL ([`super::location`]); the tables live
+//!   in one schema (`modelauth`, or `$MODELAUTH_PG_SCHEMA`), created on the first write.
+//!   Reads of a database without that schema answer as an empty store and create nothing.
+//! - Schema versioned in `<schema>.meta` (`schema_version`); migrations run forward under
+//!   a transaction-scoped advisory lock, so many helpers starting at once do not race; a
+//!   newer version is refused (`store_newer_schema`), checked again in every write.
+//! - Every write transaction takes `pg_advisory_xact_lock(<store key>)` first: writers are
+//!   serialised as SQLite's `BEGIN IMMEDIATE` serialises them, so a read-modify-write loses
+//!   nothing. `lock_timeout` = `busyTimeoutMs` → `store_busy`. Transaction-scoped locks only
+//!   (no session state), so this works behind PgBouncer in transaction mode.
+//! - Reads run in one `REPEATABLE READ READ ONLY` transaction on the server, begun lazily.
+//!   The change marker is a generation counter in `<schema>.meta` that every write
+//!   transaction moves before it commits; the service's read cache is reused only while it
+//!   is unchanged, so a request sees every write committed before it started, from any
+//!   machine, and a warm `auth.resolve` costs one round trip.
+//! - The server unreachable or gone: `store_unavailable` (retryable); the broken client is
+//!   dropped and the next request connects again (connect timeout 5 s).
+//! - Refresh locks: a dedicated connection holding a transaction with
+//!   `pg_try_advisory_xact_lock(hash(schema, scope, id))`, polled with backoff; dropping the
+//!   guard rolls back, and the server releases it when the holder's session dies.
+//!
+//! Queries use `query_typed` (one round trip, unnamed statements: nothing prepared outlives
+//! a transaction, which PgBouncer's transaction mode requires).
+
+use std::cell::{Cell, RefCell};
+use std::sync::Arc;
+use std::time::Duration;
+
+use postgres::types::{ToSql, Type};
+
+use super::pg_client::Client;
+
+use crate::core::error::{ErrorKind, RpcError};
+
+use super::location::{PgLocation, SslMode, PG_CONNECT_TIMEOUT};
+use super::{RefreshLocks, Store, StoreDescription, TxBody, DEFAULT_BUSY_TIMEOUT_MS};
+
+/// The schema version this build writes (`<schema>.meta`, key `schema_version`).
+pub const PG_SCHEMA_VERSION: i64 = 3;
+
+mod errors;
+mod locks;
+mod queries;
+mod schema;
+
+use errors::map_pg;
+use locks::{lock_key, PgLocks};
+use queries::PgTx;
+use schema::{is_missing_table, newer_schema, probe_version};
+
+/// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
+pub struct PgStore {
+    loc: Arc<PgLocation>,
+    /// In a `RefCell` so that [`Store::describe`] (`&self`) can ask the server.
+    client: RefCell<Option<Client>>,
+    busy_timeout_ms: u64,
+    /// Last known: the schema exists (set by any transaction, `schema_version`, `describe`).
+    exists: Cell<bool>,
+    /// The store's advisory-lock salt (`<schema>.meta` `lock_salt`), once read.
+    salt: Cell<Option<i64>>,
+    /// The stored `settings.busyTimeoutMs` was applied (once per handle).
+    settings_read: bool,
+    empty: Option<rusqlite::Connection>,
+}
+
+impl PgStore {
+    /// A handle on the store at `loc`; nothing is connected or created yet.
+    pub fn new(loc: PgLocation) -> Self {
+        PgStore {
+            loc: Arc::new(loc),
+            client: RefCell::new(None),
+            busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
+            exists: Cell::new(false),
+            salt: Cell::new(None),
+            settings_read: false,
+            empty: None,
+        }
+    }
+
+    /// Asks the server whether the schema exists (for `describe`); false when it cannot
+    /// tell (the next transaction reports why).
+    fn probe_exists(&self) -> bool {
+        let Ok(mut slot) = self.client.try_borrow_mut() else {
+            return false;
+        };
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            match connect(&self.loc, self.busy_timeout_ms) {
+                Ok(c) => *slot = Some(c),
+                Err(_) => return false,
+            }
+        }
+        let c = slot.as_mut().expect("connected above");
+        match probe_version(c, &self.loc, &self.salt) {
+            Ok(v) => v.is_some(),
+            Err(_) => {
+                *slot = None;
+                false
+            }
+        }
+    }
+
+    /// The schema name holding the tables.
+    pub fn schema(&self) -> &str {
+        &self.loc.schema
+    }
+
+    fn client(&mut self) -> Result<&mut Client, RpcError> {
+        let slot = self.client.get_mut();
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(connect(&self.loc, self.busy_timeout_ms)?);
+        }
+        let c = slot.as_mut().expect("connected above");
+        c.set_round_trip(round_trip(self.busy_timeout_ms));
+        Ok(c)
+    }
+
+    /// Forgets a client that failed so the next request connects again.
+    fn after_error(&mut self) {
+        let slot = self.client.get_mut();
+        if let Some(c) = slot {
+            if c.is_closed() || c.batch_execute("ROLLBACK").is_err() {
+                *slot = None;
+            }
+        }
+    }
+
+    /// `Some(version)` when the schema's meta table exists.
+    fn query_version(&mut self) -> Result<Option<i64>, RpcError> {
+        let loc = self.loc.clone();
+        let salt = &self.salt;
+        let slot = self.client.get_mut();
+        if slot.as_ref().is_some_and(|c| c.is_closed()) {
+            *slot = None;
+        }
+        if slot.is_none() {
+            *slot = Some(connect(&loc, self.busy_timeout_ms)?);
+        }
+        let c = slot.as_mut().expect("connected above");
+        probe_version(c, &loc, salt)
+    }
+
+    fn schema_version_inner(&mut self) -> Result<Option<i64>, RpcError> {
+        let v = self.query_version();
+        if v.is_err() {
+            self.after_error();
+        }
+        let v = v?;
+        // Known to exist (and so skip this check) only at a version this build reads.
+        self.exists
+            .set(v.is_some_and(|v| (1..=PG_SCHEMA_VERSION).contains(&v)));
+        Ok(v)
+    }
+
+    /// Applies a stored `settings.busyTimeoutMs` (as SQLite does when it opens a store).
+    fn apply_stored_busy_timeout(&mut self) {
+        if self.settings_read || !self.exists.get() {
+            return;
+        }
+        self.settings_read = true;
+        let loc = self.loc.clone();
+        let Ok(c) = self.client() else { return };
+        let v = c.query_typed_opt(
+            &sqlf(
+                &loc,
+                "SELECT value FROM {s}.settings WHERE key = 'busyTimeoutMs'",
+            ),
+            &[],
+        );
+        if let Ok(Some(r)) = v {
+            if let Some(ms) = r
+                .get::<_, String>(0)
+                .trim()
+                .parse::<u64>()
+                .ok()
+                .filter(|ms| crate::core::settings::BUSY_TIMEOUT_MS_RANGE.contains(ms))
+            {
+                self.busy_timeout_ms = pg_lock_ms(ms);
+            }
+        }
+    }
+
+    fn read_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        if !self.exists.get() {
+            match self.schema_version_inner()? {
+                None => {
+                    if self.empty.is_none() {
+                        self.empty = Some(super::sqlite::empty_connection()?);
+                    }
+                    let c = self.empty.as_mut().expect("set above");
+                    let tx = c
+                        .transaction()
+                        .map_err(|e| RpcError::internal(format!("empty store: {e}")))?;
+                    return f(&*tx);
+                }
+                Some(v) if v > PG_SCHEMA_VERSION => return Err(newer_schema(&self.loc, v)),
+                Some(_) => {}
+            }
+        }
+        self.apply_stored_busy_timeout();
+        let loc = self.loc.clone();
+        let ms = self.busy_timeout_ms;
+        let c = self.client()?;
+        let begin = format!(
+            "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = {}",
+            ms + 30_000
+        );
+        let (r, begun) = {
+            let tx = PgTx::new(&mut *c, &loc, Some(begin));
+            let r = f(&tx);
+            let begun = tx.begun.get();
+            let r = match tx.failed.into_inner() {
+                Some(e) if r.is_ok() => Err(e),
+                _ => r,
+            };
+            (r, begun)
+        };
+        match r {
+            Ok(()) => {
+                if !begun {
+                    return Ok(());
+                }
+                if let Err(e) = c.batch_execute("COMMIT") {
+                    let e = map_pg(e, &loc);
+                    self.after_error();
+                    return Err(e);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if e.kind == ErrorKind::Internal && is_missing_table(&e) {
+                    self.exists.set(false);
+                }
+                self.after_error();
+                Err(e)
+            }
+        }
+    }
+
+    fn write_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        // Without the salt (a version-1 store seen by a read), check again and migrate.
+        if !self.exists.get() || self.salt.get().is_none() {
+            match self.schema_version_inner()? {
+                Some(v) if v > PG_SCHEMA_VERSION => return Err(newer_schema(&self.loc, v)),
+                Some(v) if v == PG_SCHEMA_VERSION => {}
+                _ => self.setup()?,
+            }
+            self.empty = None;
+        }
+        self.apply_stored_busy_timeout();
+        let loc = self.loc.clone();
+        let ms = self.busy_timeout_ms;
+        let salt = self.salt.get();
+        let c = self.client()?;
+        let begin = (|| {
+            c.batch_execute(&format!(
+                "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {}",
+                ms + 30_000
+            ))?;
+            let salt = salt.map(|s| s.to_string()).unwrap_or_default();
+            let key = lock_key(&["write", &loc.schema, &salt]);
+            let row = c.query_typed_one(
+                &sqlf(&loc, "SELECT pg_advisory_xact_lock($1)::text, (SELECT value FROM {s}.meta WHERE key = 'schema_version')"),
+                &[(&key as &(dyn ToSql + Sync), Type::INT8)],
+            )?;
+            Ok::<Option<i64>, postgres::Error>(row.get(1))
+        })();
+        let version = match begin {
+            Ok(v) => v,
+            Err(e) => {
+                let missing = e.code() == Some(&postgres::error::SqlState::UNDEFINED_TABLE);
+                let e = map_pg(e, &loc);
+                self.after_error();
+                if missing {
+                    // The schema was dropped under us: create it again on the next write.
+                    self.exists.set(false);
+                }
+                return Err(e);
+            }
+        };
+        if let Some(v) = version.filter(|v| *v > PG_SCHEMA_VERSION) {
+            self.after_error();
+            return Err(newer_schema(&loc, v));
+        }
+        let r = {
+            let tx = PgTx::new(&mut *c, &loc, None);
+            let r = f(&tx);
+            match tx.failed.into_inner() {
+                Some(e) if r.is_ok() => Err(e),
+                _ => r,
+            }
+        };
+        match r {
+            Ok(()) => {
+                // Every write moves the generation (the change marker of every reader).
+                let commit = sqlf(
+                    &loc,
+                    "UPDATE {s}.meta SET value = value + 1 WHERE key = 'generation'; COMMIT",
+                );
+                if let Err(e) = c.batch_execute(&commit) {
+                    let e = map_pg(e, &loc);
+                    self.after_error();
+                    return Err(e);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                self.after_error();
+                Err(e)
+            }
+        }
+    }
+}
+
+impl Store for PgStore {
+    fn describe(&self) -> StoreDescription {
+        StoreDescription {
+            backend: "postgres",
+            path: self.loc.display.clone(),
+            exists: self.exists.get() || self.probe_exists(),
+        }
+    }
+
+    fn schema_version(&mut self) -> Result<Option<i64>, RpcError> {
+        self.schema_version_inner()
+    }
+
+    fn set_busy_timeout(&mut self, ms: u64) {
+        self.busy_timeout_ms = pg_lock_ms(ms);
+        self.settings_read = true;
+    }
+
+    fn read_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        self.read_in_tx(f)
+    }
+
+    fn write_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        self.write_in_tx(f)
+    }
+
+    fn refresh_locks(&self) -> Arc<dyn RefreshLocks> {
+        Arc::new(PgLocks {
+            loc: self.loc.clone(),
+        })
+    }
+}
+
+/// Connects, with TLS per `sslmode`. Errors: `store_unavailable` (retryable) when the server
+/// cannot be reached; `store_permissions` when it refuses the login.
+fn connect(loc: &PgLocation, busy_timeout_ms: u64) -> Result<Client, RpcError> {
+    let mut config = loc.config.clone();
+    // Bounds a request when the link is cut mid-query: unacknowledged data for this long
+    // aborts the connection (Linux TCP_USER_TIMEOUT).
+    config.tcp_user_timeout(PG_CONNECT_TIMEOUT + Duration::from_millis(busy_timeout_ms));
+    config.keepalives(true);
+    config.keepalives_idle(Duration::from_secs(30));
+    // libpq never negotiates TLS on a Unix socket; skipping it saves a round trip.
+    let unix_only = config
+        .get_hosts()
+        .iter()
+        .all(|h| matches!(h, postgres::config::Host::Unix(_)));
+    let rt = round_trip(busy_timeout_ms);
+    let r = if loc.ssl_mode == SslMode::Disable || unix_only {
+        config.ssl_mode(postgres::config::SslMode::Disable);
+        Client::connect(&config, postgres::NoTls, PG_CONNECT_TIMEOUT, rt)
+    } else {
+        Client::connect(&config, tls::connector(loc)?, PG_CONNECT_TIMEOUT, rt)
+    };
+    r.map_err(|e| map_pg(e, loc))
+}
+
+/// `busyTimeoutMs` as a PostgreSQL `lock_timeout`: 0 means "do not wait" to SQLite but
+/// "wait for ever" to PostgreSQL, so it becomes 1 ms (issue 20: a stored 0 was ignored).
+fn pg_lock_ms(ms: u64) -> u64 {
+    ms.max(1)
+}
+
+/// The client-side deadline of one statement (PROTOCOL §11 *(r3)*): the server-side
+/// `statement_timeout` the transactions set (`busyTimeoutMs` + 30 s) plus 5 s, so a live
+/// server answers first with its own error and a silent one is abandoned.
+fn round_trip(busy_timeout_ms: u64) -> Duration {
+    Duration::from_millis(busy_timeout_ms + 30_000) + PG_CONNECT_TIMEOUT
+}
+
+/// `t` with `{s}` replaced by the schema name, quoted: a name that is also an SQL keyword
+/// (`user`, `select`) works like any other (the name is `[a-z_][a-z0-9_]*`, so quoting
+/// does not change which schema it is).
+fn sqlf(loc: &PgLocation, t: &str) -> String {
+    t.replace("{s}", &format!("\"{}\"", loc.schema))
+}
+
+mod tls {
+    //! rustls for `sslmode` (ring provider; webpki roots or `sslrootcert`).
+    use std::sync::Arc;
+
+    use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+    use rustls::client::WebPkiServerVerifier;
+    use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
+    use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+    use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore};
+    use tokio_postgres_rustls::MakeRustlsConnect;
+
+    use super::super::location::{PgLocation, SslMode};
+    use crate::core::error::{ErrorKind, RpcError};
+
+    fn tls_error(msg: String) -> RpcError {
+        RpcError::new(ErrorKind::StoreTls, msg)
+            .retryable(false)
+            .with("reason", "tls")
+            .with_hint("check sslmode and sslrootcert in the store URL")
+    }
+
+    pub(super) fn connector(loc: &PgLocation) -> Result<MakeRustlsConnect, RpcError> {
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = ClientConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| tls_error(format!("TLS setup: {e}")))?;
+        let config = match loc.ssl_mode {
+            SslMode::Disable | SslMode::Prefer | SslMode::Require => builder
+                .dangerous()
+                .with_custom_certificate_verifier(Arc::new(NoVerify(provider)))
+                .with_no_client_auth(),
+            SslMode::VerifyCa | SslMode::VerifyFull => {
+                let mut roots = RootCertStore::empty();
+                match &loc.root_cert {
+                    Some(path) => {
+                        use rustls::pki_types::pem::PemObject;
+                        let certs = CertificateDer::pem_file_iter(path).map_err(|e| {
+                            tls_error(format!("cannot read sslrootcert {}: {e}", path.display()))
+                        })?;
+                        for c in certs {
+                            let c = c.map_err(|e| {
+                                tls_error(format!("bad sslrootcert {}: {e}", path.display()))
+                            })?;
+                            roots.add(c).map_err(|e| {
+                                tls_error(format!("bad sslrootcert {}: {e}", path.display()))
+                            })?;
+                        }
+                    }
+                    None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+                }
+                let inner =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .map_err(|e| tls_error(format!("TLS roots: {e}")))?;
+                if loc.ssl_mode == SslMode::VerifyCa {
+                    builder
+                        .dangerous()
+                        .with_custom_certificate_verifier(Arc::new(AnyName(inner)))
+                        .with_no_client_auth()
+                } else {
+                    builder.with_webpki_verifier(inner).with_no_client_auth()
+                }
+            }
+        };
+        Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// `sslmode=prefer/require`: encrypted, certificate not checked (as libpq without a
+    /// root certificate).
+    #[derive(Debug)]
+    struct NoVerify(Arc<CryptoProvider>);
+
+    impl ServerCertVerifier for NoVerify {
+        fn verify_server_cert(
+            &self,
+            _: &CertificateDer<'_>,
+            _: &[CertificateDer<'_>],
+            _: &ServerName<'_>,
+            _: &[u8],
+            _: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            Ok(ServerCertVerified::assertion())
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls12_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            verify_tls13_signature(m, c, d, &self.0.signature_verification_algorithms)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.signature_verification_algorithms.supported_schemes()
+        }
+    }
+
+    /// `sslmode=verify-ca`: the chain is checked, the host name is not.
+    #[derive(Debug)]
+    struct AnyName(Arc<WebPkiServerVerifier>);
+
+    impl ServerCertVerifier for AnyName {
+        fn verify_server_cert(
+            &self,
+            end: &CertificateDer<'_>,
+            mids: &[CertificateDer<'_>],
+            name: &ServerName<'_>,
+            ocsp: &[u8],
+            now: UnixTime,
+        ) -> Result<ServerCertVerified, rustls::Error> {
+            match self.0.verify_server_cert(end, mids, name, ocsp, now) {
+                Err(rustls::Error::InvalidCertificate(
+                    CertificateError::NotValidForName
+                    | CertificateError::NotValidForNameContext { .. },
+                )) => Ok(ServerCertVerified::assertion()),
+                other => other,
+            }
+        }
+        fn verify_tls12_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls12_signature(m, c, d)
+        }
+        fn verify_tls13_signature(
+            &self,
+            m: &[u8],
+            c: &CertificateDer<'_>,
+            d: &DigitallySignedStruct,
+        ) -> Result<HandshakeSignatureValid, rustls::Error> {
+            self.0.verify_tls13_signature(m, c, d)
+        }
+        fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+            self.0.supported_verify_schemes()
+        }
+    }
+}

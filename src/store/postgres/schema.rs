@@ -1,0 +1,300 @@
+//! Schema setup and migrations of the PostgreSQL store, and the schema-ownership checks.
+
+use std::cell::Cell;
+
+use postgres::types::{ToSql, Type};
+
+use crate::core::error::{ErrorKind, RpcError};
+use crate::store::location::PgLocation;
+use crate::store::pg_client::Client;
+
+use super::errors::map_pg;
+use super::locks::lock_key;
+use super::{sqlf, PgStore, PG_SCHEMA_VERSION};
+
+/// Forward migrations: entry `i` takes the schema from version `i` to `i + 1`. `{s}` is
+/// the schema name. Text columns that are sorted use the "C" collation, so the order is
+/// byte order as in SQLite.
+pub(super) const MIGRATIONS: &[&str] = &[
+    // 0 -> 1
+    r#"CREATE TABLE {s}.profiles (
+        scope text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        provider text COLLATE "C" NOT NULL,
+        body text NOT NULL,
+        revision bigint NOT NULL,
+        created_at bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (scope, id)
+    );
+    CREATE INDEX profiles_by_provider ON {s}.profiles (provider, scope);
+    CREATE INDEX profiles_by_id ON {s}.profiles (id);
+    CREATE TABLE {s}.orders (
+        scope text COLLATE "C" NOT NULL,
+        provider text COLLATE "C" NOT NULL,
+        ids text NOT NULL,
+        revision bigint NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (scope, provider)
+    );
+    CREATE TABLE {s}.last_good (
+        scope text COLLATE "C" NOT NULL,
+        provider text COLLATE "C" NOT NULL,
+        profile_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (scope, provider)
+    );
+    CREATE TABLE {s}.usage (
+        profile_id text COLLATE "C" PRIMARY KEY,
+        body text NOT NULL
+    );
+    CREATE TABLE {s}.providers (
+        id text COLLATE "C" PRIMARY KEY,
+        body text NOT NULL
+    );
+    CREATE TABLE {s}.settings (
+        key text COLLATE "C" PRIMARY KEY,
+        value text NOT NULL
+    );"#,
+    // 1 -> 2: a random salt for the advisory-lock keys (issue 20), so a role that may only
+    // connect cannot compute them and hold them to block every write and refresh. Older
+    // helpers, which use unsalted keys, refuse a version-2 store instead of locking apart.
+    r#"INSERT INTO {s}.meta (key, value) VALUES ('lock_salt',
+        ('x' || substr(md5(gen_random_uuid()::text || clock_timestamp()::text), 1, 16))::bit(64)::bigint)
+        ON CONFLICT (key) DO NOTHING;"#,
+    // 2 -> 3: named secrets (the `store` SecretRef source, protocol §12 r3).
+    r#"CREATE TABLE {s}.named_secrets (
+        provider text COLLATE "C" NOT NULL,
+        id text COLLATE "C" NOT NULL,
+        value text NOT NULL,
+        updated_at bigint NOT NULL,
+        PRIMARY KEY (provider, id)
+    );
+    CREATE TABLE {s}.import_marks (
+        scope text COLLATE "C" NOT NULL,
+        kind text COLLATE "C" NOT NULL,
+        key text COLLATE "C" NOT NULL,
+        source text NOT NULL,
+        PRIMARY KEY (scope, kind, key)
+    );"#,
+];
+
+impl PgStore {
+    /// Creates the schema and tables, or migrates them, under the setup advisory lock.
+    pub(super) fn setup(&mut self) -> Result<(), RpcError> {
+        let mut attempt = 0;
+        loop {
+            let mut race = false;
+            match self.setup_once(&mut race) {
+                Err(_) if race && attempt < 3 => attempt += 1,
+                r => return r,
+            }
+        }
+    }
+
+    /// One attempt of [`PgStore::setup`]. `race` is set when another helper created the
+    /// schema while this one waited for the setup lock: this session's catalog cache
+    /// still said "missing" (invalidations are read when a transaction starts, not when an
+    /// advisory lock is granted), so a new transaction sees it.
+    pub(super) fn setup_once(&mut self, race: &mut bool) -> Result<(), RpcError> {
+        let loc = self.loc.clone();
+        let ms = self.busy_timeout_ms;
+        let c = self.client()?;
+        let r = (|| {
+            c.batch_execute(&format!(
+                "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {}",
+                ms + 30_000
+            ))?;
+            let key = lock_key(&["setup", &loc.schema]);
+            c.query_typed(
+                "SELECT pg_advisory_xact_lock($1)",
+                &[(&key as &(dyn ToSql + Sync), Type::INT8)],
+            )?;
+            c.batch_execute(&sqlf(
+                &loc,
+                "CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION CURRENT_USER; CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL)",
+            ))?;
+            // Under the setup lock, in the transaction that created it: a schema that
+            // already existed (IF NOT EXISTS) may be another role's.
+            if let Some(r) = c.query_typed_opt(
+                FOREIGN_OWNER_SQL,
+                &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+            )? {
+                return Ok(Err((r.get::<_, String>(0), r.get::<_, String>(1))));
+            }
+            let v = c
+                .query_typed_opt(
+                    &sqlf(
+                        &loc,
+                        "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+                    ),
+                    &[],
+                )?
+                .map(|r| r.get::<_, i64>(0))
+                .unwrap_or(0);
+            Ok::<Result<i64, (String, String)>, postgres::Error>(Ok(v))
+        })();
+        let v = match r {
+            Ok(Ok(v)) => v,
+            Ok(Err((what, owner))) => {
+                self.after_error();
+                return Err(not_owned(&loc, &what, &owner));
+            }
+            Err(e) => {
+                *race = matches!(
+                    e.code().map(|c| c.code()),
+                    Some("23505" | "42P06" | "42P07")
+                );
+                let e = map_pg(e, &loc);
+                self.after_error();
+                return Err(e);
+            }
+        };
+        if v > PG_SCHEMA_VERSION {
+            self.after_error();
+            return Err(newer_schema(&loc, v));
+        }
+        let c = self.client()?;
+        let r = (|| {
+            for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+                tracing::info!(from = i, to = i + 1, "migrating store schema");
+                c.batch_execute(&sqlf(&loc, sql))?;
+            }
+            // The generation counter of the change marker, starting at a value unique to
+            // this creation (µs since the epoch), so a re-created store never matches a
+            // marker of the old one.
+            let start = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as i64)
+                .unwrap_or(0);
+            c.query_typed(
+                &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('generation', $1) ON CONFLICT (key) DO NOTHING"),
+                &[(&start as &(dyn ToSql + Sync), Type::INT8)],
+            )?;
+            let to = PG_SCHEMA_VERSION;
+            c.query_typed(
+                &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+                &[(&to as &(dyn ToSql + Sync), Type::INT8)],
+            )?;
+            let salt = c
+                .query_typed_opt(
+                    &sqlf(&loc, "SELECT value FROM {s}.meta WHERE key = 'lock_salt'"),
+                    &[],
+                )?
+                .map(|r| r.get::<_, i64>(0));
+            c.batch_execute("COMMIT")?;
+            Ok(salt)
+        })();
+        match r {
+            Ok(salt) => self.salt.set(salt),
+            Err(e) => {
+                let e = map_pg(e, &loc);
+                self.after_error();
+                return Err(e);
+            }
+        }
+        self.exists.set(true);
+        Ok(())
+    }
+}
+
+/// Who owns the schema and what is in it, as one row when something is owned by a role
+/// other than the connecting one (or a superuser): (what, owner).
+pub(super) const FOREIGN_OWNER_SQL: &str =
+    "WITH me AS (SELECT oid FROM pg_roles WHERE rolname = current_user)
+    SELECT 'schema ' || n.nspname::text, r.rolname::text
+      FROM pg_namespace n JOIN pg_roles r ON r.oid = n.nspowner
+     WHERE n.nspname = $1 AND n.nspowner <> (SELECT oid FROM me) AND NOT r.rolsuper
+    UNION ALL
+    SELECT 'table ' || n.nspname::text || '.' || c.relname::text, r.rolname::text
+      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+      JOIN pg_roles r ON r.oid = c.relowner
+     WHERE n.nspname = $1 AND c.relowner <> (SELECT oid FROM me) AND NOT r.rolsuper
+    LIMIT 1";
+
+/// Refuses a schema, or anything in it, owned by another role (PROTOCOL §11 *(r3)*): a
+/// role that pre-created the schema ("schema squatting") would read every key written to
+/// it and choose the settings (secret providers) this helper obeys. A superuser's is
+/// accepted: a superuser can read everything anyway.
+///
+/// Errors: `store_permissions` with `data.reason: "schema_not_owned"`; store errors.
+pub(super) fn check_owner(c: &mut Client, loc: &PgLocation) -> Result<(), RpcError> {
+    let row = c
+        .query_typed_opt(
+            FOREIGN_OWNER_SQL,
+            &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+        )
+        .map_err(|e| map_pg(e, loc))?;
+    match row {
+        None => Ok(()),
+        Some(r) => Err(not_owned(
+            loc,
+            &r.get::<_, String>(0),
+            &r.get::<_, String>(1),
+        )),
+    }
+}
+
+pub(super) fn not_owned(loc: &PgLocation, what: &str, owner: &str) -> RpcError {
+    RpcError::new(
+        ErrorKind::StorePermissions,
+        format!(
+            "the PostgreSQL store {} is not this role's: {what} is owned by role `{owner}`; nothing was read from it or written to it",
+            loc.display
+        ),
+    )
+    .with("reason", "schema_not_owned")
+    .with("schema", loc.schema.as_str())
+    .with_hint("whoever owns the schema reads every key written to it and chooses the settings this helper obeys: drop it, or use a schema this role creates ($MODELAUTH_PG_SCHEMA)")
+}
+
+/// `Some(version)` when the schema's meta table exists in the database of `c`.
+pub(super) fn probe_version(
+    c: &mut Client,
+    loc: &PgLocation,
+    salt: &Cell<Option<i64>>,
+) -> Result<Option<i64>, RpcError> {
+    let reg = format!("\"{}\".meta", loc.schema);
+    let row = c
+        .query_typed_one(
+            "SELECT to_regclass($1) IS NOT NULL",
+            &[(&reg as &(dyn ToSql + Sync), Type::TEXT)],
+        )
+        .map_err(|e| map_pg(e, loc))?;
+    if !row.get::<_, bool>(0) {
+        return Ok(None);
+    }
+    check_owner(c, loc)?;
+    let rows = c
+        .query_typed(
+            &sqlf(
+                loc,
+                "SELECT key::text, value FROM {s}.meta WHERE key IN ('schema_version', 'lock_salt')",
+            ),
+            &[],
+        )
+        .map_err(|e| map_pg(e, loc))?;
+    let mut v = 0;
+    for r in rows {
+        match r.get::<_, String>(0).as_str() {
+            "schema_version" => v = r.get::<_, i64>(1),
+            _ => salt.set(Some(r.get::<_, i64>(1))),
+        }
+    }
+    Ok(Some(v))
+}
+
+pub(super) fn is_missing_table(e: &RpcError) -> bool {
+    e.message.contains("does not exist")
+}
+
+pub(super) fn newer_schema(loc: &PgLocation, v: i64) -> RpcError {
+    RpcError::new(
+        ErrorKind::StoreNewerSchema,
+        format!(
+            "the store {} (schema {}) has schema version {v}, newer than this modelauth understands ({PG_SCHEMA_VERSION}); it was not changed",
+            loc.display, loc.schema
+        ),
+    )
+    .with("schemaVersion", v)
+    .with_hint("upgrade modelauth")
+}
