@@ -37,13 +37,13 @@ pub(super) struct Walked {
 /// With `stop_at_first` false every usable step is checked (for `order.get` `effective`).
 pub(super) fn materialise(
     view: &WalkView,
+    mut steps: Vec<Step>,
     stop_at_first: bool,
     mode: RefreshMode,
     attempts: &HashMap<String, Attempt>,
     now: i64,
 ) -> Walked {
     let settings: &Settings = view.settings();
-    let mut steps = view.steps.clone();
     let mut chosen = None;
     let mut usable = vec![];
     let mut first_ref_error = None;
@@ -404,13 +404,14 @@ impl App {
             profile_id: p.profile_id.as_deref(),
             model: p.model.as_deref(),
         };
-        let (req, view) = self.read_walk(agent.clone(), raw, now, true)?;
+        let (req, mut view) = self.read_walk(agent.clone(), raw, now, true)?;
         if let Some(id) = &req.pinned {
             if view.steps.is_empty() {
                 return Err(unknown_profile(id, req.agent_str()));
             }
         }
-        let walked = materialise(&view, true, RefreshMode::Stop, attempts, now);
+        let steps = std::mem::take(&mut view.steps);
+        let walked = materialise(&view, steps, true, RefreshMode::Stop, attempts, now);
         if let Some(i) = walked.needs_refresh {
             let sp = view
                 .profile(&walked.steps[i].profile_id)
@@ -475,8 +476,9 @@ impl App {
         }
         let now = now_ms();
         // Read in one transaction; resolve SecretRefs (exec helpers, files) after it.
-        let (req, view) = self.read_walk(agent, raw, now, true)?;
-        let walked = materialise(&view, false, RefreshMode::Stored, &attempts, now);
+        let (req, mut view) = self.read_walk(agent, raw, now, true)?;
+        let steps = std::mem::take(&mut view.steps);
+        let walked = materialise(&view, steps, false, RefreshMode::Stored, &attempts, now);
         let mut seen = BTreeSet::new();
         let mut candidates = vec![];
         for (i, secret) in walked.usable {

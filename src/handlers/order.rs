@@ -30,8 +30,16 @@ impl App {
         };
         // The store is read in one transaction; SecretRefs (which may run exec helpers or
         // read files) are resolved after it ended, so no helper runs inside it.
-        let (req, view) = self.read_walk(agent, raw, now, false)?;
-        let walked = materialise(&view, false, RefreshMode::Assume, &HashMap::new(), now);
+        let (req, mut view) = self.read_walk(agent, raw, now, false)?;
+        let steps = std::mem::take(&mut view.steps);
+        let walked = materialise(
+            &view,
+            steps,
+            false,
+            RefreshMode::Assume,
+            &HashMap::new(),
+            now,
+        );
         let effective = walked
             .steps
             .iter()
