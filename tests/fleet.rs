@@ -579,7 +579,7 @@ fn store_import_of_a_modelauth_sqlite_store_copies_everything_in_one_call() {
     );
 }
 
-/// The advisory lock key modelauth's writers take (`src/store/postgres.rs` `lock_key`).
+/// The advisory lock key modelauth's writers take (`src/store/postgres/locks.rs` `lock_key`).
 /// The store's write-lock key: it includes the store's random salt (`meta.lock_salt`,
 /// issue 20), which only a role that may read the schema knows.
 fn write_lock_key(c: &mut postgres::Client, schema: &str) -> i64 {
