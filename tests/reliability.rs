@@ -504,6 +504,9 @@ fn eight_processes_of_500_mixed_operations_lose_nothing() {
 /// Acknowledged = its response line was read before the kill.
 #[test]
 fn a_writer_killed_50_times_at_random_points_keeps_every_acknowledged_write() {
+    if common::skip_when_sealed("reads the stored keys from the raw rows") {
+        return;
+    }
     if common::skip_on_pg("reads the SQLite file after each kill") {
         return;
     }

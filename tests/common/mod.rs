@@ -41,6 +41,22 @@ pub fn skip_on_pg(why: &str) -> bool {
     false
 }
 
+/// Whether this run seals every test store (`MODELAUTH_TEST_STORE_KEY`, issue 22).
+pub fn sealed_run() -> bool {
+    std::env::var("MODELAUTH_TEST_STORE_KEY").is_ok_and(|k| !k.trim().is_empty())
+}
+
+/// Skips (visibly) a test that reads or plants raw plaintext rows, when the run seals
+/// every store: there the rows hold envelopes, and a planted plaintext row is ignored by
+/// design (`tests/sealed.rs` covers both).
+pub fn skip_when_sealed(why: &str) -> bool {
+    if sealed_run() {
+        eprintln!("SKIPPED on a sealed store (about raw rows): {why}");
+        return true;
+    }
+    false
+}
+
 /// A nonce for this test process, so schemas of different runs on one database never meet.
 /// On PostgreSQL, every schema named with it is dropped when the test process exits.
 fn run_nonce() -> &'static str {
