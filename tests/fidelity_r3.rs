@@ -813,3 +813,66 @@ fn a_legacy_per_agent_auth_json_imports_as_openclaws_doctor_migrates_it() {
     assert_eq!(mine, theirs);
     assert_view(&t.path, Some("main"), &ans["views"]["main"]);
 }
+
+/// The `source` modelauth gives an order that OpenClaw's `models auth order get --json`
+/// read from `authStatePath`: an agent's own database (`agents/<id>/agent/
+/// openclaw-agent.sqlite`) holds that agent's order; the shared state database
+/// (`state/openclaw.sqlite`) holds the order every agent without its own database reads,
+/// whichever `agentId` OpenClaw echoes.
+fn source_of(open_claw_order_get: &Value) -> &'static str {
+    let path = open_claw_order_get["authStatePath"].as_str().unwrap();
+    if path.ends_with("/agent/openclaw-agent.sqlite") {
+        "agent"
+    } else {
+        assert!(path.ends_with("state/openclaw.sqlite"), "{path}");
+        "shared"
+    }
+}
+
+#[test]
+fn an_order_doctor_moved_into_the_shared_database_is_labelled_as_openclaw_reads_it() {
+    let case = "doctor-shared-order";
+    let ans = answers(case);
+    let t = TempStore::new();
+    let r = ok(&t.path, "store.import", json!({"path": fixture(case)}));
+    assert_eq!(r["errors"], json!([]), "{r}");
+    // OpenClaw answers for `main` (the default agent) and for `cron-nightly`, an agent added
+    // after the doctor ran, from the same row of the shared database: the order is not
+    // main's own, so importing it as agent `main`'s would lose it for cron-nightly.
+    for (asked, agent) in [
+        ("default", None),
+        ("main", Some("main")),
+        ("cron-nightly", Some("cron-nightly")),
+    ] {
+        let theirs = &ans["orderGet"][asked];
+        assert_eq!(theirs["authStatePath"], "state/openclaw.sqlite");
+        let mut p = json!({"provider": "openrouter"});
+        if let Some(a) = agent {
+            p["agent"] = json!(a);
+        }
+        let mine = ok(&t.path, "order.get", p);
+        assert_eq!(mine["order"], theirs["order"], "{asked}: {mine}");
+        assert_eq!(mine["source"], source_of(theirs), "{asked}: {mine}");
+    }
+    for agent in ["main", "cron-nightly"] {
+        assert_view(&t.path, Some(agent), &ans["views"][agent]);
+    }
+}
+
+#[test]
+fn an_order_set_for_an_agent_is_that_agents_as_in_openclaw() {
+    let t = TempStore::new();
+    let state = t.dir.path().join("after");
+    put_state("reimport", "after", &state);
+    let r = ok(&t.path, "store.import", json!({"path": state}));
+    assert_eq!(r["errors"], json!([]), "{r}");
+    let theirs = &answers("reimport")["after"]["orderGet"]["main"]["openai"];
+    let mine = ok(
+        &t.path,
+        "order.get",
+        json!({"provider": "openai", "agent": "main"}),
+    );
+    assert_eq!(mine["order"], theirs["order"], "{mine}");
+    assert_eq!(mine["source"], source_of(theirs), "{mine}");
+    assert_eq!(mine["source"], "agent");
+}
