@@ -164,7 +164,11 @@ fn a_version_1_store_is_migrated_to_salted_lock_keys_on_its_next_write() {
         )
         .unwrap();
     assert_eq!(rows.len(), 2, "the salt was added");
-    assert_eq!(rows[1].get::<_, i64>(1), 2, "version 2");
+    assert_eq!(
+        rows[1].get::<_, i64>(1),
+        modelauth::store::postgres::PG_SCHEMA_VERSION,
+        "migrated to this build's version"
+    );
     a.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
         .unwrap();
 }

@@ -202,6 +202,13 @@ impl PgStore {
                     return f(&*tx);
                 }
                 Some(v) if v > PG_SCHEMA_VERSION => return Err(newer_schema(&self.loc, v)),
+                // A store an older modelauth wrote: bring it to this version first (as the
+                // SQLite backend does on open), so a read never queries a table that does
+                // not exist yet (named_secrets, import_marks).
+                Some(v) if v < PG_SCHEMA_VERSION => {
+                    self.setup()?;
+                    self.empty = None;
+                }
                 Some(_) => {}
             }
         }
