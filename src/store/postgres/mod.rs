@@ -176,12 +176,17 @@ impl PgStore {
             &[],
         );
         if let Ok(Some(r)) = v {
-            if let Some(ms) = r
-                .get::<_, String>(0)
-                .trim()
-                .parse::<u64>()
-                .ok()
-                .filter(|ms| crate::core::settings::BUSY_TIMEOUT_MS_RANGE.contains(ms))
+            // Plain JSON, or on a sealed store the `{"$seal": tag, "value": …}` row the
+            // sealing layer writes (a bounded wait is no authority, so the tag is not
+            // needed here).
+            let raw: String = r.get(0);
+            let value = match serde_json::from_str::<serde_json::Value>(&raw) {
+                Ok(serde_json::Value::Object(o)) => o.get("value").and_then(|v| v.as_u64()),
+                Ok(v) => v.as_u64(),
+                Err(_) => None,
+            };
+            if let Some(ms) =
+                value.filter(|ms| crate::core::settings::BUSY_TIMEOUT_MS_RANGE.contains(ms))
             {
                 self.busy_timeout_ms = pg_lock_ms(ms);
             }
