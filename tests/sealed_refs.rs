@@ -10,8 +10,12 @@ use std::process::{Command, Output};
 use common::*;
 use serde_json::{json, Value};
 
-/// The value OpenClaw's store holds for `OPENAI_API_KEY` in the fixture (a fake key).
-const STORE_ENTRY: &str = "sk-placeholder-fake-0000";
+/// The value OpenClaw's shared secret store holds for `OPENAI_API_KEY` in the fixture (a
+/// fake key): agent `main`'s `openai:store` names it with a `store` SecretRef.
+const STORE_ENTRY: &str = "sk-store-fake-0001";
+
+/// The literal key of the shared (agent-less) `openai:store` profile in the fixture.
+const SHARED_KEY: &str = "sk-placeholder-fake-0000";
 
 fn fixture() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/openclaw/store-ref")
@@ -68,20 +72,25 @@ fn store_entries_an_import_brings_are_sealed_at_rest_and_resolve_with_the_key() 
     assert_eq!(r["secrets"][0]["id"], "OPENAI_API_KEY", "{r}");
     let info = call_k(&env, Some(&key), "helper.info", json!({})).unwrap();
     assert_eq!(info["store"]["sealed"], true, "{info}");
+    let bytes = store_bytes(&env);
     assert!(
-        !contains(&store_bytes(&env), STORE_ENTRY),
+        !contains(&bytes, STORE_ENTRY),
         "the store entry is in plaintext at rest"
+    );
+    assert!(
+        !contains(&bytes, SHARED_KEY),
+        "the shared profile's key is in plaintext at rest"
     );
     let got = call_k(
         &env,
         Some(&key),
         "auth.resolve",
-        json!({"provider": "openai"}),
+        json!({"provider": "openai", "agent": "main"}),
     )
     .unwrap();
     assert_eq!(got["secret"], STORE_ENTRY);
     // Without the key: no secret, a kind that says why, and nothing changed.
-    let e = call_k(&env, None, "auth.resolve", json!({"provider": "openai"})).unwrap_err();
+    let e = call_k(&env, None, "auth.resolve", json!({"provider": "openai", "agent": "main"})).unwrap_err();
     assert_eq!(e["data"]["kind"], "store_sealed", "{e}");
     assert!(!e.to_string().contains(STORE_ENTRY));
     // Another key: the entry does not open.
@@ -89,7 +98,7 @@ fn store_entries_an_import_brings_are_sealed_at_rest_and_resolve_with_the_key() 
         &env,
         Some(&keygen()),
         "auth.resolve",
-        json!({"provider": "openai"}),
+        json!({"provider": "openai", "agent": "main"}),
     )
     .unwrap_err();
     assert_eq!(e["data"]["kind"], "store_key_mismatch", "{e}");
@@ -97,7 +106,7 @@ fn store_entries_an_import_brings_are_sealed_at_rest_and_resolve_with_the_key() 
         &env,
         Some(&key),
         "auth.resolve",
-        json!({"provider": "openai"}),
+        json!({"provider": "openai", "agent": "main"}),
     )
     .unwrap();
     assert_eq!(got["secret"], STORE_ENTRY);
@@ -129,7 +138,7 @@ fn seal_and_unseal_cover_the_store_entries() {
         &env,
         Some(&key),
         "auth.resolve",
-        json!({"provider": "openai"}),
+        json!({"provider": "openai", "agent": "main"}),
     )
     .unwrap();
     assert_eq!(got["secret"], STORE_ENTRY);
@@ -140,7 +149,7 @@ fn seal_and_unseal_cover_the_store_entries() {
             .unwrap(),
     )
     .unwrap();
-    let got = call_k(&env, None, "auth.resolve", json!({"provider": "openai"})).unwrap();
+    let got = call_k(&env, None, "auth.resolve", json!({"provider": "openai", "agent": "main"})).unwrap();
     assert_eq!(got["secret"], STORE_ENTRY);
 }
 
