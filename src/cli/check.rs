@@ -128,13 +128,17 @@ pub fn plaintext_warning(n: u64) -> String {
 }
 
 /// `3d 4h`, `5h 2m`, `12m`, `40s`: a duration in milliseconds for people.
+/// Rounded to the nearest second first, so a 120 s cooldown read a few milliseconds later
+/// still says `2m`, never `1m`.
 pub fn human_duration(ms: i64) -> String {
-    let s = ms.unsigned_abs() / 1000;
-    let (d, h, m) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60);
+    let s = (ms.unsigned_abs() + 500) / 1000;
+    let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
     if d > 0 {
         format!("{d}d {h}h")
     } else if h > 0 {
         format!("{h}h {m}m")
+    } else if m > 0 && sec > 0 && m < 10 {
+        format!("{m}m {sec}s")
     } else if m > 0 {
         format!("{m}m")
     } else {
@@ -230,5 +234,22 @@ fn profile_fix(id: &str, kind: &str, status: &str) -> Option<String> {
             "wait, or end it now: modelauth call auth.clearCooldown '{{\"profileId\":\"{id}\"}}'"
         )),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod duration_tests {
+    use super::human_duration;
+
+    #[test]
+    fn durations_round_to_the_nearest_second_and_keep_seconds_under_ten_minutes() {
+        assert_eq!(human_duration(119_973), "2m");
+        assert_eq!(human_duration(90_000), "1m 30s");
+        assert_eq!(human_duration(59_400), "59s");
+        assert_eq!(human_duration(59_600), "1m");
+        assert_eq!(human_duration(12 * 60_000 + 30_000), "12m");
+        assert_eq!(human_duration(5 * 3_600_000 + 2 * 60_000), "5h 2m");
+        assert_eq!(human_duration(3 * 86_400_000 + 4 * 3_600_000), "3d 4h");
+        assert_eq!(human_duration(-40_000), "40s");
     }
 }
