@@ -90,7 +90,13 @@ fn store_entries_an_import_brings_are_sealed_at_rest_and_resolve_with_the_key() 
     .unwrap();
     assert_eq!(got["secret"], STORE_ENTRY);
     // Without the key: no secret, a kind that says why, and nothing changed.
-    let e = call_k(&env, None, "auth.resolve", json!({"provider": "openai", "agent": "main"})).unwrap_err();
+    let e = call_k(
+        &env,
+        None,
+        "auth.resolve",
+        json!({"provider": "openai", "agent": "main"}),
+    )
+    .unwrap_err();
     assert_eq!(e["data"]["kind"], "store_sealed", "{e}");
     assert!(!e.to_string().contains(STORE_ENTRY));
     // Another key: the entry does not open.
@@ -149,7 +155,13 @@ fn seal_and_unseal_cover_the_store_entries() {
             .unwrap(),
     )
     .unwrap();
-    let got = call_k(&env, None, "auth.resolve", json!({"provider": "openai", "agent": "main"})).unwrap();
+    let got = call_k(
+        &env,
+        None,
+        "auth.resolve",
+        json!({"provider": "openai", "agent": "main"}),
+    )
+    .unwrap();
     assert_eq!(got["secret"], STORE_ENTRY);
 }
 

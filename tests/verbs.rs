@@ -848,3 +848,25 @@ fn serve_answers_unknown_provider_and_profile_ids_with_a_did_you_mean() {
         lines[2]
     );
 }
+
+#[test]
+fn params_piped_to_call_without_the_dash_get_a_hint_that_names_it_and_nothing_is_stored() {
+    let t = T::new();
+    t.ok(&["add", "openai:a"], b"sk-a-0001\n");
+    let params =
+        br#"{"profile":{"id":"openai:b","type":"api_key","provider":"openai","key":"sk-b-0002"}}"#;
+    let e = t.fail(&["call", "profiles.put"], params);
+    assert_eq!(e["data"]["kind"], "invalid_params", "{e}");
+    let hint = e["data"]["hint"].as_str().unwrap();
+    assert!(
+        hint.contains("stdin is read only with `-`")
+            && hint.contains("modelauth call profiles.put -"),
+        "{hint}"
+    );
+    assert!(!e.to_string().contains("sk-b-0002"), "{e}");
+    // The same params with `-` are taken; before that, nothing was stored.
+    let list = t.json(&["list", "--json"]);
+    assert_eq!(list["profiles"].as_array().unwrap().len(), 1, "{list}");
+    t.ok(&["call", "profiles.put", "-"], params);
+    assert_eq!(t.get("openai:b"), "sk-b-0002");
+}

@@ -30,6 +30,29 @@ pub(crate) fn require_secrets<'a>(
     Ok(())
 }
 
+/// Fails with `store_sealed` / `store_key_mismatch` when one of `profiles` names a `store`
+/// SecretRef whose entry is not among the named secrets that opened (`named`): a sealed
+/// store's entries open only with its key, and without it the entry must not read as
+/// missing (`ref_unavailable`), which would send a person to re-import it.
+pub(crate) fn require_named_secrets<'a>(
+    c: &dyn Tx,
+    profiles: impl IntoIterator<Item = &'a StoredProfile>,
+    named: &std::collections::BTreeMap<(String, String), crate::core::secret_value::Secret>,
+) -> Result<()> {
+    let unopened = profiles.into_iter().any(|sp| {
+        sp.profile.credential.secret_ref().is_some_and(|r| {
+            r.source == crate::core::profile::SecretSource::Store
+                && !named.contains_key(&(r.provider.clone(), r.id.clone()))
+        })
+    });
+    if unopened {
+        if let Some(e) = c.seal_error()? {
+            return Err(e);
+        }
+    }
+    Ok(())
+}
+
 fn result(r: SealReport) -> SealResult {
     SealResult {
         sealed: r.info.sealed,

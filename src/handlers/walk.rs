@@ -183,6 +183,11 @@ impl App {
             let view = self.walk_view(c, &req, now)?;
             if needs_secrets {
                 crate::handlers::seal::require_secrets(c, view.snapshot.profiles.iter())?;
+                crate::handlers::seal::require_named_secrets(
+                    c,
+                    view.snapshot.profiles.iter(),
+                    &view.snapshot.settings.named_secrets,
+                )?;
             }
             Ok((req, view))
         })
