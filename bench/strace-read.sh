@@ -16,10 +16,17 @@ fi
 [ -x "${BIN:-}" ] || { echo "usage: $0 path/to/modelauth" >&2; exit 2; }
 command -v strace >/dev/null || { echo "strace is needed (apt-get install -y strace)" >&2; exit 2; }
 DIR=$(mktemp -d)
-trap 'rm -rf "$DIR"' EXIT
+trap 'rm -rf "$DIR" "$DIR.trace"' EXIT
 STORE=$DIR/store.db
+# As root, SQLite re-asserts the owner of -wal/-shm with fchown on every open (a no-op
+# but for ctime). Run as nobody instead, as any user's helper runs (AS_ROOT=1 keeps root).
+AS=()
+if [ "$(id -u)" = 0 ] && [ -z "${AS_ROOT:-}" ] && command -v setpriv >/dev/null; then
+  chown 65534:65534 "$DIR"
+  AS=(setpriv --reuid=65534 --regid=65534 --clear-groups)
+fi
 printf '%s' '{"profile":{"id":"openai:default","provider":"openai","type":"api_key","key":"sk-bench-0000"}}' \
-  | "$BIN" --store "$STORE" call profiles.put - >/dev/null
+  | "${AS[@]}" "$BIN" --store "$STORE" call profiles.put - >/dev/null
 count() { # METHOD ARGS...: write-ish syscalls touching $DIR during one cold run
   local log=$DIR.trace
   strace -f -y -qq -o "$log" \
@@ -33,9 +40,12 @@ count() { # METHOD ARGS...: write-ish syscalls touching $DIR during one cold run
 for m in auth.resolve order.get auth.status helper.info; do
   params='{"provider":"openai"}'
   [ "$m" = helper.info ] && params='{}'
-  set -- $(count "$BIN" --store "$STORE" call "$m" "$params")
+  set -- $(count "${AS[@]}" "$BIN" --store "$STORE" call "$m" "$params")
   echo "$m: $1 write-ish calls, $2 O_CREAT opens"
 done
-set -- $(count "$BIN" --store "$STORE" check)
+set -- $(count "${AS[@]}" "$BIN" --store "$STORE" check)
 echo "check: $1 write-ish calls, $2 O_CREAT opens"
+# What the writers pay: one cold write on the same store.
+set -- $(count "${AS[@]}" sh -c "printf '%s' '{\"profile\":{\"id\":\"openai:w\",\"provider\":\"openai\",\"type\":\"api_key\",\"key\":\"sk-bench-1111\"}}' | \"\$0\" --store \"\$1\" call profiles.put -" "$BIN" "$STORE")
+echo "profiles.put (a write): $1 write-ish calls, $2 O_CREAT opens"
 ls -la --time-style=full-iso "$DIR" | sed 1d

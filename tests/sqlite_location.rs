@@ -254,6 +254,35 @@ fn a_read_writes_nothing_in_the_store_directory() {
     assert_eq!(listing(&o.dir), before);
 }
 
+/// A store an older modelauth wrote has no `-wal`/`-shm` between processes (it removed
+/// them on close): the first read creates them once, and keeps them; the reads after it
+/// write nothing.
+#[test]
+fn a_store_without_its_wal_files_gets_them_once() {
+    if common::skip_on_pg("the files of a SQLite store") {
+        return;
+    }
+    let o = Owned::new();
+    let put = o.call(
+        "profiles.put",
+        json!({"profile": common::api_key("openai:main", "sk-test-old-1")}),
+    );
+    assert!(put.status.success());
+    std::fs::remove_file(sidecar(&o.store(), "-wal")).unwrap();
+    std::fs::remove_file(sidecar(&o.store(), "-shm")).unwrap();
+    let out = o.call("auth.resolve", json!({"provider": "openai"}));
+    assert!(out.status.success());
+    assert!(sidecar(&o.store(), "-wal").is_file());
+    assert!(sidecar(&o.store(), "-shm").is_file());
+    std::thread::sleep(Duration::from_millis(20));
+    let before = listing(&o.dir);
+    let watch = Watch::new(&o.dir);
+    let out = o.call("auth.resolve", json!({"provider": "openai"}));
+    assert!(out.status.success());
+    assert_eq!(watch.events(), Vec::<String>::new());
+    assert_eq!(listing(&o.dir), before);
+}
+
 /// Pins: a read of a store that does not exist creates nothing (no file, no directory).
 #[test]
 fn a_read_of_a_missing_store_creates_nothing() {
