@@ -77,6 +77,7 @@ impl Owned {
             .env("HOME", &self.dir)
             .arg("--store")
             .arg(self.store())
+            .envs(common::store_env(&self.store()))
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -397,12 +398,41 @@ fn the_refresh_lock_is_the_store_file_not_a_path() {
     let second = b
         .lock(None, "openai:a", Duration::from_millis(50))
         .expect("lock");
+    // The kernel sees it too (what another process would meet): a new open file
+    // description of the bind-mounted name finds a write lock in the lock range.
+    let seen = ofd_lock_seen(&alias);
     let _ = Command::new("umount").arg(&alias).status();
     assert!(
         second.is_none(),
         "the lock was taken twice through a bind mount"
     );
+    assert!(
+        seen,
+        "no kernel lock on the store file through the bind mount"
+    );
     drop(held);
+}
+
+/// Whether a write lock is held on a byte in `[2^62, 2^63)` of `file` by another open
+/// file description (`F_OFD_GETLK`). The descriptor is leaked on purpose: no SQLite
+/// connection of this process may lose its locks to a close.
+fn ofd_lock_seen(file: &Path) -> bool {
+    use std::os::fd::IntoRawFd;
+    let fd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(file)
+        .unwrap()
+        .into_raw_fd();
+    // SAFETY: an all-zero flock is valid; the fields are set below.
+    let mut fl: libc::flock = unsafe { std::mem::zeroed() };
+    fl.l_type = libc::F_WRLCK as i16;
+    fl.l_whence = libc::SEEK_SET as i16;
+    fl.l_start = 1 << 62;
+    fl.l_len = (1 << 62) - 1;
+    // SAFETY: a valid descriptor and flock.
+    assert_eq!(unsafe { libc::fcntl(fd, libc::F_OFD_GETLK, &mut fl) }, 0);
+    fl.l_type == libc::F_WRLCK as i16
 }
 
 /// Issue 20. Before: only the store's own directory was checked, so a world-writable
