@@ -47,7 +47,7 @@ const ENVIRONMENT: &[(&str, &str)] = &[
 
 const FILES: &[(&str, &str)] = &[
     ("~/.local/state/modelauth/store.db", "The default store (directory 0700, file 0600), with store.db-wal and store.db-shm beside it."),
-    ("store.db.lock, store.db.locks/", "The setup lock and the single-flight OAuth refresh locks beside the store."),
+    ("store.db-wal, store.db-shm, store.db.lock", "SQLite's write-ahead log and its index (kept between runs, so a read writes nothing) and the setup lock, beside the store. Single-flight OAuth refresh locks are byte-range locks on store.db itself."),
     ("~/.pgpass", "PostgreSQL passwords (ignored unless mode 0600, as libpq does)."),
 ];
 

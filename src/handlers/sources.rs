@@ -47,9 +47,15 @@ fn open_source(path: &Path) -> Result<(std::fs::File, std::fs::Metadata)> {
 }
 
 fn read_json(path: &Path) -> Result<Value> {
+    read_json_bytes(path).map(|(v, _)| v)
+}
+
+/// [`read_json`] with the bytes it parsed (one read through [`fsread`], so what is parsed
+/// twice is one file, never re-opened).
+fn read_json_bytes(path: &Path) -> Result<(Value, Vec<u8>)> {
     let (f, meta) = open_source(path)?;
     let bytes = fsread::read_capped(f, &meta, MAX_JSON_BYTES).map_err(|e| unreadable(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|_| {
+    let v = serde_json::from_slice(&bytes).map_err(|_| {
         RpcError::new(
             ErrorKind::ShapeUnrecognized,
             format!(
@@ -57,7 +63,8 @@ fn read_json(path: &Path) -> Result<Value> {
                 path.display()
             ),
         )
-    })
+    })?;
+    Ok((v, bytes))
 }
 
 fn is_sqlite(path: &Path) -> bool {

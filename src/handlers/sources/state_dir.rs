@@ -5,7 +5,7 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::{config_profile_ids, read_json, sqlite_pieces};
+use super::{config_profile_ids, read_json, read_json_bytes, sqlite_pieces};
 use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::core::ids;
 use crate::openclaw::import::{self, EntryError, Format, ImportWarning, Loaded, Piece, PieceKind};
@@ -93,7 +93,8 @@ impl StateDir<'_> {
             return;
         }
         self.found = true;
-        let Ok(v) = read_json(&config) else {
+        // One non-blocking, capped read (fsread) for both the JSON and its key order.
+        let Ok((v, bytes)) = read_json_bytes(&config) else {
             self.warnings.push(ImportWarning {
                 pointer: String::new(),
                 kind: "source_skipped".into(),
@@ -104,9 +105,7 @@ impl StateDir<'_> {
             });
             return;
         };
-        let ids = std::fs::read(&config)
-            .map(|b| config_profile_ids(&b))
-            .unwrap_or_default();
+        let ids = config_profile_ids(&bytes);
         if !ids.is_empty() {
             self.pieces.push(config_piece(
                 PieceKind::ConfigProfiles,

@@ -8,20 +8,26 @@ use std::path::{Path, PathBuf};
 use crate::core::error::{ErrorKind, RpcError};
 
 use super::{io_error, SqliteStore};
+use crate::store::flock::FileId;
 
 impl SqliteStore {
-    /// The directory checks of [`Store::verify_location`] (no file is opened); returns the
+    /// The directory checks of [`Self::verify_location`] (no file is opened); returns the
     /// store's canonical path when it exists.
+    ///
+    /// Every ancestor directory is checked as OpenSSH's `StrictModes` checks them (issue
+    /// 20): those of the path as given (made absolute, each prefix followed as the kernel
+    /// follows it) and those of the path a symlink leads to, up to `/`. Each must be owned
+    /// by this user or root and not group/world-writable unless sticky (`/tmp`). A missing
+    /// directory (one the first write will create, 0700) is skipped.
     pub(super) fn verify_dirs(&self) -> Result<Option<PathBuf>, RpcError> {
         let real = fs::canonicalize(&self.path).ok();
-        let mut dirs = vec![];
-        for p in std::iter::once(self.path.as_path()).chain(real.as_deref()) {
-            let d = match p.parent() {
-                Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-                _ => PathBuf::from("."),
-            };
-            if !dirs.contains(&d) {
-                dirs.push(d);
+        let given = std::path::absolute(&self.path).unwrap_or_else(|_| self.path.clone());
+        let mut dirs: Vec<PathBuf> = vec![];
+        for p in std::iter::once(given.as_path()).chain(real.as_deref()) {
+            for d in p.ancestors().skip(1) {
+                if !d.as_os_str().is_empty() && !dirs.iter().any(|x| x == d) {
+                    dirs.push(d.to_path_buf());
+                }
             }
         }
         for d in &dirs {
@@ -41,15 +47,21 @@ impl SqliteStore {
     ///   FIFO is refused before SQLite touches it) owned by this user;
     /// - `-wal`, `-shm`, `.lock` are regular files (never symlinks, opened `O_NOFOLLOW`)
     ///   owned by this user;
+    /// - the store file and every sidecar has exactly one link (a hard-linked `-wal` could
+    ///   be another file's, and a hard-linked store has two `-wal`s): refused before any
+    ///   `fchmod`;
     /// - group/world permission bits on any of them are removed through the descriptor
     ///   (`fchmod`), never a path.
+    ///
+    /// Returns the store file's (device, inode) when it exists, for
+    /// [`super::open::check_opened`] to compare with the file SQLite opened.
     ///
     /// Errors: `store_permissions` naming the path.
     /// Runs before the connection is opened: closing a descriptor of the store file while
     /// SQLite holds POSIX locks on it would drop them.
-    pub(super) fn verify_location(&self) -> Result<(), RpcError> {
+    pub(super) fn verify_location(&self) -> Result<Option<FileId>, RpcError> {
         let real = self.verify_dirs()?;
-        match fs::metadata(&self.path) {
+        let checked = match fs::metadata(&self.path) {
             Ok(m) if !m.is_file() => {
                 return Err(location_error(
                     &self.path,
@@ -63,11 +75,11 @@ impl SqliteStore {
                     .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
                     .open(&self.path)
                     .map_err(|e| io_error(e, "open", &self.path))?;
-                check_own_file(&f, &self.path)?;
+                Some(check_own_file(&f, &self.path)?)
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_error(e, "examine", &self.path)),
-        }
+        };
         let mut sidecars = vec![self.lock_path()];
         for base in std::iter::once(self.path.as_path()).chain(real.as_deref()) {
             for suffix in ["-wal", "-shm", "-journal"] {
@@ -106,11 +118,11 @@ impl SqliteStore {
                 .map_err(|e| io_error(e, "open", sc))?;
             check_own_file(&f, sc)?;
         }
-        Ok(())
+        Ok(checked)
     }
 }
 
-fn location_error(path: &Path, what: String, hint: &str) -> RpcError {
+pub(super) fn location_error(path: &Path, what: String, hint: &str) -> RpcError {
     RpcError::new(
         ErrorKind::StorePermissions,
         format!("refusing the store location: {} {what}", path.display()),
@@ -151,8 +163,9 @@ fn check_dir(m: &fs::Metadata, d: &Path) -> Result<(), RpcError> {
 
 /// A store or sidecar file open as `f`: a regular file owned by this user; group/world
 /// bits are removed with `fchmod` on the descriptor (on a read-only file system, where
-/// nobody can change it, they are only reported).
-pub(super) fn check_own_file(f: &fs::File, path: &Path) -> Result<(), RpcError> {
+/// nobody can change it, they are only reported). A file with more than one link is
+/// refused before that. Returns its (device, inode).
+pub(super) fn check_own_file(f: &fs::File, path: &Path) -> Result<FileId, RpcError> {
     use std::os::unix::fs::MetadataExt;
     let m = f.metadata().map_err(|e| io_error(e, "examine", path))?;
     if !m.is_file() {
@@ -168,6 +181,13 @@ pub(super) fn check_own_file(f: &fs::File, path: &Path) -> Result<(), RpcError> 
             path,
             format!("is owned by uid {}, not by this user (uid {uid})", m.uid()),
             "a store made by another user is never used: move it aside or point --store elsewhere",
+        ));
+    }
+    if m.nlink() != 1 {
+        return Err(location_error(
+            path,
+            format!("has {} links: another name of it could be anyone's", m.nlink()),
+            "keep the store and its sidecars as files of their own (no hard links): copy it to a new file",
         ));
     }
     let mode = m.mode() & 0o7777;
@@ -188,7 +208,7 @@ pub(super) fn check_own_file(f: &fs::File, path: &Path) -> Result<(), RpcError> 
             }
         }
     }
-    Ok(())
+    Ok((m.dev(), m.ino()))
 }
 
 static CREATE_PARENTS: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);

@@ -27,6 +27,7 @@ use crate::core::error::{ErrorKind, RpcError};
 use super::{scope_key, RefreshGuard, RefreshLocks, Store, StoreDescription, TxBody};
 
 mod checks;
+mod open;
 mod queries;
 mod schema;
 
@@ -144,6 +145,8 @@ pub struct SqliteStore {
     /// Set when the file could only be opened read-only (a read-only file system, a file
     /// or directory we may not write): reads work, writes are `store_readonly`.
     readonly: bool,
+    /// Whether `conn` was opened for reads only ([`open`]): a write reopens it read-write.
+    conn_ro: bool,
 }
 
 impl SqliteStore {
@@ -155,6 +158,7 @@ impl SqliteStore {
             empty: None,
             busy_timeout_ms: DEFAULT_BUSY_TIMEOUT_MS,
             readonly: false,
+            conn_ro: false,
         }
     }
 
@@ -245,8 +249,34 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Opens an existing store for reads: without writing anything when it has its `-wal`
+    /// and `-shm` ([`open`]); otherwise (or when it needs a migration) as
+    /// [`Self::open_existing`] does.
+    fn open_for_read(&mut self) -> Result<(), RpcError> {
+        if !self.has_wal_files() {
+            return self.open_existing();
+        }
+        let checked = self.verify_location()?;
+        let (c, v) = match self.connect_read_only_shm() {
+            Ok(ok) => ok,
+            Err(_) => return self.open_existing(),
+        };
+        open::check_opened(&c, &self.path, checked)?;
+        if v > SCHEMA_VERSION {
+            return Err(newer_schema(&self.path, v));
+        }
+        if v < SCHEMA_VERSION {
+            drop(c);
+            return self.open_existing();
+        }
+        self.apply_stored_settings(&c);
+        self.conn = Some(c);
+        self.conn_ro = true;
+        Ok(())
+    }
+
     fn open_existing(&mut self) -> Result<(), RpcError> {
-        self.verify_location()?;
+        let checked = self.verify_location()?;
         let (mut c, v, readonly) = match self.connect_rw() {
             Ok((c, v)) => {
                 let ro = c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false);
@@ -265,6 +295,7 @@ impl SqliteStore {
             }
             Err(e) => return Err(e),
         };
+        open::check_opened(&c, &self.path, checked)?;
         if v > SCHEMA_VERSION {
             return Err(newer_schema(&self.path, v));
         }
@@ -300,10 +331,21 @@ impl SqliteStore {
                 self.with_setup_lock(|| self.migrate(&mut c))?;
             }
         }
-        // Stored settings, written by any process, apply from the first open on. Bad ones
-        // (out of bounds, unparsable) never stop the store from opening: they are named
-        // on stderr and the defaults are used, so a settings.set can still repair them.
-        if let Ok(stored) = settings(&c) {
+        if !readonly {
+            // Only now, on a store this build can use: a refused one keeps no -wal/-shm.
+            open::persist_wal(&c, &self.path)?;
+        }
+        self.apply_stored_settings(&c);
+        self.conn = Some(c);
+        self.conn_ro = false;
+        Ok(())
+    }
+
+    /// Stored settings, written by any process, apply from the first open on. Bad ones
+    /// (out of bounds, unparsable) never stop the store from opening: they are named on
+    /// stderr and the defaults are used, so a settings.set can still repair them.
+    fn apply_stored_settings(&mut self, c: &Connection) {
+        if let Ok(stored) = settings(c) {
             let (effective, ignored) = crate::core::settings::from_stored_checked(&stored);
             if !ignored.is_empty() {
                 tracing::warn!(
@@ -315,8 +357,6 @@ impl SqliteStore {
             self.busy_timeout_ms = effective.busy_timeout_ms;
             let _ = c.busy_timeout(busy_duration(effective.busy_timeout_ms));
         }
-        self.conn = Some(c);
-        Ok(())
     }
 
     fn create(&mut self) -> Result<(), RpcError> {
@@ -346,7 +386,7 @@ impl SqliteStore {
     fn read_conn(&mut self) -> Result<&mut Connection, RpcError> {
         if self.conn.is_none() {
             if self.path.exists() {
-                self.open_existing()?;
+                self.open_for_read()?;
             } else {
                 if self.empty.is_none() {
                     self.empty = Some(empty_connection()?);
@@ -358,6 +398,12 @@ impl SqliteStore {
     }
 
     fn write_conn(&mut self) -> Result<&mut Connection, RpcError> {
+        if self.conn_ro {
+            // Opened for reads only: closed (it holds no lock between transactions) and
+            // reopened read-write.
+            self.conn = None;
+            self.conn_ro = false;
+        }
         if self.conn.is_none() {
             if self.path.exists() {
                 self.open_existing()?;
@@ -443,8 +489,9 @@ impl Store for SqliteStore {
     }
 }
 
-/// Refresh locks as OS advisory locks on sidecar files next to the store (see
-/// [`crate::store::flock`]): the kernel releases them when the holder's file closes.
+/// Refresh locks as byte-range locks on the store file itself (see
+/// [`crate::store::flock`]): keyed by its (device, inode), released by the kernel when the
+/// holder dies.
 struct FileLocks {
     store: PathBuf,
 }
@@ -456,10 +503,31 @@ impl RefreshLocks for FileLocks {
         profile_id: &str,
         wait: Duration,
     ) -> Result<Option<Box<dyn RefreshGuard>>, RpcError> {
-        let lp = crate::store::flock::lock_path(&self.store, scope_key(scope), profile_id);
-        match crate::store::flock::acquire(&lp, wait) {
+        // The lock is a byte of the store file: a store not written yet (nothing to
+        // refresh in it) is created empty, 0600, as its first write would.
+        if !self.store.exists() {
+            let created = OpenOptions::new()
+                .create_new(true)
+                .write(true)
+                .mode(0o600)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&self.store);
+            match created {
+                Ok(_) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => {
+                    return Err(
+                        io_error(e, "create the store", &self.store).with("reason", "lock_failed")
+                    )
+                }
+            }
+        }
+        match crate::store::flock::acquire(&self.store, scope_key(scope), profile_id, wait) {
             Ok(l) => Ok(l.map(|l| Box::new(l) as Box<dyn RefreshGuard>)),
-            Err(e) => Err(io_error(e, "take the refresh lock", &lp).with("reason", "lock_failed")),
+            Err(e) => {
+                Err(io_error(e, "take the refresh lock on", &self.store)
+                    .with("reason", "lock_failed"))
+            }
         }
     }
 }
