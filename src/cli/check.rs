@@ -3,6 +3,8 @@
 
 use super::*;
 use crate::core::error::RpcError;
+use crate::core::profile::CredentialType;
+use crate::core::status::ProfileHealth;
 use crate::protocol::dispatch::Dispatcher;
 
 /// `modelauth check`: runs `auth.status` and prints it (plain or `--json`); the exit code
@@ -40,7 +42,7 @@ pub(super) fn check(
             Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
         };
         for pr in st.providers.iter().flat_map(|p| &p.profiles) {
-            if pr.kind != "oauth" || pr.status == "needs_reauth" {
+            if pr.kind != CredentialType::OAuth || pr.status == ProfileHealth::NeedsReauth {
                 continue;
             }
             let mut rp = serde_json::json!({"profileId": pr.profile_id});
@@ -74,7 +76,7 @@ pub(super) fn check(
         Ok(s) => s,
         Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
     };
-    let mut code = crate::core::status::check_exit_code(&st.overall);
+    let mut code = crate::core::status::check_exit_code(st.overall);
     if refresh_failed && code != 1 {
         code = 1;
     }
@@ -160,7 +162,11 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
         .as_deref()
         .map(|a| format!("agent {a} (own and shared profiles)"))
         .unwrap_or_else(|| "shared profiles".into());
-    let _ = writeln!(o, "auth status: {} ({scope})", st.overall.to_uppercase());
+    let _ = writeln!(
+        o,
+        "auth status: {} ({scope})",
+        st.overall.as_str().to_uppercase()
+    );
     if st.providers.is_empty() {
         let _ = writeln!(
             o,
@@ -183,12 +189,12 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
         for pr in &p.profiles {
             let mut detail = vec![];
             if let Some(r) = &pr.reason {
-                if r != &pr.status {
+                if r != pr.status.as_str() {
                     detail.push(r.clone());
                 }
             }
             if let Some(u) = pr.until {
-                if pr.status == "cooldown" || pr.status == "disabled" {
+                if matches!(pr.status, ProfileHealth::Cooldown | ProfileHealth::Disabled) {
                     detail.push(format!("until {}", when(u, now)));
                 }
             }
@@ -204,9 +210,11 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
             let _ = writeln!(
                 o,
                 "  {:<32} {:<8} {}{detail}",
-                pr.profile_id, pr.kind, pr.status
+                pr.profile_id,
+                pr.kind.as_str(),
+                pr.status
             );
-            if let Some(fix) = profile_fix(&pr.profile_id, &pr.kind, &pr.status) {
+            if let Some(fix) = profile_fix(&pr.profile_id, pr.kind, pr.status) {
                 let _ = writeln!(o, "    fix: {fix}");
             }
         }
@@ -218,15 +226,16 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
 }
 
 /// What to run about a profile in a bad state, naming the profile's own id.
-fn profile_fix(id: &str, kind: &str, status: &str) -> Option<String> {
+fn profile_fix(id: &str, kind: CredentialType, status: ProfileHealth) -> Option<String> {
+    let kind = kind.as_str();
     match status {
-        "expired" | "needs_reauth" => Some(format!(
+        ProfileHealth::Expired | ProfileHealth::NeedsReauth => Some(format!(
             "log in again, then store the new credential under the same id: {{\"profile\":{{\"id\":\"{id}\",\"type\":\"{kind}\",...}}}} on the stdin of `modelauth call profiles.put -`"
         )),
-        "ref_unavailable" => Some(format!(
+        ProfileHealth::RefUnavailable => Some(format!(
             "make what its SecretRef names readable; see it with modelauth call profiles.get '{{\"profileId\":\"{id}\"}}'"
         )),
-        "disabled" | "cooldown" => Some(format!(
+        ProfileHealth::Disabled | ProfileHealth::Cooldown => Some(format!(
             "wait, or end it now: modelauth call auth.clearCooldown '{{\"profileId\":\"{id}\"}}'"
         )),
         _ => None,

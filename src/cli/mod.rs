@@ -657,6 +657,8 @@ fn run_verb(cli: &Cli) -> Option<i32> {
 mod tests {
     use super::*;
     use crate::cli::check::when;
+    use crate::core::profile::CredentialType;
+    use crate::core::status::{Health, ProfileHealth};
 
     #[test]
     fn the_panic_hook_prints_where_but_never_the_message() {
@@ -689,26 +691,26 @@ mod tests {
         let now = 1_800_000_000_000;
         let st = StatusResult {
             agent: Some("main".into()),
-            overall: "expiring".into(),
+            overall: Health::Expiring,
             now,
             providers: vec![ProviderStatus {
                 provider: "anthropic".into(),
-                status: "expiring".into(),
+                status: Health::Expiring,
                 expires: Some(now + 3_600_000),
                 env_vars: vec!["ANTHROPIC_API_KEY".into()],
                 profiles: vec![
                     ProfileStatus {
                         profile_id: "anthropic:t".into(),
-                        kind: "token".into(),
-                        status: "expiring".into(),
+                        kind: CredentialType::Token,
+                        status: ProfileHealth::Expiring,
                         reason: None,
                         expires: Some(now + 3_600_000),
                         until: Some(now + 3_600_000),
                     },
                     ProfileStatus {
                         profile_id: "anthropic:k".into(),
-                        kind: "api_key".into(),
-                        status: "cooldown".into(),
+                        kind: CredentialType::ApiKey,
+                        status: ProfileHealth::Cooldown,
                         reason: Some("rate_limit".into()),
                         expires: None,
                         until: Some(now + 30_000),

@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::core::error::Result;
 use crate::core::secret_value::Secret;
+use crate::handlers::providers::{body_revision, body_without_revision};
 use crate::openclaw::import::{
-    ImportPlan, ImportWarning, Loaded, OrderAction, PieceKind, ProfileAction,
+    ImportAction, ImportPlan, ImportWarning, Loaded, OrderAction, PieceKind, ProfileAction,
 };
 use crate::openclaw::settings_import::{self as si, provider_summary, SecretAction, SettingAction};
 use crate::store::Tx;
@@ -72,7 +73,7 @@ pub(super) fn validate_settings(x: &Extras) -> Vec<SettingAction> {
             pointer: format!("/settings/secretProviders/{name}"),
             kind: "secretProvider".into(),
             name: name.clone(),
-            action: "skipped".into(),
+            action: ImportAction::Skipped,
             reason: Some("includeSettings".into()),
             summary: provider_summary(body),
             source: source.clone(),
@@ -110,23 +111,23 @@ pub(super) fn apply_extras(
         .unwrap_or_default();
     for (name, (body, source)) in &x.providers {
         let (action, reason) = if !include_settings {
-            ("skipped", Some("includeSettings"))
+            (ImportAction::Skipped, Some("includeSettings"))
         } else {
             match merged.get(name) {
-                None => ("created", None),
-                Some(have) if have == body => ("unchanged", None),
-                Some(_) if replace => ("updated", None),
-                Some(_) => ("skipped", Some("exists")),
+                None => (ImportAction::Created, None),
+                Some(have) if have == body => (ImportAction::Unchanged, None),
+                Some(_) if replace => (ImportAction::Updated, None),
+                Some(_) => (ImportAction::Skipped, Some("exists")),
             }
         };
-        if matches!(action, "created" | "updated") {
+        if matches!(action, ImportAction::Created | ImportAction::Updated) {
             merged.insert(name.clone(), body.clone());
         }
         let a = SettingAction {
             pointer: format!("/settings/secretProviders/{name}"),
             kind: "secretProvider".into(),
             name: name.clone(),
-            action: action.into(),
+            action,
             reason: reason.map(str::to_string),
             summary: provider_summary(body),
             source: source.clone(),
@@ -156,30 +157,30 @@ fn apply_named(
     for ((provider, id), users) in &x.refs {
         let have = c.named_secret(provider, id)?;
         let (action, reason) = match (x.named.get(&(provider.clone(), id.clone())), &have) {
-            (None, Some(_)) => ("unchanged", None),
+            (None, Some(_)) => (ImportAction::Unchanged, None),
             (None, None) => {
                 warnings.push(si::missing_entry_warning(provider, id, users));
-                ("missing", None)
+                (ImportAction::Missing, None)
             }
             (Some(v), None) => {
                 if write {
                     c.put_named_secret(provider, id, v, now)?;
                 }
-                ("created", None)
+                (ImportAction::Created, None)
             }
-            (Some(v), Some(h)) if v == h => ("unchanged", None),
+            (Some(v), Some(h)) if v == h => (ImportAction::Unchanged, None),
             (Some(v), Some(_)) if replace => {
                 if write {
                     c.put_named_secret(provider, id, v, now)?;
                 }
-                ("updated", None)
+                (ImportAction::Updated, None)
             }
-            (Some(_), Some(_)) => ("skipped", Some("exists".to_string())),
+            (Some(_), Some(_)) => (ImportAction::Skipped, Some("exists".to_string())),
         };
         out.push(SecretAction {
             provider: provider.clone(),
             id: id.clone(),
-            action: action.into(),
+            action,
             reason,
             profiles: users.iter().map(|(p, _)| p.clone()).collect(),
         });
@@ -203,13 +204,15 @@ pub(super) fn copy_store_extras(
     let mut settings = vec![];
     let dst_providers: BTreeMap<String, Value> = dst.providers()?.into_iter().collect();
     let mut items: Vec<(String, String, String, Value, Option<Value>)> = vec![];
+    // A provider's `revision` is this store's own count: compared without it, and a
+    // written registration gets this store's next one.
     for (id, body) in src.providers()? {
-        let have = dst_providers.get(&id).cloned();
+        let have = dst_providers.get(&id).map(body_without_revision);
         items.push((
             "provider".into(),
             id.clone(),
             format!("/providers/{id}"),
-            body,
+            body_without_revision(&body),
             have,
         ));
     }
@@ -225,17 +228,22 @@ pub(super) fn copy_store_extras(
     }
     for (kind, name, pointer, body, have) in items {
         let (action, reason) = if !include_settings {
-            ("skipped", Some("includeSettings"))
+            (ImportAction::Skipped, Some("includeSettings"))
         } else {
             match &have {
-                None => ("created", None),
-                Some(h) if *h == body => ("unchanged", None),
-                Some(_) if replace => ("updated", None),
-                Some(_) => ("skipped", Some("exists")),
+                None => (ImportAction::Created, None),
+                Some(h) if *h == body => (ImportAction::Unchanged, None),
+                Some(_) if replace => (ImportAction::Updated, None),
+                Some(_) => (ImportAction::Skipped, Some("exists")),
             }
         };
-        if write && matches!(action, "created" | "updated") {
+        if write && matches!(action, ImportAction::Created | ImportAction::Updated) {
             if kind == "provider" {
+                let mut body = body.clone();
+                let next = dst_providers.get(&name).map_or(1, |b| body_revision(b) + 1);
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("revision".into(), next.into());
+                }
                 dst.put_provider(&name, &body)?;
             } else {
                 dst.put_setting(&name, &body)?;
@@ -259,7 +267,7 @@ pub(super) fn copy_store_extras(
             pointer,
             kind,
             name,
-            action: action.into(),
+            action,
             reason: reason.map(str::to_string),
             summary,
             source: None,
@@ -272,18 +280,18 @@ pub(super) fn copy_store_extras(
     let mut secrets = vec![];
     for (provider, id, v) in src.named_secrets().unwrap_or_default() {
         let (action, reason) = match dst.named_secret(&provider, &id)? {
-            None => ("created", None),
-            Some(h) if h == v => ("unchanged", None),
-            Some(_) if replace => ("updated", None),
-            Some(_) => ("skipped", Some("exists".to_string())),
+            None => (ImportAction::Created, None),
+            Some(h) if h == v => (ImportAction::Unchanged, None),
+            Some(_) if replace => (ImportAction::Updated, None),
+            Some(_) => (ImportAction::Skipped, Some("exists".to_string())),
         };
-        if write && matches!(action, "created" | "updated") {
+        if write && matches!(action, ImportAction::Created | ImportAction::Updated) {
             dst.put_named_secret(&provider, &id, &v, now)?;
         }
         secrets.push(SecretAction {
             provider,
             id,
-            action: action.into(),
+            action,
             reason,
             profiles: vec![],
         });
@@ -511,7 +519,7 @@ impl Gone<'_> {
                 profiles.push(ProfileAction {
                     profile_id: key.clone(),
                     scope: scope_name(scope),
-                    action: "removed".into(),
+                    action: ImportAction::Removed,
                     reason: Some("removed_in_source".into()),
                 });
             } else {
@@ -523,7 +531,7 @@ impl Gone<'_> {
                     provider: key.clone(),
                     scope: scope_name(scope),
                     order: vec![],
-                    action: "removed".into(),
+                    action: ImportAction::Removed,
                     reason: Some("removed_in_source".into()),
                 });
             }
@@ -560,7 +568,10 @@ fn mark_imported(
     source: &str,
 ) -> Result<()> {
     for a in profiles {
-        if matches!(a.action.as_str(), "created" | "updated" | "unchanged") {
+        if matches!(
+            a.action,
+            ImportAction::Created | ImportAction::Updated | ImportAction::Unchanged
+        ) {
             c.set_import_mark(
                 scope_of(&a.scope).as_deref(),
                 "profile",
@@ -570,8 +581,10 @@ fn mark_imported(
         }
     }
     for a in orders {
-        if matches!(a.action.as_str(), "created" | "updated" | "unchanged")
-            && a.reason.as_deref() != Some("appended")
+        if matches!(
+            a.action,
+            ImportAction::Created | ImportAction::Updated | ImportAction::Unchanged
+        ) && a.reason.as_deref() != Some("appended")
         {
             c.set_import_mark(scope_of(&a.scope).as_deref(), "order", &a.provider, source)?;
         }

@@ -154,8 +154,6 @@ fn revision_conflict(expected: i64, current: i64) -> RpcError {
 /// How [`materialise`] treats a usable oauth step inside the refresh margin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RefreshMode {
-    /// `order.get` `effective`: usable (auth.resolve would refresh it).
-    Assume,
     /// `auth.resolve`: stop at the first one not yet tried; the caller refreshes it and
     /// walks again.
     Stop,

@@ -1,19 +1,50 @@
 //! `order.get`, `order.set`, `order.clear`: the explicit per-provider order of a scope, and
 //! the exact walk `auth.resolve` would do now.
 
-use super::auth::materialise;
-use super::walk::{RawWalk, WalkRequest};
+use super::usage::ref_check;
+use super::walk::{RawWalk, WalkRequest, WalkView};
 use super::{
     agent_param, load_aliases, now_ms, profile_id_param, provider_param, revision_conflict, App,
-    RefreshMode,
 };
 use crate::api::{
     EffectiveEntry, OrderClearParams, OrderClearResult, OrderGetParams, OrderGetResult,
     OrderSetParams, OrderSetResult,
 };
 use crate::core::error::{ErrorKind, Result, RpcError};
+use crate::core::resolve::{Skip, SkipReason};
+use crate::core::status::RefCheck;
 use crate::store::Tx;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+/// `order.get` `effective`: the walk's steps, with a step whose SecretRef cannot be read
+/// now skipped as `ref_unavailable` ([`ref_check`] without `probe`: an `exec` ref is not
+/// run and counts as usable). An oauth inside the refresh margin is usable (auth.resolve
+/// would refresh it). Runs outside any transaction.
+fn effective(view: &WalkView) -> Vec<EffectiveEntry> {
+    view.steps
+        .iter()
+        .map(|s| {
+            let mut skip = s.skip.clone();
+            if skip.is_none() {
+                let unreadable = view.profile(&s.profile_id).is_some_and(|sp| {
+                    ref_check(sp, view.settings(), false) == RefCheck::Unavailable
+                });
+                if unreadable {
+                    skip = Some(Skip {
+                        reason: SkipReason::RefUnavailable,
+                        until: None,
+                    });
+                }
+            }
+            EffectiveEntry {
+                profile_id: s.profile_id.clone(),
+                usable: skip.is_none(),
+                reason: skip.as_ref().map(|k| k.reason),
+                until: skip.as_ref().and_then(|k| k.until),
+            }
+        })
+        .collect()
+}
 
 impl App {
     /// `order.get`: the explicit order in effect and the walk it gives now — the same
@@ -28,28 +59,11 @@ impl App {
             profile_id: None,
             model: p.model.as_deref(),
         };
-        // The store is read in one transaction; SecretRefs (which may run exec helpers or
-        // read files) are resolved after it ended, so no helper runs inside it.
-        let (req, mut view) = self.read_walk(agent, raw, now, false)?;
-        let steps = std::mem::take(&mut view.steps);
-        let walked = materialise(
-            &view,
-            steps,
-            false,
-            RefreshMode::Assume,
-            &HashMap::new(),
-            now,
-        );
-        let effective = walked
-            .steps
-            .iter()
-            .map(|s| EffectiveEntry {
-                profile_id: s.profile_id.clone(),
-                usable: s.skip.is_none(),
-                reason: s.skip.as_ref().map(|k| k.reason),
-                until: s.skip.as_ref().and_then(|k| k.until),
-            })
-            .collect();
+        // The store is read in one transaction; SecretRefs are checked after it ended, as
+        // `auth.status` checks them: `env` and `file` refs are read (no side effects), an
+        // `exec` helper is never run (order.get reports the walk, it hands out no secret).
+        let (req, view) = self.read_walk(agent, raw, now, false)?;
+        let effective = effective(&view);
         Ok(OrderGetResult {
             provider: req.provider,
             agent: req.agent,

@@ -3,7 +3,8 @@
 //! extra environment key names (§6) and the OAuth client used for refresh (§5.2).
 //!
 //! A provider is stored as one row of the `providers` table: its id and the JSON body
-//! `{aliases, envVars, oauth?}`.
+//! `{aliases, envVars, oauth?, revision}`. `revision` lives in the body (the table has no
+//! column for it): a row written before it existed reads as revision 1.
 
 use crate::api::{
     ProviderGetResult, ProviderIdParams, ProviderOAuth, ProviderPutParams, ProviderPutResult,
@@ -15,7 +16,7 @@ use serde_json::json;
 
 use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::core::ids::{self, Aliases};
-use crate::handlers::{load_aliases, App};
+use crate::handlers::{load_aliases, revision_conflict, App};
 use crate::store::Tx;
 
 fn unknown_provider(id: &str) -> RpcError {
@@ -31,6 +32,24 @@ fn unknown_provider(id: &str) -> RpcError {
 
 fn bad(pointer: &str, msg: impl Into<String>) -> RpcError {
     RpcError::invalid_params(msg).with("pointer", pointer)
+}
+
+/// The revision of a stored provider body: its `revision` member, 1 for a row written
+/// before providers had one.
+pub(crate) fn body_revision(body: &serde_json::Value) -> i64 {
+    body.get("revision")
+        .and_then(serde_json::Value::as_i64)
+        .filter(|r| *r > 0)
+        .unwrap_or(1)
+}
+
+/// A stored provider body without its `revision`: what two registrations are compared by.
+pub(crate) fn body_without_revision(body: &serde_json::Value) -> serde_json::Value {
+    let mut b = body.clone();
+    if let Some(o) = b.as_object_mut() {
+        o.remove("revision");
+    }
+    b
 }
 
 /// Reads a stored provider body (lenient: broken members read as empty).
@@ -54,6 +73,7 @@ pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
             .cloned()
             .and_then(|o| serde_json::from_value(o).ok()),
         builtin: false,
+        revision: body_revision(body),
     }
 }
 
@@ -108,6 +128,7 @@ fn builtin_view(id: &str) -> Option<ProviderView> {
         env_vars: vec![],
         oauth: Some(o),
         builtin: true,
+        revision: 0,
     })
 }
 
@@ -215,27 +236,62 @@ fn validate(
         env_vars,
         oauth: p.oauth.clone(),
         builtin: false,
+        revision: 0,
     })
 }
 
+/// The current revision of provider `id` among `existing` (0 when not registered), checked
+/// against `expectedRevision` when given.
+///
+/// Errors: `revision_conflict` with `data.id`.
+fn check_revision(
+    p: &ProviderPutParams,
+    id: &str,
+    existing: &[(String, serde_json::Value)],
+) -> Result<i64> {
+    let current = existing
+        .iter()
+        .find(|(pid, _)| pid == id)
+        .map(|(_, body)| body_revision(body))
+        .unwrap_or(0);
+    match p.expected_revision {
+        Some(expected) if expected != current => {
+            Err(revision_conflict(expected, current).with("id", id))
+        }
+        _ => Ok(current),
+    }
+}
+
 impl App {
-    /// `providers.put`: registers or replaces a provider (aliases, envVars, oauth).
+    /// `providers.put`: registers or replaces a provider (aliases, envVars, oauth). With
+    /// `expectedRevision` it is a compare-and-set, as `profiles.put` (0 = must not be
+    /// registered yet; a built-in provider that is not registered is at 0).
     ///
     /// Errors: `invalid_params` (bad id, alias taken, bad env var name, a token URL that is
-    /// not https or loopback http, a bad clientSecretRef), store errors.
+    /// not https or loopback http, a bad clientSecretRef), `revision_conflict` (the
+    /// registration's revision is not `expectedRevision`), store errors.
     pub fn providers_put(&self, p: ProviderPutParams) -> Result<ProviderPutResult> {
         let mut st = self.store();
-        // Validate first so that refused params do not create the store.
-        st.read(|c| validate(&p, &c.providers()?).map(|_| ()))?;
+        // Validate first so that refused params (and a stale revision) do not create the
+        // store.
+        st.read(|c| {
+            let existing = c.providers()?;
+            let view = validate(&p, &existing)?;
+            check_revision(&p, &view.id, &existing).map(|_| ())
+        })?;
         st.write(|c| {
-            let view = validate(&p, &c.providers()?)?;
+            let existing = c.providers()?;
+            let mut view = validate(&p, &existing)?;
+            let current = check_revision(&p, &view.id, &existing)?;
+            view.revision = current + 1;
             let mut body = json!({"aliases": view.aliases, "envVars": view.env_vars});
             if let Some(o) = &view.oauth {
                 body["oauth"] =
                     serde_json::to_value(o).map_err(|e| RpcError::internal(e.to_string()))?;
             }
+            body["revision"] = view.revision.into();
             let created = c.put_provider(&view.id, &body)?;
-            tracing::info!(provider = %view.id, created, "provider stored");
+            tracing::info!(provider = %view.id, created, revision = view.revision, "provider stored");
             Ok(ProviderPutResult {
                 provider: view,
                 created,

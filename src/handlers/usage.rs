@@ -184,10 +184,10 @@ impl App {
             .into_iter()
             .map(|(req, view)| provider_status(&req, &view, now, p.expiring_within_ms, p.probe))
             .collect();
-        let overall = status::overall_status(out.iter().map(|p| p.status.as_str()));
+        let overall = status::overall_status(out.iter().map(|p| p.status));
         Ok(StatusResult {
             agent,
-            overall: overall.into(),
+            overall,
             providers: out,
             now,
         })
@@ -260,7 +260,7 @@ fn provider_status(
             .as_ref()
             .is_some_and(|k| k.reason == SkipReason::ExcludedByAuthOrder);
         roll.push(status::RollUpEntry {
-            kind: sp.profile.credential.type_name(),
+            kind: sp.profile.credential.credential_type(),
             health: status::health(sp, u, refc, now, expiring_within_ms),
             eligible: status::eligible(sp, now),
             listed,
@@ -268,8 +268,8 @@ fn provider_status(
         });
         entries.push(ProfileStatus {
             profile_id: sp.profile.id.clone(),
-            kind: sp.profile.credential.type_name().into(),
-            status: st.into(),
+            kind: sp.profile.credential.credential_type(),
+            status: st,
             reason,
             expires: sp.profile.credential.expires(),
             until,
@@ -281,13 +281,13 @@ fn provider_status(
         envkeys::env_names(&view.env_keys(&req.provider))
     };
     let (mut pstatus, expires) = status::provider_roll_up(&roll, view.order().is_some());
-    if pstatus == "missing" && roll.is_empty() && !env_vars.is_empty() {
+    if pstatus == status::Health::Missing && roll.is_empty() && !env_vars.is_empty() {
         // Environment keys are static credentials.
-        pstatus = "static";
+        pstatus = status::Health::Static;
     }
     ProviderStatus {
         provider: req.provider.clone(),
-        status: pstatus.into(),
+        status: pstatus,
         expires,
         profiles: entries,
         env_vars,

@@ -192,6 +192,7 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::status::{Health, ProfileHealth};
 
     fn aliases() -> Aliases {
         let mut a = Aliases::new();
@@ -365,10 +366,14 @@ mod tests {
             p.profiles
                 .iter()
                 .find(|x| x.profile_id == id)
-                .map(|x| x.status.clone())
+                .map(|x| x.status)
         };
-        assert_eq!(word("openai:a").as_deref(), Some("static"));
-        assert_eq!(word("openai:ref").as_deref(), Some("ref_unavailable"));
-        assert_ne!(p.status, "missing", "a usable key beside a broken ref");
+        assert_eq!(word("openai:a"), Some(ProfileHealth::Static));
+        assert_eq!(word("openai:ref"), Some(ProfileHealth::RefUnavailable));
+        assert_ne!(
+            p.status,
+            Health::Missing,
+            "a usable key beside a broken ref"
+        );
     }
 }

@@ -85,7 +85,7 @@ pub(crate) fn register_all(m: &mut RpcModule<Arc<Ctx>>, s: &mut Vec<MethodSpec>)
     register(m, s, ("auth.refresh", Write, &[K::UnknownProfile, K::RefreshFailed, K::SecretUnavailable],
         "Refresh an OAuth profile now if it is inside the refresh margin (or always with force); one token call per rotation across processes."),
         |c, p: RefreshParams| c.app.auth_refresh(p));
-    register(m, s, ("providers.put", Write, &[],
+    register(m, s, ("providers.put", Write, &[K::RevisionConflict],
         "Register or replace a provider: aliases, extra env key names, OAuth client (tokenUrl, clientId, clientSecretRef, scope)."),
         |c, p: ProviderPutParams| c.app.providers_put(p));
     register(m, s, ("providers.get", Read, &[K::UnknownProvider],
