@@ -120,7 +120,7 @@ pub(super) fn apply_extras(
                 Some(_) => (ImportAction::Skipped, Some("exists")),
             }
         };
-        if matches!(action, ImportAction::Created | ImportAction::Updated) {
+        if action.writes() {
             merged.insert(name.clone(), body.clone());
         }
         let a = SettingAction {
@@ -201,30 +201,45 @@ pub(super) fn copy_store_extras(
     now: i64,
 ) -> Result<(Vec<SettingAction>, Vec<SecretAction>, Vec<ImportWarning>)> {
     let mut warnings = vec![];
+    let settings = copy_store_settings(src, dst, include_settings, replace, write, &mut warnings)?;
+    let secrets = copy_named_secrets(src, dst, replace, write, now)?;
+    Ok((settings, secrets, warnings))
+}
+
+/// One provider registration or setting of a source store: (kind, name, pointer, value,
+/// the value `dst` holds).
+type StoreItem = (String, String, String, Value, Option<Value>);
+
+/// The providers and settings of a source store into `dst` (only with `include_settings`;
+/// each one named either way, with a warning when it is not imported).
+fn copy_store_settings(
+    src: &dyn Tx,
+    dst: &dyn Tx,
+    include_settings: bool,
+    replace: bool,
+    write: bool,
+    warnings: &mut Vec<ImportWarning>,
+) -> Result<Vec<SettingAction>> {
     let mut settings = vec![];
     let dst_providers: BTreeMap<String, Value> = dst.providers()?.into_iter().collect();
-    let mut items: Vec<(String, String, String, Value, Option<Value>)> = vec![];
+    let mut items: Vec<StoreItem> = vec![];
     // A provider's `revision` is this store's own count: compared without it, and a
     // written registration gets this store's next one.
     for (id, body) in src.providers()? {
         let have = dst_providers.get(&id).map(body_without_revision);
+        let pointer = format!("/providers/{id}");
         items.push((
             "provider".into(),
-            id.clone(),
-            format!("/providers/{id}"),
+            id,
+            pointer,
             body_without_revision(&body),
             have,
         ));
     }
     for (k, v) in src.settings()? {
         let have = dst.setting(&k)?;
-        items.push((
-            "setting".into(),
-            k.clone(),
-            format!("/settings/{k}"),
-            v,
-            have,
-        ));
+        let pointer = format!("/settings/{k}");
+        items.push(("setting".into(), k, pointer, v, have));
     }
     for (kind, name, pointer, body, have) in items {
         let (action, reason) = if !include_settings {
@@ -237,7 +252,7 @@ pub(super) fn copy_store_extras(
                 Some(_) => (ImportAction::Skipped, Some("exists")),
             }
         };
-        if write && matches!(action, ImportAction::Created | ImportAction::Updated) {
+        if write && action.writes() {
             if kind == "provider" {
                 let mut body = body.clone();
                 let next = dst_providers.get(&name).map_or(1, |b| body_revision(b) + 1);
@@ -249,27 +264,13 @@ pub(super) fn copy_store_extras(
                 dst.put_setting(&name, &body)?;
             }
         }
-        let summary = if kind == "setting" && name == "secretProviders" {
-            body.as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(n, b)| format!("{n}: {}", provider_summary(b)))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .unwrap_or_default()
-        } else {
-            let mut s = body.to_string();
-            s.truncate(200);
-            s
-        };
         let a = SettingAction {
+            summary: setting_summary(&kind, &name, &body),
             pointer,
             kind,
             name,
             action,
             reason: reason.map(str::to_string),
-            summary,
             source: None,
         };
         if reason == Some("includeSettings") {
@@ -277,6 +278,42 @@ pub(super) fn copy_store_extras(
         }
         settings.push(a);
     }
+    Ok(settings)
+}
+
+/// What a copied provider registration or setting is, for a person to confirm: each
+/// secret provider's one line for `secretProviders`, else the JSON value cut to at most
+/// 200 bytes (at a character boundary).
+fn setting_summary(kind: &str, name: &str, body: &Value) -> String {
+    if kind == "setting" && name == "secretProviders" {
+        return body
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(n, b)| format!("{n}: {}", provider_summary(b)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+    }
+    let mut s = body.to_string();
+    let mut cut = s.len().min(200);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s
+}
+
+/// The named secrets of a source store into `dst`: always (the copied profiles' `store`
+/// refs need them), kept when different unless `replace`.
+fn copy_named_secrets(
+    src: &dyn Tx,
+    dst: &dyn Tx,
+    replace: bool,
+    write: bool,
+    now: i64,
+) -> Result<Vec<SecretAction>> {
     let mut secrets = vec![];
     for (provider, id, v) in src.named_secrets().unwrap_or_default() {
         let (action, reason) = match dst.named_secret(&provider, &id)? {
@@ -285,7 +322,7 @@ pub(super) fn copy_store_extras(
             Some(_) if replace => (ImportAction::Updated, None),
             Some(_) => (ImportAction::Skipped, Some("exists".to_string())),
         };
-        if write && matches!(action, ImportAction::Created | ImportAction::Updated) {
+        if write && action.writes() {
             dst.put_named_secret(&provider, &id, &v, now)?;
         }
         secrets.push(SecretAction {
@@ -296,7 +333,7 @@ pub(super) fn copy_store_extras(
             profiles: vec![],
         });
     }
-    Ok((settings, secrets, warnings))
+    Ok(secrets)
 }
 
 /// A warning for each imported oauth profile whose tokens are OpenClaw's failed-refresh
@@ -590,4 +627,21 @@ fn mark_imported(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Before: the summary of a copied setting was cut at byte 200 with `String::truncate`,
+    /// which panics inside a multi-byte character (a setting value with non-ASCII text).
+    #[test]
+    fn a_long_setting_summary_is_cut_at_a_character_boundary() {
+        let body = Value::String(format!("{}{}", "a".repeat(198), "é".repeat(10)));
+        let s = setting_summary("setting", "note", &body);
+        assert!(s.len() <= 200, "{}", s.len());
+        assert!(s.starts_with("\"aaa"));
+        let short = setting_summary("setting", "envFallback", &Value::from("never"));
+        assert_eq!(short, "\"never\"");
+    }
 }

@@ -111,7 +111,7 @@ impl<'a> Applier<'a> {
                 Some(_) if self.replace => (ImportAction::Updated, None),
                 Some(_) => (ImportAction::Skipped, Some("exists".to_string())),
             };
-            if matches!(action, ImportAction::Created | ImportAction::Updated) {
+            if action.writes() {
                 imported.push(id);
                 if self.write {
                     c.upsert_profile(a, &pp.profile, self.now)?;

@@ -74,7 +74,7 @@ impl Copier<'_> {
                 Some(_) if self.replace => ImportAction::Updated,
                 Some(_) => ImportAction::Skipped,
             };
-            if self.write && matches!(action, ImportAction::Created | ImportAction::Updated) {
+            if self.write && action.writes() {
                 dst.upsert_profile(a, &p, self.now)?;
             }
             if action == ImportAction::Created {
@@ -128,7 +128,7 @@ impl Copier<'_> {
                     }
                 }
             };
-            if self.write && matches!(action, ImportAction::Created | ImportAction::Updated) {
+            if self.write && action.writes() {
                 self.dst.set_order(a, provider, &order, self.now)?;
             }
             self.orders.push(OrderAction {
