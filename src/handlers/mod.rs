@@ -27,6 +27,8 @@ pub mod refresh;
 pub mod seal;
 pub mod settings;
 pub mod sources;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod transfer;
 pub mod usage;
 pub(crate) mod walk;

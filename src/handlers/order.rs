@@ -172,3 +172,111 @@ impl App {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::error::ErrorKind;
+    use crate::core::resolve::{OrderSource, SkipReason};
+    use crate::handlers::testing::{app, params, put};
+    use serde_json::json;
+
+    #[test]
+    fn order_set_drops_duplicates_and_follows_expected_revision() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a1");
+        put(&app, "openai:b", "sk-unit-order-b1");
+        let r = app
+            .order_set(params(json!({"provider": "openai",
+                "order": ["openai:b", "openai:a", "openai:b"], "expectedRevision": 0})))
+            .unwrap();
+        assert_eq!(r.order, ["openai:b", "openai:a"]);
+        assert_eq!(r.revision, 1);
+        let e = app
+            .order_set(params(json!({"provider": "openai",
+                "order": ["openai:a"], "expectedRevision": 0})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RevisionConflict);
+        let o = app
+            .order_get(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert_eq!(
+            o.order.as_deref(),
+            Some(&["openai:b".into(), "openai:a".into()][..])
+        );
+        assert_eq!(o.source, Some(OrderSource::Shared));
+    }
+
+    #[test]
+    fn order_set_refuses_unknown_and_foreign_ids_and_writes_nothing() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a2");
+        put(&app, "mistral:m", "sk-unit-order-m2");
+        let e = app
+            .order_set(params(
+                json!({"provider": "openai", "order": ["openai:a", "openai:zz"]}),
+            ))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownProfile);
+        assert_eq!(e.extra.get("missing"), Some(&json!(["openai:zz"])));
+        let e = app
+            .order_set(params(
+                json!({"provider": "openai", "order": ["mistral:m"]}),
+            ))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ProviderMismatch);
+        let e = app
+            .order_set(params(json!({"provider": "openai", "order": []})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
+        let o = app
+            .order_get(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert_eq!(o.order, None, "a refused order.set stored an order");
+    }
+
+    #[test]
+    fn order_clear_of_nothing_is_not_an_error() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a3");
+        let r = app
+            .order_clear(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert!(!r.cleared);
+        app.order_set(params(json!({"provider": "openai", "order": ["openai:a"]})))
+            .unwrap();
+        let r = app
+            .order_clear(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert!(r.cleared);
+    }
+
+    #[test]
+    fn order_get_reports_an_unreadable_ref_and_an_unlisted_profile() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a4");
+        put(&app, "openai:c", "sk-unit-order-c4");
+        app.profiles_put(params(json!({"profile": {"id": "openai:r", "type": "api_key",
+            "keyRef": {"source": "env", "provider": "default", "id": "MODELAUTH_UNIT_ORDER_UNSET"}}})))
+            .unwrap();
+        app.order_set(params(
+            json!({"provider": "openai", "order": ["openai:r", "openai:a"]}),
+        ))
+        .unwrap();
+        let o = app
+            .order_get(params(json!({"provider": "openai"})))
+            .unwrap();
+        let got: Vec<(&str, bool, Option<SkipReason>)> = o
+            .effective
+            .iter()
+            .map(|e| (e.profile_id.as_str(), e.usable, e.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("openai:r", false, Some(SkipReason::RefUnavailable)),
+                ("openai:a", true, None),
+                ("openai:c", false, Some(SkipReason::ExcludedByAuthOrder)),
+            ]
+        );
+    }
+}

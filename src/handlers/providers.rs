@@ -351,3 +351,86 @@ impl App {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::core::error::ErrorKind;
+    use crate::handlers::testing::{app, params};
+    use serde_json::json;
+
+    #[test]
+    fn expected_revision_is_a_compare_and_set() {
+        let (_d, app) = app();
+        let put = |extra: serde_json::Value| {
+            let mut p = json!({"id": "Acme", "envVars": ["ACME_KEY"]});
+            p.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            app.providers_put(params(p))
+        };
+        let e = put(json!({"expectedRevision": 1})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RevisionConflict);
+        assert_eq!(e.extra.get("currentRevision"), Some(&json!(0)));
+        let r = put(json!({"expectedRevision": 0})).unwrap();
+        assert!(r.created);
+        assert_eq!((r.provider.id.as_str(), r.provider.revision), ("acme", 1));
+        let e = put(json!({"expectedRevision": 0})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RevisionConflict);
+        assert_eq!(e.extra.get("id"), Some(&json!("acme")));
+        assert_eq!(
+            put(json!({"expectedRevision": 1}))
+                .unwrap()
+                .provider
+                .revision,
+            2
+        );
+        assert_eq!(put(json!({})).unwrap().provider.revision, 3);
+        let g = app.providers_get(params(json!({"id": "acme"}))).unwrap();
+        assert_eq!(g.provider.revision, 3);
+    }
+
+    #[test]
+    fn a_row_without_revision_reads_as_revision_one() {
+        assert_eq!(super::body_revision(&json!({"aliases": []})), 1);
+        assert_eq!(super::body_revision(&json!({"revision": 7})), 7);
+        assert_eq!(
+            super::body_without_revision(&json!({"aliases": ["x"], "revision": 7})),
+            json!({"aliases": ["x"]})
+        );
+    }
+
+    #[test]
+    fn an_alias_normalises_ids_and_cannot_be_taken_twice() {
+        let (_d, app) = app();
+        app.providers_put(params(
+            json!({"id": "anthropic", "aliases": ["claude-cli"]}),
+        ))
+        .unwrap();
+        let g = app
+            .providers_get(params(json!({"id": "Claude-CLI"})))
+            .unwrap();
+        assert_eq!(g.provider.id, "anthropic");
+        let e = app
+            .providers_put(params(json!({"id": "other", "aliases": ["claude-cli"]})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
+        assert_eq!(e.extra.get("pointer"), Some(&json!("/aliases/0")));
+        let e = app
+            .providers_put(params(json!({"id": "claude-cli"})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
+    }
+
+    #[test]
+    fn a_builtin_provider_is_listed_at_revision_zero_and_cannot_be_removed() {
+        let (_d, app) = app();
+        let l = app.providers_list(params(json!({}))).unwrap();
+        let a = l.providers.iter().find(|p| p.id == "anthropic").unwrap();
+        assert!(a.builtin);
+        assert_eq!(a.revision, 0);
+        let e = app
+            .providers_remove(params(json!({"id": "anthropic"})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownProvider);
+    }
+}

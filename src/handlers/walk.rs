@@ -271,24 +271,8 @@ mod tests {
 
     // Handler tests: an `App` on a temp-file store, driven without the binary.
 
+    use crate::handlers::testing::{app, params, put};
     use serde_json::json;
-
-    fn app() -> (tempfile::TempDir, App) {
-        let d = tempfile::tempdir().unwrap();
-        let app = App::new(d.path().join("store.db"));
-        (d, app)
-    }
-
-    fn params<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-        serde_json::from_value(v).unwrap()
-    }
-
-    fn put(app: &App, id: &str, key: &str) {
-        app.profiles_put(params(
-            json!({"profile": {"id": id, "type": "api_key", "key": key}}),
-        ))
-        .unwrap();
-    }
 
     #[test]
     fn read_walk_reads_the_view_and_ends_its_transaction() {
