@@ -171,6 +171,50 @@ fn providers_put_honours_expected_revision() {
     assert_eq!(b["provider"]["revision"], 0);
 }
 
+/// Before: the summary of a setting copied from a modelauth store file was cut at byte 200
+/// with `String::truncate`, which panics inside a multi-byte character: a store file whose
+/// setting value has non-ASCII text there made `store.validate` / `store.import` panic.
+#[test]
+fn a_store_file_setting_with_non_ascii_text_is_summarised_without_a_panic() {
+    if skip_on_pg("the source of format modelauth-store is a SQLite file")
+        || skip_when_sealed("plants a raw settings row")
+    {
+        return;
+    }
+    let src = TempStore::new();
+    ok(
+        &src.path,
+        "settings.set",
+        json!({"settings": {"refreshMarginMs": 60000}}),
+    );
+    let value = json!(format!("{}{}", "a".repeat(198), "é".repeat(20))).to_string();
+    rusqlite::Connection::open(&src.path)
+        .unwrap()
+        .execute(
+            "INSERT INTO settings (key, value) VALUES ('note', ?1)",
+            [&value],
+        )
+        .unwrap();
+    let dst = TempStore::new();
+    let v = ok(
+        &dst.path,
+        "store.validate",
+        json!({"path": src.path, "format": "modelauth-store"}),
+    );
+    let note = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["pointer"] == "/settings/note")
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    let summary = note["summary"].as_str().unwrap();
+    assert!(
+        summary.len() <= 200 && summary.starts_with("\"aaa"),
+        "{summary}"
+    );
+}
+
 fn discover_batch(n: usize) -> String {
     let members: Vec<String> = (0..n)
         .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"rpc.discover"}}"#))
