@@ -12,6 +12,7 @@ use crate::core::profile::CredentialType;
 use crate::core::profile::{Profile, ProfileView};
 use crate::core::resolve::{CandidateReport, CredentialSource, Decision, OrderSource, SkipReason};
 use crate::core::secret_value::Secret;
+use crate::core::status::{Health, ProfileHealth};
 
 /// `helper.info` params (none).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
@@ -491,10 +492,10 @@ pub struct ProfileStatus {
     pub profile_id: String,
     /// `api_key`, `token` or `oauth`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: CredentialType,
     /// `ok`, `static`, `expiring`, `expired`, `refreshable`, `cooldown`, `disabled`,
     /// `needs_reauth` or `ref_unavailable`.
-    pub status: String,
+    pub status: ProfileHealth,
     /// Why (`rate_limit`, `billing`, `expired`, ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
@@ -513,7 +514,7 @@ pub struct ProviderStatus {
     /// Provider id.
     pub provider: String,
     /// `missing`, `static`, `expired`, `expiring` or `ok`.
-    pub status: String,
+    pub status: Health,
     /// The earliest expiry of its tokens and oauth profiles, ms since the epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires: Option<i64>,
@@ -531,7 +532,7 @@ pub struct StatusResult {
     /// The agent.
     pub agent: Option<String>,
     /// Roll-up of every provider: `missing`, `static`, `expired`, `expiring` or `ok`.
-    pub overall: String,
+    pub overall: Health,
     /// Every provider with a profile in the view (and the one asked for), sorted.
     pub providers: Vec<ProviderStatus>,
     /// When the status was taken, ms since the epoch.
@@ -649,6 +650,10 @@ pub struct ProviderView {
     /// overridden (protocol §5.2).
     #[serde(default)]
     pub builtin: bool,
+    /// The registration's revision: 1 when first registered, +1 per `providers.put`; 0 for
+    /// a built-in provider that is not registered (give it as `expectedRevision`).
+    #[serde(default)]
+    pub revision: i64,
 }
 
 /// `providers.put` params: creates or replaces the provider's registration.
@@ -666,6 +671,10 @@ pub struct ProviderPutParams {
     /// The OAuth client.
     #[serde(default)]
     pub oauth: Option<ProviderOAuth>,
+    /// Only write if the registration's current revision is this (0 = must not be
+    /// registered yet); `revision_conflict` otherwise, and nothing changes.
+    #[serde(default)]
+    pub expected_revision: Option<i64>,
 }
 
 /// `providers.put` result.

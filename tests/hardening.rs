@@ -107,6 +107,114 @@ fn settings_set_honours_expected_revision() {
     assert_eq!(r["revision"], 2);
 }
 
+/// Before (issue 20): `providers.put` had no `expectedRevision`; two editors of a
+/// provider (its OAuth client, its aliases) overwrote each other. Now it is a
+/// compare-and-set as `profiles.put`: 0 = not registered yet, a mismatch is
+/// `revision_conflict` and changes nothing, no `expectedRevision` writes unconditionally.
+#[test]
+fn providers_put_honours_expected_revision() {
+    let t = TempStore::new();
+    let put = |extra: serde_json::Value| {
+        let mut p = json!({"id": "acme", "envVars": ["ACME_KEY"]});
+        p.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        call(&t.path, "providers.put", p)
+    };
+    // A stale revision on a store that does not exist yet: refused, nothing created.
+    let (code, e) = put(json!({"expectedRevision": 3}));
+    assert_eq!(code, 1);
+    assert_eq!(kind(&e), "revision_conflict", "{e}");
+    assert_eq!(e["data"]["currentRevision"], 0);
+    assert!(
+        !t.path.exists(),
+        "a refused providers.put created the store"
+    );
+    let (code, r) = put(json!({"expectedRevision": 0}));
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["created"], true);
+    assert_eq!(r["provider"]["revision"], 1);
+    // Registered now: 0 (must not exist) conflicts.
+    let (_, e) = put(json!({"expectedRevision": 0, "aliases": ["acme-old"]}));
+    assert_eq!(kind(&e), "revision_conflict", "{e}");
+    assert_eq!(e["data"]["currentRevision"], 1);
+    assert_eq!(e["data"]["expectedRevision"], 0);
+    assert_eq!(e["data"]["id"], "acme");
+    let g = ok(&t.path, "providers.get", json!({"id": "acme"}));
+    assert_eq!(
+        g["provider"]["aliases"],
+        json!([]),
+        "a refused put changed it"
+    );
+    assert_eq!(g["provider"]["revision"], 1);
+    // The matching revision writes and bumps it.
+    let (code, r) = put(json!({"expectedRevision": 1, "aliases": ["acme-old"]}));
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["created"], false);
+    assert_eq!(r["provider"]["revision"], 2);
+    // Without expectedRevision: unconditional.
+    let (code, r) = put(json!({}));
+    assert_eq!(code, 0, "{r}");
+    assert_eq!(r["provider"]["revision"], 3);
+    let l = ok(&t.path, "providers.list", json!({}));
+    let acme = l["providers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["id"] == "acme")
+        .unwrap()
+        .clone();
+    assert_eq!(acme["revision"], 3);
+    // A built-in provider that is not registered is at revision 0.
+    let b = ok(&t.path, "providers.get", json!({"id": "anthropic"}));
+    assert_eq!(b["provider"]["builtin"], true);
+    assert_eq!(b["provider"]["revision"], 0);
+}
+
+/// Before: the summary of a setting copied from a modelauth store file was cut at byte 200
+/// with `String::truncate`, which panics inside a multi-byte character: a store file whose
+/// setting value has non-ASCII text there made `store.validate` / `store.import` panic.
+#[test]
+fn a_store_file_setting_with_non_ascii_text_is_summarised_without_a_panic() {
+    if skip_on_pg("the source of format modelauth-store is a SQLite file")
+        || skip_when_sealed("plants a raw settings row")
+    {
+        return;
+    }
+    let src = TempStore::new();
+    ok(
+        &src.path,
+        "settings.set",
+        json!({"settings": {"refreshMarginMs": 60000}}),
+    );
+    let value = json!(format!("{}{}", "a".repeat(198), "é".repeat(20))).to_string();
+    rusqlite::Connection::open(&src.path)
+        .unwrap()
+        .execute(
+            "INSERT INTO settings (key, value) VALUES ('note', ?1)",
+            [&value],
+        )
+        .unwrap();
+    let dst = TempStore::new();
+    let v = ok(
+        &dst.path,
+        "store.validate",
+        json!({"path": src.path, "format": "modelauth-store"}),
+    );
+    let note = v["settings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["pointer"] == "/settings/note")
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    let summary = note["summary"].as_str().unwrap();
+    assert!(
+        summary.len() <= 200 && summary.starts_with("\"aaa"),
+        "{summary}"
+    );
+}
+
 fn discover_batch(n: usize) -> String {
     let members: Vec<String> = (0..n)
         .map(|i| format!(r#"{{"jsonrpc":"2.0","id":{i},"method":"rpc.discover"}}"#))
@@ -526,8 +634,9 @@ fn exec_helpers_run_outside_any_read_transaction() {
                "keyRef": {"source": "exec", "provider": "vault", "id": "k"}}}),
     )
     .unwrap();
-    let cases: [(&str, serde_json::Value); 4] = [
-        ("order.get", json!({"provider": "openai"})),
+    // (`order.get` runs no exec helper at all: tests/walk.rs
+    // `order_get_never_runs_an_exec_helper`.)
+    let cases: [(&str, serde_json::Value); 3] = [
         ("auth.candidates", json!({"provider": "openai"})),
         ("auth.resolve", json!({"provider": "openai"})),
         ("auth.status", json!({"provider": "openai", "probe": true})),

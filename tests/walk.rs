@@ -116,3 +116,64 @@ fn the_walks_wire_words_are_the_contracts_strings() {
         .unwrap();
     assert_eq!(o["source"], serde_json::Value::Null);
 }
+
+/// Before (issue 20): `order.get` resolved every usable step's SecretRef to report
+/// `effective`, so each call ran every exec helper of the provider (a vault login, a
+/// hardware-token prompt) and materialised secrets it never hands out. Now it checks refs
+/// as `auth.status` does without `probe`: `env` and `file` refs are read, an exec helper is
+/// never run and its profile counts as usable.
+#[test]
+fn order_get_never_runs_an_exec_helper() {
+    use std::os::unix::fs::PermissionsExt;
+    let env = Env::new();
+    let ran = env.dir.path().join("helper-ran");
+    let helper = env.dir.path().join("helper.sh");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncat >/dev/null\n: > {}\nprintf '{{\"protocolVersion\":1,\"values\":{{\"k\":\"sk-exec-walk-1\"}}}}'\n",
+            ran.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o700)).unwrap();
+    env.call(
+        "settings.set",
+        json!({"settings": {"secretProviders": {"vault": {"source": "exec", "command": helper}}}}),
+    )
+    .unwrap();
+    env.call(
+        "profiles.put",
+        json!({"profile": {"id": "openai:x", "type": "api_key",
+               "keyRef": {"source": "exec", "provider": "vault", "id": "k"}}}),
+    )
+    .unwrap();
+    env.call(
+        "profiles.put",
+        json!({"profile": {"id": "openai:y", "type": "api_key",
+               "keyRef": {"source": "env", "provider": "default", "id": "MODELAUTH_WALK_UNSET_VAR"}}}),
+    )
+    .unwrap();
+    env.call(
+        "order.set",
+        json!({"provider": "openai", "order": ["openai:y", "openai:x"]}),
+    )
+    .unwrap();
+    let o = env
+        .call("order.get", json!({"provider": "openai"}))
+        .unwrap();
+    assert!(!ran.exists(), "order.get ran the exec helper: {o}");
+    // The env ref is still checked (no side effects): not usable.
+    assert_eq!(o["effective"][0]["profileId"], "openai:y");
+    assert_eq!(o["effective"][0]["usable"], false);
+    assert_eq!(o["effective"][0]["reason"], "ref_unavailable");
+    assert_eq!(o["effective"][1]["profileId"], "openai:x");
+    assert_eq!(o["effective"][1]["usable"], true, "{o}");
+    assert!(!o.to_string().contains("sk-exec-walk-1"));
+    // The helper itself works: auth.resolve runs it.
+    let r = env
+        .call("auth.resolve", json!({"provider": "openai"}))
+        .unwrap();
+    assert_eq!(r["profileId"], "openai:x");
+    assert!(ran.exists(), "auth.resolve did not run the helper");
+}

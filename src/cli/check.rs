@@ -1,8 +1,11 @@
 //! `modelauth check`: `auth.status` for cron, with exit codes (0 ok, 1 a problem, 2 expiring)
 //! and a plain report whose fix lines name the real profile ids.
 
-use super::*;
+use super::{print_error, write_stdout};
+use crate::api::StatusResult;
 use crate::core::error::RpcError;
+use crate::core::profile::CredentialType;
+use crate::core::status::ProfileHealth;
 use crate::protocol::dispatch::Dispatcher;
 
 /// `modelauth check`: runs `auth.status` and prints it (plain or `--json`); the exit code
@@ -16,6 +19,40 @@ pub(super) fn check(
     probe: bool,
     json: bool,
 ) -> i32 {
+    let params = status_params(agent.as_deref(), provider, probe);
+    let (notes, refresh_failed) = if refresh {
+        match fetch_status(d, &params) {
+            Ok((_, st)) => refresh_oauth(d, &st, agent.as_deref()),
+            Err(code) => return code,
+        }
+    } else {
+        (vec![], false)
+    };
+    let (raw, st) = match fetch_status(d, &params) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    let mut code = crate::core::status::check_exit_code(st.overall);
+    if refresh_failed && code != 1 {
+        code = 1;
+    }
+    // *(r3)* Plaintext secrets at rest in a PostgreSQL store: a warning, never an exit code
+    // (PROTOCOL §9); a failure to count is not a credential problem either.
+    let plaintext = d.app().plaintext_at_rest().ok().flatten();
+    let text = if json {
+        // stdout stays one JSON document; the refresh notes go to stderr.
+        for n in &notes {
+            eprintln!("{n}");
+        }
+        json_report(raw.get(), plaintext)
+    } else {
+        plain_report(&st, &notes, plaintext)
+    };
+    write_stdout(&text, code)
+}
+
+/// The `auth.status` params of `check`.
+fn status_params(agent: Option<&str>, provider: Option<String>, probe: bool) -> String {
     let mut params = serde_json::Map::new();
     if probe {
         params.insert("probe".into(), true.into());
@@ -26,98 +63,91 @@ pub(super) fn check(
     if let Some(p) = provider {
         params.insert("provider".into(), p.into());
     }
-    let agent_v = params.get("agent").cloned();
-    let params = serde_json::Value::Object(params).to_string();
+    serde_json::Value::Object(params).to_string()
+}
+
+/// Calls `auth.status`: its raw result and the decoded one. A failure is printed (the
+/// error object on stderr) and its exit code returned.
+fn fetch_status(
+    d: &Dispatcher,
+    params: &str,
+) -> Result<(Box<serde_json::value::RawValue>, StatusResult), i32> {
+    let raw = d
+        .call("auth.status", Some(params))
+        .map_err(|e| print_error(&e))?;
+    let st = serde_json::from_str(raw.get())
+        .map_err(|e| print_error(&RpcError::internal(format!("decode auth.status: {e}"))))?;
+    Ok((raw, st))
+}
+
+/// `check --refresh`: `auth.refresh` for every oauth profile of `st` that a refresh can help
+/// (not `needs_reauth`). Returns a note per refresh done or failed, and whether one failed.
+fn refresh_oauth(d: &Dispatcher, st: &StatusResult, agent: Option<&str>) -> (Vec<String>, bool) {
     let mut notes = vec![];
-    let mut refresh_failed = false;
-    if refresh {
-        let raw = match d.call("auth.status", Some(&params)) {
-            Ok(r) => r,
-            Err(e) => return print_error(&e),
-        };
-        let st: crate::api::StatusResult = match serde_json::from_str(raw.get()) {
-            Ok(s) => s,
-            Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
-        };
-        for pr in st.providers.iter().flat_map(|p| &p.profiles) {
-            if pr.kind != "oauth" || pr.status == "needs_reauth" {
-                continue;
-            }
-            let mut rp = serde_json::json!({"profileId": pr.profile_id});
-            if let Some(a) = &agent_v {
-                rp["agent"] = a.clone();
-            }
-            match d.call("auth.refresh", Some(&rp.to_string())) {
-                Ok(r) => {
-                    let v: serde_json::Value = serde_json::from_str(r.get()).unwrap_or_default();
-                    if v["refreshed"] == true {
-                        notes.push(format!("refreshed {}", pr.profile_id));
-                    }
+    let mut failed = false;
+    for pr in st.providers.iter().flat_map(|p| &p.profiles) {
+        if pr.kind != CredentialType::OAuth || pr.status == ProfileHealth::NeedsReauth {
+            continue;
+        }
+        let mut rp = serde_json::json!({"profileId": pr.profile_id});
+        if let Some(a) = agent {
+            rp["agent"] = a.into();
+        }
+        match d.call("auth.refresh", Some(&rp.to_string())) {
+            Ok(r) => {
+                let v: serde_json::Value = serde_json::from_str(r.get()).unwrap_or_default();
+                if v["refreshed"] == true {
+                    notes.push(format!("refreshed {}", pr.profile_id));
                 }
-                Err(e) => {
-                    refresh_failed = true;
-                    notes.push(format!(
-                        "refresh of {} failed: {} ({})",
-                        pr.profile_id,
-                        e.kind.as_str(),
-                        e.message
-                    ));
-                }
+            }
+            Err(e) => {
+                failed = true;
+                notes.push(format!(
+                    "refresh of {} failed: {} ({})",
+                    pr.profile_id,
+                    e.kind.as_str(),
+                    e.message
+                ));
             }
         }
     }
-    let raw = match d.call("auth.status", Some(&params)) {
-        Ok(r) => r,
-        Err(e) => return print_error(&e),
-    };
-    let st: crate::api::StatusResult = match serde_json::from_str(raw.get()) {
-        Ok(s) => s,
-        Err(e) => return print_error(&RpcError::internal(format!("decode auth.status: {e}"))),
-    };
-    let mut code = crate::core::status::check_exit_code(&st.overall);
-    if refresh_failed && code != 1 {
-        code = 1;
+    (notes, failed)
+}
+
+/// `check --json`: the `auth.status` result as is, plus `plaintextSecretsAtRest` (and its
+/// warning) when the store counts them.
+fn json_report(raw: &str, plaintext: Option<u64>) -> String {
+    match (plaintext, serde_json::from_str::<serde_json::Value>(raw)) {
+        (Some(n), Ok(serde_json::Value::Object(mut o))) => {
+            o.insert("plaintextSecretsAtRest".into(), n.into());
+            if n > 0 {
+                o.insert("warnings".into(), serde_json::json!([plaintext_warning(n)]));
+            }
+            format!("{}\n", serde_json::Value::Object(o))
+        }
+        _ => format!("{raw}\n"),
     }
+}
+
+/// The plain report of `check`: the plaintext warning, the refresh notes, then
+/// [`render_status`]; an empty answer names the store (PROTOCOL §10 r3: a typo in
+/// `--store` reads empty).
+fn plain_report(st: &StatusResult, notes: &[String], plaintext: Option<u64>) -> String {
     let mut text = String::new();
-    // *(r3)* Plaintext secrets at rest in a PostgreSQL store: a warning, never an exit code
-    // (PROTOCOL §9); a failure to count is not a credential problem either.
-    let plaintext = d.app().plaintext_at_rest().ok().flatten();
-    let warning = plaintext.filter(|n| *n > 0).map(plaintext_warning);
-    if json {
-        // stdout stays one JSON document; the refresh notes go to stderr.
-        for n in &notes {
-            eprintln!("{n}");
-        }
-        text = match (
-            plaintext,
-            serde_json::from_str::<serde_json::Value>(raw.get()),
-        ) {
-            (Some(n), Ok(serde_json::Value::Object(mut o))) => {
-                o.insert("plaintextSecretsAtRest".into(), n.into());
-                if let Some(w) = &warning {
-                    o.insert("warnings".into(), serde_json::json!([w]));
-                }
-                format!("{}\n", serde_json::Value::Object(o))
-            }
-            _ => format!("{}\n", raw.get()),
-        };
-    } else {
-        if let Some(w) = &warning {
-            text.push_str(&format!("warning: {w}\n"));
-        }
-        for n in &notes {
-            text.push_str(n);
-            text.push('\n');
-        }
-        text.push_str(&render_status(&st));
-        // PROTOCOL §10 r3: an empty answer names the store (a typo in --store reads empty).
-        if st.providers.is_empty() {
-            if let Some(c) = super::human::context() {
-                text.push_str(&format!("store: {}\n", c.describe()));
-            }
+    if let Some(n) = plaintext.filter(|n| *n > 0) {
+        text.push_str(&format!("warning: {}\n", plaintext_warning(n)));
+    }
+    for n in notes {
+        text.push_str(n);
+        text.push('\n');
+    }
+    text.push_str(&render_status(st));
+    if st.providers.is_empty() {
+        if let Some(c) = super::human::context() {
+            text.push_str(&format!("store: {}\n", c.describe()));
         }
     }
-    write_stdout(&text, code)
+    text
 }
 
 /// The warning line of `check` for `n` plaintext secret fields in a PostgreSQL store.
@@ -155,7 +185,7 @@ pub(super) fn when(t: i64, now: i64) -> String {
 }
 
 /// The plain report of `modelauth check`: one line per provider and per profile.
-pub fn render_status(st: &crate::api::StatusResult) -> String {
+pub fn render_status(st: &StatusResult) -> String {
     use std::fmt::Write as _;
     let now = st.now;
     let mut o = String::new();
@@ -164,7 +194,11 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
         .as_deref()
         .map(|a| format!("agent {a} (own and shared profiles)"))
         .unwrap_or_else(|| "shared profiles".into());
-    let _ = writeln!(o, "auth status: {} ({scope})", st.overall.to_uppercase());
+    let _ = writeln!(
+        o,
+        "auth status: {} ({scope})",
+        st.overall.as_str().to_uppercase()
+    );
     if st.providers.is_empty() {
         let _ = writeln!(
             o,
@@ -187,12 +221,12 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
         for pr in &p.profiles {
             let mut detail = vec![];
             if let Some(r) = &pr.reason {
-                if r != &pr.status {
+                if r != pr.status.as_str() {
                     detail.push(r.clone());
                 }
             }
             if let Some(u) = pr.until {
-                if pr.status == "cooldown" || pr.status == "disabled" {
+                if matches!(pr.status, ProfileHealth::Cooldown | ProfileHealth::Disabled) {
                     detail.push(format!("until {}", when(u, now)));
                 }
             }
@@ -208,9 +242,11 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
             let _ = writeln!(
                 o,
                 "  {:<32} {:<8} {}{detail}",
-                pr.profile_id, pr.kind, pr.status
+                pr.profile_id,
+                pr.kind.as_str(),
+                pr.status
             );
-            if let Some(fix) = profile_fix(&pr.profile_id, &pr.kind, &pr.status) {
+            if let Some(fix) = profile_fix(&pr.profile_id, pr.kind, pr.status) {
                 let _ = writeln!(o, "    fix: {fix}");
             }
         }
@@ -222,15 +258,16 @@ pub fn render_status(st: &crate::api::StatusResult) -> String {
 }
 
 /// What to run about a profile in a bad state, naming the profile's own id.
-fn profile_fix(id: &str, kind: &str, status: &str) -> Option<String> {
+fn profile_fix(id: &str, kind: CredentialType, status: ProfileHealth) -> Option<String> {
+    let kind = kind.as_str();
     match status {
-        "expired" | "needs_reauth" => Some(format!(
+        ProfileHealth::Expired | ProfileHealth::NeedsReauth => Some(format!(
             "log in again, then store the new credential under the same id: {{\"profile\":{{\"id\":\"{id}\",\"type\":\"{kind}\",...}}}} on the stdin of `modelauth call profiles.put -`"
         )),
-        "ref_unavailable" => Some(format!(
+        ProfileHealth::RefUnavailable => Some(format!(
             "make what its SecretRef names readable; see it with modelauth call profiles.get '{{\"profileId\":\"{id}\"}}'"
         )),
-        "disabled" | "cooldown" => Some(format!(
+        ProfileHealth::Disabled | ProfileHealth::Cooldown => Some(format!(
             "wait, or end it now: modelauth call auth.clearCooldown '{{\"profileId\":\"{id}\"}}'"
         )),
         _ => None,

@@ -1,7 +1,7 @@
 //! `modelauth get` and `modelauth exec`: resolve credentials, then print one or hand them to a
 //! command in its environment (never in argv), replacing this process with `exec(2)`.
 
-use super::*;
+use super::{print_error, EX_USAGE};
 use crate::core::error::RpcError;
 use crate::protocol::dispatch::Dispatcher;
 use std::io::{self};

@@ -16,6 +16,7 @@
 //! | `completions` | script printed            | —                                               | 64 usage (unknown shell) |
 //! | `man`         | man page printed          | the page cannot be rendered (a bug)             | 64 usage |
 
+mod call;
 mod check;
 mod exec;
 pub mod human;
@@ -37,7 +38,7 @@ pub(crate) use logging::{with_quiet_panics, PANIC_REPORTS};
 pub use serve::{harden_process, serve};
 pub use store_cmd::StoreAction;
 
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
@@ -350,88 +351,10 @@ pub fn run(cli: Cli) -> i32 {
             let text = serde_json::to_string_pretty(d.openrpc()).expect("json");
             write_stdout(&format!("{text}\n"), 0)
         }
-        Command::Call { method, params } => {
-            let d = match dispatcher(cli.store.as_deref()) {
-                Ok(d) => d,
-                Err(e) => return print_error(&e),
-            };
-            let params = match params.as_deref() {
-                Some("-") => {
-                    // Bounded like a `serve` line: at most --max-message-bytes' default.
-                    let cap = transport::DEFAULT_MAX_MESSAGE_BYTES as u64;
-                    let mut s = String::new();
-                    if let Err(e) = io::stdin().take(cap + 1).read_to_string(&mut s) {
-                        return print_error(&RpcError::invalid_params(format!(
-                            "cannot read params from stdin: {e}"
-                        )));
-                    }
-                    if s.len() as u64 > cap {
-                        zeroize::Zeroize::zeroize(&mut s);
-                        return print_error(
-                            &RpcError::new(
-                                ErrorKind::MessageTooLarge,
-                                format!("params on stdin are larger than {cap} bytes"),
-                            )
-                            .with("maxMessageBytes", cap)
-                            .with_hint("send smaller params, or use `serve`"),
-                        );
-                    }
-                    Some(s)
-                }
-                Some(p) => {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(p) {
-                        let at = secret_pointers(&v);
-                        if !at.is_empty() {
-                            eprintln!(
-                                "modelauth: warning: the params in argv carry a secret ({}); any user can read argv (ps, /proc/PID/cmdline): pass them on stdin instead: `modelauth call {method} -`",
-                                at.join(", ")
-                            );
-                        }
-                    }
-                    Some(p.to_string())
-                }
-                None => None,
-            };
-            let params = match params.as_deref().map(str::trim).filter(|p| !p.is_empty()) {
-                None => None,
-                Some(p) => match serde_json::from_str::<&serde_json::value::RawValue>(p) {
-                    Ok(_) if p.starts_with('{') => Some(p.to_string()),
-                    Ok(_) if p == "null" => None,
-                    Ok(_) => {
-                        return print_error(&RpcError::invalid_params(
-                            "params must be a JSON object of named params",
-                        ))
-                    }
-                    Err(e) => {
-                        return print_error(
-                            &RpcError::new(
-                                ErrorKind::ParseError,
-                                format!("params are not valid JSON: {}", transport::json_error_text(&e)),
-                            )
-                            .with_hint("give one JSON object in single quotes, e.g. '{\"provider\":\"openai\"}', or `-` and the object on stdin"),
-                        )
-                    }
-                },
-            };
-            let no_params = params.is_none();
-            match d.call(&method, params.as_deref()) {
-                Ok(r) => write_stdout(&format!("{}\n", r.get()), 0),
-                // Params forgotten (or piped without `-`, which leaves stdin unread): say so
-                // first, instead of only naming the missing member.
-                Err(e) if no_params && e.kind == ErrorKind::InvalidParams => {
-                    let hint = e
-                        .hint
-                        .clone()
-                        .unwrap_or_else(|| e.kind.default_hint().to_string());
-                    print_error(&e.with_hint(format!(
-                        "no params were given (stdin is read only with `-`): modelauth call {method} '{{...}}', or pipe them into modelauth call {method} -; {hint}"
-                    )))
-                }
-                // The did-you-mean of an unknown provider or profile id comes with the
-                // error (Dispatcher::call); the hint stays the method's.
-                Err(e) => print_error(&e),
-            }
-        }
+        Command::Call { method, params } => match dispatcher(cli.store.as_deref()) {
+            Ok(d) => call::call(&d, &method, params.as_deref()),
+            Err(e) => print_error(&e),
+        },
         Command::Check {
             agent,
             provider,
@@ -458,36 +381,16 @@ pub fn run(cli: Cli) -> i32 {
             agent,
             model,
             profile_id,
-        } => {
-            let d = match dispatcher(cli.store.as_deref()) {
-                Ok(d) => d,
-                Err(e) => return print_error(&e),
-            };
-            match resolve_secret(
+        } => match dispatcher(cli.store.as_deref()) {
+            Ok(d) => get(
                 &d,
                 &provider,
                 agent.as_deref(),
                 model.as_deref(),
                 profile_id.as_deref(),
-            ) {
-                Ok(r) => {
-                    // The secret not delivered (`> /dev/full`, a closed pipe) is a failure:
-                    // exit 1, so a credential helper's caller never takes it for success.
-                    let mut out = io::stdout().lock();
-                    match writeln!(out, "{}", r.secret).and_then(|()| out.flush()) {
-                        Ok(()) => 0,
-                        Err(e) => output_failed(&e, 1),
-                    }
-                }
-                Err(e) => print_error(&suggest::did_you_mean(
-                    &d,
-                    e,
-                    Some(&provider),
-                    profile_id.as_deref(),
-                    agent.as_deref(),
-                )),
-            }
-        }
+            ),
+            Err(e) => print_error(&e),
+        },
         Command::Exec {
             agent,
             model,
@@ -508,22 +411,7 @@ pub fn run(cli: Cli) -> i32 {
                 &command,
             )
         }
-        Command::Completions { shell } => {
-            use clap::CommandFactory;
-            let shell = match shell {
-                CompletionShell::Bash => clap_complete::Shell::Bash,
-                CompletionShell::Zsh => clap_complete::Shell::Zsh,
-                CompletionShell::Fish => clap_complete::Shell::Fish,
-            };
-            // Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
-            let mut buf = Vec::new();
-            clap_complete::generate(shell, &mut Cli::command(), "modelauth", &mut buf);
-            let mut out = io::stdout().lock();
-            match out.write_all(&buf).and_then(|_| out.flush()) {
-                Ok(()) => 0,
-                Err(e) => output_failed(&e, 0),
-            }
-        }
+        Command::Completions { shell } => completions(shell),
         Command::Man(a) => manpages::man(&a),
         Command::Store { action } => store_cmd::run(cli.store.as_deref(), action),
         // The verbs for people ran in `run_verb` above.
@@ -533,6 +421,52 @@ pub fn run(cli: Cli) -> i32 {
         | Command::Order(_)
         | Command::Report(_)
         | Command::Where(_) => unreachable!("handled by run_verb"),
+    }
+}
+
+/// `modelauth get`: the secret `auth.resolve` picks, alone on stdout.
+fn get(
+    d: &Dispatcher,
+    provider: &str,
+    agent: Option<&str>,
+    model: Option<&str>,
+    profile_id: Option<&str>,
+) -> i32 {
+    match resolve_secret(d, provider, agent, model, profile_id) {
+        Ok(r) => {
+            // The secret not delivered (`> /dev/full`, a closed pipe) is a failure:
+            // exit 1, so a credential helper's caller never takes it for success.
+            let mut out = io::stdout().lock();
+            match writeln!(out, "{}", r.secret).and_then(|()| out.flush()) {
+                Ok(()) => 0,
+                Err(e) => output_failed(&e, 1),
+            }
+        }
+        Err(e) => print_error(&suggest::did_you_mean(
+            d,
+            e,
+            Some(provider),
+            profile_id,
+            agent,
+        )),
+    }
+}
+
+/// `modelauth completions SHELL`: the completion script on stdout.
+fn completions(shell: CompletionShell) -> i32 {
+    use clap::CommandFactory;
+    let shell = match shell {
+        CompletionShell::Bash => clap_complete::Shell::Bash,
+        CompletionShell::Zsh => clap_complete::Shell::Zsh,
+        CompletionShell::Fish => clap_complete::Shell::Fish,
+    };
+    // Rendered into memory first: clap_complete panics on a failed write (a closed pipe).
+    let mut buf = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "modelauth", &mut buf);
+    let mut out = io::stdout().lock();
+    match out.write_all(&buf).and_then(|_| out.flush()) {
+        Ok(()) => 0,
+        Err(e) => output_failed(&e, 0),
     }
 }
 
@@ -657,6 +591,8 @@ fn run_verb(cli: &Cli) -> Option<i32> {
 mod tests {
     use super::*;
     use crate::cli::check::when;
+    use crate::core::profile::CredentialType;
+    use crate::core::status::{Health, ProfileHealth};
 
     #[test]
     fn the_panic_hook_prints_where_but_never_the_message() {
@@ -689,26 +625,26 @@ mod tests {
         let now = 1_800_000_000_000;
         let st = StatusResult {
             agent: Some("main".into()),
-            overall: "expiring".into(),
+            overall: Health::Expiring,
             now,
             providers: vec![ProviderStatus {
                 provider: "anthropic".into(),
-                status: "expiring".into(),
+                status: Health::Expiring,
                 expires: Some(now + 3_600_000),
                 env_vars: vec!["ANTHROPIC_API_KEY".into()],
                 profiles: vec![
                     ProfileStatus {
                         profile_id: "anthropic:t".into(),
-                        kind: "token".into(),
-                        status: "expiring".into(),
+                        kind: CredentialType::Token,
+                        status: ProfileHealth::Expiring,
                         reason: None,
                         expires: Some(now + 3_600_000),
                         until: Some(now + 3_600_000),
                     },
                     ProfileStatus {
                         profile_id: "anthropic:k".into(),
-                        kind: "api_key".into(),
-                        status: "cooldown".into(),
+                        kind: CredentialType::ApiKey,
+                        status: ProfileHealth::Cooldown,
                         reason: Some("rate_limit".into()),
                         expires: None,
                         until: Some(now + 30_000),

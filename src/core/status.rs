@@ -19,8 +19,94 @@
 //! Pure: times are milliseconds since the epoch, passed in; ref availability is found out by
 //! the shell and passed in as [`RefCheck`].
 
-use crate::core::profile::{Credential, StoredProfile};
+use serde::{Deserialize, Serialize};
+
+use crate::core::profile::{Credential, CredentialType, StoredProfile};
 use crate::core::usage::Usage;
+
+/// A health word of the roll-up (OpenClaw's `models status`): each profile's contribution,
+/// each provider's `status` and the `overall` of `auth.status` (protocol §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Health {
+    /// No credential at all, or none whose secret can be had now.
+    Missing,
+    /// API keys (and tokens without `expires`) only: nothing expires.
+    Static,
+    /// Past `expires`, or needing re-authentication.
+    Expired,
+    /// Expires within the window (`expiringWithinMs`; for oauth at least 5 min).
+    Expiring,
+    /// Usable and not expiring soon.
+    Ok,
+}
+
+impl Health {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Health::Missing => "missing",
+            Health::Static => "static",
+            Health::Expired => "expired",
+            Health::Expiring => "expiring",
+            Health::Ok => "ok",
+        }
+    }
+}
+
+impl std::fmt::Display for Health {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One profile's `status` in `auth.status` and in `ProfileView` (protocol §3): OpenClaw's
+/// words where it has them, refined by modelauth's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProfileHealth {
+    /// Usable and not expiring soon.
+    Ok,
+    /// An api_key, or a token without `expires`.
+    Static,
+    /// Expires within the window.
+    Expiring,
+    /// Past `expires` (and not refreshable), or an unusable `expires`.
+    Expired,
+    /// An oauth past `expires` that can be refreshed (it has a token endpoint).
+    Refreshable,
+    /// In a cooldown window (`until` says when it ends).
+    Cooldown,
+    /// In a disable window (billing, auth_permanent).
+    Disabled,
+    /// The refresh token was refused for good; a person must log in again.
+    NeedsReauth,
+    /// Its SecretRef cannot be read now.
+    RefUnavailable,
+}
+
+impl ProfileHealth {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProfileHealth::Ok => "ok",
+            ProfileHealth::Static => "static",
+            ProfileHealth::Expiring => "expiring",
+            ProfileHealth::Expired => "expired",
+            ProfileHealth::Refreshable => "refreshable",
+            ProfileHealth::Cooldown => "cooldown",
+            ProfileHealth::Disabled => "disabled",
+            ProfileHealth::NeedsReauth => "needs_reauth",
+            ProfileHealth::RefUnavailable => "ref_unavailable",
+        }
+    }
+}
+
+impl std::fmt::Display for ProfileHealth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
 
 /// OpenClaw's refresh margin, the least `expiring` window of an oauth (ms).
 const OAUTH_REFRESH_MARGIN_MS: i64 = 300_000;
@@ -49,16 +135,18 @@ pub fn health(
     refc: RefCheck,
     now: i64,
     expiring_within_ms: i64,
-) -> &'static str {
+) -> Health {
     let cred = &sp.profile.credential;
     if usage.is_some_and(|u| u.needs_reauth) {
-        return "expired";
+        return Health::Expired;
     }
     if refc == RefCheck::Unavailable {
-        return "missing";
+        return Health::Missing;
     }
     let (e, window) = match cred {
-        Credential::ApiKey { .. } | Credential::Token { expires: None, .. } => return "static",
+        Credential::ApiKey { .. } | Credential::Token { expires: None, .. } => {
+            return Health::Static
+        }
         Credential::Token {
             expires: Some(e), ..
         } => (*e, expiring_within_ms),
@@ -67,13 +155,13 @@ pub fn health(
         }
     };
     if e <= 0 || e > MAX_EXPIRES_MS {
-        "missing"
+        Health::Missing
     } else if now >= e {
-        "expired"
+        Health::Expired
     } else if window > 0 && e - now <= window {
-        "expiring"
+        Health::Expiring
     } else {
-        "ok"
+        Health::Ok
     }
 }
 
@@ -91,10 +179,10 @@ pub fn eligible(sp: &StoredProfile, now: i64) -> bool {
 /// One profile as the roll-up sees it, in walk order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RollUpEntry {
-    /// `api_key`, `token` or `oauth`.
-    pub kind: &'static str,
+    /// Its credential type.
+    pub kind: CredentialType,
     /// Its [`health`].
-    pub health: &'static str,
+    pub health: Health,
     /// Its [`eligible`].
     pub eligible: bool,
     /// False when an explicit order exists and does not list it.
@@ -105,13 +193,13 @@ pub struct RollUpEntry {
 
 /// A provider's status and earliest expiry (ms since the epoch) from its profiles in walk
 /// order (see the module doc); `has_order` says whether an explicit order applies.
-pub fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (&'static str, Option<i64>) {
+pub fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (Health, Option<i64>) {
     // (r3) Like an expired token, a profile that cannot give its secret now (`missing`:
     // an unreadable SecretRef) does not count while another one of the walk is usable: a
     // provider with a usable credential is never `missing`.
     let mut eff: Vec<&RollUpEntry> = entries
         .iter()
-        .filter(|e| e.listed && e.eligible && e.health != "missing")
+        .filter(|e| e.listed && e.eligible && e.health != Health::Missing)
         .collect();
     if eff.is_empty() {
         eff = entries.iter().filter(|e| e.listed && e.eligible).collect();
@@ -120,72 +208,76 @@ pub fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (&'static s
         eff = entries.iter().filter(|e| e.listed || !has_order).collect();
     }
     if eff.is_empty() {
-        return ("missing", None);
+        return (Health::Missing, None);
     }
     let (mut api, mut expirable, mut expired, mut missing, mut expiring) =
         (false, false, false, false, false);
     let mut earliest: Option<i64> = None;
     for e in eff {
-        if e.kind == "api_key" {
+        if e.kind == CredentialType::ApiKey {
             match e.health {
-                "static" => api = true,
+                Health::Static => api = true,
                 _ => missing = true,
             }
             continue;
         }
         expirable = true;
-        if matches!(e.health, "ok" | "expiring" | "expired") {
+        if matches!(e.health, Health::Ok | Health::Expiring | Health::Expired) {
             if let Some(x) = e.expires {
                 earliest = Some(earliest.map_or(x, |m| m.min(x)));
             }
         }
         match e.health {
-            "expired" => expired = true,
-            "missing" => missing = true,
-            "expiring" => expiring = true,
-            _ => {}
+            Health::Expired => expired = true,
+            Health::Missing => missing = true,
+            Health::Expiring => expiring = true,
+            Health::Ok | Health::Static => {}
         }
     }
     let st = if !expirable {
-        if missing {
-            "missing"
-        } else if api {
-            "static"
+        if missing || !api {
+            Health::Missing
         } else {
-            "missing"
+            Health::Static
         }
     } else if expired {
-        "expired"
+        Health::Expired
     } else if missing {
-        "missing"
+        Health::Missing
     } else if expiring {
-        "expiring"
+        Health::Expiring
     } else {
-        "ok"
+        Health::Ok
     };
     (st, if expirable { earliest } else { None })
 }
 
 /// `overall`: the worst provider status (`expired` > `missing` > `expiring` > `ok` >
 /// `static`); `missing` when there is no provider at all.
-pub fn overall_status<'a>(providers: impl IntoIterator<Item = &'a str>) -> &'static str {
-    let ps: Vec<&str> = providers.into_iter().collect();
-    for s in ["expired", "missing", "expiring", "ok", "static"] {
+pub fn overall_status(providers: impl IntoIterator<Item = Health>) -> Health {
+    let ps: Vec<Health> = providers.into_iter().collect();
+    for s in [
+        Health::Expired,
+        Health::Missing,
+        Health::Expiring,
+        Health::Ok,
+        Health::Static,
+    ] {
         if ps.contains(&s) {
             return s;
         }
     }
-    "missing"
+    Health::Missing
 }
 
 /// The exit code of `modelauth check` for an `overall` status (OpenClaw's `models status
 /// --check`): 1 for `expired` or `missing` (which covers needs re-auth and
 /// `ref_unavailable`), 2 for `expiring`, else 0.
-pub fn check_exit_code(overall: &str) -> i32 {
+pub fn check_exit_code(overall: Health) -> i32 {
     match overall {
-        "expired" | "missing" => 1,
-        "expiring" => 2,
-        _ => 0,
+        Health::Expired | Health::Missing => 1,
+        Health::Expiring => 2,
+        Health::Ok | Health::Static => 0,
     }
 }
 
@@ -202,39 +294,51 @@ pub fn profile_status(
     expiring_within_ms: i64,
     can_refresh: bool,
     refc: RefCheck,
-) -> (&'static str, Option<String>, Option<i64>) {
+) -> (ProfileHealth, Option<String>, Option<i64>) {
     if let Some(u) = u {
         if u.needs_reauth {
-            return ("needs_reauth", Some("needs_reauth".into()), None);
+            return (
+                ProfileHealth::NeedsReauth,
+                Some("needs_reauth".into()),
+                None,
+            );
         }
     }
     if refc == RefCheck::Unavailable {
-        return ("ref_unavailable", Some("ref_unavailable".into()), None);
+        return (
+            ProfileHealth::RefUnavailable,
+            Some("ref_unavailable".into()),
+            None,
+        );
     }
     if let Some(u) = u {
         if let Some(b) = u.block(now, None) {
             let st = if b.reason == "disabled" {
-                "disabled"
+                ProfileHealth::Disabled
             } else {
-                "cooldown"
+                ProfileHealth::Cooldown
             };
             return (st, Some(b.cause), Some(b.until));
         }
     }
     match health(sp, u, refc, now, expiring_within_ms) {
-        "static" => ("static", None, None),
-        "missing" => ("expired", Some("invalid_expires".into()), None),
-        "expired" => {
+        Health::Static => (ProfileHealth::Static, None, None),
+        Health::Missing => (ProfileHealth::Expired, Some("invalid_expires".into()), None),
+        Health::Expired => {
             let e = sp.profile.credential.expires();
             let oauth = matches!(sp.profile.credential, Credential::OAuth { .. });
             if oauth && can_refresh {
-                ("refreshable", None, e)
+                (ProfileHealth::Refreshable, None, e)
             } else {
-                ("expired", Some("expired".into()), e)
+                (ProfileHealth::Expired, Some("expired".into()), e)
             }
         }
-        "expiring" => ("expiring", None, sp.profile.credential.expires()),
-        _ => ("ok", None, None),
+        Health::Expiring => (
+            ProfileHealth::Expiring,
+            None,
+            sp.profile.credential.expires(),
+        ),
+        Health::Ok => (ProfileHealth::Ok, None, None),
     }
 }
 
@@ -280,7 +384,7 @@ mod tests {
         p
     }
 
-    fn entry(kind: &'static str, health: &'static str, eligible: bool) -> RollUpEntry {
+    fn entry(kind: CredentialType, health: Health, eligible: bool) -> RollUpEntry {
         RollUpEntry {
             kind,
             health,
@@ -293,19 +397,22 @@ mod tests {
     #[test]
     fn health_words() {
         let h = |p: &StoredProfile, r| health(p, None, r, NOW, DAY);
-        assert_eq!(h(&token(None), RefCheck::Inline), "static");
-        assert_eq!(h(&token(Some(NOW - 1)), RefCheck::Inline), "expired");
-        assert_eq!(h(&token(Some(NOW)), RefCheck::Inline), "expired");
-        assert_eq!(h(&token(Some(NOW + DAY)), RefCheck::Inline), "expiring");
-        assert_eq!(h(&token(Some(NOW + DAY + 1)), RefCheck::Inline), "ok");
-        assert_eq!(h(&token(Some(0)), RefCheck::Inline), "missing");
-        assert_eq!(h(&token(None), RefCheck::Unavailable), "missing");
-        assert_eq!(h(&token(None), RefCheck::Unchecked), "static");
+        assert_eq!(h(&token(None), RefCheck::Inline), Health::Static);
+        assert_eq!(h(&token(Some(NOW - 1)), RefCheck::Inline), Health::Expired);
+        assert_eq!(h(&token(Some(NOW)), RefCheck::Inline), Health::Expired);
+        assert_eq!(
+            h(&token(Some(NOW + DAY)), RefCheck::Inline),
+            Health::Expiring
+        );
+        assert_eq!(h(&token(Some(NOW + DAY + 1)), RefCheck::Inline), Health::Ok);
+        assert_eq!(h(&token(Some(0)), RefCheck::Inline), Health::Missing);
+        assert_eq!(h(&token(None), RefCheck::Unavailable), Health::Missing);
+        assert_eq!(h(&token(None), RefCheck::Unchecked), Health::Static);
         // An oauth past expires is expired even with a refresh token (OpenClaw).
-        assert_eq!(h(&oauth(NOW - 1), RefCheck::Inline), "expired");
+        assert_eq!(h(&oauth(NOW - 1), RefCheck::Inline), Health::Expired);
         assert_eq!(
             health(&oauth(NOW + 60_000), None, RefCheck::Inline, NOW, 0),
-            "expiring"
+            Health::Expiring
         );
         let u = Usage {
             needs_reauth: true,
@@ -313,7 +420,7 @@ mod tests {
         };
         assert_eq!(
             health(&token(None), Some(&u), RefCheck::Inline, NOW, DAY),
-            "expired"
+            Health::Expired
         );
         assert!(!eligible(&token(Some(NOW - 1)), NOW));
         assert!(eligible(&token(None), NOW));
@@ -323,73 +430,122 @@ mod tests {
     #[test]
     fn roll_up() {
         let r = |e: &[RollUpEntry]| provider_roll_up(e, false).0;
-        assert_eq!(r(&[]), "missing");
-        assert_eq!(r(&[entry("api_key", "static", true)]), "static");
+        assert_eq!(r(&[]), Health::Missing);
+        assert_eq!(
+            r(&[entry(CredentialType::ApiKey, Health::Static, true)]),
+            Health::Static
+        );
         // A token without expires is static itself but makes its provider ok.
         assert_eq!(
             r(&[
-                entry("token", "static", true),
-                entry("api_key", "static", true)
+                entry(CredentialType::Token, Health::Static, true),
+                entry(CredentialType::ApiKey, Health::Static, true)
             ]),
-            "ok"
+            Health::Ok
         );
         // An expired token does not count while another profile is eligible.
         assert_eq!(
             r(&[
-                entry("token", "expired", false),
-                entry("api_key", "static", true)
+                entry(CredentialType::Token, Health::Expired, false),
+                entry(CredentialType::ApiKey, Health::Static, true)
             ]),
-            "static"
+            Health::Static
         );
-        assert_eq!(r(&[entry("token", "expired", false)]), "expired");
+        assert_eq!(
+            r(&[entry(CredentialType::Token, Health::Expired, false)]),
+            Health::Expired
+        );
         assert_eq!(
             r(&[
-                entry("oauth", "expired", true),
-                entry("api_key", "static", true)
+                entry(CredentialType::OAuth, Health::Expired, true),
+                entry(CredentialType::ApiKey, Health::Static, true)
             ]),
-            "expired"
+            Health::Expired
         );
         // (r3) A broken ref beside a usable key: the provider is not missing.
         assert_eq!(
             r(&[
-                entry("api_key", "missing", true),
-                entry("api_key", "static", true)
+                entry(CredentialType::ApiKey, Health::Missing, true),
+                entry(CredentialType::ApiKey, Health::Static, true)
             ]),
-            "static"
+            Health::Static
         );
         assert_eq!(
             r(&[
-                entry("oauth", "expiring", true),
-                entry("token", "missing", true)
+                entry(CredentialType::OAuth, Health::Expiring, true),
+                entry(CredentialType::Token, Health::Missing, true)
             ]),
-            "expiring"
+            Health::Expiring
         );
         // Nothing usable: still missing.
         assert_eq!(
             r(&[
-                entry("api_key", "missing", true),
-                entry("token", "missing", true)
+                entry(CredentialType::ApiKey, Health::Missing, true),
+                entry(CredentialType::Token, Health::Missing, true)
             ]),
-            "missing"
+            Health::Missing
         );
-        assert_eq!(r(&[entry("oauth", "expiring", true)]), "expiring");
-        // An explicit order that lists none of them: missing.
-        let mut unlisted = entry("api_key", "static", true);
-        unlisted.listed = false;
-        assert_eq!(provider_roll_up(&[unlisted], true).0, "missing");
         assert_eq!(
-            provider_roll_up(&[entry("oauth", "ok", true)], false).1,
+            r(&[entry(CredentialType::OAuth, Health::Expiring, true)]),
+            Health::Expiring
+        );
+        // An explicit order that lists none of them: missing.
+        let mut unlisted = entry(CredentialType::ApiKey, Health::Static, true);
+        unlisted.listed = false;
+        assert_eq!(provider_roll_up(&[unlisted], true).0, Health::Missing);
+        assert_eq!(
+            provider_roll_up(&[entry(CredentialType::OAuth, Health::Ok, true)], false).1,
             Some(NOW + 5)
         );
-        assert_eq!(overall_status([]), "missing");
-        assert_eq!(overall_status(["static", "ok"]), "ok");
-        assert_eq!(overall_status(["ok", "expiring", "static"]), "expiring");
-        assert_eq!(overall_status(["missing", "expiring"]), "missing");
-        assert_eq!(overall_status(["missing", "expired"]), "expired");
-        assert_eq!(check_exit_code("expired"), 1);
-        assert_eq!(check_exit_code("missing"), 1);
-        assert_eq!(check_exit_code("expiring"), 2);
-        assert_eq!(check_exit_code("ok"), 0);
-        assert_eq!(check_exit_code("static"), 0);
+        assert_eq!(overall_status([]), Health::Missing);
+        assert_eq!(overall_status([Health::Static, Health::Ok]), Health::Ok);
+        assert_eq!(
+            overall_status([Health::Ok, Health::Expiring, Health::Static]),
+            Health::Expiring
+        );
+        assert_eq!(
+            overall_status([Health::Missing, Health::Expiring]),
+            Health::Missing
+        );
+        assert_eq!(
+            overall_status([Health::Missing, Health::Expired]),
+            Health::Expired
+        );
+        assert_eq!(check_exit_code(Health::Expired), 1);
+        assert_eq!(check_exit_code(Health::Missing), 1);
+        assert_eq!(check_exit_code(Health::Expiring), 2);
+        assert_eq!(check_exit_code(Health::Ok), 0);
+        assert_eq!(check_exit_code(Health::Static), 0);
+    }
+
+    #[test]
+    fn health_words_serialise_as_their_wire_strings() {
+        for h in [
+            Health::Missing,
+            Health::Static,
+            Health::Expired,
+            Health::Expiring,
+            Health::Ok,
+        ] {
+            assert_eq!(serde_json::to_value(h).unwrap(), h.as_str());
+            assert_eq!(
+                serde_json::from_value::<Health>(h.as_str().into()).unwrap(),
+                h
+            );
+        }
+        for h in [
+            ProfileHealth::Ok,
+            ProfileHealth::Static,
+            ProfileHealth::Expiring,
+            ProfileHealth::Expired,
+            ProfileHealth::Refreshable,
+            ProfileHealth::Cooldown,
+            ProfileHealth::Disabled,
+            ProfileHealth::NeedsReauth,
+            ProfileHealth::RefUnavailable,
+        ] {
+            assert_eq!(serde_json::to_value(h).unwrap(), h.as_str());
+            assert_eq!(h.to_string(), h.as_str());
+        }
     }
 }

@@ -34,7 +34,7 @@ pub(super) struct Walked {
 }
 
 /// Walks and materialises: the first usable step whose secret can be produced wins.
-/// With `stop_at_first` false every usable step is checked (for `order.get` `effective`).
+/// With `stop_at_first` false every usable step's secret is produced (`auth.candidates`).
 pub(super) fn materialise(
     view: &WalkView,
     mut steps: Vec<Step>,
@@ -56,7 +56,7 @@ pub(super) fn materialise(
         let Some(sp) = view.profile(&step.profile_id) else {
             continue;
         };
-        if step.needs_refresh && mode != RefreshMode::Assume {
+        if step.needs_refresh {
             match attempts.get(&step.profile_id) {
                 None if mode == RefreshMode::Stop && chosen.is_none() => {
                     needs_refresh = Some(i);

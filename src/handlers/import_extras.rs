@@ -9,8 +9,9 @@ use serde_json::{Map, Value};
 
 use crate::core::error::Result;
 use crate::core::secret_value::Secret;
+use crate::handlers::providers::{body_revision, body_without_revision};
 use crate::openclaw::import::{
-    ImportPlan, ImportWarning, Loaded, OrderAction, PieceKind, ProfileAction,
+    ImportAction, ImportPlan, ImportWarning, Loaded, OrderAction, PieceKind, ProfileAction,
 };
 use crate::openclaw::settings_import::{self as si, provider_summary, SecretAction, SettingAction};
 use crate::store::Tx;
@@ -72,7 +73,7 @@ pub(super) fn validate_settings(x: &Extras) -> Vec<SettingAction> {
             pointer: format!("/settings/secretProviders/{name}"),
             kind: "secretProvider".into(),
             name: name.clone(),
-            action: "skipped".into(),
+            action: ImportAction::Skipped,
             reason: Some("includeSettings".into()),
             summary: provider_summary(body),
             source: source.clone(),
@@ -110,23 +111,23 @@ pub(super) fn apply_extras(
         .unwrap_or_default();
     for (name, (body, source)) in &x.providers {
         let (action, reason) = if !include_settings {
-            ("skipped", Some("includeSettings"))
+            (ImportAction::Skipped, Some("includeSettings"))
         } else {
             match merged.get(name) {
-                None => ("created", None),
-                Some(have) if have == body => ("unchanged", None),
-                Some(_) if replace => ("updated", None),
-                Some(_) => ("skipped", Some("exists")),
+                None => (ImportAction::Created, None),
+                Some(have) if have == body => (ImportAction::Unchanged, None),
+                Some(_) if replace => (ImportAction::Updated, None),
+                Some(_) => (ImportAction::Skipped, Some("exists")),
             }
         };
-        if matches!(action, "created" | "updated") {
+        if action.writes() {
             merged.insert(name.clone(), body.clone());
         }
         let a = SettingAction {
             pointer: format!("/settings/secretProviders/{name}"),
             kind: "secretProvider".into(),
             name: name.clone(),
-            action: action.into(),
+            action,
             reason: reason.map(str::to_string),
             summary: provider_summary(body),
             source: source.clone(),
@@ -156,30 +157,30 @@ fn apply_named(
     for ((provider, id), users) in &x.refs {
         let have = c.named_secret(provider, id)?;
         let (action, reason) = match (x.named.get(&(provider.clone(), id.clone())), &have) {
-            (None, Some(_)) => ("unchanged", None),
+            (None, Some(_)) => (ImportAction::Unchanged, None),
             (None, None) => {
                 warnings.push(si::missing_entry_warning(provider, id, users));
-                ("missing", None)
+                (ImportAction::Missing, None)
             }
             (Some(v), None) => {
                 if write {
                     c.put_named_secret(provider, id, v, now)?;
                 }
-                ("created", None)
+                (ImportAction::Created, None)
             }
-            (Some(v), Some(h)) if v == h => ("unchanged", None),
+            (Some(v), Some(h)) if v == h => (ImportAction::Unchanged, None),
             (Some(v), Some(_)) if replace => {
                 if write {
                     c.put_named_secret(provider, id, v, now)?;
                 }
-                ("updated", None)
+                (ImportAction::Updated, None)
             }
-            (Some(_), Some(_)) => ("skipped", Some("exists".to_string())),
+            (Some(_), Some(_)) => (ImportAction::Skipped, Some("exists".to_string())),
         };
         out.push(SecretAction {
             provider: provider.clone(),
             id: id.clone(),
-            action: action.into(),
+            action,
             reason,
             profiles: users.iter().map(|(p, _)| p.clone()).collect(),
         });
@@ -200,68 +201,76 @@ pub(super) fn copy_store_extras(
     now: i64,
 ) -> Result<(Vec<SettingAction>, Vec<SecretAction>, Vec<ImportWarning>)> {
     let mut warnings = vec![];
+    let settings = copy_store_settings(src, dst, include_settings, replace, write, &mut warnings)?;
+    let secrets = copy_named_secrets(src, dst, replace, write, now)?;
+    Ok((settings, secrets, warnings))
+}
+
+/// One provider registration or setting of a source store: (kind, name, pointer, value,
+/// the value `dst` holds).
+type StoreItem = (String, String, String, Value, Option<Value>);
+
+/// The providers and settings of a source store into `dst` (only with `include_settings`;
+/// each one named either way, with a warning when it is not imported).
+fn copy_store_settings(
+    src: &dyn Tx,
+    dst: &dyn Tx,
+    include_settings: bool,
+    replace: bool,
+    write: bool,
+    warnings: &mut Vec<ImportWarning>,
+) -> Result<Vec<SettingAction>> {
     let mut settings = vec![];
     let dst_providers: BTreeMap<String, Value> = dst.providers()?.into_iter().collect();
-    let mut items: Vec<(String, String, String, Value, Option<Value>)> = vec![];
+    let mut items: Vec<StoreItem> = vec![];
+    // A provider's `revision` is this store's own count: compared without it, and a
+    // written registration gets this store's next one.
     for (id, body) in src.providers()? {
-        let have = dst_providers.get(&id).cloned();
+        let have = dst_providers.get(&id).map(body_without_revision);
+        let pointer = format!("/providers/{id}");
         items.push((
             "provider".into(),
-            id.clone(),
-            format!("/providers/{id}"),
-            body,
+            id,
+            pointer,
+            body_without_revision(&body),
             have,
         ));
     }
     for (k, v) in src.settings()? {
         let have = dst.setting(&k)?;
-        items.push((
-            "setting".into(),
-            k.clone(),
-            format!("/settings/{k}"),
-            v,
-            have,
-        ));
+        let pointer = format!("/settings/{k}");
+        items.push(("setting".into(), k, pointer, v, have));
     }
     for (kind, name, pointer, body, have) in items {
         let (action, reason) = if !include_settings {
-            ("skipped", Some("includeSettings"))
+            (ImportAction::Skipped, Some("includeSettings"))
         } else {
             match &have {
-                None => ("created", None),
-                Some(h) if *h == body => ("unchanged", None),
-                Some(_) if replace => ("updated", None),
-                Some(_) => ("skipped", Some("exists")),
+                None => (ImportAction::Created, None),
+                Some(h) if *h == body => (ImportAction::Unchanged, None),
+                Some(_) if replace => (ImportAction::Updated, None),
+                Some(_) => (ImportAction::Skipped, Some("exists")),
             }
         };
-        if write && matches!(action, "created" | "updated") {
+        if write && action.writes() {
             if kind == "provider" {
+                let mut body = body.clone();
+                let next = dst_providers.get(&name).map_or(1, |b| body_revision(b) + 1);
+                if let Some(o) = body.as_object_mut() {
+                    o.insert("revision".into(), next.into());
+                }
                 dst.put_provider(&name, &body)?;
             } else {
                 dst.put_setting(&name, &body)?;
             }
         }
-        let summary = if kind == "setting" && name == "secretProviders" {
-            body.as_object()
-                .map(|o| {
-                    o.iter()
-                        .map(|(n, b)| format!("{n}: {}", provider_summary(b)))
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                })
-                .unwrap_or_default()
-        } else {
-            let mut s = body.to_string();
-            s.truncate(200);
-            s
-        };
         let a = SettingAction {
+            summary: setting_summary(&kind, &name, &body),
             pointer,
             kind,
             name,
-            action: action.into(),
+            action,
             reason: reason.map(str::to_string),
-            summary,
             source: None,
         };
         if reason == Some("includeSettings") {
@@ -269,26 +278,62 @@ pub(super) fn copy_store_extras(
         }
         settings.push(a);
     }
+    Ok(settings)
+}
+
+/// What a copied provider registration or setting is, for a person to confirm: each
+/// secret provider's one line for `secretProviders`, else the JSON value cut to at most
+/// 200 bytes (at a character boundary).
+fn setting_summary(kind: &str, name: &str, body: &Value) -> String {
+    if kind == "setting" && name == "secretProviders" {
+        return body
+            .as_object()
+            .map(|o| {
+                o.iter()
+                    .map(|(n, b)| format!("{n}: {}", provider_summary(b)))
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            })
+            .unwrap_or_default();
+    }
+    let mut s = body.to_string();
+    let mut cut = s.len().min(200);
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    s.truncate(cut);
+    s
+}
+
+/// The named secrets of a source store into `dst`: always (the copied profiles' `store`
+/// refs need them), kept when different unless `replace`.
+fn copy_named_secrets(
+    src: &dyn Tx,
+    dst: &dyn Tx,
+    replace: bool,
+    write: bool,
+    now: i64,
+) -> Result<Vec<SecretAction>> {
     let mut secrets = vec![];
     for (provider, id, v) in src.named_secrets().unwrap_or_default() {
         let (action, reason) = match dst.named_secret(&provider, &id)? {
-            None => ("created", None),
-            Some(h) if h == v => ("unchanged", None),
-            Some(_) if replace => ("updated", None),
-            Some(_) => ("skipped", Some("exists".to_string())),
+            None => (ImportAction::Created, None),
+            Some(h) if h == v => (ImportAction::Unchanged, None),
+            Some(_) if replace => (ImportAction::Updated, None),
+            Some(_) => (ImportAction::Skipped, Some("exists".to_string())),
         };
-        if write && matches!(action, "created" | "updated") {
+        if write && action.writes() {
             dst.put_named_secret(&provider, &id, &v, now)?;
         }
         secrets.push(SecretAction {
             provider,
             id,
-            action: action.into(),
+            action,
             reason,
             profiles: vec![],
         });
     }
-    Ok((settings, secrets, warnings))
+    Ok(secrets)
 }
 
 /// A warning for each imported oauth profile whose tokens are OpenClaw's failed-refresh
@@ -511,7 +556,7 @@ impl Gone<'_> {
                 profiles.push(ProfileAction {
                     profile_id: key.clone(),
                     scope: scope_name(scope),
-                    action: "removed".into(),
+                    action: ImportAction::Removed,
                     reason: Some("removed_in_source".into()),
                 });
             } else {
@@ -523,7 +568,7 @@ impl Gone<'_> {
                     provider: key.clone(),
                     scope: scope_name(scope),
                     order: vec![],
-                    action: "removed".into(),
+                    action: ImportAction::Removed,
                     reason: Some("removed_in_source".into()),
                 });
             }
@@ -560,7 +605,10 @@ fn mark_imported(
     source: &str,
 ) -> Result<()> {
     for a in profiles {
-        if matches!(a.action.as_str(), "created" | "updated" | "unchanged") {
+        if matches!(
+            a.action,
+            ImportAction::Created | ImportAction::Updated | ImportAction::Unchanged
+        ) {
             c.set_import_mark(
                 scope_of(&a.scope).as_deref(),
                 "profile",
@@ -570,11 +618,30 @@ fn mark_imported(
         }
     }
     for a in orders {
-        if matches!(a.action.as_str(), "created" | "updated" | "unchanged")
-            && a.reason.as_deref() != Some("appended")
+        if matches!(
+            a.action,
+            ImportAction::Created | ImportAction::Updated | ImportAction::Unchanged
+        ) && a.reason.as_deref() != Some("appended")
         {
             c.set_import_mark(scope_of(&a.scope).as_deref(), "order", &a.provider, source)?;
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Before: the summary of a copied setting was cut at byte 200 with `String::truncate`,
+    /// which panics inside a multi-byte character (a setting value with non-ASCII text).
+    #[test]
+    fn a_long_setting_summary_is_cut_at_a_character_boundary() {
+        let body = Value::String(format!("{}{}", "a".repeat(198), "é".repeat(10)));
+        let s = setting_summary("setting", "note", &body);
+        assert!(s.len() <= 200, "{}", s.len());
+        assert!(s.starts_with("\"aaa"));
+        let short = setting_summary("setting", "envFallback", &Value::from("never"));
+        assert_eq!(short, "\"never\"");
+    }
 }

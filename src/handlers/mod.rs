@@ -27,6 +27,8 @@ pub mod refresh;
 pub mod seal;
 pub mod settings;
 pub mod sources;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod transfer;
 pub mod usage;
 pub(crate) mod walk;
@@ -154,8 +156,6 @@ fn revision_conflict(expected: i64, current: i64) -> RpcError {
 /// How [`materialise`] treats a usable oauth step inside the refresh margin.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum RefreshMode {
-    /// `order.get` `effective`: usable (auth.resolve would refresh it).
-    Assume,
     /// `auth.resolve`: stop at the first one not yet tried; the caller refreshes it and
     /// walks again.
     Stop,

@@ -1,19 +1,50 @@
 //! `order.get`, `order.set`, `order.clear`: the explicit per-provider order of a scope, and
 //! the exact walk `auth.resolve` would do now.
 
-use super::auth::materialise;
-use super::walk::{RawWalk, WalkRequest};
+use super::usage::ref_check;
+use super::walk::{RawWalk, WalkRequest, WalkView};
 use super::{
     agent_param, load_aliases, now_ms, profile_id_param, provider_param, revision_conflict, App,
-    RefreshMode,
 };
 use crate::api::{
     EffectiveEntry, OrderClearParams, OrderClearResult, OrderGetParams, OrderGetResult,
     OrderSetParams, OrderSetResult,
 };
 use crate::core::error::{ErrorKind, Result, RpcError};
+use crate::core::resolve::{Skip, SkipReason};
+use crate::core::status::RefCheck;
 use crate::store::Tx;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
+
+/// `order.get` `effective`: the walk's steps, with a step whose SecretRef cannot be read
+/// now skipped as `ref_unavailable` ([`ref_check`] without `probe`: an `exec` ref is not
+/// run and counts as usable). An oauth inside the refresh margin is usable (auth.resolve
+/// would refresh it). Runs outside any transaction.
+fn effective(view: &WalkView) -> Vec<EffectiveEntry> {
+    view.steps
+        .iter()
+        .map(|s| {
+            let mut skip = s.skip.clone();
+            if skip.is_none() {
+                let unreadable = view.profile(&s.profile_id).is_some_and(|sp| {
+                    ref_check(sp, view.settings(), false) == RefCheck::Unavailable
+                });
+                if unreadable {
+                    skip = Some(Skip {
+                        reason: SkipReason::RefUnavailable,
+                        until: None,
+                    });
+                }
+            }
+            EffectiveEntry {
+                profile_id: s.profile_id.clone(),
+                usable: skip.is_none(),
+                reason: skip.as_ref().map(|k| k.reason),
+                until: skip.as_ref().and_then(|k| k.until),
+            }
+        })
+        .collect()
+}
 
 impl App {
     /// `order.get`: the explicit order in effect and the walk it gives now — the same
@@ -28,28 +59,11 @@ impl App {
             profile_id: None,
             model: p.model.as_deref(),
         };
-        // The store is read in one transaction; SecretRefs (which may run exec helpers or
-        // read files) are resolved after it ended, so no helper runs inside it.
-        let (req, mut view) = self.read_walk(agent, raw, now, false)?;
-        let steps = std::mem::take(&mut view.steps);
-        let walked = materialise(
-            &view,
-            steps,
-            false,
-            RefreshMode::Assume,
-            &HashMap::new(),
-            now,
-        );
-        let effective = walked
-            .steps
-            .iter()
-            .map(|s| EffectiveEntry {
-                profile_id: s.profile_id.clone(),
-                usable: s.skip.is_none(),
-                reason: s.skip.as_ref().map(|k| k.reason),
-                until: s.skip.as_ref().and_then(|k| k.until),
-            })
-            .collect();
+        // The store is read in one transaction; SecretRefs are checked after it ended, as
+        // `auth.status` checks them: `env` and `file` refs are read (no side effects), an
+        // `exec` helper is never run (order.get reports the walk, it hands out no secret).
+        let (req, view) = self.read_walk(agent, raw, now, false)?;
+        let effective = effective(&view);
         Ok(OrderGetResult {
             provider: req.provider,
             agent: req.agent,
@@ -156,5 +170,113 @@ impl App {
             agent: agent.clone(),
             cleared,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::error::ErrorKind;
+    use crate::core::resolve::{OrderSource, SkipReason};
+    use crate::handlers::testing::{app, params, put};
+    use serde_json::json;
+
+    #[test]
+    fn order_set_drops_duplicates_and_follows_expected_revision() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a1");
+        put(&app, "openai:b", "sk-unit-order-b1");
+        let r = app
+            .order_set(params(json!({"provider": "openai",
+                "order": ["openai:b", "openai:a", "openai:b"], "expectedRevision": 0})))
+            .unwrap();
+        assert_eq!(r.order, ["openai:b", "openai:a"]);
+        assert_eq!(r.revision, 1);
+        let e = app
+            .order_set(params(json!({"provider": "openai",
+                "order": ["openai:a"], "expectedRevision": 0})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RevisionConflict);
+        let o = app
+            .order_get(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert_eq!(
+            o.order.as_deref(),
+            Some(&["openai:b".into(), "openai:a".into()][..])
+        );
+        assert_eq!(o.source, Some(OrderSource::Shared));
+    }
+
+    #[test]
+    fn order_set_refuses_unknown_and_foreign_ids_and_writes_nothing() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a2");
+        put(&app, "mistral:m", "sk-unit-order-m2");
+        let e = app
+            .order_set(params(
+                json!({"provider": "openai", "order": ["openai:a", "openai:zz"]}),
+            ))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownProfile);
+        assert_eq!(e.extra.get("missing"), Some(&json!(["openai:zz"])));
+        let e = app
+            .order_set(params(
+                json!({"provider": "openai", "order": ["mistral:m"]}),
+            ))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::ProviderMismatch);
+        let e = app
+            .order_set(params(json!({"provider": "openai", "order": []})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
+        let o = app
+            .order_get(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert_eq!(o.order, None, "a refused order.set stored an order");
+    }
+
+    #[test]
+    fn order_clear_of_nothing_is_not_an_error() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a3");
+        let r = app
+            .order_clear(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert!(!r.cleared);
+        app.order_set(params(json!({"provider": "openai", "order": ["openai:a"]})))
+            .unwrap();
+        let r = app
+            .order_clear(params(json!({"provider": "openai"})))
+            .unwrap();
+        assert!(r.cleared);
+    }
+
+    #[test]
+    fn order_get_reports_an_unreadable_ref_and_an_unlisted_profile() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-order-a4");
+        put(&app, "openai:c", "sk-unit-order-c4");
+        app.profiles_put(params(json!({"profile": {"id": "openai:r", "type": "api_key",
+            "keyRef": {"source": "env", "provider": "default", "id": "MODELAUTH_UNIT_ORDER_UNSET"}}})))
+            .unwrap();
+        app.order_set(params(
+            json!({"provider": "openai", "order": ["openai:r", "openai:a"]}),
+        ))
+        .unwrap();
+        let o = app
+            .order_get(params(json!({"provider": "openai"})))
+            .unwrap();
+        let got: Vec<(&str, bool, Option<SkipReason>)> = o
+            .effective
+            .iter()
+            .map(|e| (e.profile_id.as_str(), e.usable, e.reason))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("openai:r", false, Some(SkipReason::RefUnavailable)),
+                ("openai:a", true, None),
+                ("openai:c", false, Some(SkipReason::ExcludedByAuthOrder)),
+            ]
+        );
     }
 }

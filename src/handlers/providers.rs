@@ -3,7 +3,8 @@
 //! extra environment key names (§6) and the OAuth client used for refresh (§5.2).
 //!
 //! A provider is stored as one row of the `providers` table: its id and the JSON body
-//! `{aliases, envVars, oauth?}`.
+//! `{aliases, envVars, oauth?, revision}`. `revision` lives in the body (the table has no
+//! column for it): a row written before it existed reads as revision 1.
 
 use crate::api::{
     ProviderGetResult, ProviderIdParams, ProviderOAuth, ProviderPutParams, ProviderPutResult,
@@ -15,7 +16,7 @@ use serde_json::json;
 
 use crate::core::error::{ErrorKind, Result, RpcError};
 use crate::core::ids::{self, Aliases};
-use crate::handlers::{load_aliases, App};
+use crate::handlers::{load_aliases, revision_conflict, App};
 use crate::store::Tx;
 
 fn unknown_provider(id: &str) -> RpcError {
@@ -31,6 +32,24 @@ fn unknown_provider(id: &str) -> RpcError {
 
 fn bad(pointer: &str, msg: impl Into<String>) -> RpcError {
     RpcError::invalid_params(msg).with("pointer", pointer)
+}
+
+/// The revision of a stored provider body: its `revision` member, 1 for a row written
+/// before providers had one.
+pub(crate) fn body_revision(body: &serde_json::Value) -> i64 {
+    body.get("revision")
+        .and_then(serde_json::Value::as_i64)
+        .filter(|r| *r > 0)
+        .unwrap_or(1)
+}
+
+/// A stored provider body without its `revision`: what two registrations are compared by.
+pub(crate) fn body_without_revision(body: &serde_json::Value) -> serde_json::Value {
+    let mut b = body.clone();
+    if let Some(o) = b.as_object_mut() {
+        o.remove("revision");
+    }
+    b
 }
 
 /// Reads a stored provider body (lenient: broken members read as empty).
@@ -54,6 +73,7 @@ pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
             .cloned()
             .and_then(|o| serde_json::from_value(o).ok()),
         builtin: false,
+        revision: body_revision(body),
     }
 }
 
@@ -108,6 +128,7 @@ fn builtin_view(id: &str) -> Option<ProviderView> {
         env_vars: vec![],
         oauth: Some(o),
         builtin: true,
+        revision: 0,
     })
 }
 
@@ -215,27 +236,62 @@ fn validate(
         env_vars,
         oauth: p.oauth.clone(),
         builtin: false,
+        revision: 0,
     })
 }
 
+/// The current revision of provider `id` among `existing` (0 when not registered), checked
+/// against `expectedRevision` when given.
+///
+/// Errors: `revision_conflict` with `data.id`.
+fn check_revision(
+    p: &ProviderPutParams,
+    id: &str,
+    existing: &[(String, serde_json::Value)],
+) -> Result<i64> {
+    let current = existing
+        .iter()
+        .find(|(pid, _)| pid == id)
+        .map(|(_, body)| body_revision(body))
+        .unwrap_or(0);
+    match p.expected_revision {
+        Some(expected) if expected != current => {
+            Err(revision_conflict(expected, current).with("id", id))
+        }
+        _ => Ok(current),
+    }
+}
+
 impl App {
-    /// `providers.put`: registers or replaces a provider (aliases, envVars, oauth).
+    /// `providers.put`: registers or replaces a provider (aliases, envVars, oauth). With
+    /// `expectedRevision` it is a compare-and-set, as `profiles.put` (0 = must not be
+    /// registered yet; a built-in provider that is not registered is at 0).
     ///
     /// Errors: `invalid_params` (bad id, alias taken, bad env var name, a token URL that is
-    /// not https or loopback http, a bad clientSecretRef), store errors.
+    /// not https or loopback http, a bad clientSecretRef), `revision_conflict` (the
+    /// registration's revision is not `expectedRevision`), store errors.
     pub fn providers_put(&self, p: ProviderPutParams) -> Result<ProviderPutResult> {
         let mut st = self.store();
-        // Validate first so that refused params do not create the store.
-        st.read(|c| validate(&p, &c.providers()?).map(|_| ()))?;
+        // Validate first so that refused params (and a stale revision) do not create the
+        // store.
+        st.read(|c| {
+            let existing = c.providers()?;
+            let view = validate(&p, &existing)?;
+            check_revision(&p, &view.id, &existing).map(|_| ())
+        })?;
         st.write(|c| {
-            let view = validate(&p, &c.providers()?)?;
+            let existing = c.providers()?;
+            let mut view = validate(&p, &existing)?;
+            let current = check_revision(&p, &view.id, &existing)?;
+            view.revision = current + 1;
             let mut body = json!({"aliases": view.aliases, "envVars": view.env_vars});
             if let Some(o) = &view.oauth {
                 body["oauth"] =
                     serde_json::to_value(o).map_err(|e| RpcError::internal(e.to_string()))?;
             }
+            body["revision"] = view.revision.into();
             let created = c.put_provider(&view.id, &body)?;
-            tracing::info!(provider = %view.id, created, "provider stored");
+            tracing::info!(provider = %view.id, created, revision = view.revision, "provider stored");
             Ok(ProviderPutResult {
                 provider: view,
                 created,
@@ -293,5 +349,88 @@ impl App {
                 removed: true,
             })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::error::ErrorKind;
+    use crate::handlers::testing::{app, params};
+    use serde_json::json;
+
+    #[test]
+    fn expected_revision_is_a_compare_and_set() {
+        let (_d, app) = app();
+        let put = |extra: serde_json::Value| {
+            let mut p = json!({"id": "Acme", "envVars": ["ACME_KEY"]});
+            p.as_object_mut()
+                .unwrap()
+                .extend(extra.as_object().unwrap().clone());
+            app.providers_put(params(p))
+        };
+        let e = put(json!({"expectedRevision": 1})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RevisionConflict);
+        assert_eq!(e.extra.get("currentRevision"), Some(&json!(0)));
+        let r = put(json!({"expectedRevision": 0})).unwrap();
+        assert!(r.created);
+        assert_eq!((r.provider.id.as_str(), r.provider.revision), ("acme", 1));
+        let e = put(json!({"expectedRevision": 0})).unwrap_err();
+        assert_eq!(e.kind, ErrorKind::RevisionConflict);
+        assert_eq!(e.extra.get("id"), Some(&json!("acme")));
+        assert_eq!(
+            put(json!({"expectedRevision": 1}))
+                .unwrap()
+                .provider
+                .revision,
+            2
+        );
+        assert_eq!(put(json!({})).unwrap().provider.revision, 3);
+        let g = app.providers_get(params(json!({"id": "acme"}))).unwrap();
+        assert_eq!(g.provider.revision, 3);
+    }
+
+    #[test]
+    fn a_row_without_revision_reads_as_revision_one() {
+        assert_eq!(super::body_revision(&json!({"aliases": []})), 1);
+        assert_eq!(super::body_revision(&json!({"revision": 7})), 7);
+        assert_eq!(
+            super::body_without_revision(&json!({"aliases": ["x"], "revision": 7})),
+            json!({"aliases": ["x"]})
+        );
+    }
+
+    #[test]
+    fn an_alias_normalises_ids_and_cannot_be_taken_twice() {
+        let (_d, app) = app();
+        app.providers_put(params(
+            json!({"id": "anthropic", "aliases": ["claude-cli"]}),
+        ))
+        .unwrap();
+        let g = app
+            .providers_get(params(json!({"id": "Claude-CLI"})))
+            .unwrap();
+        assert_eq!(g.provider.id, "anthropic");
+        let e = app
+            .providers_put(params(json!({"id": "other", "aliases": ["claude-cli"]})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
+        assert_eq!(e.extra.get("pointer"), Some(&json!("/aliases/0")));
+        let e = app
+            .providers_put(params(json!({"id": "claude-cli"})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
+    }
+
+    #[test]
+    fn a_builtin_provider_is_listed_at_revision_zero_and_cannot_be_removed() {
+        let (_d, app) = app();
+        let l = app.providers_list(params(json!({}))).unwrap();
+        let a = l.providers.iter().find(|p| p.id == "anthropic").unwrap();
+        assert!(a.builtin);
+        assert_eq!(a.revision, 0);
+        let e = app
+            .providers_remove(params(json!({"id": "anthropic"})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownProvider);
     }
 }

@@ -184,10 +184,10 @@ impl App {
             .into_iter()
             .map(|(req, view)| provider_status(&req, &view, now, p.expiring_within_ms, p.probe))
             .collect();
-        let overall = status::overall_status(out.iter().map(|p| p.status.as_str()));
+        let overall = status::overall_status(out.iter().map(|p| p.status));
         Ok(StatusResult {
             agent,
-            overall: overall.into(),
+            overall,
             providers: out,
             now,
         })
@@ -260,7 +260,7 @@ fn provider_status(
             .as_ref()
             .is_some_and(|k| k.reason == SkipReason::ExcludedByAuthOrder);
         roll.push(status::RollUpEntry {
-            kind: sp.profile.credential.type_name(),
+            kind: sp.profile.credential.credential_type(),
             health: status::health(sp, u, refc, now, expiring_within_ms),
             eligible: status::eligible(sp, now),
             listed,
@@ -268,8 +268,8 @@ fn provider_status(
         });
         entries.push(ProfileStatus {
             profile_id: sp.profile.id.clone(),
-            kind: sp.profile.credential.type_name().into(),
-            status: st.into(),
+            kind: sp.profile.credential.credential_type(),
+            status: st,
             reason,
             expires: sp.profile.credential.expires(),
             until,
@@ -281,15 +281,119 @@ fn provider_status(
         envkeys::env_names(&view.env_keys(&req.provider))
     };
     let (mut pstatus, expires) = status::provider_roll_up(&roll, view.order().is_some());
-    if pstatus == "missing" && roll.is_empty() && !env_vars.is_empty() {
+    if pstatus == status::Health::Missing && roll.is_empty() && !env_vars.is_empty() {
         // Environment keys are static credentials.
-        pstatus = "static";
+        pstatus = status::Health::Static;
     }
     ProviderStatus {
         provider: req.provider.clone(),
-        status: pstatus.into(),
+        status: pstatus,
         expires,
         profiles: entries,
         env_vars,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::error::ErrorKind;
+    use crate::core::status::{Health, ProfileHealth};
+    use crate::core::usage::Outcome;
+    use crate::handlers::testing::{app, params, put};
+    use serde_json::json;
+
+    #[test]
+    fn an_http_status_maps_to_its_outcome_and_starts_a_cooldown() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-usage-a1");
+        let r = app
+            .auth_report(params(json!({"profileId": "openai:a", "httpStatus": 429})))
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::RateLimit);
+        assert!(r.recorded);
+        assert!(r.usage.cooldown_until.is_some());
+        let st = app.auth_status(params(json!({}))).unwrap();
+        assert_eq!(st.providers[0].profiles[0].status, ProfileHealth::Cooldown);
+        // An explicit outcome wins over httpStatus.
+        let r = app
+            .auth_report(params(
+                json!({"profileId": "openai:a", "httpStatus": 429, "outcome": "success"}),
+            ))
+            .unwrap();
+        assert_eq!(r.outcome, Outcome::Success);
+    }
+
+    #[test]
+    fn a_report_needs_an_outcome_and_a_known_profile() {
+        let (_d, app) = app();
+        let e = app
+            .auth_report(params(json!({"profileId": "openai:a"})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
+        assert_eq!(e.extra.get("pointer"), Some(&json!("/outcome")));
+        let e = app
+            .auth_report(params(json!({"profileId": "openai:a", "outcome": "auth"})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::UnknownProfile);
+    }
+
+    #[test]
+    fn a_failure_of_a_cooldown_exempt_provider_records_nothing() {
+        let (_d, app) = app();
+        put(&app, "openrouter:a", "sk-unit-usage-or1");
+        let r = app
+            .auth_report(params(
+                json!({"profileId": "openrouter:a", "outcome": "rate_limit"}),
+            ))
+            .unwrap();
+        assert!(!r.recorded);
+        assert_eq!(r.usage.cooldown_until, None);
+    }
+
+    #[test]
+    fn clear_cooldown_says_whether_it_cleared_anything() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-usage-a2");
+        let c = app
+            .auth_clear_cooldown(params(json!({"profileId": "openai:a"})))
+            .unwrap();
+        assert!(!c.cleared);
+        app.auth_report(params(
+            json!({"profileId": "openai:a", "outcome": "overloaded"}),
+        ))
+        .unwrap();
+        let c = app
+            .auth_clear_cooldown(params(json!({"profileId": "openai:a"})))
+            .unwrap();
+        assert!(c.cleared);
+        assert_eq!(c.usage.cooldown_until, None);
+    }
+
+    #[test]
+    fn status_rolls_up_providers_and_refuses_a_negative_window() {
+        let (_d, app) = app();
+        let st = app.auth_status(params(json!({}))).unwrap();
+        assert_eq!(st.overall, Health::Missing, "no provider at all");
+        put(&app, "openai:a", "sk-unit-usage-a3");
+        app.profiles_put(params(
+            json!({"profile": {"id": "anthropic:t", "type": "token",
+            "token": "tok-unit-usage-1", "expires": 1_000}}),
+        ))
+        .unwrap();
+        let st = app.auth_status(params(json!({}))).unwrap();
+        let words: Vec<(&str, Health)> = st
+            .providers
+            .iter()
+            .map(|p| (p.provider.as_str(), p.status))
+            .collect();
+        assert_eq!(
+            words,
+            [("anthropic", Health::Expired), ("openai", Health::Static)]
+        );
+        assert_eq!(st.overall, Health::Expired);
+        let e = app
+            .auth_status(params(json!({"expiringWithinMs": -1})))
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::InvalidParams);
     }
 }

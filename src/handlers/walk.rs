@@ -197,6 +197,7 @@ impl App {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::status::{Health, ProfileHealth};
 
     fn aliases() -> Aliases {
         let mut a = Aliases::new();
@@ -275,24 +276,8 @@ mod tests {
 
     // Handler tests: an `App` on a temp-file store, driven without the binary.
 
+    use crate::handlers::testing::{app, params, put};
     use serde_json::json;
-
-    fn app() -> (tempfile::TempDir, App) {
-        let d = tempfile::tempdir().unwrap();
-        let app = App::new(d.path().join("store.db"));
-        (d, app)
-    }
-
-    fn params<T: serde::de::DeserializeOwned>(v: serde_json::Value) -> T {
-        serde_json::from_value(v).unwrap()
-    }
-
-    fn put(app: &App, id: &str, key: &str) {
-        app.profiles_put(params(
-            json!({"profile": {"id": id, "type": "api_key", "key": key}}),
-        ))
-        .unwrap();
-    }
 
     #[test]
     fn read_walk_reads_the_view_and_ends_its_transaction() {
@@ -370,10 +355,14 @@ mod tests {
             p.profiles
                 .iter()
                 .find(|x| x.profile_id == id)
-                .map(|x| x.status.clone())
+                .map(|x| x.status)
         };
-        assert_eq!(word("openai:a").as_deref(), Some("static"));
-        assert_eq!(word("openai:ref").as_deref(), Some("ref_unavailable"));
-        assert_ne!(p.status, "missing", "a usable key beside a broken ref");
+        assert_eq!(word("openai:a"), Some(ProfileHealth::Static));
+        assert_eq!(word("openai:ref"), Some(ProfileHealth::RefUnavailable));
+        assert_ne!(
+            p.status,
+            Health::Missing,
+            "a usable key beside a broken ref"
+        );
     }
 }

@@ -15,7 +15,7 @@ use serde_json::{Map, Value};
 
 use crate::core::profile::SecretSource;
 use crate::core::secret_value::{normalize_secret_input, Secret};
-use crate::openclaw::import::{ImportPlan, ImportWarning};
+use crate::openclaw::import::{ImportAction, ImportPlan, ImportWarning};
 
 /// What an import did (or, dry, would do) with one secret provider, provider registration
 /// or setting of the source (protocol §11 r3).
@@ -30,7 +30,7 @@ pub struct SettingAction {
     /// The provider name, setting key or provider id.
     pub name: String,
     /// `created`, `updated`, `unchanged` or `skipped`.
-    pub action: String,
+    pub action: ImportAction,
     /// For `skipped`: `includeSettings` (the param was not set), `exists` (a different
     /// value is kept; see `replace`) or `invalid` (see the warnings).
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,7 +53,7 @@ pub struct SecretAction {
     pub id: String,
     /// `created`, `updated`, `unchanged`, `skipped` (reason `exists`) or `missing` (the
     /// source's secret store has no such entry, and neither has this store).
-    pub action: String,
+    pub action: ImportAction,
     /// For `skipped`: `exists`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,

@@ -59,7 +59,7 @@ pub struct ProfileView {
     pub provider: String,
     /// `api_key`, `token` or `oauth`.
     #[serde(rename = "type")]
-    pub kind: String,
+    pub kind: super::CredentialType,
     /// `shared` or the agent id.
     pub scope: String,
     /// E-mail.
@@ -99,7 +99,7 @@ pub struct ProfileView {
     pub updated_at: i64,
     /// `ok`, `static`, `expiring`, `expired`, `refreshable`, `cooldown`, `disabled`,
     /// `needs_reauth` or `ref_unavailable`.
-    pub status: String,
+    pub status: crate::core::status::ProfileHealth,
     /// Usage state (shared by every agent).
     pub usage: UsageView,
     /// With `reveal: true`: the plain API key.
@@ -118,7 +118,12 @@ pub struct ProfileView {
 
 impl ProfileView {
     /// Builds the view of `sp` with `status` and `usage` computed by the caller.
-    pub fn new(sp: &StoredProfile, status: &str, usage: UsageView, reveal: bool) -> Self {
+    pub fn new(
+        sp: &StoredProfile,
+        status: crate::core::status::ProfileHealth,
+        usage: UsageView,
+        reveal: bool,
+    ) -> Self {
         let p = &sp.profile;
         // A sealed secret that could not be opened (PROTOCOL §9 r3) is shown as none.
         let undecryptable = crate::core::sealed::credential_unopened(&p.credential);
@@ -126,7 +131,7 @@ impl ProfileView {
         let mut v = ProfileView {
             id: p.id.clone(),
             provider: p.provider.clone(),
-            kind: p.credential.type_name().to_string(),
+            kind: p.credential.credential_type(),
             scope: sp.scope.clone().unwrap_or_else(|| "shared".to_string()),
             email: p.email.clone(),
             display_name: p.display_name.clone(),
@@ -145,7 +150,7 @@ impl ProfileView {
             revision: sp.revision,
             created_at: sp.created_at,
             updated_at: sp.updated_at,
-            status: status.to_string(),
+            status,
             usage,
             key: None,
             token: None,

@@ -7,7 +7,8 @@ use super::{provider_of, scope_name};
 use crate::core::error::Result;
 use crate::core::usage::Usage;
 use crate::openclaw::import::{
-    Format, ImportPlan, ImportWarning, OrderAction, PlannedOrder, ProfileAction, ScopePlan,
+    Format, ImportAction, ImportPlan, ImportWarning, OrderAction, PlannedOrder, ProfileAction,
+    ScopePlan,
 };
 use crate::store::Tx;
 
@@ -105,18 +106,18 @@ impl<'a> Applier<'a> {
         for (id, pp) in &scope.profiles {
             let existing = c.scope_profile(a, id)?;
             let (action, reason) = match &existing {
-                None => ("created", None),
-                Some(e) if e.profile == pp.profile => ("unchanged", None),
-                Some(_) if self.replace => ("updated", None),
-                Some(_) => ("skipped", Some("exists".to_string())),
+                None => (ImportAction::Created, None),
+                Some(e) if e.profile == pp.profile => (ImportAction::Unchanged, None),
+                Some(_) if self.replace => (ImportAction::Updated, None),
+                Some(_) => (ImportAction::Skipped, Some("exists".to_string())),
             };
-            if matches!(action, "created" | "updated") {
+            if action.writes() {
                 imported.push(id);
                 if self.write {
                     c.upsert_profile(a, &pp.profile, self.now)?;
                     match scope.usage.get(id) {
                         Some(u) => c.put_usage(id, u)?,
-                        None if action == "updated" => {
+                        None if action == ImportAction::Updated => {
                             // Replacing a credential clears its cooldowns and failure counts.
                             let u = Usage {
                                 last_used: c.usage(id)?.last_used,
@@ -131,7 +132,7 @@ impl<'a> Applier<'a> {
             self.actions.push(ProfileAction {
                 profile_id: id.clone(),
                 scope: scope_name(a),
-                action: action.into(),
+                action,
                 reason,
             });
         }
@@ -233,9 +234,9 @@ impl<'a> Applier<'a> {
         };
         let existing = self.c.scope_order(a, provider)?.map(|(ids, _)| ids);
         let (final_ids, action, reason) = match existing {
-            None => (ids, "created", None),
-            Some(e) if e == ids => (ids, "unchanged", None),
-            Some(_) if self.replace => (ids, "updated", None),
+            None => (ids, ImportAction::Created, None),
+            Some(e) if e == ids => (ids, ImportAction::Unchanged, None),
+            Some(_) if self.replace => (ids, ImportAction::Updated, None),
             Some(mut e) => {
                 let before = e.len();
                 for id in imported {
@@ -244,13 +245,13 @@ impl<'a> Applier<'a> {
                     }
                 }
                 if e.len() > before {
-                    (e, "updated", Some("appended".to_string()))
+                    (e, ImportAction::Updated, Some("appended".to_string()))
                 } else {
-                    (e, "skipped", Some("exists".to_string()))
+                    (e, ImportAction::Skipped, Some("exists".to_string()))
                 }
             }
         };
-        if self.write && action != "unchanged" && action != "skipped" {
+        if self.write && action != ImportAction::Unchanged && action != ImportAction::Skipped {
             self.c.set_order(a, provider, &final_ids, self.now)?;
         }
         if a.is_none() {
@@ -261,7 +262,7 @@ impl<'a> Applier<'a> {
             provider: provider.clone(),
             scope: scope_name(a),
             order: final_ids,
-            action: action.into(),
+            action,
             reason,
         });
         Ok(())
@@ -314,7 +315,11 @@ impl<'a> Applier<'a> {
                         provider: provider.to_string(),
                         scope: scope_name(a),
                         order: ids,
-                        action: if own.is_some() { "updated" } else { "created" }.into(),
+                        action: if own.is_some() {
+                            ImportAction::Updated
+                        } else {
+                            ImportAction::Created
+                        },
                         reason: Some("appended".into()),
                     });
                 }

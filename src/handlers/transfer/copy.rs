@@ -7,7 +7,7 @@ use super::apply::Applied;
 use super::scope_name;
 use crate::core::error::Result;
 use crate::core::usage::Usage;
-use crate::openclaw::import::{OrderAction, ProfileAction};
+use crate::openclaw::import::{ImportAction, OrderAction, ProfileAction};
 use crate::store::Tx;
 
 /// Copies a modelauth store (`src`) into `dst` (providers, settings and named secrets are
@@ -69,18 +69,18 @@ impl Copier<'_> {
         {
             let p = sp.profile;
             let action = match dst.scope_profile(a, &p.id)? {
-                None => "created",
-                Some(e) if e.profile == p => "unchanged",
-                Some(_) if self.replace => "updated",
-                Some(_) => "skipped",
+                None => ImportAction::Created,
+                Some(e) if e.profile == p => ImportAction::Unchanged,
+                Some(_) if self.replace => ImportAction::Updated,
+                Some(_) => ImportAction::Skipped,
             };
-            if self.write && matches!(action, "created" | "updated") {
+            if self.write && action.writes() {
                 dst.upsert_profile(a, &p, self.now)?;
             }
-            if action == "created" {
+            if action == ImportAction::Created {
                 created.push((p.provider.clone(), p.id.clone()));
             }
-            if action != "skipped" && self.usage_done.insert(p.id.clone()) {
+            if action != ImportAction::Skipped && self.usage_done.insert(p.id.clone()) {
                 let u = src.usage(&p.id)?;
                 if u != Usage::default()
                     && (self.replace || dst.usage(&p.id)? == Usage::default())
@@ -92,8 +92,8 @@ impl Copier<'_> {
             self.profiles.push(ProfileAction {
                 profile_id: p.id,
                 scope: scope_name(a),
-                action: action.into(),
-                reason: (action == "skipped").then(|| "exists".into()),
+                action,
+                reason: (action == ImportAction::Skipped).then(|| "exists".into()),
             });
         }
         Ok(created)
@@ -110,9 +110,9 @@ impl Copier<'_> {
         for (provider, ids) in &src_orders {
             providers_done.insert(provider.clone());
             let (order, action, reason) = match self.dst.scope_order(a, provider)? {
-                None => (ids.clone(), "created", None),
-                Some((have, _)) if have == *ids => (have, "unchanged", None),
-                Some(_) if self.replace => (ids.clone(), "updated", None),
+                None => (ids.clone(), ImportAction::Created, None),
+                Some((have, _)) if have == *ids => (have, ImportAction::Unchanged, None),
+                Some(_) if self.replace => (ids.clone(), ImportAction::Updated, None),
                 Some((mut have, _)) => {
                     let mut appended = false;
                     for (_, id) in created.iter().filter(|(p, _)| p == provider) {
@@ -122,20 +122,20 @@ impl Copier<'_> {
                         }
                     }
                     if appended {
-                        (have, "updated", Some("appended".to_string()))
+                        (have, ImportAction::Updated, Some("appended".to_string()))
                     } else {
-                        (have, "skipped", Some("exists".to_string()))
+                        (have, ImportAction::Skipped, Some("exists".to_string()))
                     }
                 }
             };
-            if self.write && matches!(action, "created" | "updated") {
+            if self.write && action.writes() {
                 self.dst.set_order(a, provider, &order, self.now)?;
             }
             self.orders.push(OrderAction {
                 provider: provider.clone(),
                 scope: scope_name(a),
                 order,
-                action: action.into(),
+                action,
                 reason,
             });
         }
@@ -168,7 +168,7 @@ impl Copier<'_> {
                     provider,
                     scope: scope_name(a),
                     order,
-                    action: "updated".into(),
+                    action: ImportAction::Updated,
                     reason: Some("appended".into()),
                 });
             }

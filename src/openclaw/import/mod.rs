@@ -30,7 +30,7 @@ pub use config::{config_profile_orders, mode_mismatches};
 pub use plan::{plan, ImportPlan, PlannedOrder, PlannedProfile, ScopePlan};
 pub use source::{check_version, detect_json, load_json};
 pub use types::{
-    EntryError, Format, ImportParams, ImportResult, ImportWarning, Loaded, OrderAction, Piece,
-    PieceKind, ProfileAction, ValidateParams, ValidateResult,
+    EntryError, Format, ImportAction, ImportParams, ImportResult, ImportWarning, Loaded,
+    OrderAction, Piece, PieceKind, ProfileAction, ValidateParams, ValidateResult,
 };
 pub use usage::usage_from_openclaw;

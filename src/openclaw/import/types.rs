@@ -148,6 +148,47 @@ pub struct ImportWarning {
     pub source: Option<String>,
 }
 
+/// What an import did (or, dry, would do) with one profile, order, setting or named
+/// secret (protocol §3 `store.import`): the `action` of [`ProfileAction`],
+/// [`OrderAction`], [`crate::openclaw::settings_import::SettingAction`] and
+/// [`crate::openclaw::settings_import::SecretAction`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ImportAction {
+    /// It was not in this store; now it is.
+    Created,
+    /// A different one was stored; it was replaced (`replace`, `sync`), or an order kept
+    /// and appended to.
+    Updated,
+    /// The same one was already stored.
+    Unchanged,
+    /// Not imported; `reason` says why (`exists`, `includeSettings`, `invalid`).
+    Skipped,
+    /// (`sync`, profiles only) gone from the source since an earlier import of it: removed.
+    Removed,
+    /// (named secrets only) neither the source's secret store nor this store has it.
+    Missing,
+}
+
+impl ImportAction {
+    /// The wire string.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImportAction::Created => "created",
+            ImportAction::Updated => "updated",
+            ImportAction::Unchanged => "unchanged",
+            ImportAction::Skipped => "skipped",
+            ImportAction::Removed => "removed",
+            ImportAction::Missing => "missing",
+        }
+    }
+
+    /// Whether the action writes to the store (`created` or `updated`).
+    pub fn writes(self) -> bool {
+        matches!(self, ImportAction::Created | ImportAction::Updated)
+    }
+}
+
 /// What an import did (or, dry, would do) with one profile.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
@@ -158,7 +199,7 @@ pub struct ProfileAction {
     pub scope: String,
     /// `created`, `updated`, `unchanged`, `skipped`, or `removed` (`sync`: gone from the
     /// source since an earlier import of it).
-    pub action: String,
+    pub action: ImportAction,
     /// For `skipped`: `exists` (a different credential is stored; see `replace`); for
     /// `removed`: `removed_in_source`.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -176,7 +217,7 @@ pub struct OrderAction {
     /// The order stored in the scope after the import.
     pub order: Vec<String>,
     /// `created`, `updated`, `unchanged` or `skipped`.
-    pub action: String,
+    pub action: ImportAction,
     /// For `skipped`: `exists` (a different order is kept; see `replace`); for `updated` of a
     /// kept order: `appended` (imported profiles added to keep them routable).
     #[serde(skip_serializing_if = "Option::is_none")]
