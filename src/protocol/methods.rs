@@ -7,7 +7,12 @@
 //! A new method is one line here, its params and result in [`crate::api`] and its handler
 //! in the domain's file of [`crate::handlers`].
 
-use crate::api::*;
+use crate::api::{
+    CandidatesParams, ClearCooldownParams, DiscoverParams, GetParams, InfoParams, ListParams,
+    OpenRpcDocument, OrderClearParams, OrderGetParams, OrderSetParams, ProviderIdParams,
+    ProviderPutParams, ProvidersListParams, PutParams, RefreshParams, RemoveParams, ReportParams,
+    ResolveParams, SealParams, SettingsGetParams, SettingsSetParams, StatusParams,
+};
 use crate::core::error::ErrorKind as K;
 use crate::openclaw::export::ExportParams;
 use crate::openclaw::import::{ImportParams, ValidateParams};
