@@ -33,7 +33,8 @@ pub enum StoreLocation {
 pub enum SslMode {
     /// No TLS.
     Disable,
-    /// TLS if the server offers it, certificate not checked (libpq's default).
+    /// TLS if the server offers it, certificate not checked (libpq's default; here the
+    /// default for `localhost`, loopback addresses and Unix sockets only).
     Prefer,
     /// TLS required, certificate not checked.
     Require,
@@ -54,7 +55,8 @@ pub struct PgLocation {
     pub schema: String,
     /// TLS policy.
     pub ssl_mode: SslMode,
-    /// `sslrootcert`: PEM roots for verify-ca / verify-full (else the webpki roots).
+    /// `sslrootcert`: PEM roots for verify-ca (required) / verify-full (else the webpki
+    /// roots, as libpq's `sslrootcert=system`).
     pub root_cert: Option<PathBuf>,
     /// A passfile that exists but was ignored because group or others may read it (libpq's
     /// rule), for the `store_auth` hint (PROTOCOL §10 r3).
@@ -151,11 +153,8 @@ fn parse_pg(
         .with_hint("put the URL with its password in $MODELAUTH_STORE, or the password in PGPASSWORD or ~/.pgpass"));
     }
     let ssl_mode = match ssl_mode {
-        Some(m) => m,
-        None => match env("PGSSLMODE") {
-            Some(v) => parse_ssl_mode(&v)?,
-            None => SslMode::Prefer,
-        },
+        Some(m) => Some(m),
+        None => env("PGSSLMODE").map(|v| parse_ssl_mode(&v)).transpose()?,
     };
     if root_cert.is_none() {
         root_cert = env("PGSSLROOTCERT").map(PathBuf::from);
@@ -187,6 +186,18 @@ fn parse_pg(
     if config.get_dbname().is_none() {
         let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("").to_string());
         config.dbname(&db);
+    }
+    let ssl_mode = ssl_mode.unwrap_or_else(|| default_ssl_mode(&config));
+    // libpq's `sslrootcert=system`: the public roots (what no sslrootcert means here).
+    if root_cert.as_deref() == Some(Path::new("system")) {
+        if ssl_mode == SslMode::VerifyCa {
+            return Err(bad_url("sslmode=verify-ca with the public roots accepts any certificate any public CA issued, for any name: give sslrootcert=/path/ca.pem, or use verify-full"));
+        }
+        root_cert = None;
+    }
+    if ssl_mode == SslMode::VerifyCa && root_cert.is_none() {
+        // A chain to any public CA, for any host name, proves nothing about the server.
+        return Err(bad_url("sslmode=verify-ca needs sslrootcert=/path/ca.pem (the CA that signed the server's certificate); with the public roots it would accept any certificate issued to anyone — or use verify-full"));
     }
     let mut passfile_ignored = None;
     if config.get_password().is_none() {
@@ -228,6 +239,31 @@ fn parse_pg(
         root_cert,
         passfile_ignored,
     })
+}
+
+/// The `sslmode` when neither the URL nor `PGSSLMODE` gives one (issue 20): `verify-full`
+/// when any host is reached over the network (not a Unix socket, not `localhost`, not a
+/// loopback address), so a store's keys never cross a network to a server that has not
+/// proved its name; libpq's `prefer` otherwise (the cleartext password guard still holds).
+fn default_ssl_mode(config: &tokio_postgres::Config) -> SslMode {
+    let remote = config.get_hosts().iter().any(|h| match h {
+        postgres::config::Host::Unix(_) => false,
+        postgres::config::Host::Tcp(h) => !is_loopback(h),
+    });
+    if remote {
+        SslMode::VerifyFull
+    } else {
+        SslMode::Prefer
+    }
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `::1`, bracketed or not).
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 /// The passfile (`PGPASSFILE`, else `~/.pgpass`) when it exists but group or others may
@@ -606,6 +642,61 @@ mod tests {
         assert!(pg("postgres://h/db?sslmode=maybe", true).is_err());
         let env = |k: &str| (k == "MODELAUTH_PG_SCHEMA").then(|| "Bad-Name".to_string());
         assert!(parse_location(Path::new("postgres://h/db"), true, &env).is_err());
+    }
+
+    #[test]
+    fn a_network_host_defaults_to_verify_full_and_verify_ca_needs_its_roots() {
+        // Before (issue 20): every host defaulted to `prefer`, an impostor's certificate
+        // was accepted, and verify-ca without sslrootcert trusted every public CA.
+        assert_eq!(
+            pg("postgres://u@db.example/x", false).unwrap().ssl_mode,
+            SslMode::VerifyFull
+        );
+        assert_eq!(
+            pg("postgres://u@localhost,db.example/x", false)
+                .unwrap()
+                .ssl_mode,
+            SslMode::VerifyFull
+        );
+        for local in [
+            "postgres://u@localhost/x",
+            "postgres://u@127.0.0.1:5433/x",
+            "postgres://u@[::1]:5433/x",
+            "postgres:///x?host=/var/run/postgresql",
+        ] {
+            assert_eq!(
+                pg(local, false).unwrap().ssl_mode,
+                SslMode::Prefer,
+                "{local}"
+            );
+        }
+        assert_eq!(
+            pg("postgres://u@db.example/x?sslmode=prefer", false)
+                .unwrap()
+                .ssl_mode,
+            SslMode::Prefer
+        );
+        let env = |k: &str| (k == "PGSSLMODE").then(|| "require".to_string());
+        match parse_location(Path::new("postgres://u@db.example/x"), false, &env).unwrap() {
+            StoreLocation::Postgres(p) => assert_eq!(p.ssl_mode, SslMode::Require),
+            StoreLocation::Sqlite(_) => unreachable!(),
+        }
+        for bad in [
+            "postgres://u@db.example/x?sslmode=verify-ca",
+            "postgres://u@db.example/x?sslmode=verify-ca&sslrootcert=system",
+        ] {
+            let e = pg(bad, false).unwrap_err();
+            assert_eq!(e.data()["reason"], "bad_store_url", "{bad}");
+            assert!(e.message.contains("sslrootcert"), "{}", e.message);
+        }
+        let p = pg(
+            "postgres://u@db.example/x?sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        let p = pg("postgres://u@db.example/x?sslrootcert=system", false).unwrap();
+        assert_eq!((p.ssl_mode, p.root_cert), (SslMode::VerifyFull, None));
     }
 
     #[test]

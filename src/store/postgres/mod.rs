@@ -35,13 +35,14 @@ use super::pg_client::Client;
 
 use crate::core::error::{ErrorKind, RpcError};
 
-use super::location::{PgLocation, SslMode, PG_CONNECT_TIMEOUT};
+use super::location::{PgLocation, PG_CONNECT_TIMEOUT};
 use super::{RefreshLocks, Store, StoreDescription, TxBody, DEFAULT_BUSY_TIMEOUT_MS};
 
 /// The schema version this build writes (`<schema>.meta`, key `schema_version`).
 pub const PG_SCHEMA_VERSION: i64 = 3;
 
 mod errors;
+mod guard;
 mod locks;
 mod queries;
 mod schema;
@@ -380,13 +381,13 @@ fn connect(loc: &PgLocation, busy_timeout_ms: u64) -> Result<Client, RpcError> {
         .iter()
         .all(|h| matches!(h, postgres::config::Host::Unix(_)));
     let rt = round_trip(busy_timeout_ms);
-    let r = if loc.ssl_mode == SslMode::Disable || unix_only {
-        config.ssl_mode(postgres::config::SslMode::Disable);
-        Client::connect(&config, postgres::NoTls, PG_CONNECT_TIMEOUT, rt)
-    } else {
-        Client::connect(&config, tls::connector(loc)?, PG_CONNECT_TIMEOUT, rt)
-    };
-    r.map_err(|e| map_pg(e, loc))
+    if !unix_only {
+        // TCP: the socket is opened here, so that a cleartext password request over an
+        // unverified channel is refused (guard.rs).
+        return guard::connect_tcp(loc, &config, rt);
+    }
+    config.ssl_mode(postgres::config::SslMode::Disable);
+    Client::connect(&config, postgres::NoTls, PG_CONNECT_TIMEOUT, rt).map_err(|e| map_pg(e, loc))
 }
 
 /// `busyTimeoutMs` as a PostgreSQL `lock_timeout`: 0 means "do not wait" to SQLite but
