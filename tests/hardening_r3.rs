@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 
-use serde_json::Value;
+use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_modelauth");
 const PG_PASSWORD: &str = "pg-store-password-r3-1";
@@ -190,4 +190,159 @@ fn verify_ca_without_sslrootcert_is_refused() {
     assert_eq!(e["data"]["kind"], "invalid_params", "{e}");
     assert_eq!(e["data"]["reason"], "bad_store_url", "{e}");
     assert!(seen.lock().unwrap().is_empty());
+}
+
+/// Before (issue 20): `store.validate` and `store.import` echoed a key pasted as a profile
+/// id, a field name, a provider or an order's provider in their pointers and messages
+/// (`/profiles/openai:sk-proj-…`), and `auth.candidates`, `order.get`, `order.clear` and
+/// `auth.status` echoed a key pasted as the provider.
+#[test]
+fn secret_looking_values_are_not_echoed_in_results() {
+    let env = common::Env::new();
+    let src = env.dir.path().join("auth-profiles.json");
+    std::fs::write(
+        &src,
+        json!({"version": 1, "profiles": {
+            "openai:sk-proj-LeakAAAA1111bbbb2222": {"type": "api_key", "provider": "openai", "key": "k1"},
+            "sk-ant-api03-LeakBBBB": {"type": "api_key", "provider": "anthropic", "key": "k2"},
+            "acme:ok": {"type": "api_key", "provider": "ghp_LeakCCCCdddd1234", "key": "k3"},
+            "foo:bar": {"type": "token", "provider": "foo", "token": "k4", "sk-live-LeakDDDD": 1}
+        }, "order": {"sk-ant-LeakEEEE": ["foo:bar"]}})
+        .to_string(),
+    )
+    .unwrap();
+    let path = src.to_str().unwrap();
+    let mut answers = vec![];
+    answers.push(env.call("store.validate", json!({ "path": path })).unwrap());
+    answers.push(
+        env.call("store.import", json!({"path": path, "dryRun": true}))
+            .unwrap(),
+    );
+    for m in ["auth.candidates", "order.get", "auth.status", "order.clear"] {
+        answers.push(
+            env.call(m, json!({"provider": "sk-proj-LeakProvFFFF"}))
+                .unwrap(),
+        );
+    }
+    for a in &answers {
+        let text = a.to_string().to_ascii_lowercase();
+        assert!(!text.contains("leak"), "{a}");
+    }
+    // What is not a secret is still said: the pointer keeps its place.
+    let validate = answers[0].to_string();
+    assert!(
+        validate.contains("/profiles/openai:[redacted]"),
+        "{validate}"
+    );
+    assert!(validate.contains("acme:ok"), "{validate}");
+}
+
+/// Before (issue 20): the child of `exec` inherited the store key (`MODELAUTH_STORE_KEY`)
+/// and the key file and command variables, and the passfile.
+#[test]
+fn the_child_of_exec_does_not_inherit_the_store_keys() {
+    let key_out = Command::new(BIN)
+        .args(["store", "keygen"])
+        .output()
+        .unwrap();
+    let store_key = String::from_utf8_lossy(&key_out.stdout).trim().to_string();
+    assert!(store_key.starts_with("msk1-"), "{store_key}");
+    let env = common::Env::with_vars(&[
+        ("MODELAUTH_STORE_KEY", &store_key),
+        ("PGPASSFILE", "/nonexistent/pgpass-r3"),
+        ("KEEP_ME", "yes"),
+    ]);
+    env.call(
+        "profiles.put",
+        json!({"profile": common::api_key("openai:a", "sk-child-r3-1")}),
+    )
+    .unwrap();
+    let out = env
+        .command()
+        .args(["exec", "--provider", "openai", "--", "env"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("OPENAI_API_KEY=sk-child-r3-1"), "{text}");
+    assert!(text.contains("KEEP_ME=yes"), "{text}");
+    assert!(!text.contains(&store_key), "the child got the store key");
+    assert!(!text.contains("MODELAUTH_STORE_KEY"), "{text}");
+    assert!(!text.contains("pgpass-r3"), "{text}");
+}
+
+/// Before (issue 20): nothing capped a stored value. A 9 MiB profile planted in the
+/// store was read whole by every resolve of its provider (one 400 MB row cost 1.2 GB per
+/// resolve); now it is `store_corrupt` with `reason: "row_too_large"` and never read,
+/// and other providers resolve as before.
+#[test]
+fn an_oversized_stored_row_is_never_read_whole() {
+    if common::skip_when_sealed("plants a plaintext row") {
+        return;
+    }
+    let env = common::Env::new();
+    for (id, key) in [
+        ("openai:big", "sk-small-r3-1"),
+        ("anthropic:a", "sk-ant-r3-2"),
+    ] {
+        env.call("profiles.put", json!({"profile": common::api_key(id, key)}))
+            .unwrap();
+    }
+    let big = "A".repeat(9 << 20);
+    let sql = "UPDATE {t} SET body = replace(body, 'sk-small-r3-1', $1) WHERE id = 'openai:big'";
+    if common::on_pg() {
+        let schema = common::pg_schema(&env.store());
+        let mut c = common::pg_client();
+        let n = c
+            .execute(
+                &sql.replace("{t}", &format!("\"{schema}\".profiles")),
+                &[&big],
+            )
+            .unwrap();
+        assert_eq!(n, 1);
+    } else {
+        let c = rusqlite::Connection::open(env.store()).unwrap();
+        let n = c
+            .execute(&sql.replace("{t}", "profiles").replace("$1", "?1"), [&big])
+            .unwrap();
+        assert_eq!(n, 1);
+    }
+    let e = env
+        .call("auth.resolve", json!({"provider": "openai"}))
+        .unwrap_err();
+    assert_eq!(e["data"]["kind"], "store_corrupt", "{e}");
+    assert_eq!(e["data"]["reason"], "row_too_large", "{e}");
+    let ok = env
+        .call("auth.resolve", json!({"provider": "anthropic"}))
+        .unwrap();
+    assert_eq!(ok["secret"], "sk-ant-r3-2");
+}
+
+/// Before (issue 20): an import source could store a value of any size (a 64 MiB JSON
+/// source, a 16 MiB SQLite value). A value over the cap is refused and nothing is written.
+#[test]
+fn a_value_over_the_row_cap_is_never_written() {
+    let env = common::Env::new();
+    let src = env.dir.path().join("huge.json");
+    let huge = "B".repeat(9 << 20);
+    std::fs::write(
+        &src,
+        json!({"version": 1, "profiles": {
+            "openai:huge": {"type": "api_key", "provider": "openai", "key": huge},
+            "openai:small": {"type": "api_key", "provider": "openai", "key": "sk-small-r3-3"}
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let e = env
+        .call("store.import", json!({"path": src.to_str().unwrap()}))
+        .unwrap_err();
+    assert_eq!(e["data"]["kind"], "invalid_params", "{e}");
+    assert_eq!(e["data"]["reason"], "row_too_large", "{e}");
+    assert!(
+        e.to_string().len() < 4096,
+        "the error does not carry the value"
+    );
+    let list = env.call("profiles.list", json!({})).unwrap();
+    assert_eq!(list["profiles"], json!([]), "{list}");
 }
