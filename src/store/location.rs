@@ -108,7 +108,7 @@ fn parse_pg(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<PgLocation, RpcError> {
     let parts = split_url(s);
-    let (base, query) = (parts.base, parts.query);
+    let base = parts.base;
     if parts.host.contains('@') {
         // An unencoded `@` in the password: rust-postgres would take the rest of it for
         // the host, and show it in its errors.
@@ -117,34 +117,19 @@ fn parse_pg(
             redact(base, &[])
         )));
     }
-    let mut ssl_mode = None;
-    let mut root_cert = None;
-    let mut kept = vec![];
-    let mut password_in_query = false;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "sslmode" => ssl_mode = Some(parse_ssl_mode(&percent_decode(v))?),
-            "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
-            _ if is_password_pair(pair) => {
-                password_in_query = true;
-                kept.push(pair);
-            }
-            _ => kept.push(pair),
-        }
-    }
-    let display = redact(base, &kept);
-    let url = if kept.is_empty() {
+    let q = parse_query(parts.query)?;
+    let display = redact(base, &q.kept);
+    let url = if q.kept.is_empty() {
         base.to_string()
     } else {
-        format!("{base}?{}", kept.join("&"))
+        format!("{base}?{}", q.kept.join("&"))
     };
     let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
         bad_url(format!(
             "the store location {display} is not a valid PostgreSQL URL"
         ))
     })?;
-    if from_argv && (config.get_password().is_some() || password_in_query) {
+    if from_argv && (config.get_password().is_some() || q.password_in_query) {
         return Err(RpcError::new(
             ErrorKind::InvalidParams,
             format!("a password in --store is visible to every user of this machine (the process list); refused: {display}"),
@@ -152,14 +137,71 @@ fn parse_pg(
         .with("reason", "password_in_argv")
         .with_hint("put the URL with its password in $MODELAUTH_STORE, or the password in PGPASSWORD or ~/.pgpass"));
     }
-    let ssl_mode = match ssl_mode {
-        Some(m) => Some(m),
-        None => env("PGSSLMODE").map(|v| parse_ssl_mode(&v)).transpose()?,
-    };
-    if root_cert.is_none() {
-        root_cert = env("PGSSLROOTCERT").map(PathBuf::from);
+    libpq_defaults(&mut config, env);
+    let (ssl_mode, root_cert) = tls_policy(q.ssl_mode, q.root_cert, &config, env)?;
+    let mut passfile_ignored = None;
+    if config.get_password().is_none() {
+        passfile_ignored = ignored_passfile(env);
+        if let Some(p) = env("PGPASSWORD") {
+            config.password(p);
+        } else if let Some(p) = passfile_password(&config, env) {
+            config.password(p);
+        }
     }
-    // libpq's defaults for what the URL leaves out.
+    config.ssl_mode(match ssl_mode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    config.connect_timeout(PG_CONNECT_TIMEOUT);
+    if config.get_application_name().is_none() {
+        config.application_name("modelauth");
+    }
+    Ok(PgLocation {
+        config,
+        display,
+        schema: schema_from_env(env)?,
+        ssl_mode,
+        root_cert,
+        passfile_ignored,
+    })
+}
+
+/// What the query of a store URL says that is read here (`sslmode`, `sslrootcert`), and
+/// the pairs passed on to rust-postgres.
+struct Query<'a> {
+    ssl_mode: Option<SslMode>,
+    root_cert: Option<PathBuf>,
+    kept: Vec<&'a str>,
+    password_in_query: bool,
+}
+
+fn parse_query(query: Option<&str>) -> Result<Query<'_>, RpcError> {
+    let mut q = Query {
+        ssl_mode: None,
+        root_cert: None,
+        kept: vec![],
+        password_in_query: false,
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "sslmode" => q.ssl_mode = Some(parse_ssl_mode(&percent_decode(v))?),
+            "sslrootcert" => q.root_cert = Some(PathBuf::from(percent_decode(v))),
+            _ if is_password_pair(pair) => {
+                q.password_in_query = true;
+                q.kept.push(pair);
+            }
+            _ => q.kept.push(pair),
+        }
+    }
+    Ok(q)
+}
+
+/// libpq's defaults for what the URL leaves out: `PGHOST` (else the usual socket
+/// directory, else `localhost`), `PGPORT`, `PGUSER` (else the OS user), `PGDATABASE`
+/// (else the user name).
+fn libpq_defaults(config: &mut tokio_postgres::Config, env: &dyn Fn(&str) -> Option<String>) {
     if config.get_hosts().is_empty() {
         let hosts = env("PGHOST").unwrap_or_else(|| {
             if Path::new("/var/run/postgresql").is_dir() {
@@ -187,7 +229,25 @@ fn parse_pg(
         let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("").to_string());
         config.dbname(&db);
     }
-    let ssl_mode = ssl_mode.unwrap_or_else(|| default_ssl_mode(&config));
+}
+
+/// The `sslmode` and roots: the URL's, else `PGSSLMODE` / `PGSSLROOTCERT`, else
+/// [`default_ssl_mode`]; `sslrootcert=system` is the public roots, which `verify-ca`
+/// refuses (it would accept any certificate any public CA issued).
+fn tls_policy(
+    ssl_mode: Option<SslMode>,
+    mut root_cert: Option<PathBuf>,
+    config: &tokio_postgres::Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(SslMode, Option<PathBuf>), RpcError> {
+    let ssl_mode = match ssl_mode {
+        Some(m) => Some(m),
+        None => env("PGSSLMODE").map(|v| parse_ssl_mode(&v)).transpose()?,
+    };
+    if root_cert.is_none() {
+        root_cert = env("PGSSLROOTCERT").map(PathBuf::from);
+    }
+    let ssl_mode = ssl_mode.unwrap_or_else(|| default_ssl_mode(config));
     // libpq's `sslrootcert=system`: the public roots (what no sslrootcert means here).
     if root_cert.as_deref() == Some(Path::new("system")) {
         if ssl_mode == SslMode::VerifyCa {
@@ -199,28 +259,12 @@ fn parse_pg(
         // A chain to any public CA, for any host name, proves nothing about the server.
         return Err(bad_url("sslmode=verify-ca needs sslrootcert=/path/ca.pem (the CA that signed the server's certificate); with the public roots it would accept any certificate issued to anyone — or use verify-full"));
     }
-    let mut passfile_ignored = None;
-    if config.get_password().is_none() {
-        passfile_ignored = ignored_passfile(env);
-        if let Some(p) = env("PGPASSWORD") {
-            config.password(p);
-        } else if let Some(p) = passfile_password(&config, env) {
-            config.password(p);
-        }
-    }
-    config.ssl_mode(match ssl_mode {
-        SslMode::Disable => postgres::config::SslMode::Disable,
-        SslMode::Prefer => postgres::config::SslMode::Prefer,
-        _ => postgres::config::SslMode::Require,
-    });
-    config.connect_timeout(PG_CONNECT_TIMEOUT);
-    if config.get_application_name().is_none() {
-        config.application_name("modelauth");
-    }
-    let schema = match env("MODELAUTH_PG_SCHEMA") {
-        Some(s) => s,
-        None => DEFAULT_PG_SCHEMA.to_string(),
-    };
+    Ok((ssl_mode, root_cert))
+}
+
+/// `$MODELAUTH_PG_SCHEMA`, else [`DEFAULT_PG_SCHEMA`]; refused unless [`valid_schema`].
+fn schema_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<String, RpcError> {
+    let schema = env("MODELAUTH_PG_SCHEMA").unwrap_or_else(|| DEFAULT_PG_SCHEMA.to_string());
     if !valid_schema(&schema) {
         return Err(RpcError::new(
             ErrorKind::InvalidParams,
@@ -231,14 +275,7 @@ fn parse_pg(
             "use lower-case letters, digits and _ (at most 63, not starting with a digit; not public, information_schema or pg_*)",
         ));
     }
-    Ok(PgLocation {
-        config,
-        display,
-        schema,
-        ssl_mode,
-        root_cert,
-        passfile_ignored,
-    })
+    Ok(schema)
 }
 
 /// The `sslmode` when neither the URL nor `PGSSLMODE` gives one (issue 20): `verify-full`
