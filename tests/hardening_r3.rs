@@ -346,3 +346,27 @@ fn a_value_over_the_row_cap_is_never_written() {
     let list = env.call("profiles.list", json!({})).unwrap();
     assert_eq!(list["profiles"], json!([]), "{list}");
 }
+
+/// `channel_binding=require` (rust-postgres) refuses a server that authenticates without
+/// SCRAM channel binding — here one that lets anyone in (trust). Before: reported as
+/// `store_unavailable`, retryable, as if the server were down; now `store_auth`.
+#[test]
+fn channel_binding_require_refuses_a_server_that_skips_it() {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for s in l.incoming().flatten() {
+            let mut s: TcpStream = s;
+            let Some(m) = read_message(&mut s) else {
+                continue;
+            };
+            assert_eq!(m[..4], [0, 3, 0, 0], "no SSLRequest with sslmode=disable");
+            let _ = s.write_all(&[b'R', 0, 0, 0, 8, 0, 0, 0, 0]);
+            let _ = s.write_all(&[b'Z', 0, 0, 0, 5, b'I']);
+        }
+    });
+    let e = resolve_against(port, "?sslmode=disable&channel_binding=require");
+    assert_eq!(e["data"]["kind"], "store_auth", "{e}");
+    assert_eq!(e["data"]["reason"], "channel_binding", "{e}");
+    assert_eq!(e["data"]["retryable"], false, "{e}");
+}
