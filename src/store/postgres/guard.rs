@@ -28,7 +28,7 @@ use tokio_postgres::tls::{ChannelBinding, MakeTlsConnect, TlsConnect, TlsStream}
 
 use crate::core::error::{ErrorKind, RpcError};
 use crate::store::location::{PgLocation, SslMode, PG_CONNECT_TIMEOUT};
-use crate::store::pg_client::{Client, ConnectError};
+use crate::store::pg_client::{Client, ConnectError, Driver};
 
 /// `AuthenticationCleartextPassword`'s code in an `R` message.
 const AUTH_CLEARTEXT: u32 = 3;
@@ -232,10 +232,12 @@ fn unverified(mode: SslMode) -> bool {
     matches!(mode, SslMode::Disable | SslMode::Prefer | SslMode::Require)
 }
 
-/// Connects over TCP to the first of `config`'s TCP hosts that answers (Unix socket hosts
-/// are left to [`Client::connect`]), TLS per `loc.ssl_mode`, with the guard of this module
-/// on unverified channels. `config` carries keepalive and user-timeout settings, applied
-/// to the socket here.
+/// Connects over TCP to the first of `config`'s TCP hosts that answers (and, with
+/// `target_session_attrs=read-write`, accepts writes), as rust-postgres's own connect
+/// does; Unix socket hosts are left to [`Client::connect`]. TLS per `loc.ssl_mode`, with
+/// the guard of this module on unverified channels. `config` carries keepalive and
+/// user-timeout settings, applied to the socket here, and `hostaddr`s. All hosts share
+/// the connect deadline.
 ///
 /// Errors: as `map_pg`, and `store_auth` with `data.reason: "cleartext_refused"` when the
 /// server asked for the password in cleartext over an unverified channel (it was not sent).
@@ -249,69 +251,110 @@ pub(super) fn connect_tcp(
         SslMode::Disable => None,
         _ => Some(super::tls::connector(loc)?),
     };
-    let fut = async {
-        let mut last = None;
-        for (host, port) in tcp_hosts(config) {
-            let tcp = match open_socket(&host, port, config).await {
-                Ok(s) => s,
-                Err(e) => {
-                    last = Some(ConnectError::Io(e));
-                    continue;
-                }
-            };
-            let raw = Guarded {
-                inner: tcp,
-                parser: if unverified(loc.ssl_mode) {
-                    Parser::new(loc.ssl_mode != SslMode::Disable)
-                } else {
-                    Parser::done()
-                },
-                refused: refused.clone(),
-            };
-            let r = match make.as_mut() {
-                None => config
-                    .connect_raw(raw, tokio_postgres::NoTls)
-                    .await
-                    .map(|(c, conn)| (c, Box::pin(conn) as super::super::pg_client::Driver)),
-                Some(m) => {
-                    let tls = GuardConnect {
-                        inner: MakeTlsConnect::<Guarded<TcpStream>>::make_tls_connect(m, &host)
-                            .map_err(|e| ConnectError::Io(io::Error::other(e)))?,
-                        watch: unverified(loc.ssl_mode),
-                        refused: refused.clone(),
-                    };
-                    config
-                        .connect_raw(raw, tls)
-                        .await
-                        .map(|(c, conn)| (c, Box::pin(conn) as super::super::pg_client::Driver))
-                }
-            };
-            match r {
-                Ok(ok) => return Ok(ok),
-                Err(e) if refused.load(Ordering::SeqCst) => return Err(ConnectError::Pg(e)),
-                Err(e) => last = Some(ConnectError::Pg(e)),
-            }
+    let mut last = ConnectError::Io(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        "no TCP host in the store URL",
+    ));
+    // One deadline for every host together, as before (PROTOCOL §2.3: an answer within
+    // busyTimeoutMs plus the 5 s connect timeout).
+    let deadline = std::time::Instant::now() + PG_CONNECT_TIMEOUT;
+    for target in tcp_hosts(config) {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            break;
         }
-        Err(last.unwrap_or_else(|| {
-            ConnectError::Io(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                "no TCP host in the store URL",
-            ))
-        }))
-    };
-    let r = Client::connect_with(fut, PG_CONNECT_TIMEOUT, round_trip);
-    if refused.load(Ordering::SeqCst) {
-        return Err(cleartext_refused(loc));
+        let fut = connect_one(loc, config, &target, make.as_mut(), &refused);
+        match Client::connect_with(fut, left, round_trip) {
+            Ok(mut c) => match refuses_writes(config, &mut c) {
+                Ok(false) => return Ok(c),
+                Ok(true) => {
+                    last = ConnectError::Io(io::Error::new(
+                        io::ErrorKind::PermissionDenied,
+                        "database does not allow writes (target_session_attrs=read-write)",
+                    ))
+                }
+                Err(e) => last = ConnectError::Pg(e),
+            },
+            Err(_) if refused.load(Ordering::SeqCst) => return Err(cleartext_refused(loc)),
+            Err(e) => last = e,
+        }
     }
-    r.map_err(|e| match e {
+    Err(match last {
         ConnectError::Pg(e) => super::map_pg(e, loc),
         ConnectError::Io(e) => super::errors::classify_io(&e, loc),
     })
 }
 
-/// The TCP hosts of `config` with their ports (one port for all, or one per host; 5432).
-fn tcp_hosts(config: &tokio_postgres::Config) -> Vec<(String, u16)> {
+/// One TCP host to try: its name (for TLS and, without `hostaddr`, for the lookup), the
+/// address given by `hostaddr`, and the port.
+struct Target {
+    host: String,
+    addr: Option<std::net::IpAddr>,
+    port: u16,
+}
+
+/// Opens the socket to `t`, wraps it in the guard, and runs rust-postgres's startup over
+/// it (TLS per `config`'s `sslmode`, the guard above TLS too on unverified channels).
+async fn connect_one(
+    loc: &PgLocation,
+    config: &tokio_postgres::Config,
+    t: &Target,
+    make: Option<&mut tokio_postgres_rustls::MakeRustlsConnect>,
+    refused: &Arc<AtomicBool>,
+) -> Result<(tokio_postgres::Client, Driver), ConnectError> {
+    let tcp = open_socket(t, config).await.map_err(ConnectError::Io)?;
+    let watch = unverified(loc.ssl_mode);
+    let raw = Guarded {
+        inner: tcp,
+        parser: if watch {
+            Parser::new(loc.ssl_mode != SslMode::Disable)
+        } else {
+            Parser::done()
+        },
+        refused: refused.clone(),
+    };
+    let r = match make {
+        None => config
+            .connect_raw(raw, tokio_postgres::NoTls)
+            .await
+            .map(|(c, conn)| (c, Box::pin(conn) as Driver)),
+        Some(m) => {
+            let tls = GuardConnect {
+                inner: MakeTlsConnect::<Guarded<TcpStream>>::make_tls_connect(m, &t.host)
+                    .map_err(|e| ConnectError::Io(io::Error::other(e)))?,
+                watch,
+                refused: refused.clone(),
+            };
+            config
+                .connect_raw(raw, tls)
+                .await
+                .map(|(c, conn)| (c, Box::pin(conn) as Driver))
+        }
+    };
+    r.map_err(ConnectError::Pg)
+}
+
+/// With `target_session_attrs=read-write`: whether the server refuses writes (a standby),
+/// so the next host is tried, as rust-postgres does.
+fn refuses_writes(
+    config: &tokio_postgres::Config,
+    c: &mut Client,
+) -> Result<bool, postgres::Error> {
+    if config.get_target_session_attrs() != tokio_postgres::config::TargetSessionAttrs::ReadWrite {
+        return Ok(false);
+    }
+    let rows = c.query_typed("SHOW transaction_read_only", &[])?;
+    Ok(rows
+        .first()
+        .and_then(|r| r.try_get::<_, String>(0).ok())
+        .is_some_and(|v| v == "on"))
+}
+
+/// The TCP hosts of `config` with their `hostaddr`s and ports (one port for all, or one
+/// per host; 5432).
+fn tcp_hosts(config: &tokio_postgres::Config) -> Vec<Target> {
     let ports = config.get_ports();
+    let addrs = config.get_hostaddrs();
     config
         .get_hosts()
         .iter()
@@ -323,21 +366,24 @@ fn tcp_hosts(config: &tokio_postgres::Config) -> Vec<(String, u16)> {
                     1 => ports[0],
                     _ => ports.get(i).copied().unwrap_or(5432),
                 };
-                Some((h.clone(), port))
+                Some(Target {
+                    host: h.clone(),
+                    addr: addrs.get(i).copied(),
+                    port,
+                })
             }
             Host::Unix(_) => None,
         })
         .collect()
 }
 
-/// A TCP connection to `host:port` with `TCP_NODELAY`, keepalives and the user timeout of
+/// A TCP connection to `t` with `TCP_NODELAY`, keepalives and the user timeout of
 /// `config`, as rust-postgres sets them.
-async fn open_socket(
-    host: &str,
-    port: u16,
-    config: &tokio_postgres::Config,
-) -> io::Result<TcpStream> {
-    let s = TcpStream::connect((host, port)).await?;
+async fn open_socket(t: &Target, config: &tokio_postgres::Config) -> io::Result<TcpStream> {
+    let s = match t.addr {
+        Some(ip) => TcpStream::connect((ip, t.port)).await?,
+        None => TcpStream::connect((t.host.as_str(), t.port)).await?,
+    };
     s.set_nodelay(true)?;
     let sock = socket2::SockRef::from(&s);
     if config.get_keepalives() {
