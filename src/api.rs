@@ -215,6 +215,8 @@ pub struct EffectiveEntry {
 #[serde(rename_all = "camelCase")]
 pub struct OrderGetResult {
     /// Provider id.
+    // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
     /// The agent.
     pub agent: Option<String>,
@@ -247,6 +249,8 @@ pub struct OrderSetParams {
 #[serde(rename_all = "camelCase")]
 pub struct OrderSetResult {
     /// Provider id.
+    // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
     /// The scope.
     pub agent: Option<String>,
@@ -272,6 +276,8 @@ pub struct OrderClearParams {
 #[serde(rename_all = "camelCase")]
 pub struct OrderClearResult {
     /// Provider id.
+    // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
     /// The scope.
     pub agent: Option<String>,
@@ -512,6 +518,8 @@ pub struct ProfileStatus {
 #[serde(rename_all = "camelCase")]
 pub struct ProviderStatus {
     /// Provider id.
+    // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
     /// `missing`, `static`, `expired`, `expiring` or `ok`.
     pub status: Health,
@@ -579,6 +587,8 @@ pub struct CandidateEntry {
 #[serde(rename_all = "camelCase")]
 pub struct CandidatesResult {
     /// Provider id.
+    // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
     /// The agent.
     pub agent: Option<String>,

@@ -66,6 +66,18 @@ pub fn default_env_var(provider: &str) -> String {
     format!("{}_API_KEY", crate::core::envkeys::env_base(provider))
 }
 
+/// The variables that hold (or lead to) the store's own credentials, removed from the
+/// environment of `exec`'s child: the PostgreSQL password and passfile, and the store key
+/// sources of PROTOCOL §9 (a key, a key file, a key command). `MODELAUTH_STORE` goes too
+/// when it carries a password.
+pub const STORE_CREDENTIAL_VARS: [&str; 5] = [
+    "PGPASSWORD",
+    "PGPASSFILE",
+    "MODELAUTH_STORE_KEY",
+    "MODELAUTH_STORE_KEY_FILE",
+    "MODELAUTH_STORE_KEY_COMMAND",
+];
+
 /// `modelauth exec`: resolves every credential first (nothing runs unless all resolve),
 /// then replaces this process with COMMAND (execvp(3): PATH lookup, no shell) with the
 /// credentials added to the inherited environment. Returns only on failure: 1 when a
@@ -106,9 +118,11 @@ pub(super) fn exec(
     drop(d);
     let mut cmd = std::process::Command::new(program);
     cmd.args(args);
-    // The store's own credentials are not the child's (issue 20): PGPASSWORD, and a
-    // MODELAUTH_STORE that carries a password.
-    cmd.env_remove("PGPASSWORD");
+    // The store's own credentials are not the child's (issue 20): it gets the credentials
+    // it asked for, not the authority over the whole store.
+    for var in STORE_CREDENTIAL_VARS {
+        cmd.env_remove(var);
+    }
     if let Ok(s) = std::env::var("MODELAUTH_STORE") {
         if crate::store::location::redact_location(&s) != s {
             cmd.env_remove("MODELAUTH_STORE");

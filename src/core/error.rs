@@ -357,18 +357,15 @@ impl From<RpcError> for jsonrpsee::types::ErrorObjectOwned {
 /// a known key prefix such as `sk-`, or a long random-looking run) with `[redacted]`, so
 /// caller input echoed in an error (an unknown field name, an agent id, a settings key)
 /// never carries a key pasted in the wrong place. Words are split at whitespace, quotes,
-/// backquotes and `/ , ; = ( ) [ ] { } < >`.
+/// backquotes and `/ , ; = ( ) [ ] { } < >`; inside a word, what follows a `:`, `.` or `|`
+/// is judged on its own too (`openai:sk-…` → `openai:[redacted]`, issue 20).
 pub fn redact_secret_looking(text: &str) -> String {
     let is_sep = |c: char| c.is_whitespace() || "\"'`/,;=()[]{}<>".contains(c);
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
     let flush = |word: &mut String, out: &mut String| {
         if !word.is_empty() {
-            if crate::core::ids::looks_like_secret(word) {
-                out.push_str("[redacted]");
-            } else {
-                out.push_str(word);
-            }
+            out.push_str(&redact_word(word));
             word.clear();
         }
     };
@@ -382,6 +379,46 @@ pub fn redact_secret_looking(text: &str) -> String {
     }
     flush(&mut word, &mut out);
     out
+}
+
+/// One word of [`redact_secret_looking`]: from the first `:`/`.`/`|` boundary after which
+/// the rest looks like a secret (what precedes it kept, when that does not), else the
+/// whole word when it looks like one, else the word as it is.
+fn redact_word(word: &str) -> String {
+    use crate::core::ids::looks_like_secret;
+    for (i, c) in word.char_indices() {
+        if matches!(c, ':' | '.' | '|') {
+            let (head, rest) = word.split_at(i + 1);
+            if !rest.is_empty() && looks_like_secret(rest) {
+                if looks_like_secret(head) {
+                    break;
+                }
+                return format!("{head}[redacted]");
+            }
+        }
+    }
+    if looks_like_secret(word) {
+        "[redacted]".to_string()
+    } else {
+        word.to_string()
+    }
+}
+
+/// Serialises a string of a result echoed from caller input (an import source's pointers,
+/// messages, provider names) through [`redact_secret_looking`]: for `serialize_with`.
+pub fn serialize_redacted<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+    ser.serialize_str(&redact_secret_looking(s))
+}
+
+/// [`serialize_redacted`] for an optional string.
+pub fn serialize_redacted_opt<S: serde::Serializer>(
+    s: &Option<String>,
+    ser: S,
+) -> Result<S::Ok, S::Error> {
+    match s {
+        Some(s) => ser.serialize_some(&redact_secret_looking(s)),
+        None => ser.serialize_none(),
+    }
 }
 
 /// [`redact_secret_looking`] over every string of an error's `data`, except `kind`.
@@ -454,8 +491,24 @@ mod tests {
             "did you mean `key`? see https://example.com/docs/a-b"
         );
         assert_eq!(e.data()["kind"], "invalid_profile");
+        for (text, want) in [
+            ("openai:sk-ant-short1", "openai:[redacted]"),
+            ("a|sk-x1", "a|[redacted]"),
+            ("`ghp_abc:<name>`", "`[redacted]<name>`"),
+            ("x.sk_live_1 ok", "x.[redacted] ok"),
+            (
+                "/profiles/openai:sk-proj-LeakAAAA1111bbbb2222",
+                "/profiles/openai:[redacted]",
+            ),
+        ] {
+            // Before (issue 20): a word after `:`, `.` or `|` was judged only with what
+            // preceded it, and short keys passed.
+            assert_eq!(redact_secret_looking(text), want, "{text}");
+        }
         for keep in [
             "openai:default",
+            "example.com:5432",
+            "a|b.c:d",
             "sha256:0123456789ab",
             "/tmp/x/store.db",
             "9d1c250a-e61b-44d9-88ed-5944d1962f5e",

@@ -24,10 +24,12 @@ use crate::openclaw::import::{ImportAction, ImportPlan, ImportWarning};
 pub struct SettingAction {
     /// Where it goes in this store: `/settings/secretProviders/<name>`, `/settings/<key>`
     /// or `/providers/<id>`.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub pointer: String,
     /// `secretProvider`, `setting` or `provider`.
     pub kind: String,
     /// The provider name, setting key or provider id.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub name: String,
     /// `created`, `updated`, `unchanged` or `skipped`.
     pub action: ImportAction,
@@ -36,9 +38,11 @@ pub struct SettingAction {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// What it is, for a person to confirm: the source and the file or command it names.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub summary: String,
     /// Where it came from (`openclaw.json /secrets/providers/<name>`, a store file).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::core::error::serialize_redacted_opt")]
     pub source: Option<String>,
 }
 
@@ -48,8 +52,10 @@ pub struct SettingAction {
 #[serde(rename_all = "camelCase")]
 pub struct SecretAction {
     /// The `provider` of the `store` SecretRefs that name it.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
     /// The entry name (the refs' `id`).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub id: String,
     /// `created`, `updated`, `unchanged`, `skipped` (reason `exists`) or `missing` (the
     /// source's secret store has no such entry, and neither has this store).

@@ -89,7 +89,18 @@ pub fn check_command(
             format!("{} cannot be resolved: {e}", command.display()),
         )
     })?;
-    let meta = std::fs::metadata(&real).map_err(|e| {
+    check_file(&real, uid)?;
+    check_ancestors(&real, uid)?;
+    if let Some(dirs) = trusted {
+        check_trusted_dirs(&real, dirs)?;
+    }
+    Ok(real)
+}
+
+/// The command file itself: a regular file owned by root or `uid`, not group- or
+/// world-writable.
+fn check_file(real: &Path, uid: u32) -> Result<(), Refusal> {
+    let meta = std::fs::metadata(real).map_err(|e| {
         refuse(
             "not_found",
             format!("{} cannot be examined: {e}", real.display()),
@@ -102,39 +113,38 @@ pub fn check_command(
         ));
     }
     match untrusted_bits(meta.uid(), meta.mode(), uid, false) {
-        Some("owner") => {
-            return Err(refuse(
-                "bad_owner",
-                format!(
-                    "{} is owned by uid {}, not by root or this user (uid {uid})",
-                    real.display(),
-                    meta.uid()
-                ),
-            ))
-        }
-        Some(_) => {
-            return Err(refuse(
-                "writable",
-                format!(
-                    "{} is group- or world-writable (mode {:o})",
-                    real.display(),
-                    meta.mode() & 0o7777
-                ),
-            ))
-        }
-        None => {}
+        Some("owner") => Err(refuse(
+            "bad_owner",
+            format!(
+                "{} is owned by uid {}, not by root or this user (uid {uid})",
+                real.display(),
+                meta.uid()
+            ),
+        )),
+        Some(_) => Err(refuse(
+            "writable",
+            format!(
+                "{} is group- or world-writable (mode {:o})",
+                real.display(),
+                meta.mode() & 0o7777
+            ),
+        )),
+        None => Ok(()),
     }
-    let mut first = true;
-    for dir in real.ancestors().skip(1) {
+}
+
+/// Every directory above the command (StrictModes): owned by root or `uid`, not group- or
+/// world-writable — the command's own directory even if sticky, the ones above it unless
+/// sticky.
+fn check_ancestors(real: &Path, uid: u32) -> Result<(), Refusal> {
+    for (i, dir) in real.ancestors().skip(1).enumerate() {
         let m = std::fs::metadata(dir).map_err(|e| {
             refuse(
                 "not_found",
                 format!("{} cannot be examined: {e}", dir.display()),
             )
         })?;
-        // The command's own directory may not be writable by others even if sticky;
-        // ancestors above it follow StrictModes (sticky is fine).
-        match untrusted_bits(m.uid(), m.mode(), uid, !first) {
+        match untrusted_bits(m.uid(), m.mode(), uid, i > 0) {
             Some("owner") => {
                 return Err(refuse(
                     "dir_bad_owner",
@@ -157,29 +167,31 @@ pub fn check_command(
             }
             None => {}
         }
-        first = false;
     }
-    if let Some(dirs) = trusted {
-        if dirs.is_empty() {
-            return Err(refuse(
-                "no_trusted_dirs",
-                format!(
-                    "the store is shared (PostgreSQL) and ${TRUSTED_DIRS_VAR} is not set on this machine, so no command named by the store runs ({})",
-                    real.display()
-                ),
-            ));
-        }
-        if !dirs.iter().any(|d| real.starts_with(d)) {
-            return Err(refuse(
-                "outside_trusted_dirs",
-                format!(
-                    "{} is not in a directory of ${TRUSTED_DIRS_VAR} on this machine",
-                    real.display()
-                ),
-            ));
-        }
+    Ok(())
+}
+
+/// On a shared store: the command lies in or below one of `dirs` (none: nothing runs).
+fn check_trusted_dirs(real: &Path, dirs: &[PathBuf]) -> Result<(), Refusal> {
+    if dirs.is_empty() {
+        return Err(refuse(
+            "no_trusted_dirs",
+            format!(
+                "the store is shared (PostgreSQL) and ${TRUSTED_DIRS_VAR} is not set on this machine, so no command named by the store runs ({})",
+                real.display()
+            ),
+        ));
     }
-    Ok(real)
+    if !dirs.iter().any(|d| real.starts_with(d)) {
+        return Err(refuse(
+            "outside_trusted_dirs",
+            format!(
+                "{} is not in a directory of ${TRUSTED_DIRS_VAR} on this machine",
+                real.display()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The effective user id of this process.

@@ -33,7 +33,8 @@ pub enum StoreLocation {
 pub enum SslMode {
     /// No TLS.
     Disable,
-    /// TLS if the server offers it, certificate not checked (libpq's default).
+    /// TLS if the server offers it, certificate not checked (libpq's default; here the
+    /// default for `localhost`, loopback addresses and Unix sockets only).
     Prefer,
     /// TLS required, certificate not checked.
     Require,
@@ -54,7 +55,8 @@ pub struct PgLocation {
     pub schema: String,
     /// TLS policy.
     pub ssl_mode: SslMode,
-    /// `sslrootcert`: PEM roots for verify-ca / verify-full (else the webpki roots).
+    /// `sslrootcert`: PEM roots for verify-ca (required) / verify-full (else the webpki
+    /// roots, as libpq's `sslrootcert=system`).
     pub root_cert: Option<PathBuf>,
     /// A passfile that exists but was ignored because group or others may read it (libpq's
     /// rule), for the `store_auth` hint (PROTOCOL §10 r3).
@@ -106,7 +108,7 @@ fn parse_pg(
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<PgLocation, RpcError> {
     let parts = split_url(s);
-    let (base, query) = (parts.base, parts.query);
+    let base = parts.base;
     if parts.host.contains('@') {
         // An unencoded `@` in the password: rust-postgres would take the rest of it for
         // the host, and show it in its errors.
@@ -115,34 +117,19 @@ fn parse_pg(
             redact(base, &[])
         )));
     }
-    let mut ssl_mode = None;
-    let mut root_cert = None;
-    let mut kept = vec![];
-    let mut password_in_query = false;
-    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
-        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        match k {
-            "sslmode" => ssl_mode = Some(parse_ssl_mode(&percent_decode(v))?),
-            "sslrootcert" => root_cert = Some(PathBuf::from(percent_decode(v))),
-            _ if is_password_pair(pair) => {
-                password_in_query = true;
-                kept.push(pair);
-            }
-            _ => kept.push(pair),
-        }
-    }
-    let display = redact(base, &kept);
-    let url = if kept.is_empty() {
+    let q = parse_query(parts.query)?;
+    let display = redact(base, &q.kept);
+    let url = if q.kept.is_empty() {
         base.to_string()
     } else {
-        format!("{base}?{}", kept.join("&"))
+        format!("{base}?{}", q.kept.join("&"))
     };
     let mut config: tokio_postgres::Config = url.parse().map_err(|_| {
         bad_url(format!(
             "the store location {display} is not a valid PostgreSQL URL"
         ))
     })?;
-    if from_argv && (config.get_password().is_some() || password_in_query) {
+    if from_argv && (config.get_password().is_some() || q.password_in_query) {
         return Err(RpcError::new(
             ErrorKind::InvalidParams,
             format!("a password in --store is visible to every user of this machine (the process list); refused: {display}"),
@@ -150,17 +137,71 @@ fn parse_pg(
         .with("reason", "password_in_argv")
         .with_hint("put the URL with its password in $MODELAUTH_STORE, or the password in PGPASSWORD or ~/.pgpass"));
     }
-    let ssl_mode = match ssl_mode {
-        Some(m) => m,
-        None => match env("PGSSLMODE") {
-            Some(v) => parse_ssl_mode(&v)?,
-            None => SslMode::Prefer,
-        },
-    };
-    if root_cert.is_none() {
-        root_cert = env("PGSSLROOTCERT").map(PathBuf::from);
+    libpq_defaults(&mut config, env);
+    let (ssl_mode, root_cert) = tls_policy(q.ssl_mode, q.root_cert, &config, env)?;
+    let mut passfile_ignored = None;
+    if config.get_password().is_none() {
+        passfile_ignored = ignored_passfile(env);
+        if let Some(p) = env("PGPASSWORD") {
+            config.password(p);
+        } else if let Some(p) = passfile_password(&config, env) {
+            config.password(p);
+        }
     }
-    // libpq's defaults for what the URL leaves out.
+    config.ssl_mode(match ssl_mode {
+        SslMode::Disable => postgres::config::SslMode::Disable,
+        SslMode::Prefer => postgres::config::SslMode::Prefer,
+        _ => postgres::config::SslMode::Require,
+    });
+    config.connect_timeout(PG_CONNECT_TIMEOUT);
+    if config.get_application_name().is_none() {
+        config.application_name("modelauth");
+    }
+    Ok(PgLocation {
+        config,
+        display,
+        schema: schema_from_env(env)?,
+        ssl_mode,
+        root_cert,
+        passfile_ignored,
+    })
+}
+
+/// What the query of a store URL says that is read here (`sslmode`, `sslrootcert`), and
+/// the pairs passed on to rust-postgres.
+struct Query<'a> {
+    ssl_mode: Option<SslMode>,
+    root_cert: Option<PathBuf>,
+    kept: Vec<&'a str>,
+    password_in_query: bool,
+}
+
+fn parse_query(query: Option<&str>) -> Result<Query<'_>, RpcError> {
+    let mut q = Query {
+        ssl_mode: None,
+        root_cert: None,
+        kept: vec![],
+        password_in_query: false,
+    };
+    for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        match k {
+            "sslmode" => q.ssl_mode = Some(parse_ssl_mode(&percent_decode(v))?),
+            "sslrootcert" => q.root_cert = Some(PathBuf::from(percent_decode(v))),
+            _ if is_password_pair(pair) => {
+                q.password_in_query = true;
+                q.kept.push(pair);
+            }
+            _ => q.kept.push(pair),
+        }
+    }
+    Ok(q)
+}
+
+/// libpq's defaults for what the URL leaves out: `PGHOST` (else the usual socket
+/// directory, else `localhost`), `PGPORT`, `PGUSER` (else the OS user), `PGDATABASE`
+/// (else the user name).
+fn libpq_defaults(config: &mut tokio_postgres::Config, env: &dyn Fn(&str) -> Option<String>) {
     if config.get_hosts().is_empty() {
         let hosts = env("PGHOST").unwrap_or_else(|| {
             if Path::new("/var/run/postgresql").is_dir() {
@@ -188,28 +229,42 @@ fn parse_pg(
         let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("").to_string());
         config.dbname(&db);
     }
-    let mut passfile_ignored = None;
-    if config.get_password().is_none() {
-        passfile_ignored = ignored_passfile(env);
-        if let Some(p) = env("PGPASSWORD") {
-            config.password(p);
-        } else if let Some(p) = passfile_password(&config, env) {
-            config.password(p);
-        }
-    }
-    config.ssl_mode(match ssl_mode {
-        SslMode::Disable => postgres::config::SslMode::Disable,
-        SslMode::Prefer => postgres::config::SslMode::Prefer,
-        _ => postgres::config::SslMode::Require,
-    });
-    config.connect_timeout(PG_CONNECT_TIMEOUT);
-    if config.get_application_name().is_none() {
-        config.application_name("modelauth");
-    }
-    let schema = match env("MODELAUTH_PG_SCHEMA") {
-        Some(s) => s,
-        None => DEFAULT_PG_SCHEMA.to_string(),
+}
+
+/// The `sslmode` and roots: the URL's, else `PGSSLMODE` / `PGSSLROOTCERT`, else
+/// [`default_ssl_mode`]; `sslrootcert=system` is the public roots, which `verify-ca`
+/// refuses (it would accept any certificate any public CA issued).
+fn tls_policy(
+    ssl_mode: Option<SslMode>,
+    mut root_cert: Option<PathBuf>,
+    config: &tokio_postgres::Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(SslMode, Option<PathBuf>), RpcError> {
+    let ssl_mode = match ssl_mode {
+        Some(m) => Some(m),
+        None => env("PGSSLMODE").map(|v| parse_ssl_mode(&v)).transpose()?,
     };
+    if root_cert.is_none() {
+        root_cert = env("PGSSLROOTCERT").map(PathBuf::from);
+    }
+    let ssl_mode = ssl_mode.unwrap_or_else(|| default_ssl_mode(config));
+    // libpq's `sslrootcert=system`: the public roots (what no sslrootcert means here).
+    if root_cert.as_deref() == Some(Path::new("system")) {
+        if ssl_mode == SslMode::VerifyCa {
+            return Err(bad_url("sslmode=verify-ca with the public roots accepts any certificate any public CA issued, for any name: give sslrootcert=/path/ca.pem, or use verify-full"));
+        }
+        root_cert = None;
+    }
+    if ssl_mode == SslMode::VerifyCa && root_cert.is_none() {
+        // A chain to any public CA, for any host name, proves nothing about the server.
+        return Err(bad_url("sslmode=verify-ca needs sslrootcert=/path/ca.pem (the CA that signed the server's certificate); with the public roots it would accept any certificate issued to anyone — or use verify-full"));
+    }
+    Ok((ssl_mode, root_cert))
+}
+
+/// `$MODELAUTH_PG_SCHEMA`, else [`DEFAULT_PG_SCHEMA`]; refused unless [`valid_schema`].
+fn schema_from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<String, RpcError> {
+    let schema = env("MODELAUTH_PG_SCHEMA").unwrap_or_else(|| DEFAULT_PG_SCHEMA.to_string());
     if !valid_schema(&schema) {
         return Err(RpcError::new(
             ErrorKind::InvalidParams,
@@ -220,14 +275,32 @@ fn parse_pg(
             "use lower-case letters, digits and _ (at most 63, not starting with a digit; not public, information_schema or pg_*)",
         ));
     }
-    Ok(PgLocation {
-        config,
-        display,
-        schema,
-        ssl_mode,
-        root_cert,
-        passfile_ignored,
-    })
+    Ok(schema)
+}
+
+/// The `sslmode` when neither the URL nor `PGSSLMODE` gives one (issue 20): `verify-full`
+/// when any host is reached over the network (not a Unix socket, not `localhost`, not a
+/// loopback address), so a store's keys never cross a network to a server that has not
+/// proved its name; libpq's `prefer` otherwise (the cleartext password guard still holds).
+fn default_ssl_mode(config: &tokio_postgres::Config) -> SslMode {
+    let remote = config.get_hosts().iter().any(|h| match h {
+        postgres::config::Host::Unix(_) => false,
+        postgres::config::Host::Tcp(h) => !is_loopback(h),
+    });
+    if remote {
+        SslMode::VerifyFull
+    } else {
+        SslMode::Prefer
+    }
+}
+
+/// `localhost` or a loopback address (`127.0.0.0/8`, `::1`, bracketed or not).
+fn is_loopback(host: &str) -> bool {
+    let h = host.trim_start_matches('[').trim_end_matches(']');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .map(|ip| ip.is_loopback())
+            .unwrap_or(false)
 }
 
 /// The passfile (`PGPASSFILE`, else `~/.pgpass`) when it exists but group or others may
@@ -606,6 +679,61 @@ mod tests {
         assert!(pg("postgres://h/db?sslmode=maybe", true).is_err());
         let env = |k: &str| (k == "MODELAUTH_PG_SCHEMA").then(|| "Bad-Name".to_string());
         assert!(parse_location(Path::new("postgres://h/db"), true, &env).is_err());
+    }
+
+    #[test]
+    fn a_network_host_defaults_to_verify_full_and_verify_ca_needs_its_roots() {
+        // Before (issue 20): every host defaulted to `prefer`, an impostor's certificate
+        // was accepted, and verify-ca without sslrootcert trusted every public CA.
+        assert_eq!(
+            pg("postgres://u@db.example/x", false).unwrap().ssl_mode,
+            SslMode::VerifyFull
+        );
+        assert_eq!(
+            pg("postgres://u@localhost,db.example/x", false)
+                .unwrap()
+                .ssl_mode,
+            SslMode::VerifyFull
+        );
+        for local in [
+            "postgres://u@localhost/x",
+            "postgres://u@127.0.0.1:5433/x",
+            "postgres://u@[::1]:5433/x",
+            "postgres:///x?host=/var/run/postgresql",
+        ] {
+            assert_eq!(
+                pg(local, false).unwrap().ssl_mode,
+                SslMode::Prefer,
+                "{local}"
+            );
+        }
+        assert_eq!(
+            pg("postgres://u@db.example/x?sslmode=prefer", false)
+                .unwrap()
+                .ssl_mode,
+            SslMode::Prefer
+        );
+        let env = |k: &str| (k == "PGSSLMODE").then(|| "require".to_string());
+        match parse_location(Path::new("postgres://u@db.example/x"), false, &env).unwrap() {
+            StoreLocation::Postgres(p) => assert_eq!(p.ssl_mode, SslMode::Require),
+            StoreLocation::Sqlite(_) => unreachable!(),
+        }
+        for bad in [
+            "postgres://u@db.example/x?sslmode=verify-ca",
+            "postgres://u@db.example/x?sslmode=verify-ca&sslrootcert=system",
+        ] {
+            let e = pg(bad, false).unwrap_err();
+            assert_eq!(e.data()["reason"], "bad_store_url", "{bad}");
+            assert!(e.message.contains("sslrootcert"), "{}", e.message);
+        }
+        let p = pg(
+            "postgres://u@db.example/x?sslmode=verify-ca&sslrootcert=/etc/ca.pem",
+            false,
+        )
+        .unwrap();
+        assert_eq!(p.root_cert.as_deref(), Some(Path::new("/etc/ca.pem")));
+        let p = pg("postgres://u@db.example/x?sslrootcert=system", false).unwrap();
+        assert_eq!((p.ssl_mode, p.root_cert), (SslMode::VerifyFull, None));
     }
 
     #[test]

@@ -34,6 +34,7 @@ use crate::core::usage::Usage;
 
 pub mod conformance;
 pub mod flock;
+pub mod limits;
 pub mod location;
 pub mod pg_client;
 pub mod postgres;

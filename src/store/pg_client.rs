@@ -36,6 +36,18 @@ pub struct Client {
     dead: bool,
 }
 
+/// A connection's driver: the future that moves its bytes (rust-postgres's `Connection`).
+pub type Driver = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+
+/// Why [`Client::connect_with`] failed.
+#[derive(Debug)]
+pub enum ConnectError {
+    /// rust-postgres's error (the time-out one when the deadline passed).
+    Pg(Error),
+    /// The socket could not be opened (name lookup, refused, unreachable).
+    Io(std::io::Error),
+}
+
 /// The time-out error (rust-postgres's: no SQLSTATE, "timeout waiting for server").
 fn timed_out() -> Error {
     // tokio-postgres keeps the constructor public for the blocking crate's `is_valid`.
@@ -67,6 +79,35 @@ impl Client {
         let (inner, connection) = rt
             .block_on(async { tokio::time::timeout(connect_deadline, config.connect(tls)).await })
             .map_err(|_| timed_out())??;
+        let conn = rt.spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Client {
+            rt,
+            inner,
+            conn,
+            round_trip,
+            dead: false,
+        })
+    }
+
+    /// Runs `connecting` (which opens a socket itself and hands it to rust-postgres's
+    /// `connect_raw`) within `connect_deadline`. Each later call must finish within
+    /// `round_trip`.
+    ///
+    /// Errors: `connecting`'s, or the time-out one when the deadline passed.
+    pub fn connect_with(
+        connecting: impl Future<Output = Result<(tokio_postgres::Client, Driver), ConnectError>>,
+        connect_deadline: Duration,
+        round_trip: Duration,
+    ) -> Result<Client, ConnectError> {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(ConnectError::Io)?;
+        let (inner, connection) = rt
+            .block_on(async { tokio::time::timeout(connect_deadline, connecting).await })
+            .map_err(|_| ConnectError::Pg(timed_out()))??;
         let conn = rt.spawn(async move {
             let _ = connection.await;
         });

@@ -118,17 +118,20 @@ impl std::fmt::Debug for ValidateParams {
 #[serde(rename_all = "camelCase")]
 pub struct EntryError {
     /// RFC 6901 pointer into the source document (`/profiles/<id>`, or `/<provider>` in a flat map).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub pointer: String,
     /// OpenClaw's code (`invalid_type`, `non_object`, `missing_provider`) or modelauth's
     /// (`invalid_profile`, `provider_mismatch`, `redacted_secret`).
     pub kind: String,
     /// What is wrong; never contains a secret.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub message: String,
     /// The valid profile types, for `invalid_type` and `invalid_profile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub valid_types: Option<Vec<String>>,
     /// Which document of a multi-file source (`state/openclaw.sqlite config_machine_state[authProfiles.store]`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::core::error::serialize_redacted_opt")]
     pub source: Option<String>,
 }
 
@@ -137,14 +140,17 @@ pub struct EntryError {
 #[serde(rename_all = "camelCase")]
 pub struct ImportWarning {
     /// RFC 6901 pointer into the source document ("" = the whole source).
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub pointer: String,
     /// `normalised` (legacy aliases rewritten), `field_dropped`, `order_entry_dropped`,
     /// `last_good_dropped`, `usage_dropped`, `source_skipped`, `ref_wins`.
     pub kind: String,
     /// What happened; never contains a secret.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub message: String,
     /// Which document of a multi-file source.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::core::error::serialize_redacted_opt")]
     pub source: Option<String>,
 }
 
@@ -194,8 +200,10 @@ impl ImportAction {
 #[serde(rename_all = "camelCase")]
 pub struct ProfileAction {
     /// The normalised id.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub profile_id: String,
     /// `shared` or the agent id.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub scope: String,
     /// `created`, `updated`, `unchanged`, `skipped`, or `removed` (`sync`: gone from the
     /// source since an earlier import of it).
@@ -211,8 +219,10 @@ pub struct ProfileAction {
 #[serde(rename_all = "camelCase")]
 pub struct OrderAction {
     /// Provider id.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
     /// `shared` or the agent id.
+    #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub scope: String,
     /// The order stored in the scope after the import.
     pub order: Vec<String>,

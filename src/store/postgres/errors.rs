@@ -83,8 +83,6 @@ pub(super) fn map_pg(e: postgres::Error, loc: &PgLocation) -> RpcError {
 /// naming DNS — none of them retryable; a refused connection, a reset, a closed
 /// connection or a time-out `store_unavailable` (retryable: the helper reconnects).
 pub(super) fn classify_without_sqlstate(e: &postgres::Error, loc: &PgLocation) -> RpcError {
-    let where_ = &loc.display;
-    let kind_text = e.to_string();
     let mut causes = vec![];
     let mut io_kind = None;
     let mut src = std::error::Error::source(e);
@@ -95,6 +93,27 @@ pub(super) fn classify_without_sqlstate(e: &postgres::Error, loc: &PgLocation) -
         }
         src = c.source();
     }
+    classify_parts(e.to_string(), causes, io_kind, loc)
+}
+
+/// [`classify_without_sqlstate`] for a socket that could not be opened (the guarded TCP
+/// connect of `guard.rs`): name lookup, refused, unreachable.
+pub(super) fn classify_io(e: &std::io::Error, loc: &PgLocation) -> RpcError {
+    classify_parts(
+        "error connecting to server".to_string(),
+        vec![e.to_string()],
+        Some(e.kind()),
+        loc,
+    )
+}
+
+fn classify_parts(
+    kind_text: String,
+    causes: Vec<String>,
+    io_kind: Option<std::io::ErrorKind>,
+    loc: &PgLocation,
+) -> RpcError {
+    let where_ = &loc.display;
     let cause = causes.first().cloned().unwrap_or_default();
     let all = causes.join(": ").to_ascii_lowercase();
     if kind_text.contains("TLS") || all.contains("certificate") || all.contains("tls") {
@@ -107,6 +126,15 @@ pub(super) fn classify_without_sqlstate(e: &postgres::Error, loc: &PgLocation) -
             "the server's certificate did not verify under sslmode={}: give the CA that signed it with sslrootcert=/path/ca.pem in the store URL (or PGSSLROOTCERT), or check the host name it was issued for",
             ssl_mode_word(loc.ssl_mode)
         ))
+        .retryable(false);
+    }
+    if all.contains("channel binding") {
+        return RpcError::new(
+            ErrorKind::StoreAuth,
+            format!("the PostgreSQL server of {where_} did not use channel binding, which the store URL requires: {cause}"),
+        )
+        .with("reason", "channel_binding")
+        .with_hint("channel_binding=require needs TLS (sslmode=require or stronger) and a SCRAM password on the server")
         .retryable(false);
     }
     if all.contains("password missing") {

@@ -35,13 +35,14 @@ use super::pg_client::Client;
 
 use crate::core::error::{ErrorKind, RpcError};
 
-use super::location::{PgLocation, SslMode, PG_CONNECT_TIMEOUT};
+use super::location::{PgLocation, PG_CONNECT_TIMEOUT};
 use super::{RefreshLocks, Store, StoreDescription, TxBody, DEFAULT_BUSY_TIMEOUT_MS};
 
 /// The schema version this build writes (`<schema>.meta`, key `schema_version`).
 pub const PG_SCHEMA_VERSION: i64 = 3;
 
 mod errors;
+mod guard;
 mod locks;
 mod queries;
 mod schema;
@@ -171,7 +172,7 @@ impl PgStore {
         let v = c.query_typed_opt(
             &sqlf(
                 &loc,
-                "SELECT value FROM {s}.settings WHERE key = 'busyTimeoutMs'",
+                "SELECT capped(value) FROM {s}.settings WHERE key = 'busyTimeoutMs'",
             ),
             &[],
         );
@@ -179,7 +180,7 @@ impl PgStore {
             // Plain JSON, or on a sealed store the `{"$seal": tag, "value": …}` row the
             // sealing layer writes (a bounded wait is no authority, so the tag is not
             // needed here).
-            let raw: String = r.get(0);
+            let raw: String = r.get::<_, Option<String>>(0).unwrap_or_default();
             let value = match serde_json::from_str::<serde_json::Value>(&raw) {
                 Ok(serde_json::Value::Object(o)) => o.get("value").and_then(|v| v.as_u64()),
                 Ok(v) => v.as_u64(),
@@ -380,13 +381,13 @@ fn connect(loc: &PgLocation, busy_timeout_ms: u64) -> Result<Client, RpcError> {
         .iter()
         .all(|h| matches!(h, postgres::config::Host::Unix(_)));
     let rt = round_trip(busy_timeout_ms);
-    let r = if loc.ssl_mode == SslMode::Disable || unix_only {
-        config.ssl_mode(postgres::config::SslMode::Disable);
-        Client::connect(&config, postgres::NoTls, PG_CONNECT_TIMEOUT, rt)
-    } else {
-        Client::connect(&config, tls::connector(loc)?, PG_CONNECT_TIMEOUT, rt)
-    };
-    r.map_err(|e| map_pg(e, loc))
+    if !unix_only {
+        // TCP: the socket is opened here, so that a cleartext password request over an
+        // unverified channel is refused (guard.rs).
+        return guard::connect_tcp(loc, &config, rt);
+    }
+    config.ssl_mode(postgres::config::SslMode::Disable);
+    Client::connect(&config, postgres::NoTls, PG_CONNECT_TIMEOUT, rt).map_err(|e| map_pg(e, loc))
 }
 
 /// `busyTimeoutMs` as a PostgreSQL `lock_timeout`: 0 means "do not wait" to SQLite but
@@ -405,8 +406,23 @@ fn round_trip(busy_timeout_ms: u64) -> Duration {
 /// `t` with `{s}` replaced by the schema name, quoted: a name that is also an SQL keyword
 /// (`user`, `select`) works like any other (the name is `[a-z_][a-z0-9_]*`, so quoting
 /// does not change which schema it is).
+///
+/// `capped(col)` becomes `CASE WHEN octet_length(col) <= MAX_ROW_BYTES THEN col END`: a
+/// stored value over the cap is answered as NULL, never sent (`store::limits`).
 fn sqlf(loc: &PgLocation, t: &str) -> String {
-    t.replace("{s}", &format!("\"{}\"", loc.schema))
+    let mut s = t.replace("{s}", &format!("\"{}\"", loc.schema));
+    while let Some(i) = s.find("capped(") {
+        let Some(len) = s[i..].find(')') else { break };
+        let col = s[i + 7..i + len].to_string();
+        s.replace_range(
+            i..=i + len,
+            &format!(
+                "CASE WHEN octet_length({col}) <= {} THEN {col} END",
+                super::limits::MAX_ROW_BYTES
+            ),
+        );
+    }
+    s
 }
 
 mod tls {

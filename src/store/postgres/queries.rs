@@ -10,6 +10,7 @@ use crate::core::error::{ErrorKind, RpcError};
 use crate::core::profile::{Profile, StoredProfile};
 use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
+use crate::store::limits::{check_row_size, row_too_large};
 use crate::store::location::PgLocation;
 use crate::store::pg_client::Client;
 use crate::store::{scope_key, ChangeMarker, Tx};
@@ -93,16 +94,28 @@ pub(super) fn parse_profile(body: &str) -> Result<Profile, RpcError> {
     })
 }
 
-pub(super) fn to_stored(r: &Row) -> Result<StoredProfile, RpcError> {
+pub(super) fn to_stored(r: &Row, loc: &PgLocation) -> Result<StoredProfile, RpcError> {
     let scope: String = r.get(0);
-    let body: String = r.get(1);
+    let body = capped(r, 1, "a stored profile", loc)?;
     Ok(StoredProfile {
-        profile: parse_profile(&body)?,
+        profile: parse_profile(body)?,
         scope: if scope.is_empty() { None } else { Some(scope) },
         revision: r.get(2),
         created_at: r.get(3),
         updated_at: r.get(4),
     })
+}
+
+/// Column `i`, selected as `capped(col)`: NULL means the stored value is over
+/// [`crate::store::limits::MAX_ROW_BYTES`] and was not sent (`store_corrupt`, [`row_too_large`]).
+pub(super) fn capped<'r>(
+    r: &'r Row,
+    i: usize,
+    what: &str,
+    loc: &PgLocation,
+) -> Result<&'r str, RpcError> {
+    r.get::<_, Option<&str>>(i)
+        .ok_or_else(|| row_too_large(what, &loc.display))
 }
 
 pub(super) fn decode_ids(s: &str) -> Result<Vec<String>, RpcError> {
@@ -157,15 +170,18 @@ impl Tx for PgTx<'_> {
         let scope = scope_key(agent);
         let rows = match provider {
             Some(p) => self.q(
-                "SELECT scope, body, revision, created_at, updated_at FROM {s}.profiles WHERE provider = $1 AND scope IN ('', $2) ORDER BY id, scope DESC",
+                "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE provider = $1 AND scope IN ('', $2) ORDER BY id, scope DESC",
                 &[(&p, T), (&scope, T)],
             )?,
             None => self.q(
-                "SELECT scope, body, revision, created_at, updated_at FROM {s}.profiles WHERE scope IN ('', $1) ORDER BY provider, id, scope DESC",
+                "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE scope IN ('', $1) ORDER BY provider, id, scope DESC",
                 &[(&scope, T)],
             )?,
         };
-        let mut out = rows.iter().map(to_stored).collect::<Result<Vec<_>, _>>()?;
+        let mut out = rows
+            .iter()
+            .map(|r| to_stored(r, self.loc))
+            .collect::<Result<Vec<_>, _>>()?;
         out.dedup_by(|b, a| a.profile.id == b.profile.id);
         Ok(out)
     }
@@ -177,11 +193,11 @@ impl Tx for PgTx<'_> {
     ) -> Result<Option<StoredProfile>, RpcError> {
         let scope = scope_key(agent);
         self.q_opt(
-            "SELECT scope, body, revision, created_at, updated_at FROM {s}.profiles WHERE id = $1 AND scope IN ('', $2) ORDER BY scope DESC LIMIT 1",
+            "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE id = $1 AND scope IN ('', $2) ORDER BY scope DESC LIMIT 1",
             &[(&id, T), (&scope, T)],
         )?
         .as_ref()
-        .map(to_stored)
+        .map(|r| to_stored(r, self.loc))
         .transpose()
     }
 
@@ -192,11 +208,11 @@ impl Tx for PgTx<'_> {
     ) -> Result<Option<StoredProfile>, RpcError> {
         let scope = scope_key(agent);
         self.q_opt(
-            "SELECT scope, body, revision, created_at, updated_at FROM {s}.profiles WHERE scope = $1 AND id = $2",
+            "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE scope = $1 AND id = $2",
             &[(&scope, T), (&id, T)],
         )?
         .as_ref()
-        .map(to_stored)
+        .map(|r| to_stored(r, self.loc))
         .transpose()
     }
 
@@ -208,6 +224,7 @@ impl Tx for PgTx<'_> {
     ) -> Result<(bool, i64), RpcError> {
         let body = serde_json::to_string(p)
             .map_err(|e| RpcError::internal(format!("encode profile: {e}")))?;
+        check_row_size(&format!("profile {}", p.id), body.len())?;
         let scope = scope_key(agent);
         let row = self.q_opt(
             "INSERT INTO {s}.profiles (scope, id, provider, body, revision, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)
@@ -257,10 +274,15 @@ impl Tx for PgTx<'_> {
     ) -> Result<Option<(Vec<String>, i64)>, RpcError> {
         let scope = scope_key(agent);
         self.q_opt(
-            "SELECT ids, revision FROM {s}.orders WHERE scope = $1 AND provider = $2",
+            "SELECT capped(ids), revision FROM {s}.orders WHERE scope = $1 AND provider = $2",
             &[(&scope, T), (&provider, T)],
         )?
-        .map(|r| Ok((decode_ids(r.get::<_, &str>(0))?, r.get(1))))
+        .map(|r| {
+            Ok((
+                decode_ids(capped(&r, 0, "a stored order", self.loc)?)?,
+                r.get(1),
+            ))
+        })
         .transpose()
     }
 
@@ -273,6 +295,7 @@ impl Tx for PgTx<'_> {
     ) -> Result<i64, RpcError> {
         let scope = scope_key(agent);
         let body = serde_json::to_string(ids).map_err(|e| RpcError::internal(e.to_string()))?;
+        check_row_size(&format!("the {provider} order"), body.len())?;
         let row = self.q_opt(
             "INSERT INTO {s}.orders (scope, provider, ids, revision, updated_at) VALUES ($1, $2, $3, 1, $4)
              ON CONFLICT (scope, provider) DO UPDATE SET ids = excluded.ids, revision = {s}.orders.revision + 1, updated_at = excluded.updated_at
@@ -293,11 +316,16 @@ impl Tx for PgTx<'_> {
     fn scope_orders(&self, agent: Option<&str>) -> Result<Vec<(String, Vec<String>)>, RpcError> {
         let scope = scope_key(agent);
         let rows = self.q(
-            "SELECT provider, ids FROM {s}.orders WHERE scope = $1 ORDER BY provider",
+            "SELECT provider, capped(ids) FROM {s}.orders WHERE scope = $1 ORDER BY provider",
             &[(&scope, T)],
         )?;
         rows.iter()
-            .map(|r| Ok((r.get(0), decode_ids(r.get::<_, &str>(1))?)))
+            .map(|r| {
+                Ok((
+                    r.get(0),
+                    decode_ids(capped(r, 1, "a stored order", self.loc)?)?,
+                ))
+            })
             .collect()
     }
 
@@ -341,10 +369,10 @@ impl Tx for PgTx<'_> {
     fn usage(&self, id: &str) -> Result<Usage, RpcError> {
         Ok(self
             .q_opt(
-                "SELECT body FROM {s}.usage WHERE profile_id = $1",
+                "SELECT capped(body) FROM {s}.usage WHERE profile_id = $1",
                 &[(&id, T)],
             )?
-            .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok())
+            .and_then(|r| serde_json::from_str(r.get::<_, Option<&str>>(0)?).ok())
             .unwrap_or_default())
     }
 
@@ -355,11 +383,14 @@ impl Tx for PgTx<'_> {
         }
         let list: Vec<&str> = ids.to_vec();
         let rows = self.q(
-            "SELECT profile_id, body FROM {s}.usage WHERE profile_id = ANY($1)",
+            "SELECT profile_id, capped(body) FROM {s}.usage WHERE profile_id = ANY($1)",
             &[(&list, Type::TEXT_ARRAY)],
         )?;
         for r in rows {
-            if let Ok(u) = serde_json::from_str::<Usage>(r.get::<_, &str>(1)) {
+            if let Some(Ok(u)) = r
+                .get::<_, Option<&str>>(1)
+                .map(serde_json::from_str::<Usage>)
+            {
                 out.insert(r.get(0), u);
             }
         }
@@ -372,6 +403,7 @@ impl Tx for PgTx<'_> {
             return Ok(());
         }
         let body = serde_json::to_string(u).map_err(|e| RpcError::internal(e.to_string()))?;
+        check_row_size(&format!("usage of {id}"), body.len())?;
         self.exec(
             "INSERT INTO {s}.usage (profile_id, body) VALUES ($1, $2) ON CONFLICT (profile_id) DO UPDATE SET body = excluded.body",
             &[(&id, T), (&body, T)],
@@ -382,17 +414,17 @@ impl Tx for PgTx<'_> {
     fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
         Ok(self
             .q_opt(
-                "SELECT value FROM {s}.settings WHERE key = $1",
+                "SELECT capped(value) FROM {s}.settings WHERE key = $1",
                 &[(&key, T)],
             )?
-            .and_then(|r| serde_json::from_str(r.get::<_, &str>(0)).ok()))
+            .and_then(|r| serde_json::from_str(r.get::<_, Option<&str>>(0)?).ok()))
     }
 
     fn settings(&self) -> Result<serde_json::Map<String, serde_json::Value>, RpcError> {
-        let rows = self.q("SELECT key, value FROM {s}.settings", &[])?;
+        let rows = self.q("SELECT key, capped(value) FROM {s}.settings", &[])?;
         let mut out = serde_json::Map::new();
         for r in rows {
-            if let Ok(v) = serde_json::from_str(r.get::<_, &str>(1)) {
+            if let Some(Ok(v)) = r.get::<_, Option<&str>>(1).map(serde_json::from_str) {
                 out.insert(r.get(0), v);
             }
         }
@@ -401,6 +433,7 @@ impl Tx for PgTx<'_> {
 
     fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), RpcError> {
         let v = value.to_string();
+        check_row_size(&format!("setting {key}"), v.len())?;
         self.exec(
             "INSERT INTO {s}.settings (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
             &[(&key, T), (&v, T)],
@@ -409,13 +442,18 @@ impl Tx for PgTx<'_> {
     }
 
     fn providers(&self) -> Result<Vec<(String, serde_json::Value)>, RpcError> {
-        let rows = self.q("SELECT id, body FROM {s}.providers ORDER BY id", &[])?;
+        let rows = self.q(
+            "SELECT id, capped(body) FROM {s}.providers ORDER BY id",
+            &[],
+        )?;
         Ok(rows
             .iter()
             .map(|r| {
                 (
                     r.get(0),
-                    serde_json::from_str(r.get::<_, &str>(1)).unwrap_or(serde_json::Value::Null),
+                    r.get::<_, Option<&str>>(1)
+                        .and_then(|b| serde_json::from_str(b).ok())
+                        .unwrap_or(serde_json::Value::Null),
                 )
             })
             .collect())
@@ -423,6 +461,7 @@ impl Tx for PgTx<'_> {
 
     fn put_provider(&self, id: &str, body: &serde_json::Value) -> Result<bool, RpcError> {
         let b = body.to_string();
+        check_row_size(&format!("provider {id}"), b.len())?;
         let row = self.q_opt(
             "INSERT INTO {s}.providers (id, body) VALUES ($1, $2) ON CONFLICT (id) DO UPDATE SET body = excluded.body RETURNING (xmax = 0)",
             &[(&id, T), (&b, T)],
@@ -436,21 +475,28 @@ impl Tx for PgTx<'_> {
 
     fn named_secret(&self, provider: &str, id: &str) -> Result<Option<Secret>, RpcError> {
         let row = self.q_opt(
-            "SELECT value FROM {s}.named_secrets WHERE provider = $1 AND id = $2",
+            "SELECT capped(value) FROM {s}.named_secrets WHERE provider = $1 AND id = $2",
             &[(&provider, T), (&id, T)],
         )?;
-        Ok(row.map(|r| Secret::new(r.get::<_, String>(0))))
+        row.map(|r| {
+            Ok(Secret::new(
+                capped(&r, 0, "a stored secret", self.loc)?.to_string(),
+            ))
+        })
+        .transpose()
     }
 
     fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError> {
         let rows = self.q(
-            "SELECT provider, id, value FROM {s}.named_secrets ORDER BY provider, id",
+            "SELECT provider, id, capped(value) FROM {s}.named_secrets ORDER BY provider, id",
             &[],
         )?;
-        Ok(rows
-            .iter()
-            .map(|r| (r.get(0), r.get(1), Secret::new(r.get::<_, String>(2))))
-            .collect())
+        rows.iter()
+            .map(|r| {
+                let v = capped(r, 2, "a stored secret", self.loc)?;
+                Ok((r.get(0), r.get(1), Secret::new(v.to_string())))
+            })
+            .collect()
     }
 
     fn put_named_secret(
@@ -461,6 +507,7 @@ impl Tx for PgTx<'_> {
         now: i64,
     ) -> Result<bool, RpcError> {
         let v = value.expose();
+        check_row_size(&format!("secret {provider}/{id}"), v.len())?;
         let row = self.q_opt(
             "INSERT INTO {s}.named_secrets (provider, id, value, updated_at) VALUES ($1, $2, $3, $4) ON CONFLICT (provider, id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at RETURNING (xmax = 0)",
             &[(&provider, T), (&id, T), (&v, T), (&now, Type::INT8)],

@@ -99,40 +99,7 @@ impl PgStore {
         let loc = self.loc.clone();
         let ms = self.busy_timeout_ms;
         let c = self.client()?;
-        let r = (|| {
-            c.batch_execute(&format!(
-                "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {}",
-                ms + 30_000
-            ))?;
-            let key = lock_key(&["setup", &loc.schema]);
-            c.query_typed(
-                "SELECT pg_advisory_xact_lock($1)",
-                &[(&key as &(dyn ToSql + Sync), Type::INT8)],
-            )?;
-            c.batch_execute(&sqlf(
-                &loc,
-                "CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION CURRENT_USER; CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL)",
-            ))?;
-            // Under the setup lock, in the transaction that created it: a schema that
-            // already existed (IF NOT EXISTS) may be another role's.
-            if let Some(r) = c.query_typed_opt(
-                FOREIGN_OWNER_SQL,
-                &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
-            )? {
-                return Ok(Err((r.get::<_, String>(0), r.get::<_, String>(1))));
-            }
-            let v = c
-                .query_typed_opt(
-                    &sqlf(
-                        &loc,
-                        "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
-                    ),
-                    &[],
-                )?
-                .map(|r| r.get::<_, i64>(0))
-                .unwrap_or(0);
-            Ok::<Result<i64, (String, String)>, postgres::Error>(Ok(v))
-        })();
+        let r = lock_and_read_version(c, &loc, ms);
         let v = match r {
             Ok(Ok(v)) => v,
             Ok(Err((what, owner))) => {
@@ -154,36 +121,7 @@ impl PgStore {
             return Err(newer_schema(&loc, v));
         }
         let c = self.client()?;
-        let r = (|| {
-            for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
-                tracing::info!(from = i, to = i + 1, "migrating store schema");
-                c.batch_execute(&sqlf(&loc, sql))?;
-            }
-            // The generation counter of the change marker, starting at a value unique to
-            // this creation (µs since the epoch), so a re-created store never matches a
-            // marker of the old one.
-            let start = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as i64)
-                .unwrap_or(0);
-            c.query_typed(
-                &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('generation', $1) ON CONFLICT (key) DO NOTHING"),
-                &[(&start as &(dyn ToSql + Sync), Type::INT8)],
-            )?;
-            let to = PG_SCHEMA_VERSION;
-            c.query_typed(
-                &sqlf(&loc, "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
-                &[(&to as &(dyn ToSql + Sync), Type::INT8)],
-            )?;
-            let salt = c
-                .query_typed_opt(
-                    &sqlf(&loc, "SELECT value FROM {s}.meta WHERE key = 'lock_salt'"),
-                    &[],
-                )?
-                .map(|r| r.get::<_, i64>(0));
-            c.batch_execute("COMMIT")?;
-            Ok(salt)
-        })();
+        let r = migrate_from(c, &loc, v);
         match r {
             Ok(salt) => self.salt.set(salt),
             Err(e) => {
@@ -195,6 +133,82 @@ impl PgStore {
         self.exists.set(true);
         Ok(())
     }
+}
+
+/// The first half of a setup attempt: the transaction with its timeouts, the setup lock,
+/// the schema and `meta` created if missing, the ownership check. The stored schema
+/// version (0 for a new schema), or `Err((what, owner))` when something in the schema is
+/// owned by another role.
+fn lock_and_read_version(
+    c: &mut Client,
+    loc: &PgLocation,
+    ms: u64,
+) -> Result<Result<i64, (String, String)>, postgres::Error> {
+    c.batch_execute(&format!(
+        "BEGIN; SET LOCAL lock_timeout = {ms}; SET LOCAL statement_timeout = {}",
+        ms + 30_000
+    ))?;
+    let key = lock_key(&["setup", &loc.schema]);
+    c.query_typed(
+        "SELECT pg_advisory_xact_lock($1)",
+        &[(&key as &(dyn ToSql + Sync), Type::INT8)],
+    )?;
+    c.batch_execute(&sqlf(
+        loc,
+        "CREATE SCHEMA IF NOT EXISTS {s} AUTHORIZATION CURRENT_USER; CREATE TABLE IF NOT EXISTS {s}.meta (key text PRIMARY KEY, value bigint NOT NULL)",
+    ))?;
+    // Under the setup lock, in the transaction that created it: a schema that
+    // already existed (IF NOT EXISTS) may be another role's.
+    if let Some(r) = c.query_typed_opt(
+        FOREIGN_OWNER_SQL,
+        &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+    )? {
+        return Ok(Err((r.get::<_, String>(0), r.get::<_, String>(1))));
+    }
+    let v = c
+        .query_typed_opt(
+            &sqlf(
+                loc,
+                "SELECT value FROM {s}.meta WHERE key = 'schema_version'",
+            ),
+            &[],
+        )?
+        .map(|r| r.get::<_, i64>(0))
+        .unwrap_or(0);
+    Ok(Ok(v))
+}
+
+/// The second half: the migrations from version `v`, the generation counter, the version
+/// written, and the commit. The store's lock salt, when it has one.
+fn migrate_from(c: &mut Client, loc: &PgLocation, v: i64) -> Result<Option<i64>, postgres::Error> {
+    for (i, sql) in MIGRATIONS.iter().enumerate().skip(v as usize) {
+        tracing::info!(from = i, to = i + 1, "migrating store schema");
+        c.batch_execute(&sqlf(loc, sql))?;
+    }
+    // The generation counter of the change marker, starting at a value unique to
+    // this creation (µs since the epoch), so a re-created store never matches a
+    // marker of the old one.
+    let start = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as i64)
+        .unwrap_or(0);
+    c.query_typed(
+        &sqlf(loc, "INSERT INTO {s}.meta (key, value) VALUES ('generation', $1) ON CONFLICT (key) DO NOTHING"),
+        &[(&start as &(dyn ToSql + Sync), Type::INT8)],
+    )?;
+    let to = PG_SCHEMA_VERSION;
+    c.query_typed(
+        &sqlf(loc, "INSERT INTO {s}.meta (key, value) VALUES ('schema_version', $1) ON CONFLICT (key) DO UPDATE SET value = excluded.value"),
+        &[(&to as &(dyn ToSql + Sync), Type::INT8)],
+    )?;
+    let salt = c
+        .query_typed_opt(
+            &sqlf(loc, "SELECT value FROM {s}.meta WHERE key = 'lock_salt'"),
+            &[],
+        )?
+        .map(|r| r.get::<_, i64>(0));
+    c.batch_execute("COMMIT")?;
+    Ok(salt)
 }
 
 /// Who owns the schema and what is in it, as one row when something is owned by a role

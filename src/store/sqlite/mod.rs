@@ -64,6 +64,15 @@ pub fn default_store_path(flag: Option<&Path>) -> Result<PathBuf, RpcError> {
     ))
 }
 
+/// No value over [`crate::store::limits::MAX_ROW_BYTES`] is read (or bound) on a store
+/// connection: SQLite stops with `SQLITE_TOOBIG` instead (issue 20).
+fn cap_values(c: &Connection, path: &Path) -> Result<(), RpcError> {
+    let cap = crate::store::limits::MAX_ROW_BYTES as i32;
+    c.set_limit(rusqlite::limits::Limit::SQLITE_LIMIT_LENGTH, cap)
+        .map_err(|e| map_sqlite(e, path))?;
+    Ok(())
+}
+
 /// Maps a SQLite error to the store error kinds of protocol §7.
 pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
     let p = path.display();
@@ -79,6 +88,9 @@ pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
                 format!("the store {p} is not a readable modelauth database"),
             )
             .with_hint("move the file aside (it is left untouched) or point --store elsewhere"),
+            // Writes are checked before they get here (`store::limits`): a value over the
+            // cap met on read.
+            ErrorCode::TooBig => crate::store::limits::row_too_large("a stored value", &p.to_string()),
             ErrorCode::ReadOnly => RpcError::new(
                 ErrorKind::StoreReadonly,
                 format!("the store {p} is read-only"),
@@ -194,6 +206,7 @@ impl SqliteStore {
         // free page (PROTOCOL §9 r3).
         c.execute_batch("PRAGMA synchronous=FULL; PRAGMA secure_delete=ON;")
             .map_err(|e| map_sqlite(e, &self.path))?;
+        cap_values(c, &self.path)?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())
     }
@@ -245,6 +258,7 @@ impl SqliteStore {
     fn configure_readonly(&self, c: &Connection) -> Result<(), RpcError> {
         c.busy_timeout(busy_duration(self.busy_timeout_ms))
             .map_err(|e| map_sqlite(e, &self.path))?;
+        cap_values(c, &self.path)?;
         c.set_prepared_statement_cache_capacity(64);
         Ok(())
     }

@@ -10,6 +10,7 @@ use crate::core::error::{ErrorKind, RpcError};
 use crate::core::profile::{Profile, StoredProfile};
 use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
+use crate::store::limits::check_row_size;
 use crate::store::{scope_key, ChangeMarker, Tx};
 
 use super::{apply_busy_timeout, map_sqlite};
@@ -154,6 +155,7 @@ impl Tx for Connection {
         value: &Secret,
         now: i64,
     ) -> Result<bool, RpcError> {
+        check_row_size(&format!("secret {provider}/{id}"), value.expose().len())?;
         let existed = self.named_secret(provider, id)?.is_some();
         self.prepare_cached("INSERT INTO named_secrets (provider, id, value, updated_at) VALUES (?1, ?2, ?3, ?4) ON CONFLICT (provider, id) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at")
             .map_err(sql)?
@@ -331,6 +333,7 @@ fn upsert_profile(
 ) -> Result<(bool, i64), RpcError> {
     let body =
         serde_json::to_string(p).map_err(|e| RpcError::internal(format!("encode profile: {e}")))?;
+    check_row_size(&format!("profile {}", p.id), body.len())?;
     let scope = scope_key(agent);
     let existing: Option<i64> = c
         .prepare_cached("SELECT revision FROM profiles WHERE scope = ?1 AND id = ?2")
@@ -426,6 +429,7 @@ fn set_order(
         .map(|(_, r)| r + 1)
         .unwrap_or(1);
     let body = serde_json::to_string(ids).map_err(|e| RpcError::internal(e.to_string()))?;
+    check_row_size(&format!("the {provider} order"), body.len())?;
     c.prepare_cached("INSERT INTO orders (scope, provider, ids, revision, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
                       ON CONFLICT (scope, provider) DO UPDATE SET ids = excluded.ids, revision = excluded.revision, updated_at = excluded.updated_at")
         .map_err(sql)?
@@ -577,6 +581,7 @@ fn put_usage(c: &Connection, id: &str, u: &Usage) -> Result<(), RpcError> {
         return Ok(());
     }
     let body = serde_json::to_string(u).map_err(|e| RpcError::internal(e.to_string()))?;
+    check_row_size(&format!("usage of {id}"), body.len())?;
     c.prepare_cached("INSERT INTO usage (profile_id, body) VALUES (?1, ?2) ON CONFLICT (profile_id) DO UPDATE SET body = excluded.body")
         .map_err(sql)?
         .execute(params![id, body])
@@ -617,9 +622,11 @@ pub(super) fn settings(
 
 /// Stores a setting.
 fn put_setting(c: &Connection, key: &str, value: &serde_json::Value) -> Result<(), RpcError> {
+    let value = value.to_string();
+    check_row_size(&format!("setting {key}"), value.len())?;
     c.prepare_cached("INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = excluded.value")
         .map_err(sql)?
-        .execute(params![key, value.to_string()])
+        .execute(params![key, value])
         .map_err(sql)?;
     Ok(())
 }
@@ -645,6 +652,8 @@ fn providers(c: &Connection) -> Result<Vec<(String, serde_json::Value)>, RpcErro
 
 /// Stores a provider registration.
 fn put_provider(c: &Connection, id: &str, body: &serde_json::Value) -> Result<bool, RpcError> {
+    let body = body.to_string();
+    check_row_size(&format!("provider {id}"), body.len())?;
     let existed = c
         .prepare_cached("SELECT 1 FROM providers WHERE id = ?1")
         .map_err(sql)?
@@ -654,7 +663,7 @@ fn put_provider(c: &Connection, id: &str, body: &serde_json::Value) -> Result<bo
         .is_some();
     c.prepare_cached("INSERT INTO providers (id, body) VALUES (?1, ?2) ON CONFLICT (id) DO UPDATE SET body = excluded.body")
         .map_err(sql)?
-        .execute(params![id, body.to_string()])
+        .execute(params![id, body])
         .map_err(sql)?;
     Ok(!existed)
 }
