@@ -273,7 +273,7 @@ pub struct RpcError {
 }
 
 /// Shorthand for results of fallible modelauth operations.
-pub type Result<T, E = RpcError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = RpcError> = std::result::Result<T, E>;
 
 impl RpcError {
     /// A new error of `kind` with a message (which must not contain a secret).
@@ -358,7 +358,7 @@ impl From<RpcError> for jsonrpsee::types::ErrorObjectOwned {
 /// caller input echoed in an error (an unknown field name, an agent id, a settings key)
 /// never carries a key pasted in the wrong place. Words are split at whitespace, quotes,
 /// backquotes and `/ , ; = ( ) [ ] { } < >`.
-pub fn redact_secret_looking(text: &str) -> String {
+pub(crate) fn redact_secret_looking(text: &str) -> String {
     let is_sep = |c: char| c.is_whitespace() || "\"'`/,;=()[]{}<>".contains(c);
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
@@ -407,7 +407,7 @@ fn redact_strings(v: &mut Value) {
 
 /// Removes quoted values and positions from a serde message, so that a secret passed in
 /// the wrong place is never echoed (`invalid type: string "sk-…"` → `invalid type: string`).
-pub fn sanitize_serde_message(msg: &str) -> String {
+pub(crate) fn sanitize_serde_message(msg: &str) -> String {
     let msg = match msg.find(" at line ") {
         Some(i) => &msg[..i],
         None => msg,

@@ -2,8 +2,8 @@
 //! [`refs`]) and the OAuth 2.0 refresh-token grant over HTTP ([`oauth`], RFC 6749 §6).
 //! Depends on the core only.
 
-pub mod oauth;
-pub mod refs;
-pub mod trust;
+pub(crate) mod oauth;
+pub(crate) mod refs;
+pub(crate) mod trust;
 
-pub use refs::resolve_ref;
+pub(crate) use refs::resolve_ref;
