@@ -10,19 +10,19 @@ use serde_json::Value;
 
 use crate::core::profile::CredentialType;
 use crate::core::profile::{Profile, ProfileView};
-use crate::core::resolve::{CandidateReport, CredentialSource, Decision, OrderSource, SkipReason};
+use crate::core::resolve::{CredentialSource, Decision, OrderSource, SkipReason};
 use crate::core::secret_value::Secret;
 use crate::core::status::{Health, ProfileHealth};
 
 /// `helper.info` params (none).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct InfoParams {}
+pub(crate) struct InfoParams {}
 
 /// Where the store is and what it holds.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct StoreInfo {
+pub(crate) struct StoreInfo {
     /// The backend: `sqlite` (a file) or `postgres` (a fleet store).
     pub backend: String,
     /// The store location: the SQLite file's path, or the PostgreSQL URL without any password.
@@ -47,7 +47,7 @@ pub struct StoreInfo {
 /// `helper.info` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct InfoResult {
+pub(crate) struct InfoResult {
     /// Always `modelauth`.
     pub name: String,
     /// The crate version.
@@ -63,12 +63,12 @@ pub struct InfoResult {
 /// `rpc.discover` params (none).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct DiscoverParams {}
+pub(crate) struct DiscoverParams {}
 
 /// `profiles.put` params.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct PutParams {
+pub(crate) struct PutParams {
     /// The profile: `id`, `type` and the fields of its type (protocol §2.2).
     #[schemars(with = "Profile")]
     pub profile: Value,
@@ -86,7 +86,7 @@ pub struct PutParams {
 /// `profiles.put` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct PutResult {
+pub(crate) struct PutResult {
     /// The normalised id.
     pub profile_id: String,
     /// The scope written (null = shared).
@@ -102,7 +102,7 @@ pub struct PutResult {
 /// `profiles.get` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct GetParams {
+pub(crate) struct GetParams {
     /// `<provider>:<name>`.
     pub profile_id: String,
     /// The agent whose view to read; omitted = shared.
@@ -116,7 +116,7 @@ pub struct GetParams {
 /// `profiles.get` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct GetResult {
+pub(crate) struct GetResult {
     /// The scope whose view was read.
     pub agent: Option<String>,
     /// The profile.
@@ -126,7 +126,7 @@ pub struct GetResult {
 /// `profiles.list` params.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ListParams {
+pub(crate) struct ListParams {
     /// The agent whose view to list; omitted = shared only.
     #[serde(default)]
     pub agent: Option<String>,
@@ -138,7 +138,7 @@ pub struct ListParams {
 /// `profiles.list` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ListResult {
+pub(crate) struct ListResult {
     /// The scope listed.
     pub agent: Option<String>,
     /// Sorted by provider, then id.
@@ -148,7 +148,7 @@ pub struct ListResult {
 /// `profiles.remove` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RemoveParams {
+pub(crate) struct RemoveParams {
     /// `<provider>:<name>`.
     pub profile_id: String,
     /// The scope; omitted = shared.
@@ -165,7 +165,7 @@ pub struct RemoveParams {
 /// `profiles.remove` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RemoveResult {
+pub(crate) struct RemoveResult {
     /// The normalised id.
     pub profile_id: String,
     /// The scope.
@@ -183,7 +183,7 @@ pub struct RemoveResult {
 /// `order.get` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OrderGetParams {
+pub(crate) struct OrderGetParams {
     /// Provider id (normalised).
     pub provider: String,
     /// The agent; omitted = shared.
@@ -197,7 +197,7 @@ pub struct OrderGetParams {
 /// One entry of `effective`: what `auth.resolve` would do with this candidate now.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct EffectiveEntry {
+pub(crate) struct EffectiveEntry {
     /// The profile id.
     pub profile_id: String,
     /// Whether it would be used if reached.
@@ -213,7 +213,7 @@ pub struct EffectiveEntry {
 /// `order.get` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderGetResult {
+pub(crate) struct OrderGetResult {
     /// Provider id.
     // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
@@ -231,7 +231,7 @@ pub struct OrderGetResult {
 /// `order.set` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OrderSetParams {
+pub(crate) struct OrderSetParams {
     /// Provider id.
     pub provider: String,
     /// The scope; omitted = shared.
@@ -247,7 +247,7 @@ pub struct OrderSetParams {
 /// `order.set` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderSetResult {
+pub(crate) struct OrderSetResult {
     /// Provider id.
     // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
@@ -263,7 +263,7 @@ pub struct OrderSetResult {
 /// `order.clear` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct OrderClearParams {
+pub(crate) struct OrderClearParams {
     /// Provider id.
     pub provider: String,
     /// The scope; omitted = shared.
@@ -274,7 +274,7 @@ pub struct OrderClearParams {
 /// `order.clear` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderClearResult {
+pub(crate) struct OrderClearResult {
     /// Provider id.
     // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
@@ -288,7 +288,7 @@ pub struct OrderClearResult {
 /// `auth.resolve` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ResolveParams {
+pub(crate) struct ResolveParams {
     /// Provider id (normalised); may be omitted when `profileId` is given.
     #[serde(default)]
     pub provider: Option<String>,
@@ -309,7 +309,7 @@ pub struct ResolveParams {
 /// One line of `trace`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct TraceEntry {
+pub(crate) struct TraceEntry {
     /// The profile considered.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<String>,
@@ -329,7 +329,7 @@ pub struct TraceEntry {
 /// `auth.resolve` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ResolveResult {
+pub(crate) struct ResolveResult {
     /// The chosen profile, or null for an environment key.
     pub profile_id: Option<String>,
     /// Provider id.
@@ -365,13 +365,10 @@ pub struct ResolveResult {
     pub trace: Option<Vec<TraceEntry>>,
 }
 
-/// `data.candidates` of a resolution error (re-exported for the schema).
-pub type Candidate = CandidateReport;
-
 /// `rpc.discover` result: the OpenRPC 1.x document.
 #[derive(Debug, Clone, Serialize)]
 #[serde(transparent)]
-pub struct OpenRpcDocument(pub Value);
+pub(crate) struct OpenRpcDocument(pub Value);
 
 impl schemars::JsonSchema for OpenRpcDocument {
     fn schema_name() -> std::borrow::Cow<'static, str> {
@@ -388,7 +385,7 @@ impl schemars::JsonSchema for OpenRpcDocument {
 /// `auth.report` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ReportParams {
+pub(crate) struct ReportParams {
     /// The profile the call used.
     pub profile_id: String,
     /// How the call went. Either this or `httpStatus` is required; when both are given
@@ -417,7 +414,7 @@ pub struct ReportParams {
 /// `auth.report` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ReportResult {
+pub(crate) struct ReportResult {
     /// The normalised id.
     pub profile_id: String,
     /// The agent.
@@ -433,7 +430,7 @@ pub struct ReportResult {
 /// `auth.clearCooldown` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ClearCooldownParams {
+pub(crate) struct ClearCooldownParams {
     /// The profile (usage state belongs to the credential, whatever the scope).
     pub profile_id: String,
     /// Only clear the windows scoped to this model.
@@ -447,7 +444,7 @@ pub struct ClearCooldownParams {
 /// `auth.clearCooldown` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ClearCooldownResult {
+pub(crate) struct ClearCooldownResult {
     /// The normalised id.
     pub profile_id: String,
     /// True when a window or a failure count was removed.
@@ -463,7 +460,7 @@ fn default_expiring_within() -> i64 {
 /// `auth.status` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct StatusParams {
+pub(crate) struct StatusParams {
     /// The agent whose view to report; omitted = shared only.
     #[serde(default)]
     pub agent: Option<String>,
@@ -493,7 +490,7 @@ impl Default for StatusParams {
 /// One profile in `auth.status`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProfileStatus {
+pub(crate) struct ProfileStatus {
     /// The profile id.
     pub profile_id: String,
     /// `api_key`, `token` or `oauth`.
@@ -516,7 +513,7 @@ pub struct ProfileStatus {
 /// One provider in `auth.status`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProviderStatus {
+pub(crate) struct ProviderStatus {
     /// Provider id.
     // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
@@ -536,7 +533,7 @@ pub struct ProviderStatus {
 /// `auth.status` result.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct StatusResult {
+pub(crate) struct StatusResult {
     /// The agent.
     pub agent: Option<String>,
     /// Roll-up of every provider: `missing`, `static`, `expired`, `expiring` or `ok`.
@@ -550,7 +547,7 @@ pub struct StatusResult {
 /// `auth.candidates` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct CandidatesParams {
+pub(crate) struct CandidatesParams {
     /// Provider id (normalised).
     pub provider: String,
     /// The agent; omitted = shared only.
@@ -564,7 +561,7 @@ pub struct CandidatesParams {
 /// One usable credential of `auth.candidates`.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CandidateEntry {
+pub(crate) struct CandidateEntry {
     /// The profile, for `source: profile`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile_id: Option<String>,
@@ -585,7 +582,7 @@ pub struct CandidateEntry {
 /// `auth.candidates` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CandidatesResult {
+pub(crate) struct CandidatesResult {
     /// Provider id.
     // Through redact_secret_looking: a key pasted as the provider is not echoed (issue 20).
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
@@ -599,12 +596,12 @@ pub struct CandidatesResult {
 /// `settings.get` params (none).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SettingsGetParams {}
+pub(crate) struct SettingsGetParams {}
 
 /// `settings.set` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct SettingsSetParams {
+pub(crate) struct SettingsSetParams {
     /// The keys to change; merged into the stored ones (`cooldowns` key by key).
     #[schemars(with = "crate::core::settings::Settings")]
     pub settings: serde_json::Map<String, Value>,
@@ -617,7 +614,7 @@ pub struct SettingsSetParams {
 /// `settings.get` / `settings.set` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SettingsResult {
+pub(crate) struct SettingsResult {
     /// The effective settings (durations in milliseconds).
     pub settings: crate::core::settings::Settings,
     /// The settings revision: 0 before the first `settings.set`, +1 per successful one
@@ -628,7 +625,7 @@ pub struct SettingsResult {
 /// A provider's OAuth client (protocol §5.2): where and as whom refresh tokens are redeemed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProviderOAuth {
+pub(crate) struct ProviderOAuth {
     /// The token endpoint (RFC 6749 §3.2): `https://`, or `http://` to a loopback address.
     pub token_url: String,
     /// The OAuth client id.
@@ -644,7 +641,7 @@ pub struct ProviderOAuth {
 /// A registered provider.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProviderView {
+pub(crate) struct ProviderView {
     /// The canonical provider id.
     pub id: String,
     /// Other ids normalised to this one everywhere (`claude-cli` → `anthropic`).
@@ -669,7 +666,7 @@ pub struct ProviderView {
 /// `providers.put` params: creates or replaces the provider's registration.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProviderPutParams {
+pub(crate) struct ProviderPutParams {
     /// The provider id (`^[a-z0-9][a-z0-9._-]{0,63}$`, trimmed and lower-cased).
     pub id: String,
     /// Alias ids.
@@ -690,7 +687,7 @@ pub struct ProviderPutParams {
 /// `providers.put` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProviderPutResult {
+pub(crate) struct ProviderPutResult {
     /// The provider as stored.
     pub provider: ProviderView,
     /// True when it was not registered before.
@@ -700,7 +697,7 @@ pub struct ProviderPutResult {
 /// `providers.get` / `providers.remove` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ProviderIdParams {
+pub(crate) struct ProviderIdParams {
     /// The provider id or one of its aliases.
     pub id: String,
 }
@@ -708,7 +705,7 @@ pub struct ProviderIdParams {
 /// `providers.get` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProviderGetResult {
+pub(crate) struct ProviderGetResult {
     /// The provider.
     pub provider: ProviderView,
 }
@@ -716,12 +713,12 @@ pub struct ProviderGetResult {
 /// `providers.list` params (none).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ProvidersListParams {}
+pub(crate) struct ProvidersListParams {}
 
 /// `providers.list` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProvidersListResult {
+pub(crate) struct ProvidersListResult {
     /// Every registered provider, sorted by id.
     pub providers: Vec<ProviderView>,
 }
@@ -729,7 +726,7 @@ pub struct ProvidersListResult {
 /// `providers.remove` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProviderRemoveResult {
+pub(crate) struct ProviderRemoveResult {
     /// The canonical id removed.
     pub id: String,
     /// Always true (an unknown id is `unknown_provider`).
@@ -739,7 +736,7 @@ pub struct ProviderRemoveResult {
 /// `auth.refresh` params.
 #[derive(Debug, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct RefreshParams {
+pub(crate) struct RefreshParams {
     /// The oauth profile.
     pub profile_id: String,
     /// The agent whose view holds it; omitted = shared.
@@ -753,7 +750,7 @@ pub struct RefreshParams {
 /// `auth.refresh` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct RefreshResult {
+pub(crate) struct RefreshResult {
     /// The profile.
     pub profile_id: String,
     /// The agent.
@@ -776,12 +773,12 @@ impl std::fmt::Debug for PutParams {
 /// the environment of the helper, PROTOCOL §9).
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
-pub struct SealParams {}
+pub(crate) struct SealParams {}
 
 /// *(r3)* What `store.seal`, `store.rekey` or `store.unseal` did.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SealResult {
+pub(crate) struct SealResult {
     /// Whether the store is sealed now.
     pub sealed: bool,
     /// Fingerprints of the store keys in use now (the first seals new writes).

@@ -11,7 +11,7 @@ use std::path::Path;
 
 /// Why [`open_regular`] or [`read_capped`] refused.
 #[derive(Debug)]
-pub enum ReadError {
+pub(crate) enum ReadError {
     /// The path could not be opened or examined.
     Io(io::Error),
     /// The path is not a regular file (a FIFO, a device, a socket, a directory).
@@ -31,7 +31,7 @@ impl std::fmt::Display for ReadError {
 }
 
 /// What kind of non-regular file `meta` describes.
-pub fn file_kind(meta: &Metadata) -> &'static str {
+pub(crate) fn file_kind(meta: &Metadata) -> &'static str {
     use std::os::unix::fs::FileTypeExt;
     let t = meta.file_type();
     if t.is_file() {
@@ -55,7 +55,7 @@ pub fn file_kind(meta: &Metadata) -> &'static str {
 /// open) and returns it with its `fstat` metadata when it is a regular file.
 ///
 /// Errors: [`ReadError::Io`], [`ReadError::NotRegular`].
-pub fn open_regular(path: &Path) -> Result<(File, Metadata), ReadError> {
+pub(crate) fn open_regular(path: &Path) -> Result<(File, Metadata), ReadError> {
     let f = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_NOCTTY)
@@ -72,7 +72,7 @@ pub fn open_regular(path: &Path) -> Result<(File, Metadata), ReadError> {
 /// on what is actually read, so a file that grows meanwhile is still refused).
 ///
 /// Errors: [`ReadError::TooLarge`], [`ReadError::Io`].
-pub fn read_capped(f: File, meta: &Metadata, cap: u64) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_capped(f: File, meta: &Metadata, cap: u64) -> Result<Vec<u8>, ReadError> {
     if meta.len() > cap {
         return Err(ReadError::TooLarge(cap));
     }
@@ -86,10 +86,11 @@ pub fn read_capped(f: File, meta: &Metadata, cap: u64) -> Result<Vec<u8>, ReadEr
     Ok(buf)
 }
 
+#[cfg(test)]
 /// [`open_regular`] then [`read_capped`].
 ///
 /// Errors: as those two.
-pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
+pub(crate) fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, ReadError> {
     let (f, meta) = open_regular(path)?;
     read_capped(f, &meta, cap)
 }

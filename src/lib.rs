@@ -14,13 +14,13 @@
 //! | contract types | [`api`]: params and results (serde + schemars) |
 //! | bottom, side by side | [`core`] (pure rules), [`store`] (the `Store` trait and its backends), [`secrets`] (SecretRefs, OAuth client), [`openclaw`] (OpenClaw formats) |
 
-pub mod api;
+pub(crate) mod api;
 pub mod cli;
 pub mod core;
-pub mod fsread;
+pub(crate) mod fsread;
 pub mod handlers;
-pub mod openclaw;
+pub(crate) mod openclaw;
 pub mod protocol;
 pub mod seal;
-pub mod secrets;
+pub(crate) mod secrets;
 pub mod store;

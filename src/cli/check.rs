@@ -151,7 +151,7 @@ fn plain_report(st: &StatusResult, notes: &[String], plaintext: Option<u64>) -> 
 }
 
 /// The warning line of `check` for `n` plaintext secret fields in a PostgreSQL store.
-pub fn plaintext_warning(n: u64) -> String {
+pub(super) fn plaintext_warning(n: u64) -> String {
     format!(
         "this PostgreSQL store holds {n} secret field(s) in plaintext, readable in its dumps, replicas and statement logs; configure a store key (MODELAUTH_STORE_KEY_FILE, $CREDENTIALS_DIRECTORY/modelauth-store-key, MODELAUTH_STORE_KEY_COMMAND or MODELAUTH_STORE_KEY) and run `modelauth store seal`"
     )
@@ -160,7 +160,7 @@ pub fn plaintext_warning(n: u64) -> String {
 /// `3d 4h`, `5h 2m`, `12m`, `40s`: a duration in milliseconds for people.
 /// Rounded to the nearest second first, so a 120 s cooldown read a few milliseconds later
 /// still says `2m`, never `1m`.
-pub fn human_duration(ms: i64) -> String {
+pub(crate) fn human_duration(ms: i64) -> String {
     let s = (ms.unsigned_abs() + 500) / 1000;
     let (d, h, m, sec) = (s / 86_400, s % 86_400 / 3600, s % 3600 / 60, s % 60);
     if d > 0 {
@@ -185,7 +185,7 @@ pub(super) fn when(t: i64, now: i64) -> String {
 }
 
 /// The plain report of `modelauth check`: one line per provider and per profile.
-pub fn render_status(st: &StatusResult) -> String {
+pub(crate) fn render_status(st: &StatusResult) -> String {
     use std::fmt::Write as _;
     let now = st.now;
     let mut o = String::new();

@@ -62,7 +62,7 @@ fn provider_env_var(d: &Dispatcher, provider: &str) -> String {
 
 /// `<BASE>_API_KEY` of protocol §6 for a normalised provider id (`GEMINI_API_KEY` for
 /// google). Pure.
-pub fn default_env_var(provider: &str) -> String {
+pub(crate) fn default_env_var(provider: &str) -> String {
     format!("{}_API_KEY", crate::core::envkeys::env_base(provider))
 }
 

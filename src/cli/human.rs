@@ -18,7 +18,7 @@ use crate::core::error::RpcError;
 
 /// How the store location was chosen (PROTOCOL §2 order of precedence).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChosenBy {
+pub(crate) enum ChosenBy {
     /// `--store`.
     Flag,
     /// `$MODELAUTH_STORE`.
@@ -31,7 +31,7 @@ pub enum ChosenBy {
 
 impl ChosenBy {
     /// The word used in `where --json` (`chosenBy`) and in `data.store.chosenBy`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ChosenBy::Flag => "flag",
             ChosenBy::Env => "MODELAUTH_STORE",
@@ -41,7 +41,7 @@ impl ChosenBy {
     }
 
     /// The phrase for people.
-    pub fn phrase(self) -> &'static str {
+    pub(crate) fn phrase(self) -> &'static str {
         match self {
             ChosenBy::Flag => "--store",
             ChosenBy::Env => "$MODELAUTH_STORE",
@@ -52,14 +52,14 @@ impl ChosenBy {
 
     /// Whether a person named the location (a write there creates at most the store's own
     /// directory unless `--create-dirs`).
-    pub fn is_explicit(self) -> bool {
+    pub(crate) fn is_explicit(self) -> bool {
         matches!(self, ChosenBy::Flag | ChosenBy::Env)
     }
 }
 
 /// The store this invocation uses, as people are told about it.
 #[derive(Debug, Clone)]
-pub struct StoreContext {
+pub(crate) struct StoreContext {
     /// The location: an absolute file path, or a PostgreSQL URL without its password.
     pub path: String,
     /// `sqlite` or `postgres`.
@@ -73,12 +73,12 @@ pub struct StoreContext {
 impl StoreContext {
     /// Whether the store exists now: the file for SQLite; `None` for PostgreSQL (only the
     /// server can tell; `where` asks it).
-    pub fn exists(&self) -> Option<bool> {
+    pub(crate) fn exists(&self) -> Option<bool> {
         self.file.as_ref().map(|p| p.exists())
     }
 
     /// `data.store` of a CLI error: `{path, backend, exists, chosenBy}`.
-    pub fn to_json(&self) -> serde_json::Value {
+    pub(crate) fn to_json(&self) -> serde_json::Value {
         serde_json::json!({
             "path": self.path,
             "backend": self.backend,
@@ -88,7 +88,7 @@ impl StoreContext {
     }
 
     /// `store /abs/path (sqlite, exists, chosen by --store)`.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         let ex = match self.exists() {
             Some(true) => "exists",
             Some(false) => "does not exist",
@@ -105,13 +105,13 @@ impl StoreContext {
 
 /// Makes a relative file path absolute against the working directory (lexically: `..` and
 /// symlinks are kept as given, as `std::path::absolute` does).
-pub fn absolute(p: &Path) -> PathBuf {
+pub(crate) fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The store location and how it was chosen, from `--store` and the environment (pure in
 /// `env`). A file path is made absolute. `None` when nothing names a store (no `HOME`).
-pub fn locate(
+pub(crate) fn locate(
     flag: Option<&Path>,
     env: &dyn Fn(&str) -> Option<std::ffi::OsString>,
 ) -> Option<(PathBuf, ChosenBy)> {
@@ -146,7 +146,7 @@ fn process_env(k: &str) -> Option<std::ffi::OsString> {
 
 /// Builds the context for `--store` (or the environment); the PostgreSQL URL is shown
 /// without its password.
-pub fn store_context(flag: Option<&Path>) -> Option<StoreContext> {
+pub(crate) fn store_context(flag: Option<&Path>) -> Option<StoreContext> {
     let (p, chosen_by) = locate(flag, &process_env)?;
     if is_postgres(&p) {
         let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
@@ -173,22 +173,22 @@ static CONTEXT: OnceLock<StoreContext> = OnceLock::new();
 static JSON: AtomicBool = AtomicBool::new(false);
 
 /// Records the store of this invocation (once per process) for [`print_error`].
-pub fn set_context(c: StoreContext) {
+pub(crate) fn set_context(c: StoreContext) {
     let _ = CONTEXT.set(c);
 }
 
 /// The store of this invocation, when known.
-pub fn context() -> Option<&'static StoreContext> {
+pub(crate) fn context() -> Option<&'static StoreContext> {
     CONTEXT.get()
 }
 
 /// `--json` was given: errors stay JSON even at a terminal.
-pub fn set_json(on: bool) {
+pub(crate) fn set_json(on: bool) {
     JSON.store(on, Ordering::Relaxed);
 }
 
 /// Whether errors are printed for a person: stderr is a terminal and no `--json`.
-pub fn human_errors() -> bool {
+pub(crate) fn human_errors() -> bool {
     !JSON.load(Ordering::Relaxed) && io::stderr().is_terminal()
 }
 
@@ -197,7 +197,7 @@ fn colour() -> bool {
 }
 
 /// The error with `data.store` added (when the store of this invocation is known).
-pub fn with_store(e: &RpcError) -> RpcError {
+pub(crate) fn with_store(e: &RpcError) -> RpcError {
     match context() {
         Some(c) if !e.extra.contains_key("store") => e.clone().with("store", c.to_json()),
         _ => e.clone(),
@@ -206,7 +206,7 @@ pub fn with_store(e: &RpcError) -> RpcError {
 
 /// The text of an error for a person: the message as a sentence, the hint, the kind (and
 /// whether retrying may help) and the store. Pure but for `colour`.
-pub fn render_error(e: &RpcError, colour: bool) -> String {
+pub(crate) fn render_error(e: &RpcError, colour: bool) -> String {
     let j = e.to_json();
     let mut msg = j["message"].as_str().unwrap_or("").trim().to_string();
     if let Some(f) = msg.chars().next() {
@@ -247,7 +247,7 @@ pub fn render_error(e: &RpcError, colour: bool) -> String {
 
 /// Prints an error on stderr (for a person at a terminal, else the JSON error object with
 /// `data.store`) and returns exit code 1.
-pub fn print_error(e: &RpcError) -> i32 {
+pub(crate) fn print_error(e: &RpcError) -> i32 {
     let e = with_store(e);
     let mut err = io::stderr().lock();
     if human_errors() {

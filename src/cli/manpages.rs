@@ -21,7 +21,7 @@ pub struct ManArgs {
 }
 
 /// The exit status of each subcommand (the table of `src/cli/mod.rs`'s module doc).
-pub fn exit_status(sub: Option<&str>) -> &'static str {
+pub(crate) fn exit_status(sub: Option<&str>) -> &'static str {
     match sub {
         None => "Each subcommand's page gives its own; in every subcommand a usage error (unknown flag, missing or malformed argument) exits 64 (EX_USAGE), and --help and --version exit 0.",
         Some("serve") => "0 at end of input or on SIGTERM/SIGINT (a store that cannot be opened is answered per request with a store error, and the loop goes on); 64 usage error.",
@@ -84,7 +84,7 @@ fn extra_sections(sub: Option<&str>, subs: &[String]) -> String {
 }
 
 /// Every page: `(file name, roff)`, modelauth.1 first, then one per subcommand.
-pub fn pages() -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
+pub(crate) fn pages() -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
     let mut cmd = Cli::command().disable_help_subcommand(true);
     cmd.build();
     let subs: Vec<String> = cmd
@@ -109,7 +109,7 @@ pub fn pages() -> Result<Vec<(String, Vec<u8>)>, std::io::Error> {
 }
 
 /// `modelauth man [SUBCOMMAND] [--dir DIR]`; returns the exit code.
-pub fn man(a: &ManArgs) -> i32 {
+pub(crate) fn man(a: &ManArgs) -> i32 {
     let pages = match pages() {
         Ok(p) => p,
         Err(e) => {

@@ -19,24 +19,25 @@
 mod call;
 mod check;
 mod exec;
-pub mod human;
+pub(crate) mod human;
 mod logging;
-pub mod manpages;
+pub(crate) mod manpages;
 mod openclaw_provider;
 mod serve;
 mod store_cmd;
-pub mod suggest;
-pub mod verbs;
+pub(crate) mod suggest;
+pub(crate) mod verbs;
 
 use check::check;
-pub use check::{human_duration, render_status};
-pub use exec::default_env_var;
+pub(crate) use check::human_duration;
+#[cfg(test)]
+pub(crate) use check::render_status;
 use exec::{exec, resolve_secret};
 pub use logging::{init_logging, install_panic_hook, panic_report};
 #[cfg(test)]
 pub(crate) use logging::{with_quiet_panics, PANIC_REPORTS};
-pub use serve::{harden_process, serve};
-pub use store_cmd::StoreAction;
+pub(crate) use serve::serve;
+pub(crate) use store_cmd::StoreAction;
 
 use std::io::{self, Write};
 use std::path::PathBuf;
@@ -184,7 +185,7 @@ pub enum Command {
 }
 
 /// EX_USAGE of sysexits(3): the exit code of every usage error.
-pub const EX_USAGE: i32 = 64;
+pub(crate) const EX_USAGE: i32 = 64;
 
 /// The shells `modelauth completions` writes scripts for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -199,7 +200,7 @@ pub enum CompletionShell {
 
 /// Parses `VAR=P` of `exec --env`: VAR a portable environment variable name
 /// (`[A-Za-z_][A-Za-z0-9_]*`), P a non-empty provider id.
-pub fn parse_env_binding(s: &str) -> Result<(String, String), String> {
+pub(crate) fn parse_env_binding(s: &str) -> Result<(String, String), String> {
     let (var, provider) = s
         .split_once('=')
         .ok_or_else(|| format!("`{s}` is not VAR=PROVIDER"))?;
@@ -471,12 +472,12 @@ fn completions(shell: CompletionShell) -> i32 {
 }
 
 /// The secret fields `modelauth call` warns about when they are given in argv.
-pub const SECRET_FIELDS: [&str; 4] = ["key", "token", "access", "refresh"];
+pub(crate) const SECRET_FIELDS: [&str; 4] = ["key", "token", "access", "refresh"];
 
 /// Whether a member name is a secret field: one of [`SECRET_FIELDS`] or another common
 /// spelling of a key, compared without case, `_` or `-` (`apiKey`, `api_key`,
 /// `clientSecret`, `accessToken`, `password`). Pure.
-pub fn is_secret_field(name: &str) -> bool {
+pub(crate) fn is_secret_field(name: &str) -> bool {
     let n: String = name
         .chars()
         .filter(|c| *c != '_' && *c != '-')
@@ -499,7 +500,7 @@ pub fn is_secret_field(name: &str) -> bool {
 
 /// JSON pointers of the non-empty string members named like a secret field
 /// ([`SECRET_FIELDS`]) anywhere in `v`. Pure.
-pub fn secret_pointers(v: &serde_json::Value) -> Vec<String> {
+pub(crate) fn secret_pointers(v: &serde_json::Value) -> Vec<String> {
     fn walk(v: &serde_json::Value, at: &str, out: &mut Vec<String>) {
         match v {
             serde_json::Value::Object(o) => {

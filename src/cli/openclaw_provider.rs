@@ -23,7 +23,7 @@ const MAX_REQUEST_BYTES: u64 = 1 << 20;
 
 /// What one id asks for.
 #[derive(Debug, PartialEq, Eq)]
-pub struct ProviderId {
+pub(super) struct ProviderId {
     /// The provider (normalised later by `auth.resolve`).
     pub provider: String,
     /// `#agent:A`.
@@ -33,7 +33,7 @@ pub struct ProviderId {
 }
 
 /// Whether `id` passes OpenClaw's exec SecretRef id rule `^[A-Za-z0-9][A-Za-z0-9._:/#-]{0,255}$`.
-pub fn is_exec_id(id: &str) -> bool {
+pub(super) fn is_exec_id(id: &str) -> bool {
     id.len() <= 256
         && id.starts_with(|c: char| c.is_ascii_alphanumeric())
         && id
@@ -43,7 +43,7 @@ pub fn is_exec_id(id: &str) -> bool {
 
 /// Parses `PROVIDER[#agent:A][#model:M]` (parts after the provider in any order, each at
 /// most once). Errors: a message naming what is wrong.
-pub fn parse_id(id: &str) -> Result<ProviderId, String> {
+pub(super) fn parse_id(id: &str) -> Result<ProviderId, String> {
     if !is_exec_id(id) {
         return Err(
             "the id does not match OpenClaw's exec id rule ^[A-Za-z0-9][A-Za-z0-9._:/#-]{0,255}$"
@@ -82,7 +82,7 @@ pub fn parse_id(id: &str) -> Result<ProviderId, String> {
 /// usable credential for the id (nothing stored, all cooling down, expired, a ref that
 /// cannot be read, an unknown provider or agent), else `PROVIDER_ERROR` (the store cannot
 /// be read, an internal error).
-pub fn error_code(kind: ErrorKind) -> &'static str {
+pub(super) fn error_code(kind: ErrorKind) -> &'static str {
     use ErrorKind::*;
     match kind {
         StoreBusy | StoreCorrupt | StorePermissions | StoreReadonly | StoreNewerSchema
@@ -93,7 +93,7 @@ pub fn error_code(kind: ErrorKind) -> &'static str {
 }
 
 /// Answers one request document. Pure apart from `resolve`.
-pub fn answer(
+pub(super) fn answer(
     request: &Value,
     resolve: &mut dyn FnMut(&ProviderId) -> Result<String, RpcError>,
 ) -> Result<Value, String> {

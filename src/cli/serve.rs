@@ -13,7 +13,7 @@ use std::sync::Arc;
 
 /// How long SIGTERM/SIGINT lets the request in flight finish before the process exits
 /// anyway (PROTOCOL §11 *(r3)*).
-pub const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
+pub(super) const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 enum Event {
     Line(Vec<u8>),
@@ -26,7 +26,7 @@ enum Event {
 /// (`RLIMIT_CORE = 0`) and not dumpable (`PR_SET_DUMPABLE = 0`: no core, and another
 /// process of the same user cannot ptrace it or read its memory through /proc), so
 /// resolved keys do not end up on disk or in another process. Failures are ignored.
-pub fn harden_process() {
+pub(crate) fn harden_process() {
     let zero = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
@@ -43,7 +43,7 @@ pub fn harden_process() {
 /// whatever is already buffered (so a pipelined client costs one hand-over per 64 KiB, not
 /// per line); requests run in order on this thread; output is flushed whenever no more
 /// input is waiting. SIGTERM/SIGINT: finish the request in flight, flush, exit 0.
-pub fn serve(d: &Dispatcher, max: usize) -> i32 {
+pub(crate) fn serve(d: &Dispatcher, max: usize) -> i32 {
     harden_process();
     let (tx, rx) = mpsc::sync_channel::<Vec<Event>>(16);
     let stop = Arc::new(AtomicBool::new(false));

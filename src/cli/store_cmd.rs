@@ -21,7 +21,7 @@ pub enum StoreAction {
 }
 
 /// Runs one verb; returns the exit code.
-pub fn run(store: Option<&std::path::Path>, action: StoreAction) -> i32 {
+pub(super) fn run(store: Option<&std::path::Path>, action: StoreAction) -> i32 {
     let method = match action {
         StoreAction::Keygen => {
             let key = crate::seal::envelope::generate_key();

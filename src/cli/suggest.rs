@@ -3,10 +3,10 @@
 
 use crate::core::error::{ErrorKind, RpcError};
 use crate::protocol::dispatch::Dispatcher;
-pub use crate::protocol::suggest::{known_ids, nearest};
+pub(crate) use crate::protocol::suggest::{known_ids, nearest};
 
 /// [`crate::protocol::suggest::did_you_mean`], with the hint for a person at a shell.
-pub fn did_you_mean(
+pub(crate) fn did_you_mean(
     d: &Dispatcher,
     e: RpcError,
     provider: Option<&str>,

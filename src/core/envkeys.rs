@@ -11,7 +11,7 @@ use crate::core::secret_value::{normalize_secret_input, Secret};
 
 /// One key found in the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct EnvKey {
+pub(crate) struct EnvKey {
     /// The variable it came from (`OPENAI_API_KEY`, or `OPENAI_API_KEYS` for each of a list).
     pub var: String,
     /// The key, normalised like any secret input (line breaks removed, trimmed).
@@ -19,7 +19,7 @@ pub struct EnvKey {
 }
 
 /// `BASE` of a provider id: upper-cased, `-` and `.` → `_`; `google` → `GEMINI`.
-pub fn env_base(provider: &str) -> String {
+pub(crate) fn env_base(provider: &str) -> String {
     if provider == "google" {
         return "GEMINI".to_string();
     }
@@ -41,7 +41,7 @@ pub fn env_base(provider: &str) -> String {
 ///    registered `envVars` (`registered`).
 ///
 /// Empty values and values with control characters are ignored.
-pub fn env_keys(
+pub(crate) fn env_keys(
     provider: &str,
     env: &BTreeMap<String, String>,
     registered: &[String],
@@ -93,7 +93,7 @@ pub fn env_keys(
 }
 
 /// The distinct variable names of `keys`, in order (what `data.envAvailable` lists).
-pub fn env_names(keys: &[EnvKey]) -> Vec<String> {
+pub(crate) fn env_names(keys: &[EnvKey]) -> Vec<String> {
     let mut out: Vec<String> = vec![];
     for k in keys {
         if !out.contains(&k.var) {
@@ -104,7 +104,7 @@ pub fn env_names(keys: &[EnvKey]) -> Vec<String> {
 }
 
 /// A snapshot of this process's environment (variables that are not UTF-8 are left out).
-pub fn process_env() -> BTreeMap<String, String> {
+pub(crate) fn process_env() -> BTreeMap<String, String> {
     std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
         .collect()
@@ -115,7 +115,7 @@ pub fn process_env() -> BTreeMap<String, String> {
 /// hooks, `PATH`...). A credential is never put in one (issue 20): the loader prints a bad
 /// `LD_PRELOAD` value — the key — on stderr, and a store-chosen value there would be code
 /// the child loads. Case-sensitive, as the loader is. Pure.
-pub fn is_reserved_env_var(name: &str) -> bool {
+pub(crate) fn is_reserved_env_var(name: &str) -> bool {
     const EXACT: [&str; 24] = [
         "PATH",
         "HOME",

@@ -5,11 +5,11 @@
 //! survive only in `credentials/oauth.json.migrated-*`. Pure.
 
 /// The prefix every fence token starts with.
-pub const FENCE_PREFIX: &str = "openclaw-oauth-refresh-fence:v1:";
+pub(crate) const FENCE_PREFIX: &str = "openclaw-oauth-refresh-fence:v1:";
 
 /// Whether `token` is a fence token (OpenClaw's `OAUTH_REFRESH_*_PATTERN`:
 /// `^openclaw-oauth-refresh-fence:v1:([a-f0-9]{32}):(failed:)?(access|refresh):([a-f0-9]{64})$`).
-pub fn is_refresh_fence(token: &str) -> bool {
+pub(crate) fn is_refresh_fence(token: &str) -> bool {
     let Some(rest) = token.strip_prefix(FENCE_PREFIX) else {
         return false;
     };

@@ -10,7 +10,7 @@ pub type Aliases = BTreeMap<String, String>;
 
 /// Why an identifier was refused. The message never repeats a secret-looking input.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum IdError {
+pub(crate) enum IdError {
     /// A provider id that does not match `^[a-z0-9][a-z0-9._-]{0,63}$` after trim and lower-case.
     Provider(String),
     /// An agent id that does not match `^[a-z0-9][a-z0-9._-]{0,63}$`.
@@ -55,7 +55,7 @@ fn is_slug(s: &str) -> bool {
 /// Normalises a provider id: trim, lower-case, then map a registered alias to its
 /// canonical id. Errors when the result does not match `^[a-z0-9][a-z0-9._-]{0,63}$`.
 /// Only ASCII is accepted, so a Unicode look-alike (`оpenai` with a Cyrillic `о`) is refused.
-pub fn normalize_provider(raw: &str, aliases: &Aliases) -> Result<String, IdError> {
+pub(crate) fn normalize_provider(raw: &str, aliases: &Aliases) -> Result<String, IdError> {
     let p = raw.trim().to_ascii_lowercase();
     if !is_slug(&p) {
         // Do not echo something long: it may be a pasted key.
@@ -70,7 +70,7 @@ pub fn normalize_provider(raw: &str, aliases: &Aliases) -> Result<String, IdErro
 }
 
 /// Validates an agent id (`main`, `cron-nightly`): `^[a-z0-9][a-z0-9._-]{0,63}$`, used as is.
-pub fn validate_agent(raw: &str) -> Result<String, IdError> {
+pub(crate) fn validate_agent(raw: &str) -> Result<String, IdError> {
     if is_slug(raw) {
         Ok(raw.to_string())
     } else {
@@ -108,7 +108,7 @@ const SECRET_PREFIXES: &[&str] = &[
 /// True when `s` looks like a secret: it starts with a known key prefix (`sk-`, `ghp_`, a
 /// JWT's `eyJ`, ...) or has a segment (between `- _ . @ +`) of 32+ characters, or of 20+
 /// characters mixing at least 3 letters and 3 digits — the shape of a random key.
-pub fn looks_like_secret(s: &str) -> bool {
+pub(crate) fn looks_like_secret(s: &str) -> bool {
     let lower = s.to_ascii_lowercase();
     if SECRET_PREFIXES.iter().any(|p| lower.starts_with(p)) {
         return true;
@@ -124,7 +124,10 @@ pub fn looks_like_secret(s: &str) -> bool {
 /// Normalises a profile id `<provider>:<name>`: the provider part as
 /// [`normalize_provider`], the name checked (1–128 of letters, digits, `@ . _ + -`) and
 /// refused when it looks like a secret. Returns `(id, provider)`.
-pub fn normalize_profile_id(raw: &str, aliases: &Aliases) -> Result<(String, String), IdError> {
+pub(crate) fn normalize_profile_id(
+    raw: &str,
+    aliases: &Aliases,
+) -> Result<(String, String), IdError> {
     let raw = raw.trim();
     let Some((p, name)) = raw.split_once(':') else {
         if looks_like_secret(raw) {

@@ -5,14 +5,14 @@
 //! state and the environment are passed in, so every rule is unit-tested exhaustively.
 //! Depends on nothing else in the crate.
 
-pub mod envkeys;
-pub mod error;
-pub mod fence;
+pub(crate) mod envkeys;
+pub(crate) mod error;
+pub(crate) mod fence;
 pub mod ids;
 pub mod profile;
 pub mod resolve;
-pub mod sealed;
+pub(crate) mod sealed;
 pub mod secret_value;
-pub mod settings;
-pub mod status;
+pub(crate) mod settings;
+pub(crate) mod status;
 pub mod usage;

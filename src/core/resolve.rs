@@ -47,7 +47,7 @@ pub enum SkipReason {
 
 impl SkipReason {
     /// The string used in `trace`, `effective` and `data.candidates`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             SkipReason::ExcludedByAuthOrder => "excluded_by_auth_order",
             SkipReason::Cooldown => "cooldown",
@@ -73,15 +73,7 @@ pub enum OrderSource {
     Shared,
 }
 
-impl OrderSource {
-    /// The wire string: `agent` or `shared`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OrderSource::Agent => "agent",
-            OrderSource::Shared => "shared",
-        }
-    }
-}
+impl OrderSource {}
 
 /// The explicit order a walk follows: the profile ids, first tried first, and whose
 /// order it is.
@@ -98,7 +90,7 @@ pub struct ExplicitOrder {
     Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum Decision {
+pub(crate) enum Decision {
     /// The credential handed out.
     Chosen,
     /// Not usable now; `reason` says why.
@@ -110,7 +102,7 @@ pub enum Decision {
     Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "snake_case")]
-pub enum CredentialSource {
+pub(crate) enum CredentialSource {
     /// A stored auth profile.
     Profile,
     /// An environment key (protocol §6).
@@ -164,7 +156,7 @@ const MIN_PLAUSIBLE_MS: i64 = 100_000_000_000;
 
 /// The health of one profile at `now` for `model`: `None` if usable. Also says whether an
 /// oauth token must be refreshed first.
-pub fn assess(
+pub(crate) fn assess(
     sp: &StoredProfile,
     usage: Option<&Usage>,
     input: &WalkInput<'_>,
@@ -260,7 +252,7 @@ fn is_expired_for_sort(sp: &StoredProfile, now: i64) -> bool {
 /// Sorts profiles in the default order (no explicit order): oauth before token before
 /// api_key; within a type non-expired before expired; then least recently used first
 /// (never used counts as 0); then id.
-pub fn default_order<'a>(
+pub(crate) fn default_order<'a>(
     profiles: &'a [StoredProfile],
     usage: &HashMap<String, Usage>,
     now: i64,
@@ -353,7 +345,7 @@ pub fn walk(input: &WalkInput<'_>) -> Vec<Step> {
 /// A candidate as listed in `trace`, `effective` and `data.candidates`.
 #[derive(Debug, Clone, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct CandidateReport {
+pub(crate) struct CandidateReport {
     /// The profile id.
     pub profile_id: String,
     /// Why it was skipped.
@@ -373,7 +365,7 @@ fn put_example(provider: &str) -> String {
 /// the provider has no profile in the view, `excluded_by_auth_order` when the order lists
 /// none of them, else `unavailable` with `earliestUntil`. `data.candidates` lists each
 /// candidate and its reason; `data.hint` names the call that fixes it.
-pub fn no_credential_error(provider: &str, agent: Option<&str>, steps: &[Step]) -> RpcError {
+pub(crate) fn no_credential_error(provider: &str, agent: Option<&str>, steps: &[Step]) -> RpcError {
     let agent_part = agent
         .map(|a| format!(", \"agent\": \"{a}\""))
         .unwrap_or_default();

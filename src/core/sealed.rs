@@ -10,22 +10,22 @@ use crate::core::profile::Credential;
 use crate::core::secret_value::Secret;
 
 /// The stand-in for a secret that could not be opened.
-pub const UNDECRYPTABLE: &str = "\u{0}modelauth:undecryptable";
+pub(crate) const UNDECRYPTABLE: &str = "\u{0}modelauth:undecryptable";
 
 /// The stand-in for a sealed secret this helper holds no key for (the store is sealed and
 /// no key, or only keys the store does not list, are configured). Unlike
 /// [`UNDECRYPTABLE`] the profile is not skipped by the walk: it is as usable as ever, and a
 /// request that needs its secret answers `store_sealed` / `store_key_mismatch`.
-pub const LOCKED: &str = "\u{0}modelauth:sealed";
+pub(crate) const LOCKED: &str = "\u{0}modelauth:sealed";
 
 /// [`LOCKED`] as a [`Secret`].
-pub fn locked() -> Secret {
+pub(crate) fn locked() -> Secret {
     Secret::new(LOCKED)
 }
 
 /// Whether any inline secret of `c` is [`LOCKED`] or [`UNDECRYPTABLE`]: a value that is
 /// not the secret.
-pub fn credential_unopened(c: &Credential) -> bool {
+pub(crate) fn credential_unopened(c: &Credential) -> bool {
     let f = |s: &Secret| s.expose() == LOCKED || s.expose() == UNDECRYPTABLE;
     match c {
         Credential::ApiKey { key, .. } => key.as_ref().is_some_and(f),
@@ -37,17 +37,17 @@ pub fn credential_unopened(c: &Credential) -> bool {
 }
 
 /// The stand-in value as a [`Secret`].
-pub fn undecryptable() -> Secret {
+pub(crate) fn undecryptable() -> Secret {
     Secret::new(UNDECRYPTABLE)
 }
 
 /// Whether `s` is the stand-in.
-pub fn is_undecryptable(s: &Secret) -> bool {
+pub(crate) fn is_undecryptable(s: &Secret) -> bool {
     s.expose() == UNDECRYPTABLE
 }
 
 /// Whether any inline secret of `c` (key, token, access or refresh) is the stand-in.
-pub fn credential_undecryptable(c: &Credential) -> bool {
+pub(crate) fn credential_undecryptable(c: &Credential) -> bool {
     match c {
         Credential::ApiKey { key, .. } => key.as_ref().is_some_and(is_undecryptable),
         Credential::Token { token, .. } => token.as_ref().is_some_and(is_undecryptable),

@@ -21,12 +21,12 @@ impl Secret {
 
     /// The plain value. Call it only where the value must leave the process
     /// (`auth.resolve`, `reveal: true`, the store).
-    pub fn expose(&self) -> &str {
+    pub(crate) fn expose(&self) -> &str {
         self.0.expose_secret()
     }
 
     /// `{fingerprint: "sha256:<12 hex>", length}`: what is shown instead of the value.
-    pub fn view(&self) -> SecretView {
+    pub(crate) fn view(&self) -> SecretView {
         SecretView {
             fingerprint: fingerprint(self.expose()),
             length: self.expose().chars().count(),
@@ -82,7 +82,7 @@ pub struct SecretView {
 }
 
 /// `sha256:<first 12 hex digits of SHA-256(value)>`.
-pub fn fingerprint(value: &str) -> String {
+pub(crate) fn fingerprint(value: &str) -> String {
     let digest = Sha256::digest(value.as_bytes());
     let mut s = String::with_capacity(19);
     s.push_str("sha256:");
@@ -94,7 +94,7 @@ pub fn fingerprint(value: &str) -> String {
 
 /// Why a secret input was refused (protocol §2.2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SecretInputError {
+pub(crate) enum SecretInputError {
     /// Nothing left after removing line breaks and trimming.
     Empty,
     /// A control character other than CR, LF, U+2028, U+2029 (tab included).
@@ -105,7 +105,7 @@ pub enum SecretInputError {
 /// and the value trimmed; an empty result or any other control character is an error.
 ///
 /// This is what makes `printf 'sk-...\n' | ...` and a key pasted with a wrapped line work.
-pub fn normalize_secret_input(raw: &str) -> Result<Secret, SecretInputError> {
+pub(crate) fn normalize_secret_input(raw: &str) -> Result<Secret, SecretInputError> {
     let cleaned: String = raw
         .chars()
         .filter(|c| !matches!(c, '\r' | '\n' | '\u{2028}' | '\u{2029}'))

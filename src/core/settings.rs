@@ -14,7 +14,7 @@ use crate::core::error::{ErrorKind, RpcError};
 /// Cooldown lengths of protocol §4, in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct CooldownSettings {
+pub(crate) struct CooldownSettings {
     /// First rate-limit cooldown; doubles per consecutive rate limit.
     pub rate_limit_base_ms: i64,
     /// Cap of the rate-limit cooldown.
@@ -51,7 +51,7 @@ impl Default for CooldownSettings {
 /// When environment keys (protocol §6) are used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub enum EnvFallback {
+pub(crate) enum EnvFallback {
     /// Never.
     Never,
     /// Only when the provider has no stored profile in the scope view (the default).
@@ -63,7 +63,7 @@ pub enum EnvFallback {
 /// A secret provider named by SecretRefs (`settings.secretProviders.<name>`, protocol §5.1).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(tag = "source", rename_all = "lowercase")]
-pub enum SecretProvider {
+pub(crate) enum SecretProvider {
     /// Environment variables (no options).
     Env {},
     /// A file: `path` absolute, `mode` `json` (id is a JSON pointer) or `singleValue`.
@@ -101,7 +101,7 @@ fn default_json_only() -> bool {
 
 /// The keys of a `secretProviders` entry per `source` (protocol §5.1); `source` itself
 /// is in every list.
-pub const SECRET_PROVIDER_KEYS: [(&str, &[&str]); 3] = [
+pub(crate) const SECRET_PROVIDER_KEYS: [(&str, &[&str]); 3] = [
     ("env", &["source"]),
     ("file", &["source", "path", "mode"]),
     (
@@ -118,7 +118,7 @@ pub const SECRET_PROVIDER_KEYS: [(&str, &[&str]); 3] = [
 ];
 
 /// Longest `timeoutMs` of an exec secret provider (10 min): a resolve waits for it.
-pub const MAX_EXEC_TIMEOUT_MS: u64 = 600_000;
+pub(crate) const MAX_EXEC_TIMEOUT_MS: u64 = 600_000;
 
 fn provider_error(pointer: String, msg: impl Into<String>, valid: &[&str]) -> RpcError {
     RpcError::new(ErrorKind::InvalidSettings, msg)
@@ -132,7 +132,7 @@ fn provider_error(pointer: String, msg: impl Into<String>, valid: &[&str]) -> Rp
 ///
 /// Errors: `invalid_settings` with `data.pointer`, `data.validKeys` and a hint naming the
 /// key meant when only its case differs.
-pub fn validate_secret_providers(v: &Value) -> Result<(), RpcError> {
+pub(crate) fn validate_secret_providers(v: &Value) -> Result<(), RpcError> {
     let base = "/settings/secretProviders";
     let Value::Object(entries) = v else {
         return Err(provider_error(
@@ -295,7 +295,7 @@ fn default_exec_timeout() -> u64 {
 /// The effective settings.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields, default)]
-pub struct Settings {
+pub(crate) struct Settings {
     /// Cooldown lengths.
     pub cooldowns: CooldownSettings,
     /// Providers whose failures record nothing (OpenClaw: openrouter, kilocode).
@@ -330,7 +330,7 @@ impl Default for Settings {
 }
 
 /// The top-level keys of [`Settings`].
-pub const SETTING_KEYS: [&str; 6] = [
+pub(crate) const SETTING_KEYS: [&str; 6] = [
     "cooldowns",
     "cooldownExemptProviders",
     "envFallback",
@@ -346,25 +346,25 @@ fn invalid(key: &str, msg: impl Into<String>) -> RpcError {
 }
 
 /// Upper bound of every duration setting except `busyTimeoutMs`: 365 days in milliseconds.
-pub const MAX_DURATION_MS: i64 = 365 * 86_400_000;
+pub(crate) const MAX_DURATION_MS: i64 = 365 * 86_400_000;
 /// Bounds of `busyTimeoutMs` (milliseconds): SQLite takes an `int`, and a process that
 /// waits longer than 10 minutes for a lock is better told the store is busy.
-pub const BUSY_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=600_000;
+pub(crate) const BUSY_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 0..=600_000;
 /// Bounds of an exec secret provider's `timeoutMs` (milliseconds).
-pub const EXEC_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=MAX_EXEC_TIMEOUT_MS;
+pub(crate) const EXEC_TIMEOUT_MS_RANGE: std::ops::RangeInclusive<u64> = 1..=MAX_EXEC_TIMEOUT_MS;
 /// At most this many entries in `transientStepsMs`, `cooldownExemptProviders`,
 /// `secretProviders` and an exec provider's `args` / `passEnv`.
-pub const MAX_LIST_LEN: usize = 64;
+pub(crate) const MAX_LIST_LEN: usize = 64;
 
 /// Builds the effective settings from the stored keys (unknown or broken ones are ignored).
-pub fn from_stored(stored: &Map<String, Value>) -> Settings {
+pub(crate) fn from_stored(stored: &Map<String, Value>) -> Settings {
     from_stored_checked(stored).0
 }
 
 /// Builds the effective settings from the stored keys and names the stored keys that were
 /// ignored because they do not parse or are out of bounds (their defaults are used
 /// instead). A store whose settings were written by a buggy or older build still opens.
-pub fn from_stored_checked(stored: &Map<String, Value>) -> (Settings, Vec<String>) {
+pub(crate) fn from_stored_checked(stored: &Map<String, Value>) -> (Settings, Vec<String>) {
     let mut ignored = Vec::new();
     if stored.is_empty() {
         return (Settings::default(), ignored);
@@ -394,7 +394,7 @@ pub fn from_stored_checked(stored: &Map<String, Value>) -> (Settings, Vec<String
 ///
 /// Errors: `invalid_settings` (-32602) naming the key, for unknown keys, wrong types,
 /// negative durations, relative paths and commands.
-pub fn merge_settings(
+pub(crate) fn merge_settings(
     stored: &Map<String, Value>,
     given: &Map<String, Value>,
 ) -> Result<(Map<String, Value>, Settings), RpcError> {

@@ -28,7 +28,7 @@ use crate::core::usage::Usage;
 /// each provider's `status` and the `overall` of `auth.status` (protocol §3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Health {
+pub(crate) enum Health {
     /// No credential at all, or none whose secret can be had now.
     Missing,
     /// API keys (and tokens without `expires`) only: nothing expires.
@@ -43,7 +43,7 @@ pub enum Health {
 
 impl Health {
     /// The wire string.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Health::Missing => "missing",
             Health::Static => "static",
@@ -87,7 +87,7 @@ pub enum ProfileHealth {
 
 impl ProfileHealth {
     /// The wire string.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ProfileHealth::Ok => "ok",
             ProfileHealth::Static => "static",
@@ -116,7 +116,7 @@ const MAX_EXPIRES_MS: i64 = 8_640_000_000_000_000;
 
 /// What the shell found out about a profile's SecretRef.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RefCheck {
+pub(crate) enum RefCheck {
     /// The profile holds its secret (no ref).
     Inline,
     /// The ref resolved now.
@@ -129,7 +129,7 @@ pub enum RefCheck {
 
 /// One profile's health word for the roll-up at `now` (see the module doc): `static`, `ok`,
 /// `expiring` (within `expiring_within_ms`), `expired` or `missing`.
-pub fn health(
+pub(crate) fn health(
     sp: &StoredProfile,
     usage: Option<&Usage>,
     refc: RefCheck,
@@ -167,7 +167,7 @@ pub fn health(
 
 /// OpenClaw's eligibility for selection (`evaluateStoredCredentialEligibility`): a token past
 /// or with an unusable `expires` is not eligible; every other profile is.
-pub fn eligible(sp: &StoredProfile, now: i64) -> bool {
+pub(crate) fn eligible(sp: &StoredProfile, now: i64) -> bool {
     match &sp.profile.credential {
         Credential::Token {
             expires: Some(e), ..
@@ -178,7 +178,7 @@ pub fn eligible(sp: &StoredProfile, now: i64) -> bool {
 
 /// One profile as the roll-up sees it, in walk order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RollUpEntry {
+pub(crate) struct RollUpEntry {
     /// Its credential type.
     pub kind: CredentialType,
     /// Its [`health`].
@@ -193,7 +193,7 @@ pub struct RollUpEntry {
 
 /// A provider's status and earliest expiry (ms since the epoch) from its profiles in walk
 /// order (see the module doc); `has_order` says whether an explicit order applies.
-pub fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (Health, Option<i64>) {
+pub(crate) fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (Health, Option<i64>) {
     // (r3) Like an expired token, a profile that cannot give its secret now (`missing`:
     // an unreadable SecretRef) does not count while another one of the walk is usable: a
     // provider with a usable credential is never `missing`.
@@ -254,7 +254,7 @@ pub fn provider_roll_up(entries: &[RollUpEntry], has_order: bool) -> (Health, Op
 
 /// `overall`: the worst provider status (`expired` > `missing` > `expiring` > `ok` >
 /// `static`); `missing` when there is no provider at all.
-pub fn overall_status(providers: impl IntoIterator<Item = Health>) -> Health {
+pub(crate) fn overall_status(providers: impl IntoIterator<Item = Health>) -> Health {
     let ps: Vec<Health> = providers.into_iter().collect();
     for s in [
         Health::Expired,
@@ -273,7 +273,7 @@ pub fn overall_status(providers: impl IntoIterator<Item = Health>) -> Health {
 /// The exit code of `modelauth check` for an `overall` status (OpenClaw's `models status
 /// --check`): 1 for `expired` or `missing` (which covers needs re-auth and
 /// `ref_unavailable`), 2 for `expiring`, else 0.
-pub fn check_exit_code(overall: Health) -> i32 {
+pub(crate) fn check_exit_code(overall: Health) -> i32 {
     match overall {
         Health::Expired | Health::Missing => 1,
         Health::Expiring => 2,
@@ -287,7 +287,7 @@ pub fn check_exit_code(overall: Health) -> i32 {
 /// token without `expires`), `expired` (past, or an unusable `expires`), `refreshable` (an
 /// oauth past `expires` with a token endpoint), `expiring` (within `expiring_within_ms`; for
 /// an oauth at least the 5 min refresh margin) or `ok` — OpenClaw's words where it has them.
-pub fn profile_status(
+pub(crate) fn profile_status(
     sp: &StoredProfile,
     u: Option<&Usage>,
     now: i64,

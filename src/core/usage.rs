@@ -27,7 +27,7 @@ pub struct Window {
 impl Window {
     /// Whether this window blocks a request at `now` for `model` (protocol §3 step 3: a window
     /// scoped to one model applies to requests for that model and to requests naming no model).
-    pub fn blocks(&self, now: i64, model: Option<&str>) -> bool {
+    pub(crate) fn blocks(&self, now: i64, model: Option<&str>) -> bool {
         now < self.until
             && match (&self.model, model) {
                 (None, _) | (_, None) => true,
@@ -64,7 +64,7 @@ pub struct Usage {
 
 /// Why a credential cannot be used right now, with when that ends.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Block {
+pub(crate) struct Block {
     /// `cooldown` or `disabled`.
     pub reason: &'static str,
     /// ms since the epoch.
@@ -76,7 +76,7 @@ pub struct Block {
 impl Usage {
     /// The window blocking a request at `now` for `model`, if any: a disable window first,
     /// else the cooldown that ends last.
-    pub fn block(&self, now: i64, model: Option<&str>) -> Option<Block> {
+    pub(crate) fn block(&self, now: i64, model: Option<&str>) -> Option<Block> {
         if let Some(d) = &self.disabled {
             if d.blocks(now, model) {
                 return Some(Block {
@@ -98,7 +98,7 @@ impl Usage {
     }
 
     /// The `usage` member of a `ProfileView` at `now`: active windows only.
-    pub fn view(&self, now: i64) -> UsageView {
+    pub(crate) fn view(&self, now: i64) -> UsageView {
         let cd = self
             .cooldowns
             .iter()
@@ -120,7 +120,7 @@ impl Usage {
 /// The outcome of a call, as reported with `auth.report` (protocol §3 "Usage state").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The call worked: lastUsed = now, every failure state cleared.
     Success,
     /// HTTP 429 or the like: cooldown doubling from `rateLimitBaseMs`, model-scoped when a
@@ -146,7 +146,8 @@ pub enum Outcome {
 
 impl Outcome {
     /// Every outcome, in the order of protocol §3.
-    pub const ALL: [Outcome; 10] = [
+    #[cfg(test)]
+    pub(crate) const ALL: [Outcome; 10] = [
         Outcome::Success,
         Outcome::RateLimit,
         Outcome::Overloaded,
@@ -160,7 +161,7 @@ impl Outcome {
     ];
 
     /// The protocol string (`rate_limit`, ...), also used as a window's `reason`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Outcome::Success => "success",
             Outcome::RateLimit => "rate_limit",
@@ -176,7 +177,7 @@ impl Outcome {
     }
 
     /// Whether a window opened by this outcome is scoped to the reported model.
-    pub fn is_model_scoped(self) -> bool {
+    pub(crate) fn is_model_scoped(self) -> bool {
         matches!(
             self,
             Outcome::RateLimit | Outcome::Timeout | Outcome::ModelNotFound
@@ -184,7 +185,7 @@ impl Outcome {
     }
 
     /// Whether this outcome disables the profile (rather than cooling it down).
-    pub fn disables(self) -> bool {
+    pub(crate) fn disables(self) -> bool {
         matches!(self, Outcome::Billing | Outcome::AuthPermanent)
     }
 }
@@ -193,7 +194,7 @@ impl Outcome {
 /// LiteLLM's router also uses): 2xx → success, 429 → rate_limit, 402 → billing, 401 and
 /// 403 → auth, 404 → model_not_found, 408 and 504 → timeout, 500/502/503/529 →
 /// overloaded, any other 4xx → format, anything else → unknown. Pure.
-pub fn outcome_for_http_status(status: u16) -> Outcome {
+pub(crate) fn outcome_for_http_status(status: u16) -> Outcome {
     match status {
         200..=299 => Outcome::Success,
         429 => Outcome::RateLimit,
@@ -209,7 +210,7 @@ pub fn outcome_for_http_status(status: u16) -> Outcome {
 
 /// Whether a `retryAfterMs` lengthens a new window of this outcome (protocol §3:
 /// `rate_limit`, `overloaded`, `timeout`).
-pub fn honours_retry_after(outcome: Outcome) -> bool {
+pub(crate) fn honours_retry_after(outcome: Outcome) -> bool {
     matches!(
         outcome,
         Outcome::RateLimit | Outcome::Overloaded | Outcome::Timeout
@@ -217,7 +218,7 @@ pub fn honours_retry_after(outcome: Outcome) -> bool {
 }
 
 /// `base * 2^(count-1)` capped at `max` (count starts at 1), in milliseconds.
-pub fn doubling_ms(base: i64, max: i64, count: u32) -> i64 {
+pub(crate) fn doubling_ms(base: i64, max: i64, count: u32) -> i64 {
     let shift = count.saturating_sub(1).min(62);
     base.max(0)
         .checked_mul(1i64 << shift)
@@ -227,7 +228,7 @@ pub fn doubling_ms(base: i64, max: i64, count: u32) -> i64 {
 
 /// The transient step for error count `count` (1 = first step; past the end stays on the
 /// last step), in milliseconds.
-pub fn transient_ms(steps: &[i64], count: u32) -> i64 {
+pub(crate) fn transient_ms(steps: &[i64], count: u32) -> i64 {
     if steps.is_empty() {
         return 0;
     }
@@ -245,6 +246,7 @@ fn previous_window_end(u: &Usage) -> Option<i64> {
         .max()
 }
 
+#[cfg(test)]
 /// Applies one `auth.report` to `usage` at `now` (ms since the epoch) and returns the new
 /// state (protocol §4). Pure: no clock, no I/O.
 ///
@@ -261,7 +263,7 @@ fn previous_window_end(u: &Usage) -> Option<i64> {
 /// - A window of the same kind and scope that is still active is never extended (the counts
 ///   still rise). A failure more than `failureWindowMs` after the previous window ended
 ///   restarts `errorCount` and every per-outcome count except the rate-limit one at 1.
-pub fn apply_report(
+pub(crate) fn apply_report(
     usage: &Usage,
     outcome: Outcome,
     model: Option<&str>,
@@ -275,7 +277,7 @@ pub fn apply_report(
 /// a **new** `rate_limit`, `overloaded` or `timeout` window lasts at least
 /// `min(retry_after_ms, rateLimitMaxMs)`. An active window that already covers the scope
 /// is neither shortened nor extended, and other outcomes ignore it. Pure.
-pub fn apply_report_retry_after(
+pub(crate) fn apply_report_retry_after(
     usage: &Usage,
     outcome: Outcome,
     model: Option<&str>,
@@ -360,7 +362,7 @@ pub fn apply_report_retry_after(
 /// `auth.clearCooldown`: with `model`, removes only the windows scoped to that model;
 /// without, every cooldown and the disable window. Either way the failure counts
 /// (including the rate-limit count) restart. Pure.
-pub fn clear_cooldown(usage: &Usage, model: Option<&str>) -> Usage {
+pub(crate) fn clear_cooldown(usage: &Usage, model: Option<&str>) -> Usage {
     let mut u = usage.clone();
     match model {
         Some(m) => u.cooldowns.retain(|w| w.model.as_deref() != Some(m)),

@@ -364,7 +364,7 @@ impl App {
     /// Errors: `invalid_params`, `provider_mismatch`, `unknown_profile`, the -32020 kinds,
     /// `secret_unavailable`, `refresh_failed` (a pinned profile's refresh, or the only
     /// candidates' refresh, failed), store errors.
-    pub fn auth_resolve(&self, p: ResolveParams) -> Result<ResolveResult> {
+    pub(crate) fn auth_resolve(&self, p: ResolveParams) -> Result<ResolveResult> {
         let agent = WalkRequest::agent(p.agent.clone())?;
         let mut attempts: HashMap<String, Attempt> = HashMap::new();
         loop {
@@ -444,7 +444,7 @@ impl App {
     /// list is not an error.
     ///
     /// Errors: `invalid_params`, store errors.
-    pub fn auth_candidates(&self, p: CandidatesParams) -> Result<CandidatesResult> {
+    pub(crate) fn auth_candidates(&self, p: CandidatesParams) -> Result<CandidatesResult> {
         let agent = WalkRequest::agent(p.agent.clone())?;
         let raw = RawWalk {
             provider: Some(&p.provider),

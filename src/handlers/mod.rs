@@ -18,19 +18,19 @@
 //! This is the shell around the pure core: it reads the clock, the store and the
 //! environment; the decisions are made by pure functions.
 
-pub mod auth;
+pub(crate) mod auth;
 mod import_extras;
-pub mod order;
-pub mod profiles;
-pub mod providers;
-pub mod refresh;
-pub mod seal;
-pub mod settings;
-pub mod sources;
+pub(crate) mod order;
+pub(crate) mod profiles;
+pub(crate) mod providers;
+pub(crate) mod refresh;
+pub(crate) mod seal;
+pub(crate) mod settings;
+pub(crate) mod sources;
 #[cfg(test)]
 pub(crate) mod testing;
 pub mod transfer;
-pub mod usage;
+pub(crate) mod usage;
 pub(crate) mod walk;
 
 use crate::api::{InfoParams, InfoResult, ResolveResult, StoreInfo};
@@ -80,7 +80,7 @@ struct ProviderSnapshot {
 }
 
 /// Milliseconds since the Unix epoch, now.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
@@ -108,7 +108,7 @@ fn profile_id_param(raw: &str, aliases: &Aliases, pointer: &str) -> Result<(Stri
 }
 
 /// Registered aliases (alias → provider) from the providers table.
-pub fn load_aliases(c: &dyn Tx) -> Result<Aliases> {
+pub(crate) fn load_aliases(c: &dyn Tx) -> Result<Aliases> {
     let mut out = Aliases::new();
     for (id, body) in c.providers()? {
         if let Some(list) = body.get("aliases").and_then(|v| v.as_array()) {
@@ -121,7 +121,7 @@ pub fn load_aliases(c: &dyn Tx) -> Result<Aliases> {
 }
 
 /// Effective settings from the store.
-pub fn load_settings(c: &dyn Tx) -> Result<Settings> {
+pub(crate) fn load_settings(c: &dyn Tx) -> Result<Settings> {
     let mut s = crate::core::settings::from_stored(&c.settings()?);
     s.named_secrets = c
         .named_secrets()?
@@ -210,7 +210,7 @@ impl App {
     }
 
     /// `helper.info`.
-    pub fn info(&self, _: InfoParams, methods: Vec<String>) -> Result<InfoResult> {
+    pub(crate) fn info(&self, _: InfoParams, methods: Vec<String>) -> Result<InfoResult> {
         let mut st = self.store();
         // PROTOCOL §10 r3: helper.info answers without the store; the store part says
         // that it is unreachable and why.

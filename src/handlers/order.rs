@@ -51,7 +51,7 @@ impl App {
     /// normalised request and walk as `auth.resolve` ([`super::walk`]).
     ///
     /// Errors: `invalid_params`, store errors.
-    pub fn order_get(&self, p: OrderGetParams) -> Result<OrderGetResult> {
+    pub(crate) fn order_get(&self, p: OrderGetParams) -> Result<OrderGetResult> {
         let agent = WalkRequest::agent(p.agent)?;
         let now = now_ms();
         let raw = RawWalk {
@@ -74,7 +74,7 @@ impl App {
     }
 
     /// `order.set`.
-    pub fn order_set(&self, p: OrderSetParams) -> Result<OrderSetResult> {
+    pub(crate) fn order_set(&self, p: OrderSetParams) -> Result<OrderSetResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();
@@ -153,7 +153,7 @@ impl App {
     }
 
     /// `order.clear`.
-    pub fn order_clear(&self, p: OrderClearParams) -> Result<OrderClearResult> {
+    pub(crate) fn order_clear(&self, p: OrderClearParams) -> Result<OrderClearResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let mut st = self.store();

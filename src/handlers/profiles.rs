@@ -45,7 +45,7 @@ fn view_of(
 
 impl App {
     /// `profiles.put`: create or replace, keeping the routability invariant.
-    pub fn profiles_put(&self, p: PutParams) -> Result<PutResult> {
+    pub(crate) fn profiles_put(&self, p: PutParams) -> Result<PutResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();
@@ -133,7 +133,7 @@ impl App {
     }
 
     /// `profiles.get`.
-    pub fn profiles_get(&self, p: GetParams) -> Result<GetResult> {
+    pub(crate) fn profiles_get(&self, p: GetParams) -> Result<GetResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();
@@ -156,7 +156,7 @@ impl App {
     }
 
     /// `profiles.list`.
-    pub fn profiles_list(&self, p: ListParams) -> Result<ListResult> {
+    pub(crate) fn profiles_list(&self, p: ListParams) -> Result<ListResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();
@@ -182,7 +182,7 @@ impl App {
     }
 
     /// `profiles.remove`: from the scope, its orders and lastGood.
-    pub fn profiles_remove(&self, p: RemoveParams) -> Result<RemoveResult> {
+    pub(crate) fn profiles_remove(&self, p: RemoveParams) -> Result<RemoveResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let now = now_ms();

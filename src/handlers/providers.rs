@@ -53,7 +53,7 @@ pub(crate) fn body_without_revision(body: &serde_json::Value) -> serde_json::Val
 }
 
 /// Reads a stored provider body (lenient: broken members read as empty).
-pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
+pub(crate) fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
     let strings = |k: &str| -> Vec<String> {
         body.get(k)
             .and_then(|v| v.as_array())
@@ -82,7 +82,7 @@ pub fn view_from_body(id: &str, body: &serde_json::Value) -> ProviderView {
 /// (`dist/provider-runtime.errors-*.mjs` for anthropic, `extensions/openai/.setup/
 /// openai-chatgpt-oauth-flow.runtime-*.mjs` for openai-codex, `extensions/xai/xai-oauth.js`
 /// for xai). Known without `providers.put`; a registration with `oauth` overrides one.
-pub const BUILTIN_OAUTH: &[(&str, &str, &str)] = &[
+pub(crate) const BUILTIN_OAUTH: &[(&str, &str, &str)] = &[
     (
         "anthropic",
         "https://platform.claude.com/v1/oauth/token",
@@ -108,7 +108,7 @@ pub const BUILTIN_OAUTH: &[(&str, &str, &str)] = &[
 ];
 
 /// The built-in OAuth client of `provider` ([`BUILTIN_OAUTH`]), if it has one.
-pub fn builtin_oauth(provider: &str) -> Option<ProviderOAuth> {
+pub(crate) fn builtin_oauth(provider: &str) -> Option<ProviderOAuth> {
     BUILTIN_OAUTH
         .iter()
         .find(|(id, _, _)| *id == provider)
@@ -270,7 +270,7 @@ impl App {
     /// Errors: `invalid_params` (bad id, alias taken, bad env var name, a token URL that is
     /// not https or loopback http, a bad clientSecretRef), `revision_conflict` (the
     /// registration's revision is not `expectedRevision`), store errors.
-    pub fn providers_put(&self, p: ProviderPutParams) -> Result<ProviderPutResult> {
+    pub(crate) fn providers_put(&self, p: ProviderPutParams) -> Result<ProviderPutResult> {
         let mut st = self.store();
         // Validate first so that refused params (and a stale revision) do not create the
         // store.
@@ -302,7 +302,7 @@ impl App {
     /// `providers.get`: one provider, by id or alias.
     ///
     /// Errors: `invalid_params`, `unknown_provider`, store errors.
-    pub fn providers_get(&self, p: ProviderIdParams) -> Result<ProviderGetResult> {
+    pub(crate) fn providers_get(&self, p: ProviderIdParams) -> Result<ProviderGetResult> {
         self.store()
             .read(|c| find(c, &p.id))
             .map(|provider| ProviderGetResult { provider })
@@ -312,7 +312,7 @@ impl App {
     /// (`builtin: true` while its OpenClaw client is the one in use), sorted by id.
     ///
     /// Errors: store errors.
-    pub fn providers_list(&self, _: ProvidersListParams) -> Result<ProvidersListResult> {
+    pub(crate) fn providers_list(&self, _: ProvidersListParams) -> Result<ProvidersListResult> {
         self.store().read(|c| {
             let mut providers: Vec<ProviderView> = c
                 .providers()?
@@ -332,7 +332,7 @@ impl App {
     /// `providers.remove`: unregisters a provider (by id or alias); profiles are kept.
     ///
     /// Errors: `invalid_params`, `unknown_provider`, store errors.
-    pub fn providers_remove(&self, p: ProviderIdParams) -> Result<ProviderRemoveResult> {
+    pub(crate) fn providers_remove(&self, p: ProviderIdParams) -> Result<ProviderRemoveResult> {
         let mut st = self.store();
         st.read(|c| find(c, &p.id).map(|_| ()))?;
         st.write(|c| {

@@ -25,11 +25,11 @@ use crate::store::{self, Tx};
 
 /// How long the commit of a *rotated* refresh token is retried while the store stays busy
 /// (the token exists nowhere else; the refresh lock is held meanwhile).
-pub const ROTATED_COMMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
+pub(crate) const ROTATED_COMMIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The refresh-relevant state of an oauth profile, compared before and after taking the lock.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// The access token.
     pub access: Secret,
     /// The refresh token.
@@ -40,7 +40,7 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// The snapshot of an oauth profile; `None` for other types.
-    pub fn of(sp: &StoredProfile) -> Option<Snapshot> {
+    pub(crate) fn of(sp: &StoredProfile) -> Option<Snapshot> {
         match &sp.profile.credential {
             Credential::OAuth {
                 access,
@@ -59,7 +59,7 @@ impl Snapshot {
 
 /// What [`App::refresh_profile`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Refreshed {
+pub(crate) enum Refreshed {
     /// This call redeemed the refresh token and committed the new state.
     Yes {
         /// New expiry, ms since the epoch.
@@ -76,7 +76,7 @@ pub enum Refreshed {
 /// built-in one ([`crate::handlers::providers::BUILTIN_OAUTH`]), if any.
 ///
 /// Errors: store errors.
-pub fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth>> {
+pub(crate) fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth>> {
     Ok(c.providers()?
         .into_iter()
         .find(|(id, _)| id == provider)
@@ -88,7 +88,7 @@ pub fn provider_oauth(c: &dyn Tx, provider: &str) -> Result<Option<ProviderOAuth
 /// Providers with an OAuth token endpoint: registered ones and OpenClaw's built-in ones.
 ///
 /// Errors: store errors.
-pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
+pub(crate) fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
     let mut set: HashSet<String> = c
         .providers()?
         .into_iter()
@@ -110,7 +110,7 @@ pub fn oauth_providers(c: &dyn Tx) -> Result<HashSet<String>> {
 /// Whether `sp` can be refreshed: an oauth profile with its own `tokenUrl` or whose
 /// provider is in `with_oauth` ([`oauth_providers`]), unless its access or refresh token is
 /// OpenClaw's failed-refresh fence ([`crate::core::fence`]).
-pub fn refreshable(sp: &StoredProfile, with_oauth: &HashSet<String>) -> bool {
+pub(crate) fn refreshable(sp: &StoredProfile, with_oauth: &HashSet<String>) -> bool {
     match &sp.profile.credential {
         Credential::OAuth {
             token_url,
@@ -128,7 +128,7 @@ pub fn refreshable(sp: &StoredProfile, with_oauth: &HashSet<String>) -> bool {
 }
 
 /// A `refresh_failed` (-32040) error naming the profile and a `reason`.
-pub fn refresh_failed(id: &str, reason: &str, retryable: bool, message: String) -> RpcError {
+pub(crate) fn refresh_failed(id: &str, reason: &str, retryable: bool, message: String) -> RpcError {
     RpcError::new(ErrorKind::RefreshFailed, message)
         .with("profileId", id)
         .with("reason", reason)
@@ -186,7 +186,7 @@ impl App {
     /// (retryable false), `server_error`, `rate_limited`, `bad_response`, `network`,
     /// `refresh_in_progress`, `lock_failed` (retryable true; the stored credential is
     /// untouched); `secret_unavailable` for the client secret; store errors.
-    pub fn refresh_profile(
+    pub(crate) fn refresh_profile(
         &self,
         scope: Option<&str>,
         id: &str,
@@ -508,7 +508,10 @@ impl App {
     ///
     /// Errors: `invalid_params` (bad id or agent, not an oauth profile), `unknown_profile`,
     /// `refresh_failed`, `secret_unavailable` (client secret), store errors.
-    pub fn auth_refresh(&self, p: crate::api::RefreshParams) -> Result<crate::api::RefreshResult> {
+    pub(crate) fn auth_refresh(
+        &self,
+        p: crate::api::RefreshParams,
+    ) -> Result<crate::api::RefreshResult> {
         let agent =
             match p.agent {
                 None => None,

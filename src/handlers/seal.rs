@@ -73,7 +73,7 @@ impl App {
 
     /// *(r3)* How many secret fields a PostgreSQL store holds in plaintext (`None` for
     /// another backend, or a store that does not exist): `check`'s warning (PROTOCOL §9).
-    pub fn plaintext_at_rest(&self) -> Result<Option<u64>> {
+    pub(crate) fn plaintext_at_rest(&self) -> Result<Option<u64>> {
         let mut st = self.store();
         if st.describe().backend != "postgres" {
             return Ok(None);
@@ -83,20 +83,20 @@ impl App {
 
     /// `store.seal`: every plaintext secret sealed under the first configured key.
     /// Errors: `store_sealed` (no key), `store_key_mismatch`, store errors.
-    pub fn store_seal(&self, _: SealParams) -> Result<SealResult> {
+    pub(crate) fn store_seal(&self, _: SealParams) -> Result<SealResult> {
         self.seal_op(SealOp::Seal)
     }
 
     /// `store.rekey`: every sealed secret moved to the first configured key; the old keys
     /// must still be configured. Errors: as `store.seal`; a store that is not sealed is
     /// `invalid_params`.
-    pub fn store_rekey(&self, _: SealParams) -> Result<SealResult> {
+    pub(crate) fn store_rekey(&self, _: SealParams) -> Result<SealResult> {
         self.seal_op(SealOp::Rekey)
     }
 
     /// `store.unseal`: every secret stored in plaintext again, then the sealing state
     /// removed. Errors: as `store.rekey`.
-    pub fn store_unseal(&self, _: SealParams) -> Result<SealResult> {
+    pub(crate) fn store_unseal(&self, _: SealParams) -> Result<SealResult> {
         self.seal_op(SealOp::Unseal)
     }
 }

@@ -30,7 +30,7 @@ impl App {
     /// `settings.get`: the effective settings (defaults merged with the stored keys).
     ///
     /// Errors: store errors.
-    pub fn settings_get(&self, _: SettingsGetParams) -> Result<SettingsResult> {
+    pub(crate) fn settings_get(&self, _: SettingsGetParams) -> Result<SettingsResult> {
         let (settings, revision) = self
             .store()
             .read(|c| Ok((load_settings(c)?, settings_revision(c)?)))?;
@@ -42,7 +42,7 @@ impl App {
     /// and to others when they next open the store.
     ///
     /// Errors: `invalid_settings` (unknown key, wrong type or value), store errors.
-    pub fn settings_set(&self, p: SettingsSetParams) -> Result<SettingsResult> {
+    pub(crate) fn settings_set(&self, p: SettingsSetParams) -> Result<SettingsResult> {
         let mut st = self.store();
         // Validate first so that refused settings do not create the store.
         st.read(|c| {

@@ -424,7 +424,7 @@ use state_dir::load_state_dir;
 /// Reads a source (`path` or `document`) into pieces, detecting the format when `auto`.
 /// Errors: `invalid_params` (neither or both of path/document, an agent with a state
 /// directory), `import_invalid` (unreadable), `shape_unrecognized`.
-pub fn load_source(
+pub(crate) fn load_source(
     path: Option<&str>,
     document: Option<Value>,
     format: Format,

@@ -145,7 +145,7 @@ impl App {
     /// (or, with `dryRun`, in a read transaction that creates nothing). Errors:
     /// `invalid_params`, `import_invalid`, `shape_unrecognized`, store errors; on any error
     /// nothing is changed.
-    pub fn store_import(&self, p: ImportParams) -> Result<ImportResult> {
+    pub(crate) fn store_import(&self, p: ImportParams) -> Result<ImportResult> {
         if let Some(path) = modelauth_store_path(&p)? {
             return self.import_modelauth_store(&path, &p);
         }
@@ -228,7 +228,7 @@ impl App {
 
     /// `store.validate`: the errors and warnings `store.import` would report for the
     /// source, judged on its own (not against the store). Writes nothing.
-    pub fn store_validate(&self, p: ValidateParams) -> Result<ValidateResult> {
+    pub(crate) fn store_validate(&self, p: ValidateParams) -> Result<ValidateResult> {
         if p.format == Format::ModelauthStore {
             let path = p.path.as_deref().ok_or_else(|| {
                 RpcError::invalid_params("format modelauth-store needs a `path`")
@@ -268,7 +268,7 @@ impl App {
     }
 
     /// `store.export`: one scope as OpenClaw's auth-profiles.json v1 document.
-    pub fn store_export(&self, p: ExportParams) -> Result<ExportResult> {
+    pub(crate) fn store_export(&self, p: ExportParams) -> Result<ExportResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         self.store().read(|c| {

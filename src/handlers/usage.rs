@@ -23,7 +23,7 @@ use crate::store::Tx;
 
 /// Whether `sp`'s SecretRef can be read now, without side effects: `env` and `file` refs
 /// are read; an `exec` ref is run only when `probe` is true, else [`status::RefCheck::Unchecked`].
-pub fn ref_check(sp: &StoredProfile, settings: &Settings, probe: bool) -> status::RefCheck {
+pub(crate) fn ref_check(sp: &StoredProfile, settings: &Settings, probe: bool) -> status::RefCheck {
     use crate::core::profile::SecretSource;
     match sp.profile.credential.secret_ref() {
         None => status::RefCheck::Inline,
@@ -42,7 +42,7 @@ impl App {
     /// nothing (`recorded: false`).
     ///
     /// Errors: `invalid_params`, `unknown_profile`, store errors.
-    pub fn auth_report(&self, p: ReportParams) -> Result<ReportResult> {
+    pub(crate) fn auth_report(&self, p: ReportParams) -> Result<ReportResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let model = model_param(p.model);
@@ -121,7 +121,10 @@ impl App {
     ///
     /// Errors: `invalid_params`, `unknown_profile` (no profile with the id in any scope, or
     /// in the agent's view when `agent` is given), store errors.
-    pub fn auth_clear_cooldown(&self, p: ClearCooldownParams) -> Result<ClearCooldownResult> {
+    pub(crate) fn auth_clear_cooldown(
+        &self,
+        p: ClearCooldownParams,
+    ) -> Result<ClearCooldownResult> {
         let agent = agent_param(p.agent)?;
         let a = agent.as_deref();
         let model = model_param(p.model);
@@ -170,7 +173,7 @@ impl App {
     ///
     /// Errors: `invalid_params` (a negative `expiringWithinMs`, a bad provider or agent),
     /// store errors.
-    pub fn auth_status(&self, p: StatusParams) -> Result<StatusResult> {
+    pub(crate) fn auth_status(&self, p: StatusParams) -> Result<StatusResult> {
         let agent = WalkRequest::agent(p.agent)?;
         let now = now_ms();
         if p.expiring_within_ms < 0 {

@@ -16,7 +16,7 @@ use crate::core::usage::Usage;
 /// `store.export` params.
 #[derive(Debug, Default, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExportParams {
+pub(crate) struct ExportParams {
     /// The scope to export: that agent's own profiles, orders and lastGood; omitted = shared.
     #[serde(default)]
     pub agent: Option<String>,
@@ -28,7 +28,7 @@ pub struct ExportParams {
 /// `store.export` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ExportResult {
+pub(crate) struct ExportResult {
     /// The scope exported.
     pub agent: Option<String>,
     /// OpenClaw's auth-profiles.json v1: `{version: 1, profiles, order, lastGood, usageStats}`.
@@ -37,7 +37,7 @@ pub struct ExportResult {
 
 /// A profile as an OpenClaw store entry (`{type, provider, key|keyRef|token|tokenRef|access,
 /// refresh, expires, ...}`, no `id`); secrets fingerprinted unless `reveal`.
-pub fn profile_entry(p: &Profile, reveal: bool) -> Value {
+pub(crate) fn profile_entry(p: &Profile, reveal: bool) -> Value {
     let mut v = serde_json::to_value(p).unwrap_or(Value::Null);
     if let Value::Object(o) = &mut v {
         o.remove("id");
@@ -56,7 +56,7 @@ pub fn profile_entry(p: &Profile, reveal: bool) -> Value {
 /// Usage state as an OpenClaw `usageStats` entry: `lastUsed`, the cooldown that ends last as
 /// `cooldownUntil` / `cooldownReason` / `cooldownModel`, `disabledUntil` / `disabledReason`,
 /// `errorCount`, `failureCounts`, `lastFailureAt` (ms since the epoch).
-pub fn usage_to_openclaw(u: &Usage) -> Value {
+pub(crate) fn usage_to_openclaw(u: &Usage) -> Value {
     let mut o = Map::new();
     if let Some(t) = u.last_used {
         o.insert("lastUsed".into(), t.into());
@@ -84,7 +84,7 @@ pub fn usage_to_openclaw(u: &Usage) -> Value {
 
 /// Builds the v1 document from a scope's profiles, orders (provider → ids), lastGood
 /// (provider → id) and the usage of its profiles (id → usage). Keys come out sorted.
-pub fn document(
+pub(crate) fn document(
     profiles: &[Profile],
     orders: &[(String, Vec<String>)],
     last_good: &[(String, String)],

@@ -2,6 +2,6 @@
 //! import plan ([`import`]), and the OpenClaw auth-profiles.json v1 export document
 //! ([`export`]). Reading the files is the handlers' job. Depends on the core only.
 
-pub mod export;
-pub mod import;
-pub mod settings_import;
+pub(crate) mod export;
+pub(crate) mod import;
+pub(crate) mod settings_import;

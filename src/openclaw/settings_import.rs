@@ -21,7 +21,7 @@ use crate::openclaw::import::{ImportAction, ImportPlan, ImportWarning};
 /// or setting of the source (protocol §11 r3).
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SettingAction {
+pub(crate) struct SettingAction {
     /// Where it goes in this store: `/settings/secretProviders/<name>`, `/settings/<key>`
     /// or `/providers/<id>`.
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
@@ -50,7 +50,7 @@ pub struct SettingAction {
 /// holds the value.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct SecretAction {
+pub(crate) struct SecretAction {
     /// The `provider` of the `store` SecretRefs that name it.
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
@@ -80,7 +80,7 @@ fn kept_keys(source: &str) -> &'static [&'static str] {
 
 /// One line a person can confirm: `exec /usr/local/bin/vault-get get` or
 /// `file /run/secrets/llm.json (json)`.
-pub fn provider_summary(body: &Value) -> String {
+pub(crate) fn provider_summary(body: &Value) -> String {
     let s = |k: &str| body.get(k).and_then(Value::as_str).unwrap_or("");
     match s("source") {
         "exec" => {
@@ -112,7 +112,7 @@ pub fn provider_summary(body: &Value) -> String {
 /// modelauth keys kept, the rest dropped with a warning (`field_dropped`); an entry that
 /// modelauth cannot use (an unknown source, no command) is left out with a warning
 /// (`setting_invalid`). Returns `(name → body, warnings)`.
-pub fn convert_openclaw_providers(
+pub(crate) fn convert_openclaw_providers(
     v: &Value,
     source: &str,
 ) -> (BTreeMap<String, Value>, Vec<ImportWarning>) {
@@ -182,7 +182,7 @@ fn escape(s: &str) -> String {
 
 /// The `store` SecretRefs of the planned profiles: `(provider, id)` → the profile ids and
 /// the pointers of the refs, in plan order.
-pub fn store_refs(plan: &ImportPlan) -> BTreeMap<(String, String), Vec<(String, String)>> {
+pub(crate) fn store_refs(plan: &ImportPlan) -> BTreeMap<(String, String), Vec<(String, String)>> {
     let mut out: BTreeMap<(String, String), Vec<(String, String)>> = BTreeMap::new();
     for scope in &plan.scopes {
         for (id, pp) in &scope.profiles {
@@ -209,7 +209,7 @@ pub fn store_refs(plan: &ImportPlan) -> BTreeMap<(String, String), Vec<(String, 
 
 /// The values of the secret-store entries the refs name, from `entries` (`{name: value}`
 /// of OpenClaw's store); a value that is not a usable secret counts as missing.
-pub fn referenced_entries(
+pub(crate) fn referenced_entries(
     refs: &BTreeMap<(String, String), Vec<(String, String)>>,
     entries: &Map<String, Value>,
 ) -> BTreeMap<(String, String), Secret> {
@@ -227,7 +227,7 @@ pub fn referenced_entries(
 }
 
 /// The warning for a `store` ref whose entry is in neither the source nor the store.
-pub fn missing_entry_warning(
+pub(crate) fn missing_entry_warning(
     provider: &str,
     id: &str,
     users: &[(String, String)],

@@ -25,7 +25,7 @@ use crate::core::error::{sanitize_serde_message, ErrorKind, RpcError};
 use crate::handlers::App;
 
 /// A method's entry in the catalogue: name, documentation, schemas and error kinds.
-pub struct MethodSpec {
+pub(crate) struct MethodSpec {
     /// The method name (`profiles.put`).
     pub name: &'static str,
     /// One line for the OpenRPC `summary`.
@@ -48,7 +48,7 @@ pub struct MethodSpec {
 type DirectCall = Box<dyn Fn(&Ctx, Option<&str>) -> Result<Box<RawValue>, RpcError> + Send + Sync>;
 
 /// What the handlers get: the app and the catalogue.
-pub struct Ctx {
+pub(crate) struct Ctx {
     /// The application.
     pub app: App,
     specs: OnceLock<Vec<MethodSpec>>,
@@ -57,7 +57,7 @@ pub struct Ctx {
 
 impl Ctx {
     /// The OpenRPC document, built on first use (it is not needed on the cold-start path).
-    pub fn openrpc(&self) -> &Value {
+    pub(crate) fn openrpc(&self) -> &Value {
         self.discover.get_or_init(|| {
             crate::protocol::openrpc::document(self.specs.get().map(Vec::as_slice).unwrap_or(&[]))
         })
@@ -76,7 +76,7 @@ pub struct Dispatcher {
 /// Errors are `invalid_params` whose `data.pointer` is the exact JSON pointer of the
 /// offending member (`/oauth/scop`, `/order/2`), found with `serde_path_to_error`, and
 /// whose hint names the closest known field for a misspelt one (strsim).
-pub fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcError> {
+pub(crate) fn parse_params<P: DeserializeOwned>(raw: Option<&str>) -> Result<P, RpcError> {
     let raw = raw.map(str::trim_start).unwrap_or("{}");
     let raw = if raw.starts_with("null") { "{}" } else { raw };
     if raw.starts_with('[') {
@@ -163,7 +163,7 @@ fn params_error(pointer: &str, e: &serde_json::Error) -> RpcError {
 /// The candidate closest to `input` (Jaro-Winkler similarity of at least 0.8, or the same
 /// text after its last `.`), for "did you mean" hints. Only candidates are ever returned,
 /// so caller text is never echoed through a suggestion.
-pub fn did_you_mean<'a>(
+pub(crate) fn did_you_mean<'a>(
     input: &str,
     candidates: impl IntoIterator<Item = &'a str>,
 ) -> Option<&'a str> {
@@ -305,7 +305,7 @@ fn params_shape<P: schemars::JsonSchema>(name: &str) -> String {
 
 /// How a method touches the store: the store error kinds it can return follow from it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Access {
+pub(crate) enum Access {
     /// Never opens the store (`rpc.discover`).
     None,
     /// Reads in read transactions only.
@@ -328,7 +328,7 @@ const STORE_READ_ERRORS: &[ErrorKind] = &[
 
 impl Access {
     /// The store's `data.kind` values a method with this access can return.
-    pub fn store_errors(self) -> Vec<ErrorKind> {
+    pub(crate) fn store_errors(self) -> Vec<ErrorKind> {
         match self {
             Access::None => vec![],
             Access::Read => STORE_READ_ERRORS.to_vec(),
@@ -344,7 +344,7 @@ impl Access {
 impl MethodSpec {
     /// Every `data.kind` the method can return besides the transport's: its own, then the
     /// store's (derived from [`MethodSpec::access`], so the lists cannot drift).
-    pub fn error_kinds(&self) -> Vec<ErrorKind> {
+    pub(crate) fn error_kinds(&self) -> Vec<ErrorKind> {
         let mut out = self.errors.to_vec();
         for k in self.access.store_errors() {
             if !out.contains(&k) {
@@ -372,7 +372,7 @@ impl Dispatcher {
     }
 
     /// The method names, in table order (`helper.info` `methods`).
-    pub fn method_names(ctx: &Ctx) -> Vec<String> {
+    pub(crate) fn method_names(ctx: &Ctx) -> Vec<String> {
         ctx.specs
             .get()
             .map(|v| v.iter().map(|s| s.name.to_string()).collect())
@@ -381,28 +381,32 @@ impl Dispatcher {
 
     /// The application behind the methods (for CLI verbs that report beside a call,
     /// such as `check`'s plaintext-at-rest warning).
-    pub fn app(&self) -> &App {
+    pub(crate) fn app(&self) -> &App {
         &self.ctx.app
     }
 
     /// The catalogue, in registration order.
-    pub fn specs(&self) -> &[MethodSpec] {
+    pub(crate) fn specs(&self) -> &[MethodSpec] {
         self.ctx.specs.get().map(Vec::as_slice).unwrap_or(&[])
     }
 
     /// The OpenRPC document (`rpc.discover`).
-    pub fn openrpc(&self) -> &Value {
+    pub(crate) fn openrpc(&self) -> &Value {
         self.ctx.openrpc()
     }
 
     /// Whether `method` is registered.
-    pub fn knows(&self, method: &str) -> bool {
+    pub(crate) fn knows(&self, method: &str) -> bool {
         self.index.contains_key(method)
     }
 
     /// Runs `method` with by-name `params` (raw JSON; `None` = omitted) and returns the
     /// raw `result` JSON, or the error.
-    pub fn call(&self, method: &str, params: Option<&str>) -> Result<Box<RawValue>, RpcError> {
+    pub(crate) fn call(
+        &self,
+        method: &str,
+        params: Option<&str>,
+    ) -> Result<Box<RawValue>, RpcError> {
         let Some(spec) = self.index.get(method).map(|i| &self.specs()[*i]) else {
             let names = self.specs().iter().map(|s| s.name);
             let hint = match did_you_mean(method, names) {

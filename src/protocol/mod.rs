@@ -5,7 +5,7 @@
 //! types below it, never on the command line above it.
 
 pub mod dispatch;
-pub mod methods;
-pub mod openrpc;
-pub mod suggest;
-pub mod transport;
+pub(crate) mod methods;
+pub(crate) mod openrpc;
+pub(crate) mod suggest;
+pub(crate) mod transport;

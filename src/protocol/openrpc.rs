@@ -20,7 +20,7 @@ fn error_entry(k: ErrorKind) -> Value {
 }
 
 /// Builds the OpenRPC document for `specs`.
-pub fn document(specs: &[MethodSpec]) -> Value {
+pub(crate) fn document(specs: &[MethodSpec]) -> Value {
     let mut settings = schemars::generate::SchemaSettings::draft07();
     settings.definitions_path = "/components/schemas".into();
     settings.meta_schema = None;

@@ -7,7 +7,7 @@ use crate::core::error::{ErrorKind, RpcError};
 use crate::protocol::dispatch::Dispatcher;
 
 /// Providers everyone means (OpenClaw's common ids), offered even on an empty store.
-pub const WELL_KNOWN_PROVIDERS: [&str; 14] = [
+pub(crate) const WELL_KNOWN_PROVIDERS: [&str; 14] = [
     "openai",
     "anthropic",
     "google",
@@ -26,7 +26,10 @@ pub const WELL_KNOWN_PROVIDERS: [&str; 14] = [
 
 /// The nearest of `candidates` to `asked` (case-insensitive Damerau–Levenshtein), when the
 /// distance is at least 1 and at most a third of the longer length (and at most 3). Pure.
-pub fn nearest<'a>(asked: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<String> {
+pub(crate) fn nearest<'a>(
+    asked: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<String> {
     let a = asked.trim().to_ascii_lowercase();
     let mut best: Option<(usize, String)> = None;
     for c in candidates {
@@ -50,7 +53,7 @@ fn call(d: &Dispatcher, method: &str, params: serde_json::Value) -> Option<serde
 
 /// Provider ids and profile ids the store knows in `agent`'s view, plus registered and
 /// built-in providers and their aliases.
-pub fn known_ids(d: &Dispatcher, agent: Option<&str>) -> (Vec<String>, Vec<String>) {
+pub(crate) fn known_ids(d: &Dispatcher, agent: Option<&str>) -> (Vec<String>, Vec<String>) {
     let mut providers: Vec<String> = WELL_KNOWN_PROVIDERS.iter().map(|s| s.to_string()).collect();
     let mut profiles = vec![];
     let mut p = serde_json::json!({});
@@ -87,7 +90,7 @@ pub fn known_ids(d: &Dispatcher, agent: Option<&str>) -> (Vec<String>, Vec<Strin
 /// Adds a did-you-mean (`data.didYouMean` and a hint that starts with it) to an error
 /// about an unknown provider (`missing_credential`, `unknown_provider`) or profile id
 /// (`unknown_profile`). `provider` and `profile_id` are what the person typed.
-pub fn did_you_mean(
+pub(crate) fn did_you_mean(
     d: &Dispatcher,
     e: RpcError,
     provider: Option<&str>,
@@ -130,7 +133,12 @@ pub fn did_you_mean(
 /// [`did_you_mean`] for an error of `method` called with `params` (a JSON object): the
 /// typed ids are its `provider` (or `id` for `providers.*`), `profileId` and `agent`.
 /// Other errors, and the methods the suggestion itself calls, pass through unchanged.
-pub fn for_params(d: &Dispatcher, e: RpcError, method: &str, params: Option<&str>) -> RpcError {
+pub(crate) fn for_params(
+    d: &Dispatcher,
+    e: RpcError,
+    method: &str,
+    params: Option<&str>,
+) -> RpcError {
     let relevant = matches!(
         e.kind,
         ErrorKind::MissingCredential | ErrorKind::UnknownProvider | ErrorKind::UnknownProfile

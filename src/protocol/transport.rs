@@ -18,14 +18,14 @@ use crate::core::error::{ErrorKind, RpcError};
 use crate::protocol::dispatch::Dispatcher;
 
 /// Default `--max-message-bytes`: 1 MiB.
-pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
+pub(crate) const DEFAULT_MAX_MESSAGE_BYTES: usize = 1 << 20;
 
 /// Most members a batch may hold (more is one `invalid_request` error).
-pub const MAX_BATCH_MEMBERS: usize = 256;
+pub(crate) const MAX_BATCH_MEMBERS: usize = 256;
 
 /// Once a batch's answers pass this many bytes (8 MiB), its remaining members are not
 /// executed (each gets a short `message_too_large` error).
-pub const MAX_BATCH_ANSWER_BYTES: usize = 8 << 20;
+pub(crate) const MAX_BATCH_ANSWER_BYTES: usize = 8 << 20;
 
 /// The id text of a batch member that would be answered (`None` for a notification; a
 /// member whose id cannot be read is answered with `null`).
@@ -51,7 +51,7 @@ fn batch_member_id(v: &RawValue) -> Option<String> {
 
 /// What [`read_line_limited`] read.
 #[derive(Debug, PartialEq, Eq)]
-pub enum LineRead {
+pub(crate) enum LineRead {
     /// A full line (without its `\n`) is in the buffer.
     Line,
     /// The line was longer than the limit; it was discarded up to its `\n`.
@@ -62,7 +62,7 @@ pub enum LineRead {
 
 /// Reads one `\n`-terminated line into `buf` (cleared first), keeping at most `max` bytes
 /// in memory: a longer line is consumed and discarded, and `TooLarge` returned.
-pub fn read_line_limited<R: BufRead>(
+pub(crate) fn read_line_limited<R: BufRead>(
     r: &mut R,
     max: usize,
     buf: &mut Vec<u8>,
@@ -114,7 +114,7 @@ fn memchr(b: &[u8]) -> Option<usize> {
 }
 
 /// The error response for an over-long line.
-pub fn too_large_response(max: usize) -> String {
+pub(crate) fn too_large_response(max: usize) -> String {
     let e = RpcError::new(
         ErrorKind::MessageTooLarge,
         format!("message longer than {max} bytes was discarded"),
@@ -125,7 +125,7 @@ pub fn too_large_response(max: usize) -> String {
 }
 
 /// `{"jsonrpc":"2.0","id":<id>,"error":{...}}` with `id` as raw JSON text.
-pub fn error_response(id: &str, e: &RpcError) -> String {
+pub(crate) fn error_response(id: &str, e: &RpcError) -> String {
     format!(
         "{{\"jsonrpc\":\"2.0\",\"id\":{id},\"error\":{}}}",
         e.to_json()
@@ -341,7 +341,7 @@ impl Dispatcher {
 /// Runs a handler so that a panic (a bug) becomes an `internal` error for that request
 /// and serving goes on. The panic's payload is never put in the response: it may hold a
 /// secret. The panic hook ([`crate::cli::install_panic_hook`]) withholds it from stderr too.
-pub fn guarded<T>(f: impl FnOnce() -> Result<T, RpcError>) -> Result<T, RpcError> {
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T, RpcError>) -> Result<T, RpcError> {
     std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|_| {
         Err(RpcError::internal(
             "the request failed with an internal error (a bug); details are withheld because they may hold a secret",
@@ -351,7 +351,7 @@ pub fn guarded<T>(f: impl FnOnce() -> Result<T, RpcError>) -> Result<T, RpcError
 
 /// "line 1 column 14: syntax error": where a JSON text broke and how, never the text itself
 /// (it may hold a secret).
-pub fn json_error_text(e: &serde_json::Error) -> String {
+pub(crate) fn json_error_text(e: &serde_json::Error) -> String {
     format!(
         "line {} column {}: {}",
         e.line(),

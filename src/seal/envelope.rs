@@ -23,15 +23,15 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 /// The text every store key starts with.
-pub const KEY_PREFIX: &str = "msk1-";
+pub(crate) const KEY_PREFIX: &str = "msk1-";
 /// The text every envelope starts with.
-pub const ENVELOPE_PREFIX: &str = "$msealed$";
+pub(crate) const ENVELOPE_PREFIX: &str = "$msealed$";
 /// Nonce length of XChaCha20-Poly1305, bytes.
-pub const NONCE_LEN: usize = 24;
+pub(crate) const NONCE_LEN: usize = 24;
 /// Authentication tag length, bytes.
-pub const TAG_LEN: usize = 16;
+pub(crate) const TAG_LEN: usize = 16;
 /// Longest envelope text accepted by [`parse`] (a secret is at most a few KiB).
-pub const MAX_ENVELOPE_LEN: usize = 1 << 20;
+pub(crate) const MAX_ENVELOPE_LEN: usize = 1 << 20;
 
 /// A store key (32 bytes, zeroed on drop) and its fingerprint.
 #[derive(Clone)]
@@ -48,7 +48,7 @@ impl std::fmt::Debug for StoreKey {
 
 /// Why a key or an envelope text was refused (never echoes the input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FormatError {
+pub(crate) enum FormatError {
     /// Not `msk1-` + 43 base64url characters.
     BadKey,
     /// Not `$msealed$` + version + fingerprint + payload.
@@ -75,7 +75,7 @@ impl StoreKey {
 
     /// Parses the text form (`msk1-` + 43 base64url characters; surrounding whitespace is
     /// ignored). Errors: [`FormatError::BadKey`].
-    pub fn parse(text: &str) -> Result<StoreKey, FormatError> {
+    pub(crate) fn parse(text: &str) -> Result<StoreKey, FormatError> {
         let t = text.trim();
         let body = t.strip_prefix(KEY_PREFIX).ok_or(FormatError::BadKey)?;
         if body.len() != 43 {
@@ -91,22 +91,27 @@ impl StoreKey {
     }
 
     /// The text form of this key (for `modelauth store keygen`).
-    pub fn encode(&self) -> String {
+    pub(crate) fn encode(&self) -> String {
         format!("{KEY_PREFIX}{}", URL_SAFE_NO_PAD.encode(*self.bytes))
     }
 
     /// `sha256:<12 hex>`.
-    pub fn fingerprint(&self) -> &str {
+    pub(crate) fn fingerprint(&self) -> &str {
         &self.fingerprint
     }
 
     /// The 12 hex digits of the fingerprint, as named in an envelope.
-    pub fn short_id(&self) -> &str {
+    pub(crate) fn short_id(&self) -> &str {
         &self.fingerprint["sha256:".len()..]
     }
 
     /// Seals `plaintext` with the given nonce (pure). Use [`random_nonce`] for a nonce.
-    pub fn seal_with_nonce(&self, aad: &[u8], plaintext: &[u8], nonce: [u8; NONCE_LEN]) -> String {
+    pub(crate) fn seal_with_nonce(
+        &self,
+        aad: &[u8],
+        plaintext: &[u8],
+        nonce: [u8; NONCE_LEN],
+    ) -> String {
         let cipher = XChaCha20Poly1305::new(self.bytes.as_slice().into());
         let ct = cipher
             .encrypt(
@@ -134,7 +139,7 @@ impl StoreKey {
 
     /// Opens a parsed envelope; `None` when the key is not the envelope's or the
     /// ciphertext, its nonce or the associated data were changed.
-    pub fn open(&self, aad: &[u8], env: &Envelope<'_>) -> Option<Zeroizing<Vec<u8>>> {
+    pub(crate) fn open(&self, aad: &[u8], env: &Envelope<'_>) -> Option<Zeroizing<Vec<u8>>> {
         if env.key_id != self.short_id() {
             return None;
         }
@@ -148,7 +153,7 @@ impl StoreKey {
 }
 
 /// A fresh random store key (the operating system's generator).
-pub fn generate_key() -> StoreKey {
+pub(crate) fn generate_key() -> StoreKey {
     let mut b = [0u8; 32];
     getrandom_fill(&mut b);
     let k = StoreKey::from_bytes(b);
@@ -157,7 +162,7 @@ pub fn generate_key() -> StoreKey {
 }
 
 /// A fresh random nonce.
-pub fn random_nonce() -> [u8; NONCE_LEN] {
+pub(crate) fn random_nonce() -> [u8; NONCE_LEN] {
     let mut n = [0u8; NONCE_LEN];
     getrandom_fill(&mut n);
     n
@@ -170,7 +175,7 @@ fn getrandom_fill(buf: &mut [u8]) {
 
 /// A parsed envelope: version 1, the short id of its key, nonce ‖ ciphertext ‖ tag.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Envelope<'a> {
+pub(crate) struct Envelope<'a> {
     /// 12 hex digits of the key fingerprint.
     pub key_id: &'a str,
     /// Nonce (24 bytes), then ciphertext and tag (at least 16 bytes).
@@ -178,12 +183,12 @@ pub struct Envelope<'a> {
 }
 
 /// Whether `s` is an envelope's text (it may still fail to parse).
-pub fn is_envelope(s: &str) -> bool {
+pub(crate) fn is_envelope(s: &str) -> bool {
     s.starts_with(ENVELOPE_PREFIX)
 }
 
 /// Parses envelope text. Errors: [`FormatError`] (never a panic, whatever the input).
-pub fn parse(s: &str) -> Result<Envelope<'_>, FormatError> {
+pub(crate) fn parse(s: &str) -> Result<Envelope<'_>, FormatError> {
     if s.len() > MAX_ENVELOPE_LEN {
         return Err(FormatError::BadPayload);
     }

@@ -27,7 +27,7 @@ use crate::core::error::{ErrorKind, RpcError};
 use crate::seal::envelope::StoreKey;
 
 /// The key variables, for hints.
-pub const KEY_VARIABLES: &str = "MODELAUTH_STORE_KEY_FILE, $CREDENTIALS_DIRECTORY/modelauth-store-key, MODELAUTH_STORE_KEY_COMMAND or MODELAUTH_STORE_KEY";
+pub(crate) const KEY_VARIABLES: &str = "MODELAUTH_STORE_KEY_FILE, $CREDENTIALS_DIRECTORY/modelauth-store-key, MODELAUTH_STORE_KEY_COMMAND or MODELAUTH_STORE_KEY";
 
 /// Largest key file or command output read, bytes.
 const MAX_KEY_SOURCE_BYTES: u64 = 64 * 1024;
@@ -43,12 +43,12 @@ pub struct KeyRing {
 
 impl KeyRing {
     /// The key whose short id (12 hex) is `id`.
-    pub fn by_short_id(&self, id: &str) -> Option<&StoreKey> {
+    pub(crate) fn by_short_id(&self, id: &str) -> Option<&StoreKey> {
         self.keys.iter().find(|k| k.short_id() == id)
     }
 
     /// The fingerprints of the configured keys, in order.
-    pub fn fingerprints(&self) -> Vec<String> {
+    pub(crate) fn fingerprints(&self) -> Vec<String> {
         self.keys
             .iter()
             .map(|k| k.fingerprint().to_string())
@@ -64,7 +64,7 @@ fn key_error(kind: ErrorKind, message: String) -> RpcError {
 
 /// Parses the keys of one source: one per line, `#` comments and blank lines ignored.
 /// Errors name the source and line, never the content.
-pub fn parse_keys(text: &str, source: &str) -> Result<Vec<StoreKey>, RpcError> {
+pub(crate) fn parse_keys(text: &str, source: &str) -> Result<Vec<StoreKey>, RpcError> {
     let mut out = vec![];
     for (i, line) in text.lines().enumerate() {
         let l = line.trim();
@@ -90,7 +90,7 @@ pub fn parse_keys(text: &str, source: &str) -> Result<Vec<StoreKey>, RpcError> {
 
 /// Why a key file is refused: `None` for a regular file owned by `uid` or root with no
 /// group/other permission bits. Pure, for tests.
-pub fn key_file_refusal(is_file: bool, owner: u32, mode: u32, uid: u32) -> Option<String> {
+pub(crate) fn key_file_refusal(is_file: bool, owner: u32, mode: u32, uid: u32) -> Option<String> {
     if !is_file {
         Some("is not a regular file".into())
     } else if owner != uid && owner != 0 {
@@ -140,7 +140,7 @@ fn read_key_file(path: &Path, source: &str) -> Result<Vec<StoreKey>, RpcError> {
 }
 
 /// Splits `MODELAUTH_STORE_KEY_COMMAND` into argv: a JSON array of strings, else words.
-pub fn command_argv(spec: &str) -> Option<Vec<String>> {
+pub(crate) fn command_argv(spec: &str) -> Option<Vec<String>> {
     let t = spec.trim();
     let argv: Vec<String> = if t.starts_with('[') {
         serde_json::from_str(t).ok()?
@@ -215,7 +215,7 @@ fn run_key_command(spec: &str) -> Result<Vec<StoreKey>, RpcError> {
 /// as unset). Errors: a source that is set but unusable — a key file group/other can read
 /// (`store_permissions`), an unreadable file, a failing command, text that is not a key
 /// (`store_sealed`); the message names the source, never a key.
-pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<KeyRing, RpcError> {
+pub(crate) fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<KeyRing, RpcError> {
     let mut keys: Vec<StoreKey> = vec![];
     if let Some(p) = env("MODELAUTH_STORE_KEY_FILE") {
         keys.extend(read_key_file(Path::new(&p), "MODELAUTH_STORE_KEY_FILE")?);
@@ -242,7 +242,7 @@ pub fn load(env: &dyn Fn(&str) -> Option<String>) -> Result<KeyRing, RpcError> {
 }
 
 /// [`load`] from the process environment.
-pub fn load_from_env() -> Result<KeyRing, RpcError> {
+pub(crate) fn load_from_env() -> Result<KeyRing, RpcError> {
     load(&|k: &str| std::env::var(k).ok().filter(|v| !v.trim().is_empty()))
 }
 

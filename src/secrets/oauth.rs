@@ -11,18 +11,18 @@ use std::time::Duration;
 use crate::core::secret_value::{normalize_secret_input, Secret};
 
 /// Expiry assumed when a token response has no `expires_in` (seconds): one hour.
-pub const DEFAULT_EXPIRES_IN_S: i64 = 3600;
+pub(crate) const DEFAULT_EXPIRES_IN_S: i64 = 3600;
 
 /// Largest token response read (64 KiB).
 const MAX_RESPONSE_BYTES: u64 = 64 * 1024;
 
 /// Whole-request time limit of a token call (connect, send, answer). Bounded so that a
 /// process holding the refresh lock cannot hold it for long on a hung endpoint.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
+pub(crate) const REQUEST_TIMEOUT: Duration = Duration::from_secs(20);
 
 /// A successful token response (RFC 6749 §5.1).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenGrant {
+pub(crate) struct TokenGrant {
     /// The new access token.
     pub access: Secret,
     /// A new refresh token when the server rotates it; `None` keeps the old one.
@@ -34,14 +34,14 @@ pub struct TokenGrant {
 impl TokenGrant {
     /// When the access token expires, in ms since the epoch, counted from `sent_at` (ms since
     /// the epoch, taken before the request was sent, so the estimate errs early).
-    pub fn expires_at(&self, sent_at: i64) -> i64 {
+    pub(crate) fn expires_at(&self, sent_at: i64) -> i64 {
         sent_at.saturating_add(self.expires_in_s.saturating_mul(1000))
     }
 }
 
 /// Why a refresh failed, as far as the endpoint told us.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum EndpointError {
+pub(crate) enum EndpointError {
     /// HTTP 400/401 with `error: invalid_grant`: the refresh token is expired, revoked or
     /// already used. A person must log in again.
     InvalidGrant {
@@ -96,7 +96,7 @@ fn expires_in_of(v: Option<&serde_json::Value>) -> i64 {
 /// Classifies a token endpoint answer (RFC 6749 §5.1 / §5.2).
 ///
 /// Errors: [`EndpointError`]; `invalid_grant` only for a 400/401 whose JSON body says so.
-pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, EndpointError> {
+pub(crate) fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, EndpointError> {
     let json: Option<serde_json::Map<String, serde_json::Value>> =
         serde_json::from_slice::<serde_json::Value>(body)
             .ok()
@@ -162,7 +162,7 @@ pub fn parse_token_response(status: u16, body: &[u8]) -> Result<TokenGrant, Endp
 
 /// A token endpoint URL that passed [`parse_token_url`].
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TokenUrl {
+pub(crate) struct TokenUrl {
     /// The URL as the `url` crate normalised it (what is sent).
     pub url: url::Url,
     /// Whether the host is a loopback one (`127.0.0.0/8`, `::1`, `localhost`): such calls
@@ -176,7 +176,7 @@ pub struct TokenUrl {
 /// scheme: it is how `http://127.0.0.1:1@evil/` passed a hand-written check.
 ///
 /// Errors: a sentence saying why.
-pub fn parse_token_url(raw: &str) -> Result<TokenUrl, String> {
+pub(crate) fn parse_token_url(raw: &str) -> Result<TokenUrl, String> {
     let url =
         url::Url::parse(raw.trim()).map_err(|e| format!("the token URL is not a URL ({e})"))?;
     if !url.username().is_empty() || url.password().is_some() {
@@ -212,13 +212,13 @@ pub fn parse_token_url(raw: &str) -> Result<TokenUrl, String> {
 }
 
 /// Checks a token endpoint URL ([`parse_token_url`]). Errors: a sentence saying why.
-pub fn check_token_url(url: &str) -> Result<(), String> {
+pub(crate) fn check_token_url(url: &str) -> Result<(), String> {
     parse_token_url(url).map(|_| ())
 }
 
 /// Whether two token URLs name the same endpoint (compared after parsing, so `HTTPS://A/t`
 /// and `https://a/t` are one). A URL that does not parse equals nothing.
-pub fn same_endpoint(a: &str, b: &str) -> bool {
+pub(crate) fn same_endpoint(a: &str, b: &str) -> bool {
     match (parse_token_url(a), parse_token_url(b)) {
         (Ok(a), Ok(b)) => a.url == b.url,
         _ => false,
@@ -226,7 +226,7 @@ pub fn same_endpoint(a: &str, b: &str) -> bool {
 }
 
 /// One refresh_token grant request (RFC 6749 §6).
-pub struct RefreshRequest<'a> {
+pub(crate) struct RefreshRequest<'a> {
     /// The token endpoint.
     pub token_url: &'a str,
     /// The refresh token sent.
@@ -244,7 +244,7 @@ pub struct RefreshRequest<'a> {
 /// is bounded by [`REQUEST_TIMEOUT`].
 ///
 /// Errors: [`EndpointError`] (network failures are `Transient { reason: "network" }`).
-pub fn post_refresh(req: &RefreshRequest<'_>) -> Result<TokenGrant, EndpointError> {
+pub(crate) fn post_refresh(req: &RefreshRequest<'_>) -> Result<TokenGrant, EndpointError> {
     let endpoint = parse_token_url(req.token_url).map_err(|_| EndpointError::Rejected {
         status: 0,
         error: None,

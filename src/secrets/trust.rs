@@ -18,26 +18,26 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// The environment variable listing the directories whose commands a shared store may name.
-pub const TRUSTED_DIRS_VAR: &str = "MODELAUTH_TRUSTED_DIRS";
+pub(crate) const TRUSTED_DIRS_VAR: &str = "MODELAUTH_TRUSTED_DIRS";
 
 static SHARED_STORE: AtomicBool = AtomicBool::new(false);
 
 /// Records whether this process's store is shared with other machines (PostgreSQL): then
 /// store-named commands must also lie under `$MODELAUTH_TRUSTED_DIRS`. Set once when the
 /// store is opened ([`crate::handlers::App::new`]).
-pub fn set_shared_store(shared: bool) {
+pub(crate) fn set_shared_store(shared: bool) {
     SHARED_STORE.store(shared, Ordering::SeqCst);
 }
 
 /// Whether [`set_shared_store`] said the store is shared.
-pub fn shared_store() -> bool {
+pub(crate) fn shared_store() -> bool {
     SHARED_STORE.load(Ordering::SeqCst)
 }
 
 /// Why a command was refused: a stable word for `data.reason`'s companion `data.trust` and
 /// a sentence for people (paths only, never a value).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// `not_found`, `not_regular`, `bad_owner`, `writable`, `dir_bad_owner`,
     /// `dir_writable`, `no_trusted_dirs`, `outside_trusted_dirs`.
     pub why: &'static str,
@@ -52,7 +52,12 @@ fn refuse(why: &'static str, message: String) -> Refusal {
 /// Why a file or directory with `owner` and `mode` is not trusted by user `uid`: `None`
 /// when it is owned by root or `uid` and not group- or world-writable; with
 /// `sticky_ok`, a sticky directory may be writable by others (`/tmp`). Pure, for tests.
-pub fn untrusted_bits(owner: u32, mode: u32, uid: u32, sticky_ok: bool) -> Option<&'static str> {
+pub(crate) fn untrusted_bits(
+    owner: u32,
+    mode: u32,
+    uid: u32,
+    sticky_ok: bool,
+) -> Option<&'static str> {
     if owner != 0 && owner != uid {
         return Some("owner");
     }
@@ -64,7 +69,7 @@ pub fn untrusted_bits(owner: u32, mode: u32, uid: u32, sticky_ok: bool) -> Optio
 
 /// The directories of a `$MODELAUTH_TRUSTED_DIRS` value: absolute entries, each resolved
 /// (symlinks followed); empty, relative or missing entries are ignored.
-pub fn trusted_dirs(value: &str) -> Vec<PathBuf> {
+pub(crate) fn trusted_dirs(value: &str) -> Vec<PathBuf> {
     value
         .split(':')
         .map(str::trim)
@@ -78,7 +83,7 @@ pub fn trusted_dirs(value: &str) -> Vec<PathBuf> {
 /// SQLite store. Returns the resolved path to run, so the file checked is the file run.
 ///
 /// Errors: a [`Refusal`] naming the path and what is wrong with it.
-pub fn check_command(
+pub(crate) fn check_command(
     command: &Path,
     uid: u32,
     trusted: Option<&[PathBuf]>,
@@ -195,7 +200,7 @@ fn check_trusted_dirs(real: &Path, dirs: &[PathBuf]) -> Result<(), Refusal> {
 }
 
 /// The effective user id of this process.
-pub fn current_uid() -> u32 {
+pub(crate) fn current_uid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
 }

@@ -20,13 +20,13 @@ use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 
 /// Opens a new handle on the location under test.
-pub type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
+pub(crate) type Open<'a> = &'a dyn Fn() -> Box<dyn Store>;
 
 /// One check of the suite.
-pub type Check = fn(Open<'_>);
+pub(crate) type Check = fn(Open<'_>);
 
 /// Every check: `(name, check)`.
-pub const CHECKS: &[(&str, Check)] = &[
+pub(crate) const CHECKS: &[(&str, Check)] = &[
     (
         "a_missing_store_reads_as_empty",
         a_missing_store_reads_as_empty,

@@ -32,11 +32,11 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 /// (device, inode) of a file.
-pub type FileId = (u64, u64);
+pub(crate) type FileId = (u64, u64);
 
 /// A held refresh lock; released when dropped (or when the process dies).
 #[derive(Debug)]
-pub struct RefreshLock {
+pub(crate) struct RefreshLock {
     file: Arc<File>,
     key: (FileId, u64),
 }
@@ -53,7 +53,7 @@ impl Drop for RefreshLock {
 
 /// The byte of the store file that is the lock of `(scope, profile_id)`: at least 2^62,
 /// below 2^63 (the largest `off_t`). Pure.
-pub fn lock_offset(scope: &str, profile_id: &str) -> u64 {
+pub(crate) fn lock_offset(scope: &str, profile_id: &str) -> u64 {
     let mut h = Sha256::new();
     h.update(scope.as_bytes());
     h.update([0u8]);
@@ -66,7 +66,7 @@ pub fn lock_offset(scope: &str, profile_id: &str) -> u64 {
 
 /// The pause before try number `attempt` (0-based) of taking a busy lock: 2 ms doubling
 /// to at most 25 ms. Pure.
-pub fn backoff(attempt: u32) -> Duration {
+pub(crate) fn backoff(attempt: u32) -> Duration {
     Duration::from_millis((2u64 << attempt.min(10)).min(25))
 }
 
@@ -81,7 +81,7 @@ fn held() -> &'static Mutex<HashSet<(FileId, u64)>> {
 /// `-wal`s and cannot be locked consistently).
 ///
 /// Errors: the file cannot be opened, or is refused (`PermissionDenied`).
-pub fn store_file(store: &Path) -> io::Result<(Arc<File>, FileId)> {
+pub(crate) fn store_file(store: &Path) -> io::Result<(Arc<File>, FileId)> {
     static FILES: std::sync::OnceLock<Mutex<HashMap<FileId, Arc<File>>>> =
         std::sync::OnceLock::new();
     let check = |m: &std::fs::Metadata| {
@@ -145,7 +145,7 @@ fn ofd_lock(f: &File, offset: u64, kind: i16) -> io::Result<bool> {
 /// `wait`. `Ok(None)` when it stayed busy.
 ///
 /// Errors: the store file cannot be opened or locked, or is refused by [`store_file`].
-pub fn acquire(
+pub(crate) fn acquire(
     store: &Path,
     scope: &str,
     profile_id: &str,

@@ -13,11 +13,11 @@ use std::time::Duration;
 use crate::core::error::{ErrorKind, RpcError};
 
 /// The default PostgreSQL schema holding the tables (`$MODELAUTH_PG_SCHEMA` overrides it).
-pub const DEFAULT_PG_SCHEMA: &str = "modelauth";
+pub(crate) const DEFAULT_PG_SCHEMA: &str = "modelauth";
 
 /// Connect timeout for PostgreSQL (PROTOCOL §2.3: a request made while the server is down
 /// answers within `busyTimeoutMs` plus this).
-pub const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const PG_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Where a store lives.
 #[derive(Clone)]
@@ -74,7 +74,7 @@ impl std::fmt::Debug for PgLocation {
 }
 
 /// Whether `s` is a PostgreSQL location (`postgres://` or `postgresql://`).
-pub fn is_postgres_url(s: &str) -> bool {
+pub(crate) fn is_postgres_url(s: &str) -> bool {
     let l = s.trim_start().to_ascii_lowercase();
     l.starts_with("postgres://") || l.starts_with("postgresql://")
 }
@@ -317,7 +317,7 @@ fn ignored_passfile(env: &dyn Fn(&str) -> Option<String>) -> Option<PathBuf> {
 /// A schema name we accept: `^[a-z_][a-z0-9_]{0,62}$` (so it never needs quoting rules),
 /// and not a schema of the system or shared by every role: `public` (often writable by
 /// every role, so anyone could plant tables in it), `information_schema`, `pg_*`.
-pub fn valid_schema(s: &str) -> bool {
+pub(crate) fn valid_schema(s: &str) -> bool {
     let b = s.as_bytes();
     !matches!(s, "public" | "information_schema")
         && !s.starts_with("pg_")
@@ -381,7 +381,7 @@ fn split_url(s: &str) -> UrlParts<'_> {
 /// unencoded `/` or `?` is hidden whole), a host list holding an `@` is cut after its last
 /// one, and `password=` query pairs are dropped. A string that is not a URL is returned
 /// as it is.
-pub fn redact_location(s: &str) -> String {
+pub(crate) fn redact_location(s: &str) -> String {
     let parts = split_url(s);
     let kept: Vec<&str> = parts
         .query

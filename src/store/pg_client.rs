@@ -26,7 +26,7 @@ use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::Socket;
 
 /// A connection whose every call is bounded in time.
-pub struct Client {
+pub(crate) struct Client {
     rt: Runtime,
     inner: tokio_postgres::Client,
     /// The task driving the connection (polled while a call runs on `rt`).
@@ -60,7 +60,7 @@ impl Client {
     /// must finish within `round_trip`.
     ///
     /// Errors: rust-postgres's (the time-out one when a deadline passed).
-    pub fn connect<T>(
+    pub(crate) fn connect<T>(
         config: &tokio_postgres::Config,
         tls: T,
         connect_deadline: Duration,
@@ -121,12 +121,12 @@ impl Client {
     }
 
     /// Whether the connection is closed or was abandoned after a deadline.
-    pub fn is_closed(&self) -> bool {
+    pub(crate) fn is_closed(&self) -> bool {
         self.dead || self.inner.is_closed()
     }
 
     /// Sets the deadline of each later call.
-    pub fn set_round_trip(&mut self, d: Duration) {
+    pub(crate) fn set_round_trip(&mut self, d: Duration) {
         self.round_trip = d;
     }
 
@@ -151,7 +151,7 @@ impl Client {
     }
 
     /// Runs `sql` (one or more statements, simple protocol).
-    pub fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
+    pub(crate) fn batch_execute(&mut self, sql: &str) -> Result<(), Error> {
         let c = &self.inner;
         Self::run(
             &self.rt,
@@ -163,7 +163,7 @@ impl Client {
     }
 
     /// One unnamed statement with typed parameters; every row.
-    pub fn query_typed(
+    pub(crate) fn query_typed(
         &mut self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
@@ -179,7 +179,7 @@ impl Client {
     }
 
     /// [`Client::query_typed`], at most one row.
-    pub fn query_typed_opt(
+    pub(crate) fn query_typed_opt(
         &mut self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
@@ -188,7 +188,7 @@ impl Client {
     }
 
     /// [`Client::query_typed`], exactly one row (else rust-postgres's row-count error).
-    pub fn query_typed_one(
+    pub(crate) fn query_typed_one(
         &mut self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],
@@ -204,7 +204,7 @@ impl Client {
     }
 
     /// One unnamed statement with typed parameters; the number of rows it changed.
-    pub fn execute_typed(
+    pub(crate) fn execute_typed(
         &mut self,
         sql: &str,
         params: &[(&(dyn ToSql + Sync), Type)],

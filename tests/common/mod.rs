@@ -10,30 +10,30 @@ use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use serde_json::{json, Value};
 
 /// Path of the binary under test.
-pub const BIN: &str = env!("CARGO_BIN_EXE_modelauth");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_modelauth");
 
 /// Path of the binary under test.
-pub fn bin() -> &'static str {
+pub(crate) fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_modelauth")
 }
 
 /// The PostgreSQL URL the suite runs against: `$MODELAUTH_TEST_PG` when set (e.g.
 /// `postgres:///modelauth_test?host=/var/run/postgresql`). Without it every store is a
 /// SQLite file.
-pub fn pg_url() -> Option<String> {
+pub(crate) fn pg_url() -> Option<String> {
     std::env::var("MODELAUTH_TEST_PG")
         .ok()
         .filter(|u| !u.is_empty())
 }
 
 /// Whether the suite runs on PostgreSQL.
-pub fn on_pg() -> bool {
+pub(crate) fn on_pg() -> bool {
     pg_url().is_some()
 }
 
 /// Skips a test that is about files (modes, paths, corrupt files) when the suite runs on
 /// PostgreSQL, with a visible line. Returns true when the caller should return.
-pub fn skip_on_pg(why: &str) -> bool {
+pub(crate) fn skip_on_pg(why: &str) -> bool {
     if on_pg() {
         eprintln!("SKIPPED on PostgreSQL (about files): {why}");
         return true;
@@ -42,14 +42,14 @@ pub fn skip_on_pg(why: &str) -> bool {
 }
 
 /// Whether this run seals every test store (`MODELAUTH_TEST_STORE_KEY`, issue 22).
-pub fn sealed_run() -> bool {
+pub(crate) fn sealed_run() -> bool {
     std::env::var("MODELAUTH_TEST_STORE_KEY").is_ok_and(|k| !k.trim().is_empty())
 }
 
 /// Skips (visibly) a test that reads or plants raw plaintext rows, when the run seals
 /// every store: there the rows hold envelopes, and a planted plaintext row is ignored by
 /// design (`tests/sealed.rs` covers both).
-pub fn skip_when_sealed(why: &str) -> bool {
+pub(crate) fn skip_when_sealed(why: &str) -> bool {
     if sealed_run() {
         eprintln!("SKIPPED on a sealed store (about raw rows): {why}");
         return true;
@@ -77,7 +77,7 @@ fn run_nonce() -> &'static str {
 }
 
 /// A client on `MODELAUTH_TEST_PG` for the tests' own bookkeeping.
-pub fn pg_admin() -> Option<postgres::Client> {
+pub(crate) fn pg_admin() -> Option<postgres::Client> {
     let url = pg_url()?;
     let mut config: postgres::Config = url.parse().ok()?;
     if config.get_hosts().is_empty() {
@@ -90,7 +90,7 @@ pub fn pg_admin() -> Option<postgres::Client> {
 }
 
 /// Drops every schema whose name starts with `prefix` (the tests' own: `t<nonce>_`).
-pub fn drop_schemas_like(prefix: &str) -> usize {
+pub(crate) fn drop_schemas_like(prefix: &str) -> usize {
     let Some(mut c) = pg_admin() else { return 0 };
     let like = format!("{}%", prefix.replace('_', "\\_"));
     let Ok(rows) = c.query_typed(
@@ -123,7 +123,7 @@ extern "C" fn drop_run_schemas() {
 static RUN_PREFIX_CELL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
 
 /// The PostgreSQL schema standing for the store at `store` (one per test store path).
-pub fn pg_schema(store: &Path) -> String {
+pub(crate) fn pg_schema(store: &Path) -> String {
     use std::hash::{Hash, Hasher};
     let mut h = std::collections::hash_map::DefaultHasher::new();
     store.hash(&mut h);
@@ -133,7 +133,7 @@ pub fn pg_schema(store: &Path) -> String {
 }
 
 /// The `--store` arguments for a test store: the path, or with `MODELAUTH_TEST_PG` the URL.
-pub fn store_args(store: &Path) -> Vec<std::ffi::OsString> {
+pub(crate) fn store_args(store: &Path) -> Vec<std::ffi::OsString> {
     match pg_url() {
         Some(url) => vec!["--store".into(), url.into()],
         None => vec!["--store".into(), store.as_os_str().to_owned()],
@@ -150,7 +150,7 @@ fn test_dir(store: &Path) -> &Path {
     }
 }
 
-pub fn store_env(store: &Path) -> Vec<(String, String)> {
+pub(crate) fn store_env(store: &Path) -> Vec<(String, String)> {
     let mut v = match pg_url() {
         Some(_) => vec![
             ("MODELAUTH_PG_SCHEMA".into(), pg_schema(store)),
@@ -176,7 +176,7 @@ pub fn store_env(store: &Path) -> Vec<(String, String)> {
 
 /// A client on the `$MODELAUTH_TEST_PG` database (the test's own connection, beside the
 /// helper's).
-pub fn pg_client() -> postgres::Client {
+pub(crate) fn pg_client() -> postgres::Client {
     let url = pg_url().expect("MODELAUTH_TEST_PG");
     let mut config: postgres::Config = url.parse().expect("MODELAUTH_TEST_PG");
     if config.get_hosts().is_empty() {
@@ -193,7 +193,7 @@ pub fn pg_client() -> postgres::Client {
 /// Everything stored in the PostgreSQL schema of a test store, as text (every row of
 /// every table), for tests that scan "the store" for secrets. Empty when the schema is
 /// missing.
-pub fn pg_store_text(store: &Path) -> String {
+pub(crate) fn pg_store_text(store: &Path) -> String {
     let schema = pg_schema(store);
     let mut c = pg_client();
     let mut out = String::new();
@@ -222,19 +222,19 @@ pub fn pg_store_text(store: &Path) -> String {
 }
 
 /// Whether the store exists, as `helper.info` reports it (a file, or a PostgreSQL schema).
-pub fn store_exists(store: &Path) -> bool {
+pub(crate) fn store_exists(store: &Path) -> bool {
     let v = ok(store, "helper.info", json!({}));
     v["store"]["exists"].as_bool().expect("store.exists")
 }
 
 /// A temp directory with a store path inside (the store itself is not created).
-pub struct TempStore {
+pub(crate) struct TempStore {
     pub dir: tempfile::TempDir,
     pub path: PathBuf,
 }
 
 impl TempStore {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state").join("store.db");
         TempStore { dir, path }
@@ -242,7 +242,7 @@ impl TempStore {
 }
 
 /// A command for the binary with a clean environment and the given store.
-pub fn cmd(store: &Path) -> Command {
+pub(crate) fn cmd(store: &Path) -> Command {
     let mut c = Command::new(bin());
     c.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
@@ -253,7 +253,7 @@ pub fn cmd(store: &Path) -> Command {
 }
 
 /// Runs `c call METHOD -` with `params` written to stdin (the way secrets are passed).
-pub fn call_with_stdin(mut c: Command, method: &str, params: &Value) -> Output {
+pub(crate) fn call_with_stdin(mut c: Command, method: &str, params: &Value) -> Output {
     c.args(["call", method, "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -277,7 +277,7 @@ pub fn call_with_stdin(mut c: Command, method: &str, params: &Value) -> Output {
 }
 
 /// Runs `modelauth call METHOD PARAMS` and returns (exit code, stdout JSON or stderr JSON).
-pub fn call(store: &Path, method: &str, params: Value) -> (i32, Value) {
+pub(crate) fn call(store: &Path, method: &str, params: Value) -> (i32, Value) {
     let out = call_with_stdin(cmd(store), method, &params);
     let code = out.status.code().unwrap_or(-1);
     let text = if code == 0 { &out.stdout } else { &out.stderr };
@@ -287,21 +287,21 @@ pub fn call(store: &Path, method: &str, params: Value) -> (i32, Value) {
 }
 
 /// `call` that must succeed; returns the result.
-pub fn ok(store: &Path, method: &str, params: Value) -> Value {
+pub(crate) fn ok(store: &Path, method: &str, params: Value) -> Value {
     let (code, v) = call(store, method, params);
     assert_eq!(code, 0, "{method} failed: {v}");
     v
 }
 
 /// `call` that must fail; returns the error object.
-pub fn err(store: &Path, method: &str, params: Value) -> Value {
+pub(crate) fn err(store: &Path, method: &str, params: Value) -> Value {
     let (code, v) = call(store, method, params);
     assert_eq!(code, 1, "{method} should fail: {v}");
     v
 }
 
 /// Pipes whole lines into `modelauth serve` and returns its output lines and status.
-pub fn serve_lines(
+pub(crate) fn serve_lines(
     store: &Path,
     input: &[u8],
     extra_env: &[(&str, &str)],
@@ -333,7 +333,7 @@ pub fn serve_lines(
 }
 
 /// A running `modelauth serve` for request/response tests.
-pub struct Server {
+pub(crate) struct Server {
     pub child: Child,
     stdin: Option<ChildStdin>,
     stdout: BufReader<ChildStdout>,
@@ -341,17 +341,17 @@ pub struct Server {
 }
 
 impl Server {
-    pub fn start(store: &Path) -> Self {
+    pub(crate) fn start(store: &Path) -> Self {
         Self::start_with(cmd(store))
     }
 
     /// `c serve` with stderr captured (read it with [`Server::finish`]).
-    pub fn start_with(c: Command) -> Self {
+    pub(crate) fn start_with(c: Command) -> Self {
         Self::spawn(c, Stdio::piped())
     }
 
     /// `c serve` with the given stderr.
-    pub fn spawn(mut c: Command, stderr: Stdio) -> Self {
+    pub(crate) fn spawn(mut c: Command, stderr: Stdio) -> Self {
         let mut child = c
             .arg("serve")
             .stdin(Stdio::piped())
@@ -370,26 +370,26 @@ impl Server {
     }
 
     /// Sends one raw line and reads one line back.
-    pub fn raw(&mut self, line: &str) -> Value {
+    pub(crate) fn raw(&mut self, line: &str) -> Value {
         self.send_raw(line);
         self.read()
     }
 
-    pub fn send_raw(&mut self, line: &str) {
+    pub(crate) fn send_raw(&mut self, line: &str) {
         let s = self.stdin.as_mut().unwrap();
         s.write_all(line.as_bytes()).unwrap();
         s.write_all(b"\n").unwrap();
         s.flush().unwrap();
     }
 
-    pub fn read(&mut self) -> Value {
+    pub(crate) fn read(&mut self) -> Value {
         let mut l = String::new();
         self.stdout.read_line(&mut l).unwrap();
         serde_json::from_str(&l).unwrap_or_else(|_| panic!("not JSON: {l:?}"))
     }
 
     /// Sends a request and returns the whole response object.
-    pub fn request(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn request(&mut self, method: &str, params: Value) -> Value {
         let id = self.next_id;
         self.next_id += 1;
         let r = self.raw(
@@ -400,26 +400,26 @@ impl Server {
     }
 
     /// A request that must succeed; returns `result`.
-    pub fn ok(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn ok(&mut self, method: &str, params: Value) -> Value {
         let r = self.request(method, params);
         assert!(r.get("error").is_none(), "{method}: {r}");
         r["result"].clone()
     }
 
     /// A request that must fail; returns `error`.
-    pub fn err(&mut self, method: &str, params: Value) -> Value {
+    pub(crate) fn err(&mut self, method: &str, params: Value) -> Value {
         let r = self.request(method, params);
         assert!(r.get("result").is_none(), "{method} should fail: {r}");
         r["error"].clone()
     }
 
     /// Stores an api_key profile.
-    pub fn put_key(&mut self, id: &str, key: &str) {
+    pub(crate) fn put_key(&mut self, id: &str, key: &str) {
         self.ok("profiles.put", json!({"profile": api_key(id, key)}));
     }
 
     /// Closes stdin and waits for the exit status and the captured stderr.
-    pub fn finish(mut self) -> Output {
+    pub(crate) fn finish(mut self) -> Output {
         drop(self.stdin.take());
         let mut stderr = Vec::new();
         if let Some(mut e) = self.child.stderr.take() {
@@ -443,12 +443,12 @@ impl Drop for Server {
 }
 
 /// An api_key profile.
-pub fn api_key(id: &str, key: &str) -> Value {
+pub(crate) fn api_key(id: &str, key: &str) -> Value {
     json!({"id": id, "type": "api_key", "key": key})
 }
 
 /// An oauth profile expiring in an hour.
-pub fn oauth(id: &str, access: &str, refresh: &str) -> Value {
+pub(crate) fn oauth(id: &str, access: &str, refresh: &str) -> Value {
     let expires = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -458,7 +458,7 @@ pub fn oauth(id: &str, access: &str, refresh: &str) -> Value {
 }
 
 /// Milliseconds since the epoch.
-pub fn now_ms() -> i64 {
+pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
@@ -466,7 +466,7 @@ pub fn now_ms() -> i64 {
 }
 
 /// Sleeps until the wall clock is past `t` (ms since the epoch) plus a margin.
-pub fn sleep_past(t: i64) {
+pub(crate) fn sleep_past(t: i64) {
     let wait = t - now_ms() + 50;
     if wait > 0 {
         std::thread::sleep(std::time::Duration::from_millis(wait as u64));
@@ -474,20 +474,20 @@ pub fn sleep_past(t: i64) {
 }
 
 /// A temporary store and the environment given to every child.
-pub struct Env {
+pub(crate) struct Env {
     pub dir: tempfile::TempDir,
     pub vars: Vec<(String, String)>,
 }
 
 impl Env {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Env {
             dir: tempfile::tempdir().unwrap(),
             vars: vec![],
         }
     }
 
-    pub fn with_vars(vars: &[(&str, &str)]) -> Self {
+    pub(crate) fn with_vars(vars: &[(&str, &str)]) -> Self {
         let mut e = Env::new();
         e.vars = vars
             .iter()
@@ -496,11 +496,11 @@ impl Env {
         e
     }
 
-    pub fn store(&self) -> PathBuf {
+    pub(crate) fn store(&self) -> PathBuf {
         self.dir.path().join("store.db")
     }
 
-    pub fn command(&self) -> Command {
+    pub(crate) fn command(&self) -> Command {
         let mut c = Command::new(BIN);
         c.env_clear();
         if let Ok(p) = std::env::var("PATH") {
@@ -523,7 +523,7 @@ impl Env {
     /// A `modelauth serve` process (stderr inherited, except that the log lines a test
     /// turned on with `RUST_LOG` are dropped unless `MODELAUTH_TEST_LOGS` is set: a plain
     /// `cargo test` prints no log lines).
-    pub fn serve(&self) -> Server {
+    pub(crate) fn serve(&self) -> Server {
         let logs_on = self.vars.iter().any(|(k, _)| k == "RUST_LOG");
         let stderr = if logs_on && std::env::var_os("MODELAUTH_TEST_LOGS").is_none() {
             Stdio::null()
@@ -534,7 +534,7 @@ impl Env {
     }
 
     /// `modelauth call METHOD -` with params on stdin, in a process of its own.
-    pub fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
+    pub(crate) fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
         let out = call_with_stdin(self.command(), method, &params);
         if out.status.success() {
             Ok(serde_json::from_slice(&out.stdout).unwrap())
@@ -546,13 +546,13 @@ impl Env {
     }
 
     /// `modelauth check ARGS`.
-    pub fn check(&self, args: &[&str]) -> Output {
+    pub(crate) fn check(&self, args: &[&str]) -> Output {
         self.command().arg("check").args(args).output().unwrap()
     }
 }
 
 /// Every file under `dir` with its bytes, to prove a source was only read.
-pub fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+pub(crate) fn snapshot(dir: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
     let mut out = std::collections::BTreeMap::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {

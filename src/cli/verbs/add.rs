@@ -17,7 +17,7 @@ use crate::protocol::dispatch::Dispatcher;
 
 /// Reads one line of secret: at most [`MAX_SECRET_BYTES`], one trailing `\n` (or `\r\n`)
 /// dropped; another line break anywhere, or nothing at all, is refused. Pure.
-pub fn one_line_secret(mut raw: Vec<u8>, from: &str) -> Result<String, RpcError> {
+pub(crate) fn one_line_secret(mut raw: Vec<u8>, from: &str) -> Result<String, RpcError> {
     use zeroize::Zeroize;
     if raw.ends_with(b"\n") {
         raw.pop();
@@ -100,7 +100,7 @@ fn read_secret(a: &AddArgs) -> Result<String, RpcError> {
 /// Parses `--ref`: `env:VAR`, `file:PROVIDER#/pointer`, `exec:PROVIDER#id`, `store:NAME`
 /// into a SecretRef object (a `file:` with a path is kept as `(path, pointer)` in `Err`
 /// for [`file_provider_for`]). Pure.
-pub fn parse_ref(s: &str) -> Result<Value, RpcError> {
+pub(crate) fn parse_ref(s: &str) -> Result<Value, RpcError> {
     let bad = || {
         RpcError::invalid_params(format!("--ref {s:?} is not a SecretRef"))
             .with_hint("use env:VAR, file:PROVIDER#/pointer, exec:PROVIDER#id or store:NAME")
@@ -147,7 +147,7 @@ fn file_provider_for(d: &Dispatcher, path: &str) -> Result<String, RpcError> {
 
 /// Parses `--expires`: ms since the epoch, `YYYY-MM-DD[THH:MM[:SS]][Z]` (UTC), or a
 /// duration from `now` (`90d`, `12h`, `30m`, `45s`, `2w`). Pure.
-pub fn parse_expires(s: &str, now: i64) -> Result<i64, String> {
+pub(crate) fn parse_expires(s: &str, now: i64) -> Result<i64, String> {
     let s = s.trim();
     if let Ok(ms) = s.parse::<i64>() {
         return Ok(ms);
@@ -196,7 +196,7 @@ pub fn parse_expires(s: &str, now: i64) -> Result<i64, String> {
 }
 
 /// `modelauth add`: one `profiles.put`.
-pub fn add(d: &Dispatcher, a: AddArgs) -> i32 {
+pub(crate) fn add(d: &Dispatcher, a: AddArgs) -> i32 {
     let (provider, name) = split_id(&a.id);
     let id = format!("{provider}:{}", name.as_deref().unwrap_or("default"));
     let mut profile = json!({"id": id, "type": match a.kind { AddType::ApiKey => "api_key", AddType::Token => "token" }});

@@ -10,7 +10,7 @@ use crate::cli::{human_duration, print_error, write_stdout};
 use crate::protocol::dispatch::Dispatcher;
 
 /// `modelauth list`: one `profiles.list` (plus `order.get` per provider for the plain output).
-pub fn list(d: &Dispatcher, a: ListArgs) -> i32 {
+pub(crate) fn list(d: &Dispatcher, a: ListArgs) -> i32 {
     let mut params = with_agent(json!({}), a.agent.as_deref());
     if let Some(p) = &a.provider {
         params["provider"] = p.as_str().into();
@@ -149,7 +149,7 @@ fn profile_table(
 }
 
 /// `modelauth rm`: one `profiles.remove`.
-pub fn rm(d: &Dispatcher, a: RmArgs) -> i32 {
+pub(crate) fn rm(d: &Dispatcher, a: RmArgs) -> i32 {
     let mut params = with_agent(json!({ "profileId": a.profile_id }), a.agent.as_deref());
     if a.dry_run {
         params["dryRun"] = true.into();
@@ -189,7 +189,7 @@ pub fn rm(d: &Dispatcher, a: RmArgs) -> i32 {
 }
 
 /// `modelauth order`: `order.get`, `order.set` or `order.clear`.
-pub fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
+pub(crate) fn order(d: &Dispatcher, a: OrderArgs) -> i32 {
     let agent = a.agent.as_deref();
     let provider = a.provider.trim().to_string();
     if a.clear {

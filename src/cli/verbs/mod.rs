@@ -21,12 +21,12 @@ use super::write_stdout;
 use crate::core::error::RpcError;
 use crate::protocol::dispatch::Dispatcher;
 
-pub use add::{add, one_line_secret, parse_expires, parse_ref};
-pub use list::{list, order, rm};
-pub use report::{report, where_};
+pub(crate) use add::add;
+pub(crate) use list::{list, order, rm};
+pub(crate) use report::{report, where_};
 
 /// The largest secret `add` reads (stdin or `--from-file`), in bytes.
-pub const MAX_SECRET_BYTES: u64 = 64 * 1024;
+pub(crate) const MAX_SECRET_BYTES: u64 = 64 * 1024;
 
 /// The credential type `add` stores.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

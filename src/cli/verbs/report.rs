@@ -13,7 +13,7 @@ use crate::protocol::dispatch::Dispatcher;
 
 /// `modelauth report`: one `auth.report` (without a name, `order.get` first says which
 /// profile the walk picks now).
-pub fn report(d: &Dispatcher, a: ReportArgs) -> i32 {
+pub(crate) fn report(d: &Dispatcher, a: ReportArgs) -> i32 {
     let agent = a.agent.as_deref();
     let (provider, name) = split_id(&a.target);
     let profile_id = match name {
@@ -110,7 +110,7 @@ pub fn report(d: &Dispatcher, a: ReportArgs) -> i32 {
 }
 
 /// `modelauth where`: `helper.info`'s store, made absolute, with how it was chosen.
-pub fn where_(d: &Dispatcher, ctx: &StoreContext, a: WhereArgs) -> i32 {
+pub(crate) fn where_(d: &Dispatcher, ctx: &StoreContext, a: WhereArgs) -> i32 {
     let r = match call(d, "helper.info", &json!({})) {
         Ok(r) => r,
         Err(e) => return print_error(&e),

@@ -27,7 +27,7 @@ pub(super) const OAUTH_FIELDS: &[&str] = &[
 
 /// The fields a profile of type `ty` may carry (common ones included), as
 /// [`super::validate_profile`] accepts them; empty for an unknown type.
-pub fn allowed_fields(ty: &str) -> Vec<&'static str> {
+pub(crate) fn allowed_fields(ty: &str) -> Vec<&'static str> {
     let own: &[&str] = match ty {
         "api_key" => API_KEY_FIELDS,
         "token" => TOKEN_FIELDS,
@@ -205,7 +205,7 @@ pub(super) fn short(s: &str) -> String {
 }
 
 /// Escapes a key for use in a JSON pointer (RFC 6901: `~` → `~0`, `/` → `~1`).
-pub fn escape_pointer(key: &str) -> String {
+pub(crate) fn escape_pointer(key: &str) -> String {
     key.replace('~', "~0").replace('/', "~1")
 }
 
@@ -231,4 +231,4 @@ pub(super) fn exactly_one(
 }
 
 /// Example used in hints: how to store an API key with `profiles.put`.
-pub const EXAMPLE_HINT: &str = "store a key with profiles.put {\"profile\": {\"id\": \"openai:default\", \"type\": \"api_key\", \"key\": \"<your key>\"}} (from a shell: echo '{...}' | modelauth call profiles.put -)";
+pub(crate) const EXAMPLE_HINT: &str = "store a key with profiles.put {\"profile\": {\"id\": \"openai:default\", \"type\": \"api_key\", \"key\": \"<your key>\"}} (from a shell: echo '{...}' | modelauth call profiles.put -)";

@@ -11,8 +11,8 @@ mod types;
 mod validate;
 mod view;
 
-pub use fields::{allowed_fields, escape_pointer, EXAMPLE_HINT};
-pub use secret_ref::{is_store_ref_id, validate_secret_ref};
+pub(crate) use fields::{allowed_fields, escape_pointer};
+pub(crate) use secret_ref::validate_secret_ref;
 pub use types::{Credential, CredentialType, Profile, SecretRef, SecretSource, VALID_TYPES};
 pub use validate::validate_profile;
 pub use view::{ProfileView, StoredProfile, UsageView};

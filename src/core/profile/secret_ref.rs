@@ -8,7 +8,7 @@ use crate::core::error::RpcError;
 use crate::core::ids;
 
 /// Validates a SecretRef object at `pointer` (exactly `source`, `provider`, `id`).
-pub fn validate_secret_ref(v: &Value, pointer: &str) -> Result<SecretRef, RpcError> {
+pub(crate) fn validate_secret_ref(v: &Value, pointer: &str) -> Result<SecretRef, RpcError> {
     let Value::Object(o) = v else {
         return Err(invalid(
             pointer,
@@ -87,7 +87,7 @@ pub fn validate_secret_ref(v: &Value, pointer: &str) -> Result<SecretRef, RpcErr
 }
 
 /// OpenClaw's rule for a `store` SecretRef id (the store entry name): `^[A-Z][A-Z0-9_]{0,127}$`.
-pub fn is_store_ref_id(id: &str) -> bool {
+pub(crate) fn is_store_ref_id(id: &str) -> bool {
     id.len() <= 128
         && id.starts_with(|c: char| c.is_ascii_uppercase())
         && id

@@ -104,7 +104,7 @@ pub enum CredentialType {
 
 impl CredentialType {
     /// The wire string: `api_key`, `token` or `oauth`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             CredentialType::ApiKey => "api_key",
             CredentialType::Token => "token",
@@ -115,7 +115,7 @@ impl CredentialType {
 
 impl Credential {
     /// The credential's type.
-    pub fn credential_type(&self) -> CredentialType {
+    pub(crate) fn credential_type(&self) -> CredentialType {
         match self {
             Credential::ApiKey { .. } => CredentialType::ApiKey,
             Credential::Token { .. } => CredentialType::Token,
@@ -124,12 +124,12 @@ impl Credential {
     }
 
     /// `api_key`, `token` or `oauth`.
-    pub fn type_name(&self) -> &'static str {
+    pub(crate) fn type_name(&self) -> &'static str {
         self.credential_type().as_str()
     }
 
     /// Expiry in milliseconds since the epoch, when the credential has one.
-    pub fn expires(&self) -> Option<i64> {
+    pub(crate) fn expires(&self) -> Option<i64> {
         match self {
             Credential::ApiKey { .. } => None,
             Credential::Token { expires, .. } => *expires,
@@ -138,7 +138,7 @@ impl Credential {
     }
 
     /// The literal secret to send (key, token or access token), if stored inline.
-    pub fn inline_secret(&self) -> Option<&Secret> {
+    pub(crate) fn inline_secret(&self) -> Option<&Secret> {
         match self {
             Credential::ApiKey { key, .. } => key.as_ref(),
             Credential::Token { token, .. } => token.as_ref(),
@@ -147,7 +147,7 @@ impl Credential {
     }
 
     /// The SecretRef, if the secret lives elsewhere.
-    pub fn secret_ref(&self) -> Option<&SecretRef> {
+    pub(crate) fn secret_ref(&self) -> Option<&SecretRef> {
         match self {
             Credential::ApiKey { key_ref, .. } => key_ref.as_ref(),
             Credential::Token { token_ref, .. } => token_ref.as_ref(),
@@ -156,7 +156,7 @@ impl Credential {
     }
 
     /// Sort rank of the default order: oauth (0) before token (1) before api_key (2).
-    pub fn type_rank(&self) -> u8 {
+    pub(crate) fn type_rank(&self) -> u8 {
         match self {
             Credential::OAuth { .. } => 0,
             Credential::Token { .. } => 1,

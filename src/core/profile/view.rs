@@ -118,7 +118,7 @@ pub struct ProfileView {
 
 impl ProfileView {
     /// Builds the view of `sp` with `status` and `usage` computed by the caller.
-    pub fn new(
+    pub(crate) fn new(
         sp: &StoredProfile,
         status: crate::core::status::ProfileHealth,
         usage: UsageView,

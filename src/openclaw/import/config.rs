@@ -18,7 +18,7 @@ use crate::core::profile::{escape_pointer, Credential, Profile};
 /// shared scope, or shared + an agent's own without its own order), the config sequence,
 /// sorted OpenClaw's way, becomes the shared order, so that every view picks what OpenClaw
 /// picks. Pure: `now` is ms since the epoch. Returns the providers given such an order.
-pub fn config_profile_orders(
+pub(crate) fn config_profile_orders(
     plan: &mut ImportPlan,
     config_ids: &[String],
     now: i64,
@@ -216,7 +216,7 @@ fn give_config_order(
 /// `api-key` spell `api_key`). OpenClaw skips such a profile when it walks; each one is
 /// taken out of every planned order with a warning (`mode_mismatch`), and returned so the
 /// order made from `auth.profiles` leaves it out too. Pure.
-pub fn mode_mismatches(
+pub(crate) fn mode_mismatches(
     plan: &mut ImportPlan,
     modes: &Map<String, Value>,
     aliases: &Aliases,

@@ -26,11 +26,14 @@ mod source;
 mod types;
 mod usage;
 
-pub use config::{config_profile_orders, mode_mismatches};
-pub use plan::{plan, ImportPlan, PlannedOrder, PlannedProfile, ScopePlan};
-pub use source::{check_version, detect_json, load_json};
-pub use types::{
+pub(crate) use config::{config_profile_orders, mode_mismatches};
+#[cfg(test)]
+pub(crate) use plan::PlannedProfile;
+pub(crate) use plan::{plan, ImportPlan, PlannedOrder, ScopePlan};
+pub(crate) use source::{check_version, detect_json, load_json};
+pub(crate) use types::{
     EntryError, Format, ImportAction, ImportParams, ImportResult, ImportWarning, Loaded,
     OrderAction, Piece, PieceKind, ProfileAction, ValidateParams, ValidateResult,
 };
-pub use usage::usage_from_openclaw;
+#[cfg(test)]
+pub(crate) use usage::usage_from_openclaw;

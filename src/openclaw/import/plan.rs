@@ -15,7 +15,7 @@ use crate::core::usage::Usage;
 
 /// A validated profile to import.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlannedProfile {
+pub(crate) struct PlannedProfile {
     /// The profile, validated as `profiles.put` would.
     pub profile: Profile,
     /// Where it was in the source.
@@ -24,7 +24,7 @@ pub struct PlannedProfile {
 
 /// An order entry to import: normalised provider and ids, not yet checked against the store.
 #[derive(Debug, Clone, PartialEq)]
-pub struct PlannedOrder {
+pub(crate) struct PlannedOrder {
     /// The ids, normalised and deduplicated.
     pub ids: Vec<String>,
     /// For each id, its index in the source list (for warning pointers).
@@ -37,7 +37,7 @@ pub struct PlannedOrder {
 
 /// Everything to import into one scope.
 #[derive(Debug, Clone, Default, PartialEq)]
-pub struct ScopePlan {
+pub(crate) struct ScopePlan {
     /// `None` = shared.
     pub agent: Option<String>,
     /// Valid profiles, by id (a later duplicate replaces an earlier one).
@@ -52,7 +52,7 @@ pub struct ScopePlan {
 
 /// The whole import: per scope (shared first), with warnings and errors.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ImportPlan {
+pub(crate) struct ImportPlan {
     /// The format read.
     pub format: Format,
     /// Shared scope first, then agents by id.
@@ -97,7 +97,7 @@ pub(super) fn entry_error(pointer: &str, kind: &str, message: impl Into<String>)
 }
 
 /// Builds the import plan of `loaded` with the store's provider `aliases`.
-pub fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
+pub(crate) fn plan(loaded: &Loaded, aliases: &Aliases) -> ImportPlan {
     let mut warnings = loaded.warnings.clone();
     let mut errors = loaded.errors.clone();
     let mut scopes: BTreeMap<Option<String>, ScopePlan> = BTreeMap::new();

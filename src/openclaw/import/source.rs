@@ -27,7 +27,7 @@ fn looks_like_credential(v: &Value) -> bool {
 /// Detects the format of a JSON document: `{document: {profiles}}` → modelauth,
 /// `{profiles: {...}}` → openclaw, a map most of whose values are credential-like objects →
 /// openclaw-flat; else `None`.
-pub fn detect_json(doc: &Value) -> Option<Format> {
+pub(crate) fn detect_json(doc: &Value) -> Option<Format> {
     let o = doc.as_object()?;
     if let Some(Value::Object(d)) = o.get("document") {
         if d.get("profiles").is_some_and(Value::is_object) {
@@ -47,7 +47,11 @@ pub fn detect_json(doc: &Value) -> Option<Format> {
 /// Turns one JSON document into a [`Loaded`] of `format` (`auto` detects it) for the scope
 /// `agent`. Errors: `shape_unrecognized` when the shape fits no format (or not the one
 /// given); `import_invalid` for a store version other than 1.
-pub fn load_json(doc: Value, format: Format, agent: Option<&str>) -> Result<Loaded, RpcError> {
+pub(crate) fn load_json(
+    doc: Value,
+    format: Format,
+    agent: Option<&str>,
+) -> Result<Loaded, RpcError> {
     let format = match format {
         Format::Auto => detect_json(&doc).ok_or_else(|| shape_unrecognized("the document"))?,
         Format::OpenclawSqlite | Format::OpenclawState | Format::ModelauthStore => {
@@ -117,7 +121,7 @@ pub fn load_json(doc: Value, format: Format, agent: Option<&str>) -> Result<Load
 }
 
 /// Refuses a store document whose `version` is present and not 1 (`import_invalid`).
-pub fn check_version(doc: &Value, source: &str) -> Result<(), RpcError> {
+pub(crate) fn check_version(doc: &Value, source: &str) -> Result<(), RpcError> {
     match doc.get("version") {
         None | Some(Value::Null) => Ok(()),
         Some(v) if v.as_i64() == Some(1) => Ok(()),

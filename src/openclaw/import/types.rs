@@ -9,7 +9,7 @@ use serde_json::Value;
     Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
 )]
 #[serde(rename_all = "kebab-case")]
-pub enum Format {
+pub(crate) enum Format {
     /// Detect: a directory is `openclaw-state`, a SQLite file `openclaw-sqlite`, JSON by shape.
     #[default]
     Auto,
@@ -34,7 +34,7 @@ pub enum Format {
 
 impl Format {
     /// The `format` string.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Format::Auto => "auto",
             Format::Modelauth => "modelauth",
@@ -50,7 +50,7 @@ impl Format {
 /// `store.import` params.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ImportParams {
+pub(crate) struct ImportParams {
     /// A file or directory to read (only read: never changed, locked or renamed). A leading
     /// `~/` is the home directory.
     #[serde(default)]
@@ -87,7 +87,7 @@ pub struct ImportParams {
 /// `store.validate` params.
 #[derive(Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ValidateParams {
+pub(crate) struct ValidateParams {
     /// A file or directory to read.
     #[serde(default)]
     pub path: Option<String>,
@@ -116,7 +116,7 @@ impl std::fmt::Debug for ValidateParams {
 /// A rejected entry of an import source.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct EntryError {
+pub(crate) struct EntryError {
     /// RFC 6901 pointer into the source document (`/profiles/<id>`, or `/<provider>` in a flat map).
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub pointer: String,
@@ -138,7 +138,7 @@ pub struct EntryError {
 /// Something an import changed or dropped on the way.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ImportWarning {
+pub(crate) struct ImportWarning {
     /// RFC 6901 pointer into the source document ("" = the whole source).
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub pointer: String,
@@ -160,7 +160,7 @@ pub struct ImportWarning {
 /// [`crate::openclaw::settings_import::SecretAction`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum ImportAction {
+pub(crate) enum ImportAction {
     /// It was not in this store; now it is.
     Created,
     /// A different one was stored; it was replaced (`replace`, `sync`), or an order kept
@@ -177,20 +177,8 @@ pub enum ImportAction {
 }
 
 impl ImportAction {
-    /// The wire string.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            ImportAction::Created => "created",
-            ImportAction::Updated => "updated",
-            ImportAction::Unchanged => "unchanged",
-            ImportAction::Skipped => "skipped",
-            ImportAction::Removed => "removed",
-            ImportAction::Missing => "missing",
-        }
-    }
-
     /// Whether the action writes to the store (`created` or `updated`).
-    pub fn writes(self) -> bool {
+    pub(crate) fn writes(self) -> bool {
         matches!(self, ImportAction::Created | ImportAction::Updated)
     }
 }
@@ -198,7 +186,7 @@ impl ImportAction {
 /// What an import did (or, dry, would do) with one profile.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ProfileAction {
+pub(crate) struct ProfileAction {
     /// The normalised id.
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub profile_id: String,
@@ -217,7 +205,7 @@ pub struct ProfileAction {
 /// What an import did (or, dry, would do) with one explicit order.
 #[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct OrderAction {
+pub(crate) struct OrderAction {
     /// Provider id.
     #[serde(serialize_with = "crate::core::error::serialize_redacted")]
     pub provider: String,
@@ -237,7 +225,7 @@ pub struct OrderAction {
 /// `store.import` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ImportResult {
+pub(crate) struct ImportResult {
     /// The format read (detected when `auto`).
     pub format: Format,
     /// The `agent` param.
@@ -264,7 +252,7 @@ pub struct ImportResult {
 /// `store.validate` result.
 #[derive(Debug, Serialize, schemars::JsonSchema)]
 #[serde(rename_all = "camelCase")]
-pub struct ValidateResult {
+pub(crate) struct ValidateResult {
     /// True when no entry was rejected.
     pub valid: bool,
     /// The format read (detected when `auto`).
@@ -282,7 +270,7 @@ pub struct ValidateResult {
 
 /// What a piece of a source holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PieceKind {
+pub(crate) enum PieceKind {
     /// An auth-profiles store document `{version, profiles, order?, lastGood?, usageStats?}`.
     Store,
     /// A state document `{version, order?, lastGood?, usageStats?}` (its `profiles`, if any, ignored).
@@ -312,7 +300,7 @@ pub enum PieceKind {
 
 /// One JSON document of a source and the scope it goes to.
 #[derive(Debug, Clone)]
-pub struct Piece {
+pub(crate) struct Piece {
     /// `None` = the shared scope.
     pub agent: Option<String>,
     /// What it holds.
@@ -327,7 +315,7 @@ pub struct Piece {
 
 /// A source read into JSON pieces.
 #[derive(Debug, Clone)]
-pub struct Loaded {
+pub(crate) struct Loaded {
     /// The format (never `auto`).
     pub format: Format,
     /// The documents, shared ones first.

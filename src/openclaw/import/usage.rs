@@ -29,7 +29,7 @@ fn str_field(o: &Map<String, Value>, f: &str) -> Result<Option<String>, String> 
 /// cooldownModel?, disabledUntil, disabledReason, errorCount, failureCounts, lastFailureAt}`
 /// (times in ms since the epoch) onto [`Usage`]. Unknown members are ignored. Errors with
 /// the name of the first invalid member.
-pub fn usage_from_openclaw(v: &Value) -> Result<Usage, String> {
+pub(crate) fn usage_from_openclaw(v: &Value) -> Result<Usage, String> {
     let Some(o) = v.as_object() else {
         return Err(String::new());
     };

@@ -106,11 +106,6 @@ impl PgStore {
         }
     }
 
-    /// The schema name holding the tables.
-    pub fn schema(&self) -> &str {
-        &self.loc.schema
-    }
-
     fn client(&mut self) -> Result<&mut Client, RpcError> {
         let slot = self.client.get_mut();
         if slot.as_ref().is_some_and(|c| c.is_closed()) {

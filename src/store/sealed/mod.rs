@@ -43,13 +43,13 @@ use ops::{raw_scope_profiles, run_op};
 use tx::SealedTx;
 
 /// The reserved settings key holding the sealing state.
-pub const META_KEY: &str = "$seal";
+pub(crate) const META_KEY: &str = "$seal";
 /// Profiles changed per transaction by seal, rekey and unseal.
-pub const BATCH: usize = 200;
+pub(crate) const BATCH: usize = 200;
 
 /// The sealing state of a store.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Meta {
+pub(crate) struct Meta {
     /// Random, bound into every ciphertext's associated data.
     pub store_id: String,
     /// Fingerprints of the keys in use; the first seals new writes.
@@ -186,7 +186,7 @@ fn profile_aad(meta: &Meta, scope: Option<&str>, id: &str, field: &str) -> Vec<u
 }
 
 /// JSON with object keys sorted at every level (what a tag covers).
-pub fn canonical_json(v: &Value) -> String {
+pub(crate) fn canonical_json(v: &Value) -> String {
     fn sort(v: &Value) -> Value {
         match v {
             Value::Object(m) => {
@@ -316,7 +316,7 @@ impl Store for SealedStore {
 /// through the sealing layer with the process's store keys: sealed fields opened, the
 /// state row hidden, rows verified. A sealed source whose key is not configured is refused
 /// first (`store_sealed` / `store_key_mismatch`), so nothing is written.
-pub fn with_source_tx<T>(
+pub(crate) fn with_source_tx<T>(
     src: &dyn Tx,
     f: impl FnOnce(&dyn Tx) -> Result<T, RpcError>,
 ) -> Result<T, RpcError> {

@@ -217,7 +217,7 @@ static CREATE_PARENTS: std::sync::atomic::AtomicBool = std::sync::atomic::Atomic
 /// default). The CLI turns it off for a location named by `--store` or `$MODELAUTH_STORE`
 /// without `--create-dirs` (PROTOCOL §10 r3): a mistyped path then fails instead of
 /// silently creating a directory chain.
-pub fn set_create_parents(on: bool) {
+pub(crate) fn set_create_parents(on: bool) {
     CREATE_PARENTS.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 

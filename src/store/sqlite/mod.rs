@@ -34,7 +34,7 @@ mod schema;
 use queries::{settings, sql};
 use schema::{newer_schema, MIGRATIONS};
 
-pub use checks::set_create_parents;
+pub(crate) use checks::set_create_parents;
 
 /// The schema version this build writes (`PRAGMA user_version`).
 pub const SCHEMA_VERSION: i64 = 2;
@@ -74,7 +74,7 @@ fn cap_values(c: &Connection, path: &Path) -> Result<(), RpcError> {
 }
 
 /// Maps a SQLite error to the store error kinds of protocol §7.
-pub fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
+pub(crate) fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
     let p = path.display();
     match &e {
         rusqlite::Error::SqliteFailure(f, _) => match f.code {
@@ -174,24 +174,14 @@ impl SqliteStore {
         }
     }
 
-    /// Whether the open store could only be opened read-only.
-    pub fn is_readonly(&self) -> bool {
-        self.readonly
-    }
-
-    /// The store's file path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-
     /// Whether the store file exists.
-    pub fn exists(&self) -> bool {
+    pub(crate) fn exists(&self) -> bool {
         self.path.exists()
     }
 
     /// Sets the busy timeout (ms) for this and later connections.
     /// Values above [`crate::core::settings::BUSY_TIMEOUT_MS_RANGE`] are clamped to its end.
-    pub fn set_busy_timeout(&mut self, ms: u64) {
+    pub(crate) fn set_busy_timeout(&mut self, ms: u64) {
         self.busy_timeout_ms = ms;
         if let Some(c) = &self.conn {
             let _ = c.busy_timeout(busy_duration(ms));
@@ -430,7 +420,7 @@ impl SqliteStore {
     }
 
     /// Schema version of the file, or `None` when it does not exist. Never creates it.
-    pub fn schema_version(&mut self) -> Result<Option<i64>, RpcError> {
+    pub(crate) fn schema_version(&mut self) -> Result<Option<i64>, RpcError> {
         if !self.path.exists() {
             return Ok(None);
         }
@@ -548,7 +538,7 @@ impl RefreshLocks for FileLocks {
 
 /// The busy timeout as a `Duration`, clamped to [`crate::core::settings::BUSY_TIMEOUT_MS_RANGE`]
 /// (rusqlite panics on a value that does not fit SQLite's `int`).
-pub fn busy_duration(ms: u64) -> Duration {
+pub(crate) fn busy_duration(ms: u64) -> Duration {
     Duration::from_millis(ms.min(*crate::core::settings::BUSY_TIMEOUT_MS_RANGE.end()))
 }
 
