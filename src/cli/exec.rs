@@ -70,7 +70,7 @@ pub(crate) fn default_env_var(provider: &str) -> String {
 /// environment of `exec`'s child: the PostgreSQL password and passfile, and the store key
 /// sources of PROTOCOL §9 (a key, a key file, a key command). `MODELAUTH_STORE` goes too
 /// when it carries a password.
-pub const STORE_CREDENTIAL_VARS: [&str; 5] = [
+pub(super) const STORE_CREDENTIAL_VARS: [&str; 5] = [
     "PGPASSWORD",
     "PGPASSFILE",
     "MODELAUTH_STORE_KEY",

@@ -273,7 +273,7 @@ pub struct RpcError {
 }
 
 /// Shorthand for results of fallible modelauth operations.
-pub type Result<T, E = RpcError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = RpcError> = std::result::Result<T, E>;
 
 impl RpcError {
     /// A new error of `kind` with a message (which must not contain a secret).
@@ -359,7 +359,7 @@ impl From<RpcError> for jsonrpsee::types::ErrorObjectOwned {
 /// never carries a key pasted in the wrong place. Words are split at whitespace, quotes,
 /// backquotes and `/ , ; = ( ) [ ] { } < >`; inside a word, what follows a `:`, `.` or `|`
 /// is judged on its own too (`openai:sk-…` → `openai:[redacted]`, issue 20).
-pub fn redact_secret_looking(text: &str) -> String {
+pub(crate) fn redact_secret_looking(text: &str) -> String {
     let is_sep = |c: char| c.is_whitespace() || "\"'`/,;=()[]{}<>".contains(c);
     let mut out = String::with_capacity(text.len());
     let mut word = String::new();
@@ -406,12 +406,12 @@ fn redact_word(word: &str) -> String {
 
 /// Serialises a string of a result echoed from caller input (an import source's pointers,
 /// messages, provider names) through [`redact_secret_looking`]: for `serialize_with`.
-pub fn serialize_redacted<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_redacted<S: serde::Serializer>(s: &str, ser: S) -> Result<S::Ok, S::Error> {
     ser.serialize_str(&redact_secret_looking(s))
 }
 
 /// [`serialize_redacted`] for an optional string.
-pub fn serialize_redacted_opt<S: serde::Serializer>(
+pub(crate) fn serialize_redacted_opt<S: serde::Serializer>(
     s: &Option<String>,
     ser: S,
 ) -> Result<S::Ok, S::Error> {
@@ -444,7 +444,7 @@ fn redact_strings(v: &mut Value) {
 
 /// Removes quoted values and positions from a serde message, so that a secret passed in
 /// the wrong place is never echoed (`invalid type: string "sk-…"` → `invalid type: string`).
-pub fn sanitize_serde_message(msg: &str) -> String {
+pub(crate) fn sanitize_serde_message(msg: &str) -> String {
     let msg = match msg.find(" at line ") {
         Some(i) => &msg[..i],
         None => msg,

@@ -5,17 +5,17 @@
 use super::file_ref::strip_one_newline;
 
 /// Largest helper stdout read (1 MiB): more is `output_too_large`, never a truncation.
-pub const MAX_EXEC_STDOUT_BYTES: usize = 1 << 20;
+pub(crate) const MAX_EXEC_STDOUT_BYTES: usize = 1 << 20;
 
 /// How much of a failed helper's stderr is forwarded to modelauth's stderr (4 KiB).
-pub const MAX_FORWARDED_STDERR_BYTES: usize = 4096;
+pub(crate) const MAX_FORWARDED_STDERR_BYTES: usize = 4096;
 
 /// How much of a helper's stderr is kept to be redacted before the 4 KiB cut (64 KiB).
-pub const MAX_CAPTURED_STDERR_BYTES: usize = 64 * 1024;
+pub(crate) const MAX_CAPTURED_STDERR_BYTES: usize = 64 * 1024;
 
 /// Extracts `values[id]` from an exec helper's stdout. Pure, for tests. Errors are the
 /// `reason` strings: `bad_output` (not the JSON object of §5.1) or `id_missing`.
-pub fn parse_exec_output(stdout: &[u8], id: &str) -> Result<String, &'static str> {
+pub(crate) fn parse_exec_output(stdout: &[u8], id: &str) -> Result<String, &'static str> {
     let v: serde_json::Value = serde_json::from_slice(stdout).map_err(|_| "bad_output")?;
     let obj = v.as_object().ok_or("bad_output")?;
     if let Some(pv) = obj.get("protocolVersion") {
@@ -37,7 +37,7 @@ pub fn parse_exec_output(stdout: &[u8], id: &str) -> Result<String, &'static str
 /// dropped (protocol §5.1 r2). Pure. Errors are `reason` strings: `bad_output` (not
 /// UTF-8) or `invalid_value` (a line break inside the value — a `pass` entry with
 /// metadata lines, say — which would otherwise be joined silently into a wrong key).
-pub fn raw_exec_output(stdout: &[u8]) -> Result<String, &'static str> {
+pub(crate) fn raw_exec_output(stdout: &[u8]) -> Result<String, &'static str> {
     let text = std::str::from_utf8(stdout).map_err(|_| "bad_output")?;
     let v = strip_one_newline(text);
     if v.contains(['\n', '\r']) {
@@ -51,7 +51,7 @@ pub fn raw_exec_output(stdout: &[u8]) -> Result<String, &'static str> {
 /// NAME: `, control characters escaped, and every string the helper printed on stdout
 /// (whole, per line and each JSON string value, when at least 4 characters long) replaced
 /// by `[redacted]` — a helper that echoes its value on stderr does not leak it. Pure.
-pub fn forwarded_stderr(provider: &str, stderr: &[u8], stdout: &[u8]) -> String {
+pub(crate) fn forwarded_stderr(provider: &str, stderr: &[u8], stdout: &[u8]) -> String {
     // Redact, then cut (issue 20): a value straddling the 4 KiB mark must not leave its
     // prefix behind. What is redacted is everything captured ([`MAX_CAPTURED_STDERR_BYTES`]),
     // less a last line the capture may have cut.

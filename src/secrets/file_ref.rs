@@ -13,7 +13,7 @@ const MAX_SECRET_SOURCE_BYTES: u64 = 1 << 20;
 
 /// Why a secrets file is refused: `None` when a regular file owned by `uid` with no
 /// group/world permission bits (`mode & 0o077 == 0`). Pure, for tests.
-pub fn file_refusal(is_file: bool, owner: u32, mode: u32, uid: u32) -> Option<String> {
+pub(crate) fn file_refusal(is_file: bool, owner: u32, mode: u32, uid: u32) -> Option<String> {
     if !is_file {
         Some("is not a regular file".into())
     } else if owner != uid {
@@ -31,7 +31,7 @@ pub fn file_refusal(is_file: bool, owner: u32, mode: u32, uid: u32) -> Option<St
 }
 
 /// Drops one trailing newline (`\n` or `\r\n`) of a `singleValue` file.
-pub fn strip_one_newline(s: &str) -> &str {
+pub(crate) fn strip_one_newline(s: &str) -> &str {
     s.strip_suffix("\r\n")
         .or_else(|| s.strip_suffix('\n'))
         .unwrap_or(s)

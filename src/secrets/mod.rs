@@ -5,8 +5,8 @@
 mod exec_output;
 mod exec_ref;
 mod file_ref;
-pub mod oauth;
-pub mod refs;
-pub mod trust;
+pub(crate) mod oauth;
+pub(crate) mod refs;
+pub(crate) mod trust;
 
-pub use refs::resolve_ref;
+pub(crate) use refs::resolve_ref;

@@ -6,13 +6,8 @@
 
 use crate::core::error::{ErrorKind, RpcError};
 
-pub use super::exec_output::{
-    forwarded_stderr, parse_exec_output, raw_exec_output, MAX_CAPTURED_STDERR_BYTES,
-    MAX_EXEC_STDOUT_BYTES, MAX_FORWARDED_STDERR_BYTES,
-};
 use super::exec_ref::{resolve_exec, ExecSpec};
 use super::file_ref::resolve_file;
-pub use super::file_ref::{file_refusal, strip_one_newline};
 use crate::core::profile::{SecretRef, SecretSource};
 use crate::core::secret_value::{normalize_secret_input, Secret};
 use crate::core::settings::{SecretProvider, Settings};
@@ -44,7 +39,7 @@ pub(super) fn describe(r: &SecretRef) -> String {
 /// `untrusted_command` (PROTOCOL §11: the command's owner, mode, directory, or on a shared
 /// store `$MODELAUTH_TRUSTED_DIRS`; `data.trust` says which). A failing exec
 /// helper's stderr (first 4 KiB, redacted) goes to modelauth's stderr.
-pub fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcError> {
+pub(crate) fn resolve_ref(r: &SecretRef, settings: &Settings) -> Result<Secret, RpcError> {
     match r.source {
         SecretSource::Env => resolve_env(r, settings),
         SecretSource::File => match settings.secret_providers.get(&r.provider) {

@@ -14,12 +14,12 @@ use crate::core::error::{ErrorKind, RpcError};
 /// The largest value one stored row may hold, in bytes (8 MiB: a key of the largest
 /// request line, sealed, is far below it; so is the JSON id list SQLite binds for a
 /// provider with 100 000 profiles).
-pub const MAX_ROW_BYTES: usize = 8 << 20;
+pub(crate) const MAX_ROW_BYTES: usize = 8 << 20;
 
 /// Refuses to store `what` (e.g. "profile openai:work") when its stored form is `len`
 /// bytes, over [`MAX_ROW_BYTES`]: `invalid_params`, `data.reason: "row_too_large"`,
 /// `data.bytes`, `data.maxBytes`. Nothing is written.
-pub fn check_row_size(what: &str, len: usize) -> Result<(), RpcError> {
+pub(crate) fn check_row_size(what: &str, len: usize) -> Result<(), RpcError> {
     if len <= MAX_ROW_BYTES {
         return Ok(());
     }
@@ -35,7 +35,7 @@ pub fn check_row_size(what: &str, len: usize) -> Result<(), RpcError> {
 
 /// A stored value over [`MAX_ROW_BYTES`] met on read (`what`: "a stored profile"):
 /// `store_corrupt`, `data.reason: "row_too_large"`; the value was not read.
-pub fn row_too_large(what: &str, store: &str) -> RpcError {
+pub(crate) fn row_too_large(what: &str, store: &str) -> RpcError {
     RpcError::new(
         ErrorKind::StoreCorrupt,
         format!("{what} in the store {store} is larger than the {MAX_ROW_BYTES} bytes one stored value may hold; it was not read"),

@@ -33,10 +33,10 @@ use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 
 pub mod conformance;
-pub mod flock;
-pub mod limits;
-pub mod location;
-pub mod pg_client;
+pub(crate) mod flock;
+pub(crate) mod limits;
+pub(crate) mod location;
+pub(crate) mod pg_client;
 pub mod postgres;
 pub mod sealed;
 pub mod sqlite;
@@ -45,31 +45,15 @@ pub use location::{parse_location, StoreLocation};
 pub use postgres::PgStore;
 pub use sqlite::{default_store_path, SqliteStore, DEFAULT_BUSY_TIMEOUT_MS, SCHEMA_VERSION};
 
-/// Which stored fields hold secrets, as `(table, column or JSON path)`: everything a
-/// sealed store must seal at rest (issue 22 seals these at the store seam). A new secret
-/// field must be added here.
-///
-/// - `profiles.body`: the credential JSON — `/key`, `/token`, `/access`, `/refresh`
-///   (refs such as `/keyRef` are not secret);
-/// - `named_secrets.value`: the value of a named secret (the `store` SecretRef source,
-///   protocol §12 r3), the whole column.
-pub const SECRET_FIELDS: &[(&str, &str)] = &[
-    ("profiles", "body/key"),
-    ("profiles", "body/token"),
-    ("profiles", "body/access"),
-    ("profiles", "body/refresh"),
-    ("named_secrets", "value"),
-];
-
 /// Scope key as stored: `''` for the shared scope, the agent id otherwise.
-pub fn scope_key(agent: Option<&str>) -> &str {
+pub(crate) fn scope_key(agent: Option<&str>) -> &str {
     agent.unwrap_or("")
 }
 
 /// Identifies one committed state of the store as seen by this process. Two equal markers
 /// mean nothing was written in between (by any process); `None` from
 /// [`Tx::change_marker`] means the backend cannot tell, and nothing may be cached.
-pub type ChangeMarker = (u64, i64, u64);
+pub(crate) type ChangeMarker = (u64, i64, u64);
 
 /// Where a store is and what it holds, for `helper.info` (protocol §3).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -185,8 +169,8 @@ pub trait Tx {
     fn delete_provider(&self, id: &str) -> Result<bool, RpcError>;
 
     /// A named secret (protocol §12 r3: the `store` SecretRef source, `{source: "store",
-    /// provider, id}`), by the ref's `provider` and `id`. The value is a secret field (see
-    /// [`SECRET_FIELDS`]).
+    /// provider, id}`), by the ref's `provider` and `id`. The value is a secret field (sealed
+    /// at rest in a sealed store).
     fn named_secret(&self, provider: &str, id: &str) -> Result<Option<Secret>, RpcError>;
     /// Every named secret: `(provider, id, value)` sorted by provider, id.
     fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError>;
@@ -255,7 +239,7 @@ pub trait Tx {
 }
 
 /// A closure run inside a transaction by the object-safe [`Store`] methods.
-pub type TxBody<'a> = &'a mut dyn FnMut(&dyn Tx) -> Result<(), RpcError>;
+pub(crate) type TxBody<'a> = &'a mut dyn FnMut(&dyn Tx) -> Result<(), RpcError>;
 
 /// One process's handle on one store location. Nothing is opened or created until the
 /// first transaction; reads of a missing store answer as an empty store and create nothing.
@@ -293,7 +277,7 @@ pub trait Store: Send {
 
 /// How long a process waits for another's refresh of the same profile (protocol §5.2's
 /// bounded wait); the holder is itself bounded by the token call's time limit.
-pub const REFRESH_WAIT: Duration = Duration::from_secs(30);
+pub(crate) const REFRESH_WAIT: Duration = Duration::from_secs(30);
 
 /// The single-flight refresh locks of one store (protocol §5.2).
 pub trait RefreshLocks: Send + Sync {
@@ -327,7 +311,7 @@ impl dyn Store + '_ {
     }
 
     /// Runs `f` in a write transaction (one read-modify-write) and returns its result.
-    pub fn write<T>(
+    pub(crate) fn write<T>(
         &mut self,
         f: impl FnOnce(&dyn Tx) -> Result<T, RpcError>,
     ) -> Result<T, RpcError> {

@@ -37,11 +37,11 @@ pub(crate) struct Client {
 }
 
 /// A connection's driver: the future that moves its bytes (rust-postgres's `Connection`).
-pub type Driver = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
+pub(crate) type Driver = std::pin::Pin<Box<dyn Future<Output = Result<(), Error>> + Send>>;
 
 /// Why [`Client::connect_with`] failed.
 #[derive(Debug)]
-pub enum ConnectError {
+pub(crate) enum ConnectError {
     /// rust-postgres's error (the time-out one when the deadline passed).
     Pg(Error),
     /// The socket could not be opened (name lookup, refused, unreachable).
@@ -96,7 +96,7 @@ impl Client {
     /// `round_trip`.
     ///
     /// Errors: `connecting`'s, or the time-out one when the deadline passed.
-    pub fn connect_with(
+    pub(crate) fn connect_with(
         connecting: impl Future<Output = Result<(tokio_postgres::Client, Driver), ConnectError>>,
         connect_deadline: Duration,
         round_trip: Duration,
