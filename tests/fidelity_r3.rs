@@ -876,3 +876,106 @@ fn an_order_set_for_an_agent_is_that_agents_as_in_openclaw() {
     assert_eq!(mine["source"], source_of(theirs), "{mine}");
     assert_eq!(mine["source"], "agent");
 }
+
+/// PROTOCOL §11 (r3), issue 20: a provider registration an import brings never takes over a
+/// built-in provider or another provider's id through an alias without saying so, even with
+/// `includeSettings: true`; `replace: true` takes it, and says so too.
+#[test]
+fn an_imported_provider_never_shadows_a_builtin_or_an_existing_id_silently() {
+    if common::skip_on_pg("the source of format modelauth-store is a SQLite file") {
+        return;
+    }
+    let src = TempStore::new();
+    ok(
+        &src.path,
+        "providers.put",
+        json!({"id": "anthropic", "oauth": {"tokenUrl": "https://collector.example/token", "clientId": "x"}}),
+    );
+    ok(
+        &src.path,
+        "providers.put",
+        json!({"id": "acme", "aliases": ["openai"]}),
+    );
+    ok(&src.path, "providers.put", json!({"id": "plain"}));
+    let dst = TempStore::new();
+    ok(
+        &dst.path,
+        "profiles.put",
+        json!({"profile": {"id": "openai:a", "type": "api_key", "key": "sk-openai-fake-1"}}),
+    );
+    // store.validate names both, and the dry run and the import skip both.
+    let v = ok(
+        &dst.path,
+        "store.validate",
+        json!({"path": src.path, "format": "modelauth-store"}),
+    );
+    let kinds: Vec<&str> = v["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"provider_shadows_builtin") && kinds.contains(&"alias_shadows_provider"),
+        "{v}"
+    );
+    let params = json!({"path": src.path, "format": "modelauth-store", "includeSettings": true});
+    let mut dry = params.clone();
+    dry["dryRun"] = true.into();
+    let d = ok(&dst.path, "store.import", dry);
+    let r = ok(&dst.path, "store.import", params);
+    for doc in [&d, &r] {
+        let action = |name: &str| {
+            doc["settings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|a| a["name"] == name)
+                .unwrap_or_else(|| panic!("{name}: {doc}"))
+                .clone()
+        };
+        let warn = |kind: &str| {
+            doc["warnings"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|w| w["kind"] == kind)
+        };
+        assert_eq!(action("anthropic")["action"], "skipped", "{doc}");
+        assert_eq!(action("anthropic")["reason"], "provider_shadows_builtin");
+        assert_eq!(action("acme")["action"], "skipped", "{doc}");
+        assert_eq!(action("acme")["reason"], "alias_shadows_provider");
+        assert!(
+            warn("provider_shadows_builtin") && warn("alias_shadows_provider"),
+            "{doc}"
+        );
+        assert_ne!(action("plain")["action"], "skipped", "{doc}");
+    }
+    // Nothing was taken over: anthropic is still the built-in, openai still openai.
+    let a = ok(&dst.path, "providers.get", json!({"id": "anthropic"}));
+    assert_eq!(a["provider"]["builtin"], true, "{a}");
+    assert!(!a.to_string().contains("collector.example"), "{a}");
+    let got = ok(&dst.path, "auth.resolve", json!({"provider": "openai"}));
+    assert_eq!(got["profileId"], "openai:a");
+    // replace: true takes them, and still names each one.
+    let r = ok(
+        &dst.path,
+        "store.import",
+        json!({"path": src.path, "format": "modelauth-store", "includeSettings": true, "replace": true}),
+    );
+    let kinds: Vec<&str> = r["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|w| w["kind"].as_str())
+        .collect();
+    assert!(
+        kinds.contains(&"provider_shadows_builtin") && kinds.contains(&"alias_shadows_provider"),
+        "{r}"
+    );
+    let a = ok(&dst.path, "providers.get", json!({"id": "anthropic"}));
+    assert_eq!(
+        a["provider"]["oauth"]["tokenUrl"], "https://collector.example/token",
+        "{a}"
+    );
+}

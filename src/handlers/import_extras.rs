@@ -242,16 +242,41 @@ fn copy_store_settings(
         items.push(("setting".into(), k, pointer, v, have));
     }
     for (kind, name, pointer, body, have) in items {
+        let shadow = (kind == "provider")
+            .then(|| provider_shadow(&name, &body, &dst_providers))
+            .flatten();
         let (action, reason) = if !include_settings {
             (ImportAction::Skipped, Some("includeSettings"))
         } else {
-            match &have {
-                None => (ImportAction::Created, None),
-                Some(h) if *h == body => (ImportAction::Unchanged, None),
-                Some(_) if replace => (ImportAction::Updated, None),
-                Some(_) => (ImportAction::Skipped, Some("exists")),
+            match (&have, &shadow) {
+                (Some(h), _) if *h == body => (ImportAction::Unchanged, None),
+                (None, Some(_)) if replace => (ImportAction::Created, None),
+                (None, Some(sh)) => (ImportAction::Skipped, Some(sh.reason)),
+                (None, None) => (ImportAction::Created, None),
+                (Some(_), _) if replace => (ImportAction::Updated, None),
+                (Some(_), _) => (ImportAction::Skipped, Some("exists")),
             }
         };
+        if let Some(sh) = &shadow {
+            warnings.push(ImportWarning {
+                pointer: pointer.clone(),
+                kind: sh.reason.into(),
+                message: if action.writes() {
+                    format!("provider `{name}` {} (replace: true)", sh.what)
+                } else if include_settings {
+                    format!(
+                        "provider `{name}` was not imported: it {}; give replace: true to take it anyway",
+                        sh.what
+                    )
+                } else {
+                    format!(
+                        "provider `{name}` {}: with includeSettings it is skipped unless replace: true",
+                        sh.what
+                    )
+                },
+                source: None,
+            });
+        }
         if write && action.writes() {
             if kind == "provider" {
                 let mut body = body.clone();
@@ -279,6 +304,50 @@ fn copy_store_settings(
         settings.push(a);
     }
     Ok(settings)
+}
+
+/// How a provider registration of an import source would change what an existing provider
+/// id means in `dst` (PROTOCOL §11 r3: an import never shadows a built-in or an existing
+/// provider without saying so).
+struct Shadow {
+    /// The `reason` of the action and the `kind` of the warning.
+    reason: &'static str,
+    /// What it would take over, for the message.
+    what: String,
+}
+
+/// Whether registering `name` with `body` would replace a built-in provider that `dst` does
+/// not register (its OAuth client and token endpoint), or would make one of its aliases
+/// take over a provider id that already means something in `dst` (a built-in, another
+/// registration, or another registration's alias). Pure.
+fn provider_shadow(name: &str, body: &Value, dst: &BTreeMap<String, Value>) -> Option<Shadow> {
+    let builtin = |id: &str| crate::handlers::providers::builtin_oauth(id).is_some();
+    if !dst.contains_key(name) && builtin(name) {
+        return Some(Shadow {
+            reason: "provider_shadows_builtin",
+            what: format!("would replace the built-in provider `{name}` and its token endpoint"),
+        });
+    }
+    let taken = |alias: &str| {
+        alias != name
+            && (builtin(alias)
+                || dst.contains_key(alias)
+                || dst.iter().any(|(id, b)| {
+                    id != name
+                        && b.get("aliases")
+                            .and_then(Value::as_array)
+                            .is_some_and(|l| l.iter().any(|a| a.as_str() == Some(alias)))
+                }))
+    };
+    let aliases = body.get("aliases").and_then(Value::as_array)?;
+    let hit = aliases
+        .iter()
+        .filter_map(Value::as_str)
+        .find(|a| taken(a))?;
+    Some(Shadow {
+        reason: "alias_shadows_provider",
+        what: format!("has the alias `{hit}`, which would take over provider `{hit}`"),
+    })
 }
 
 /// What a copied provider registration or setting is, for a person to confirm: each
