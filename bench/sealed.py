@@ -6,7 +6,7 @@ hits both alike:
 each on a store of 100 api_key profiles (4 providers); then the time `modelauth store seal`
 takes on a plaintext store of 10,000 profiles (and `store rekey` with two keys).
 
-Usage: bench/sealed.py [--bin target/release/modelauth] [--requests 20000] [--runs 100]
+Usage: bench/sealed.py [--bin $CARGO_TARGET_DIR/release/modelauth] [--requests 20000] [--runs 100]
                        [--rounds 3] [--pg postgres:///db?host=/var/run/postgresql]
 """
 import argparse, json, os, statistics, subprocess, tempfile, time
@@ -56,7 +56,11 @@ def cold(bin_, env, runs):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--bin", default="target/release/modelauth")
+    ap.add_argument(
+        "--bin",
+        default=os.path.join(os.environ.get("CARGO_TARGET_DIR", "target"), "release", "modelauth"),
+        help="the binary (default: %(default)s, from $CARGO_TARGET_DIR)",
+    )
     ap.add_argument("--requests", type=int, default=20000)
     ap.add_argument("--runs", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=3)

@@ -439,7 +439,15 @@ fn there_is_a_man_page_per_subcommand_with_exit_status_environment_and_files() {
 #[test]
 fn bench_scripts_are_runnable_and_honour_cargo_target_dir() {
     use std::os::unix::fs::PermissionsExt;
-    for f in ["bench/process.sh", "bench/process.py", "bench/fleet.py"] {
+    // Every script in bench/ (a new one is covered without being listed here).
+    let mut scripts: Vec<String> = std::fs::read_dir(Path::new(ROOT).join("bench"))
+        .unwrap()
+        .map(|e| format!("bench/{}", e.unwrap().file_name().to_string_lossy()))
+        .collect();
+    scripts.sort();
+    assert!(scripts.len() >= 6, "{scripts:?}");
+    for f in &scripts {
+        let f = f.as_str();
         let p = Path::new(ROOT).join(f);
         let mode = std::fs::metadata(&p).unwrap().permissions().mode();
         assert!(mode & 0o111 != 0, "{f} has no run bit ({mode:o})");
@@ -451,7 +459,7 @@ fn bench_scripts_are_runnable_and_honour_cargo_target_dir() {
         );
     }
     // process.py and fleet.py take the default binary from $CARGO_TARGET_DIR.
-    for f in ["bench/process.py", "bench/fleet.py"] {
+    for f in ["bench/process.py", "bench/fleet.py", "bench/sealed.py"] {
         let o = Command::new("python3")
             .arg(Path::new(ROOT).join(f))
             .arg("--help")
