@@ -8,6 +8,10 @@
 
 use std::path::Path;
 
+#[path = "common/drop_schemas.rs"]
+mod drop_schemas;
+use drop_schemas::DropSchemas;
+
 use modelauth::seal::envelope::StoreKey;
 use modelauth::seal::keys::KeyRing;
 use modelauth::store::sealed::SealedStore;
@@ -53,6 +57,7 @@ fn sealed_postgres_passes_the_store_conformance_suite() {
             .unwrap()
             .as_millis()
     );
+    let _cleanup = DropSchemas(url.clone(), format!("sconf_{run}_"));
     conformance::run(&|| {
         let i = n.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let schema = format!("sconf_{run}_{i}");
