@@ -68,14 +68,13 @@ const RACY_WINDOW: std::time::Duration = std::time::Duration::from_millis(300);
 /// holds no shared WAL index (`readonly_shm`: SQLite re-reads the `-wal` into private
 /// memory for each transaction) and reports a change on every transaction, which emptied
 /// the read cache of a `serve` whose store was opened read-only at every request (issue
-/// 19: 10k instead of 100k+ resolves/s). Instead: the identity, size, modification and
-/// change times of the database and its `-wal`, and the `-wal` header (checkpoint
-/// sequence and salts, which change when the log restarts). Every commit appends to the
-/// `-wal` or restarts it, and every checkpoint writes the database file; within
-/// [`RACY_WINDOW`] of the last modification the state is not trusted (`None`: nothing
-/// cached), so equal times cannot hide a commit. `None` also when a file cannot be read.
-/// (As root, SQLite `fchown`s the `-wal`/`-shm` at every open, which moves their change
-/// time: a process opening the store moves the marker once; nothing is missed.)
+/// 19: 10k instead of 100k+ resolves/s). Instead: the identity, size and modification
+/// time of the database and its `-wal`, and the `-wal` header (checkpoint sequence and
+/// salts, which change when the log restarts). Every commit appends to the `-wal` or
+/// restarts it, and every checkpoint writes the database file; within [`RACY_WINDOW`] of
+/// the last modification the state is not trusted (`None`: nothing cached), so equal
+/// times cannot hide a commit. `None` also when a file cannot be read. (Not the change
+/// time: as root, SQLite `fchown`s the `-wal`/`-shm` at every open, which moves it.)
 pub(super) fn readonly_marker(c: &Connection) -> Option<i64> {
     use std::hash::{Hash, Hasher};
     use std::io::Read;
@@ -96,14 +95,12 @@ pub(super) fn readonly_marker(c: &Connection) -> Option<i64> {
             }
             Err(_) => return None,
         };
-        let times = [(m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec())];
-        for (sec, nsec) in times {
-            let t = std::time::Duration::new(u64::try_from(sec).ok()?, u32::try_from(nsec).ok()?);
-            if now.checked_sub(t).is_none_or(|age| age < RACY_WINDOW) {
-                return None;
-            }
+        let (sec, nsec) = (m.mtime(), m.mtime_nsec());
+        let t = std::time::Duration::new(u64::try_from(sec).ok()?, u32::try_from(nsec).ok()?);
+        if now.checked_sub(t).is_none_or(|age| age < RACY_WINDOW) {
+            return None;
         }
-        (m.dev(), m.ino(), m.size(), times).hash(&mut h);
+        (m.dev(), m.ino(), m.size(), sec, nsec).hash(&mut h);
         if i == 1 && m.size() >= 32 {
             let mut header = [0u8; 32];
             std::fs::File::open(path)
@@ -269,10 +266,7 @@ mod tests {
             r.read(|c| Ok((c.change_marker()?, c.view_profiles(None, None)?.len())))
                 .unwrap()
         };
-        // As root, SQLite re-asserts the owner of -wal/-shm when it opens them (their
-        // change time moves): open first, then let the files settle.
         let mut r: Box<dyn Store> = Box::new(SqliteStore::new(path.clone()));
-        marker(&mut r);
         std::thread::sleep(RACY_WINDOW + std::time::Duration::from_millis(100));
         let (m1, n1) = marker(&mut r);
         let (m2, _) = marker(&mut r);
