@@ -10,7 +10,10 @@ throughput of M auth.resolve requests piped into one `modelauth serve` process, 
 same with 10 % writes (profiles.put, fsync-bound).
 
 Usage: bench/process.py [--bin $CARGO_TARGET_DIR/release/modelauth] [--profiles 100] [--runs 200]
-                        [--requests 100000]
+                        [--requests 100000] [--scale]
+       bench/process.py --methods [--sizes 10,1000,100000]   every walking method at scale
+       bench/process.py --compare before=BIN after=BIN [--runs N]   cold calls of several builds
+       bench/process.py --warm before=BIN after=BIN [--requests N --rounds R]   warm serve
 """
 import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
 
@@ -103,6 +106,94 @@ def method_scale(bin_, env, tmp, runs, sizes=(10, 1000, 100_000)):
         print(f"{n:>9} " + " ".join(f"{med[m]:16.2f}" for m, _ in methods) + f" {worst:14.2f}")
 
 
+def git_store(tmp, n):
+    """A git credential-store file of n credentials and the stdin of a `get` in its middle."""
+    cred = os.path.join(tmp, "git-credentials")
+    with open(cred, "w") as f:
+        for i in range(n):
+            f.write(f"https://user{i}:sk-bench-{i:06d}@host{i}.example.com\n")
+    os.chmod(cred, 0o600)
+    return cred, f"protocol=https\nhost=host{n // 2}.example.com\n\n".encode()
+
+
+def compare(pairs, store, tmp, env, runs, n):
+    """Cold `call auth.resolve` of each LABEL=BIN on one store, interleaved call by call
+    with `git credential-store get` and `/bin/true`; medians, ratios to git, peak RSS."""
+    cred, inp = git_store(tmp, n)
+    subjects = {}
+    for pair in pairs:
+        label, _, b = pair.partition("=")
+        subjects[label] = ([os.path.abspath(b), "--store", store, "call", "auth.resolve",
+                            '{"provider":"openai"}'], None)
+    subjects["git credential-store get"] = ([shutil.which("git"), "credential-store", "--file", cred, "get"], inp)
+    subjects["/bin/true"] = (["/bin/true"], None)
+    res = {k: [] for k in subjects}
+    for argv, i in subjects.values():
+        run_once(argv, i, env)
+    for _ in range(runs):
+        for k, (argv, i) in subjects.items():
+            dt, _, code = run_once(argv, i, env)
+            assert code == 0, (k, code)
+            res[k].append(dt)
+    git = statistics.median(res["git credential-store get"])
+    print(f"# cold one-shot, {runs} interleaved runs each, store of {n} profiles")
+    print(f"{'subject':28} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'/ git':>6} {'peak RSS MiB':>13}")
+    for k, (argv, i) in subjects.items():
+        v = sorted(res[k])
+        rss = peak_rss_kib(argv, i, env)
+        print(f"{k:28} {statistics.median(v)*1e3:10.2f} {v[len(v)//10]*1e3:8.2f} {v[len(v)*9//10]*1e3:8.2f} "
+              f"{statistics.median(v)/git:6.2f} {rss/1024:13.1f}")
+
+
+def warm(pairs, store, env, requests, rounds, batch=100, pings=2000):
+    """Warm `serve` of each LABEL=BIN (issue 19 item 3): auth.resolve against trivial
+    methods (settings.get, helper.info), as single-line requests piped in, as batches of
+    `batch`, and one at a time (request, wait for the answer, next); medians of `rounds`
+    interleaved rounds."""
+    methods = [("auth.resolve", {"provider": "openai"}), ("settings.get", {}), ("helper.info", {})]
+    # A store modified in the last 2 s is not trusted as a read-cache key by a read-only
+    # connection (store::sqlite::open::readonly_marker): let the new store settle.
+    time.sleep(2.5)
+    res = {}
+    for _ in range(rounds):
+        for pair in pairs:
+            label, _, b = pair.partition("=")
+            argv = [os.path.abspath(b), "--store", store, "serve"]
+            for m, params in methods:
+                single = "".join(json.dumps({"jsonrpc": "2.0", "id": i, "method": m, "params": params}) + "\n"
+                                 for i in range(requests)).encode()
+                batches = "".join(json.dumps([{"jsonrpc": "2.0", "id": i * batch + j, "method": m, "params": params}
+                                              for j in range(batch)]) + "\n"
+                                  for i in range(requests // batch)).encode()
+                for mode, data in (("single", single), (f"batch of {batch}", batches)):
+                    dt, _, code = run_once(argv, data, env)
+                    assert code == 0
+                    res.setdefault((label, m, mode), []).append(requests / dt)
+                p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
+                line = (json.dumps({"jsonrpc": "2.0", "id": 1, "method": m, "params": params}) + "\n").encode()
+                lat = []
+                for k in range(pings + 50):
+                    t0 = time.perf_counter()
+                    p.stdin.write(line)
+                    p.stdin.flush()
+                    assert b'"result"' in p.stdout.readline()
+                    if k >= 50:
+                        lat.append(time.perf_counter() - t0)
+                p.stdin.close()
+                p.wait()
+                res.setdefault((label, m, "one at a time"), []).append(1 / statistics.median(lat))
+    print(f"# warm serve, requests/s, median of {rounds} interleaved rounds ({requests} requests piped in;"
+          f" one at a time = 1 / median round trip of {pings})")
+    print("| binary | mode | auth.resolve | settings.get | helper.info | resolve / settings.get |")
+    print("|---|---|---|---|---|---|")
+    for pair in pairs:
+        label = pair.partition("=")[0]
+        for mode in ("single", f"batch of {batch}", "one at a time"):
+            r = {m: statistics.median(res[(label, m, mode)]) for m, _ in methods}
+            print(f"| {label} | {mode} | {r['auth.resolve']:,.0f} | {r['settings.get']:,.0f} | "
+                  f"{r['helper.info']:,.0f} | {r['auth.resolve'] / r['settings.get']:.2f} |")
+
+
 def main():
     ap = argparse.ArgumentParser()
     target_dir = os.environ.get("CARGO_TARGET_DIR") or "target"
@@ -114,6 +205,13 @@ def main():
     ap.add_argument("--scale", action="store_true", help="also measure 10 / 1,000 / 100,000 profiles")
     ap.add_argument("--methods", action="store_true", help="only: every walking method at 10 / 1,000 / 100,000 profiles of one provider")
     ap.add_argument("--sizes", default="10,1000,100000", help="store sizes for --methods")
+    ap.add_argument("--warm", nargs="+", metavar="LABEL=BIN",
+                    help="only: warm serve of several binaries, resolve vs trivial methods, "
+                         "single requests and batches (--requests per run, --rounds)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare", nargs="+", metavar="LABEL=BIN",
+                    help="only: cold one-shot of several binaries (e.g. before=... after=...), "
+                         "interleaved with git credential-store get and /bin/true, plus peak RSS")
     a = ap.parse_args()
     bin_ = os.path.abspath(a.bin)
     tmp = tempfile.mkdtemp(prefix="modelauth-bench-")
@@ -124,11 +222,15 @@ def main():
             return
         store = os.path.join(tmp, "store.db")
         make_store(bin_, store, a.profiles)
-        cred = os.path.join(tmp, "git-credentials")
-        with open(cred, "w") as f:
-            for i in range(a.profiles):
-                f.write(f"https://user{i}:sk-bench-{i:06d}@host{i}.example.com\n")
-        os.chmod(cred, 0o600)
+        if a.compare:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
+            compare(a.compare, store, tmp, env, a.runs, a.profiles)
+            return
+        if a.warm:
+            env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
+            warm(a.warm, store, env, a.requests, a.rounds)
+            return
+        cred, git_in = git_store(tmp, a.profiles)
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
         git = shutil.which("git")
         subjects = {
@@ -138,8 +240,7 @@ def main():
         }
         if git:
             subjects["git credential-store get"] = (
-                [git, "credential-store", "--file", cred, "get"],
-                f"protocol=https\nhost=host{a.profiles // 2}.example.com\n\n".encode())
+                [git, "credential-store", "--file", cred, "get"], git_in)
         res = {k: [] for k in subjects}
         rss = {k: 0 for k in subjects}
         for name, (argv, inp) in subjects.items():  # warm the page cache

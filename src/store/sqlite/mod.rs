@@ -129,6 +129,7 @@ pub(crate) fn map_sqlite(e: rusqlite::Error, path: &Path) -> RpcError {
 /// exist yet see (also used by other backends for their not-yet-created stores).
 pub(crate) fn empty_connection() -> Result<Connection, RpcError> {
     let p = Path::new("(empty store)");
+    open::configure_library();
     let mut c = Connection::open_in_memory().map_err(|e| map_sqlite(e, p))?;
     let tx = c.transaction().map_err(|e| map_sqlite(e, p))?;
     for sql in MIGRATIONS {
@@ -205,6 +206,7 @@ impl SqliteStore {
     /// fails when the file cannot be used, e.g. when the WAL index cannot be created).
     fn connect_rw(&self) -> Result<(Connection, i64), RpcError> {
         let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        open::configure_library();
         let c = Connection::open_with_flags(&self.path, flags)
             .map_err(|e| map_sqlite(e, &self.path))?;
         self.configure(&c)?;
@@ -222,6 +224,7 @@ impl SqliteStore {
         let mut last = None;
         for query in ["mode=ro", "mode=ro&immutable=1"] {
             let uri = format!("file:{}?{query}", uri_path(&self.path));
+            open::configure_library();
             let r = Connection::open_with_flags(&uri, flags)
                 .map_err(|e| map_sqlite(e, &self.path))
                 .and_then(|c| {

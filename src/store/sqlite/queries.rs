@@ -18,12 +18,17 @@ use super::{apply_busy_timeout, map_sqlite};
 /// The SQL behind [`Tx`]: a connection inside a transaction opened by [`SqliteStore`].
 impl Tx for Connection {
     fn change_marker(&self) -> Result<Option<ChangeMarker>, RpcError> {
+        // SAFETY: only the address is used, as an identity; the handle is not dereferenced.
+        let handle = unsafe { self.handle() } as usize as u64;
+        if self.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+            // `data_version` moves at every transaction of a read-only connection without
+            // a live writer: see `open::readonly_marker`.
+            return Ok(super::open::readonly_marker(self).map(|m| (handle, m, 0)));
+        }
         let v: i64 = self
             .prepare_cached("PRAGMA data_version")
             .and_then(|mut s| s.query_row([], |r| r.get(0)))
             .map_err(sql)?;
-        // SAFETY: only the address is used, as an identity; the handle is not dereferenced.
-        let handle = unsafe { self.handle() } as usize as u64;
         Ok(Some((handle, v, self.total_changes())))
     }
     fn apply_busy_timeout(&self, ms: u64) -> Result<(), RpcError> {
