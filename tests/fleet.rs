@@ -206,7 +206,8 @@ fn serve_via(host_dir: &Path, config: &postgres::Config, schema: &str) -> Server
     c.env_clear()
         .env("HOME", host_dir)
         .env("MODELAUTH_STORE", url)
-        .env("MODELAUTH_PG_SCHEMA", schema);
+        .env("MODELAUTH_PG_SCHEMA", schema)
+        .envs(sealed_key_env());
     Server::start_with(c)
 }
 
@@ -455,6 +456,7 @@ fn sqlite_ok(file: &Path, method: &str, params: Value) -> Value {
             let mut c = Command::new(BIN);
             c.env_clear()
                 .env("HOME", file.parent().unwrap())
+                .envs(sealed_key_env())
                 .arg("--store")
                 .arg(file);
             c

@@ -46,6 +46,16 @@ pub(crate) fn sealed_run() -> bool {
     std::env::var("MODELAUTH_TEST_STORE_KEY").is_ok_and(|k| !k.trim().is_empty())
 }
 
+/// The store key of a sealed run (`MODELAUTH_TEST_STORE_KEY`, issue 22) as the helper's
+/// `MODELAUTH_STORE_KEY`, for a test that builds its own environment; empty otherwise.
+pub(crate) fn sealed_key_env() -> Vec<(String, String)> {
+    std::env::var("MODELAUTH_TEST_STORE_KEY")
+        .ok()
+        .filter(|k| !k.trim().is_empty())
+        .map(|k| vec![("MODELAUTH_STORE_KEY".to_string(), k)])
+        .unwrap_or_default()
+}
+
 /// Skips (visibly) a test that reads or plants raw plaintext rows, when the run seals
 /// every store: there the rows hold envelopes, and a planted plaintext row is ignored by
 /// design (`tests/sealed.rs` covers both).
