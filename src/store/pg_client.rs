@@ -79,16 +79,7 @@ impl Client {
         let (inner, connection) = rt
             .block_on(async { tokio::time::timeout(connect_deadline, config.connect(tls)).await })
             .map_err(|_| timed_out())??;
-        let conn = rt.spawn(async move {
-            let _ = connection.await;
-        });
-        Ok(Client {
-            rt,
-            inner,
-            conn,
-            round_trip,
-            dead: false,
-        })
+        Ok(Client::from_parts(rt, inner, connection, round_trip))
     }
 
     /// Runs `connecting` (which opens a socket itself and hands it to rust-postgres's
@@ -108,16 +99,31 @@ impl Client {
         let (inner, connection) = rt
             .block_on(async { tokio::time::timeout(connect_deadline, connecting).await })
             .map_err(|_| ConnectError::Pg(timed_out()))??;
+        Ok(Client::from_parts(rt, inner, connection, round_trip))
+    }
+
+    /// A connected client: `connection` (rust-postgres's driver of the socket) runs on
+    /// `rt` for as long as the client lives.
+    fn from_parts<F>(
+        rt: tokio::runtime::Runtime,
+        inner: tokio_postgres::Client,
+        connection: F,
+        round_trip: Duration,
+    ) -> Client
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
         let conn = rt.spawn(async move {
             let _ = connection.await;
         });
-        Ok(Client {
+        Client {
             rt,
             inner,
             conn,
             round_trip,
             dead: false,
-        })
+        }
     }
 
     /// Whether the connection is closed or was abandoned after a deadline.
