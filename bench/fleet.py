@@ -175,6 +175,8 @@ def main():
                     help="PgBouncer in front of the --tcp database, e.g. postgres://mt@127.0.0.1:6432/mtdb")
     ap.add_argument("--no-sqlite", action="store_true")
     ap.add_argument("--skip-unix", action="store_true", help="measure only the --tcp routes")
+    ap.add_argument("--cold-only", action="store_true",
+                    help="only the cold `get` against `pgbench -C` (no warm or latency runs)")
     a = ap.parse_args()
 
     db_args = pg_args(a.pg)
@@ -211,26 +213,33 @@ def main():
     pgb = []
     for r in range(a.rounds):
         for k, args in anchors.items():
-            res[k]["pgb"].append(pgbench(args, a.pgbench_seconds))
+            if not a.cold_only:
+                res[k]["pgb"].append(pgbench(args, a.pgbench_seconds))
             tx, conn = pgbench_connect(args, a.pgbench_seconds)
             res[k]["pgbc"].append(tx)
             res[k]["conn"].append(conn)
-        pgb.append(res[next(iter(anchors))]["pgb"][-1] if anchors else float("nan"))
-        for k, env in subjects.items():
+        pgb.append(res[next(iter(anchors))]["pgb"][-1] if anchors and not a.cold_only else float("nan"))
+        for k, env in ({} if a.cold_only else subjects).items():
             res[k]["tput"].append(throughput(a.bin, env, a.requests))
             res[k]["tput8"].append(throughput(a.bin, env, a.requests // 8, procs=8))
             res[k]["lat"] += latencies(a.bin, env, a.pings // a.rounds)
         for _ in range(a.runs // a.rounds):
             for k, env in subjects.items():
-                res[k]["cold"].append(cold(a.bin, env))
+                if not a.cold_only:
+                    res[k]["cold"].append(cold(a.bin, env))
                 res[k]["get"].append(cold_get(a.bin, env))
         print(f"round {r + 1}/{a.rounds}: pgbench {pgb[-1]:.0f} tps, "
-              + ", ".join(f"{k} {res[k]['tput'][-1]:.0f}/s" for k in subjects), file=sys.stderr)
+              + ", ".join(f"{k} {res[k]['tput'][-1] if res[k]['tput'] else float('nan'):.0f}/s"
+                          for k in subjects), file=sys.stderr)
 
+    if a.cold_only:
+        subjects_warm = {}
+    else:
+        subjects_warm = subjects
     print("\n| store, route | `pgbench -S -c 1` tps | warm resolves/s, 1 serve | vs pgbench | p50 | p99 "
           "| 8 serves together, resolves/s | cold `call` median | p90 |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for k in subjects:
+    for k in subjects_warm:
         t = statistics.median(res[k]["tput"])
         t8 = statistics.median(res[k]["tput8"])
         lat = res[k]["lat"]

@@ -62,6 +62,8 @@ struct ReadCache {
     key: Option<ChangeMarker>,
     aliases: Option<Arc<Aliases>>,
     views: HashMap<(Option<String>, String), Arc<ProviderSnapshot>>,
+    /// `settings.get`'s answer: the effective settings and their revision.
+    settings: Option<(Arc<Settings>, i64)>,
 }
 
 /// The stored state the resolution walk of one provider needs.

@@ -4,7 +4,7 @@
 use super::{load_settings, revision_conflict, App};
 use crate::api::{SettingsGetParams, SettingsResult, SettingsSetParams};
 use crate::core::error::Result;
-use crate::core::settings::{self};
+use crate::core::settings::{self, Settings};
 use crate::store::Tx;
 
 /// The settings-table key holding the settings revision (not a setting: never merged).
@@ -31,9 +31,17 @@ impl App {
     ///
     /// Errors: store errors.
     pub(crate) fn settings_get(&self, _: SettingsGetParams) -> Result<SettingsResult> {
-        let (settings, revision) = self
-            .store()
-            .read(|c| Ok((load_settings(c)?, settings_revision(c)?)))?;
+        let (settings, revision) = self.store().read(|c| {
+            // From the read cache while the store is unchanged (issue 19: the trivial method
+            // a warm `serve` is measured against).
+            let mut cache = self.cache_at(c)?;
+            if let Some((s, r)) = &cache.settings {
+                return Ok((Settings::clone(s), *r));
+            }
+            let (s, r) = (load_settings(c)?, settings_revision(c)?);
+            cache.settings = Some((std::sync::Arc::new(s.clone()), r));
+            Ok((s, r))
+        })?;
         Ok(SettingsResult { settings, revision })
     }
 

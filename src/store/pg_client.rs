@@ -25,6 +25,9 @@ use tokio::task::JoinHandle;
 use tokio_postgres::tls::{MakeTlsConnect, TlsConnect};
 use tokio_postgres::Socket;
 
+/// One statement of a pipeline: SQL text and its typed parameters.
+pub(crate) type Statement<'a> = (&'a str, &'a [(&'a (dyn ToSql + Sync), Type)]);
+
 /// A connection whose every call is bounded in time.
 pub(crate) struct Client {
     rt: Runtime,
@@ -209,6 +212,48 @@ impl Client {
         )
     }
 
+    /// `batch` (simple protocol, e.g. `BEGIN …`) and then unnamed statements, all sent
+    /// together and answered in one round trip (rust-postgres pipelines the requests of
+    /// futures polled together, in the order they are first polled). `Err` when `batch`
+    /// failed or the round trip did; else each statement's own result, in order.
+    pub(crate) fn batch_then_pipelined(
+        &mut self,
+        batch: &str,
+        stmts: &[Statement<'_>],
+    ) -> Result<Vec<Result<Vec<Row>, Error>>, Error> {
+        let c = &self.inner;
+        let all = join_all(stmts.iter().map(|(sql, params)| c.query_typed(sql, params)));
+        Self::run(
+            &self.rt,
+            self.round_trip,
+            &mut self.dead,
+            &self.conn,
+            async {
+                let (b, all) = tokio::join!(c.batch_execute(batch), all);
+                b.map(|()| all)
+            },
+        )
+    }
+
+    /// Unnamed statements sent together and answered in one round trip (see
+    /// [`Client::batch_then_pipelined`]); each statement's own result, in order. Each
+    /// ends in its own Sync, so outside a transaction one failing does not undo another.
+    /// `Err` only when the round trip itself failed (its deadline passed).
+    pub(crate) fn query_typed_pipelined(
+        &mut self,
+        stmts: &[Statement<'_>],
+    ) -> Result<Vec<Result<Vec<Row>, Error>>, Error> {
+        let c = &self.inner;
+        let all = join_all(stmts.iter().map(|(sql, params)| c.query_typed(sql, params)));
+        Self::run(
+            &self.rt,
+            self.round_trip,
+            &mut self.dead,
+            &self.conn,
+            async { Ok(all.await) },
+        )
+    }
+
     /// One unnamed statement with typed parameters; the number of rows it changed.
     pub(crate) fn execute_typed(
         &mut self,
@@ -224,6 +269,35 @@ impl Client {
             c.execute_typed(sql, params),
         )
     }
+}
+
+/// Polls every future of `fs` until all are ready (first poll in order, so the requests
+/// they send leave in order); their outputs in order. `futures::future::join_all` in the
+/// dozen lines this needs.
+async fn join_all<F: Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut fs: Vec<std::pin::Pin<Box<F>>> = fs.into_iter().map(Box::pin).collect();
+    let mut out: Vec<Option<F::Output>> = fs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (f, o) in fs.iter_mut().zip(out.iter_mut()) {
+            if o.is_none() {
+                match f.as_mut().poll(cx) {
+                    Poll::Ready(v) => *o = Some(v),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter()
+        .map(|o| o.expect("every future is ready"))
+        .collect()
 }
 
 #[cfg(test)]

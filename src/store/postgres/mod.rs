@@ -50,7 +50,7 @@ mod schema;
 use errors::map_pg;
 use locks::{lock_key, PgLocks};
 use queries::PgTx;
-use schema::{is_missing_table, newer_schema, probe_version};
+use schema::{is_missing_table, newer_schema, probe_version, Probe};
 
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
 pub struct PgStore {
@@ -64,6 +64,11 @@ pub struct PgStore {
     salt: Cell<Option<i64>>,
     /// The stored `settings.busyTimeoutMs` was applied (once per handle).
     settings_read: bool,
+    /// The stored `settings.busyTimeoutMs` row the last probe read (`Some(None)`: none).
+    probed_busy_timeout: Option<Option<String>>,
+    /// The generation the last probe read, for the read transaction begun right after it
+    /// in the same call ([`PgStore::read_in_tx`]); taken there, never kept longer.
+    probed_generation: Option<i64>,
     empty: Option<rusqlite::Connection>,
 }
 
@@ -77,6 +82,8 @@ impl PgStore {
             exists: Cell::new(false),
             salt: Cell::new(None),
             settings_read: false,
+            probed_busy_timeout: None,
+            probed_generation: None,
             empty: None,
         }
     }
@@ -98,7 +105,7 @@ impl PgStore {
         }
         let c = slot.as_mut().expect("connected above");
         match probe_version(c, &self.loc, &self.salt) {
-            Ok(v) => v.is_some(),
+            Ok(p) => p.is_some(),
             Err(_) => {
                 *slot = None;
                 false
@@ -129,8 +136,8 @@ impl PgStore {
         }
     }
 
-    /// `Some(version)` when the schema's meta table exists.
-    fn query_version(&mut self) -> Result<Option<i64>, RpcError> {
+    /// `Some(probe)` when the schema's meta table exists.
+    fn query_version(&mut self) -> Result<Option<Probe>, RpcError> {
         let loc = self.loc.clone();
         let salt = &self.salt;
         let slot = self.client.get_mut();
@@ -149,7 +156,11 @@ impl PgStore {
         if v.is_err() {
             self.after_error();
         }
-        let v = v?;
+        let v = v?.map(|p| {
+            self.probed_busy_timeout = Some(p.busy_timeout);
+            self.probed_generation = p.generation;
+            p.version
+        });
         // Known to exist (and so skip this check) only at a version this build reads.
         self.exists
             .set(v.is_some_and(|v| (1..=PG_SCHEMA_VERSION).contains(&v)));
@@ -162,20 +173,29 @@ impl PgStore {
             return;
         }
         self.settings_read = true;
-        let loc = self.loc.clone();
-        let Ok(c) = self.client() else { return };
-        let v = c.query_typed_opt(
-            &sqlf(
-                &loc,
-                "SELECT capped(value) FROM {s}.settings WHERE key = 'busyTimeoutMs'",
-            ),
-            &[],
-        );
-        if let Ok(Some(r)) = v {
+        // Read by the probe that found the store (same round trip as its version), else now.
+        let raw = match self.probed_busy_timeout.take() {
+            Some(raw) => raw,
+            None => {
+                let loc = self.loc.clone();
+                let Ok(c) = self.client() else { return };
+                let v = c.query_typed_opt(
+                    &sqlf(
+                        &loc,
+                        "SELECT capped(value) FROM {s}.settings WHERE key = 'busyTimeoutMs'",
+                    ),
+                    &[],
+                );
+                match v {
+                    Ok(Some(r)) => r.get::<_, Option<String>>(0),
+                    _ => None,
+                }
+            }
+        };
+        if let Some(raw) = raw {
             // Plain JSON, or on a sealed store the `{"$seal": tag, "value": …}` row the
             // sealing layer writes (a bounded wait is no authority, so the tag is not
             // needed here).
-            let raw: String = r.get::<_, Option<String>>(0).unwrap_or_default();
             let value = match serde_json::from_str::<serde_json::Value>(&raw) {
                 Ok(serde_json::Value::Object(o)) => o.get("value").and_then(|v| v.as_u64()),
                 Ok(v) => v.as_u64(),
@@ -190,6 +210,7 @@ impl PgStore {
     }
 
     fn read_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        self.probed_generation = None;
         if !self.exists.get() {
             match self.schema_version_inner()? {
                 None => {
@@ -209,10 +230,15 @@ impl PgStore {
                 Some(v) if v < PG_SCHEMA_VERSION => {
                     self.setup()?;
                     self.empty = None;
+                    // The migration wrote: the probed generation is no marker any more.
+                    self.probed_generation = None;
                 }
                 Some(_) => {}
             }
         }
+        // A probe just made in this call read the generation before any snapshot: it is
+        // this transaction's change marker (one round trip fewer on a cold read).
+        let generation = self.probed_generation.take();
         self.apply_stored_busy_timeout();
         let loc = self.loc.clone();
         let ms = self.busy_timeout_ms;
@@ -222,7 +248,7 @@ impl PgStore {
             ms + 30_000
         );
         let (r, begun) = {
-            let tx = PgTx::new(&mut *c, &loc, Some(begin));
+            let tx = PgTx::new(&mut *c, &loc, Some(begin)).with_generation(generation);
             let r = f(&tx);
             let begun = tx.begun.get();
             let r = match tx.failed.into_inner() {

@@ -12,7 +12,7 @@ use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 use crate::store::limits::{check_row_size, row_too_large};
 use crate::store::location::PgLocation;
-use crate::store::pg_client::Client;
+use crate::store::pg_client::{Client, Statement};
 use crate::store::{scope_key, ChangeMarker, Tx};
 
 use super::errors::map_pg;
@@ -32,9 +32,23 @@ pub(super) struct PgTx<'a> {
     /// The first failed statement: PostgreSQL aborts the transaction on it, so a body that
     /// swallowed the error must not believe its later writes were committed.
     pub(super) failed: RefCell<Option<RpcError>>,
+    /// A read transaction's settings and providers, read once: the sealing layer, the walk
+    /// and the provider table each ask for them, and nothing changes inside a read-only
+    /// snapshot (issue 19: fewer round trips on a cold read). Writes never keep them.
+    settings_memo: RefCell<Option<serde_json::Map<String, serde_json::Value>>>,
+    providers_memo: RefCell<Option<Vec<(String, serde_json::Value)>>>,
+    named_memo: RefCell<Option<Vec<(String, String, Secret)>>>,
+    /// A read's orders `(scope, provider)` and usage rows, read with a provider's profiles
+    /// (the walk asks for all three): the usage of exactly the ids in `usage_memo.0`.
+    orders_memo: RefCell<HashMap<(String, String), StoredOrder>>,
+    usage_memo: RefCell<Option<CoveredUsage>>,
 }
 
 type P<'a> = (&'a (dyn ToSql + Sync), Type);
+/// The usage rows of exactly the profile ids in the set (ids without a row: default state).
+type CoveredUsage = (std::collections::HashSet<String>, HashMap<String, Usage>);
+/// A read of one stored order: `(ids, revision)` when there is one.
+type StoredOrder = Result<Option<(Vec<String>, i64)>, RpcError>;
 
 impl<'a> PgTx<'a> {
     pub(super) fn new(c: &'a mut Client, loc: &'a PgLocation, begin: Option<String>) -> Self {
@@ -45,21 +59,111 @@ impl<'a> PgTx<'a> {
             begin,
             marker: Cell::new(None),
             failed: RefCell::new(None),
+            settings_memo: RefCell::new(None),
+            providers_memo: RefCell::new(None),
+            named_memo: RefCell::new(None),
+            orders_memo: RefCell::new(HashMap::new()),
+            usage_memo: RefCell::new(None),
         }
     }
 
+    /// Takes `generation` (read by the probe just before, outside any snapshot) as this
+    /// transaction's change marker instead of reading it again.
+    pub(super) fn with_generation(self, generation: Option<i64>) -> Self {
+        if let Some(g) = generation {
+            self.marker.set(Some(Some(marker(self.loc, g))));
+        }
+        self
+    }
+
+    /// A read transaction (begun lazily, `READ ONLY`): what it reads cannot change under it.
+    fn read_only(&self) -> bool {
+        self.begin.is_some()
+    }
+
+    /// Sends a read's `BEGIN` with the reads every read transaction makes (settings: the
+    /// sealing layer's first question; providers; named secrets), in one round trip
+    /// (issue 19: a cold `get` against `pgbench -C`). The answers stay for this
+    /// transaction. A failed statement among them fails the transaction, as it would have
+    /// when asked for.
     fn ensure_begun(&self) -> Result<(), RpcError> {
         if self.begun.get() {
             return Ok(());
         }
-        let sql = self
+        let begin = self
             .begin
             .as_deref()
             .expect("a read transaction has its BEGIN");
-        let r = self.c.borrow_mut().batch_execute(sql);
-        r.map_err(|e| self.fail(e))?;
         self.begun.set(true);
+        let sql = [SETTINGS_SQL, PROVIDERS_SQL, NAMED_SECRETS_SQL].map(|t| sqlf(self.loc, t));
+        let r = self
+            .c
+            .borrow_mut()
+            .batch_then_pipelined(begin, &[(&sql[0], &[]), (&sql[1], &[]), (&sql[2], &[])]);
+        let [settings, providers, named] = r
+            .map_err(|e| self.fail(e))?
+            .try_into()
+            .unwrap_or_else(|_| unreachable!("three statements give three answers"));
+        let (settings, providers, named) = (
+            settings.map_err(|e| self.fail(e))?,
+            providers.map_err(|e| self.fail(e))?,
+            named.map_err(|e| self.fail(e))?,
+        );
+        *self.settings_memo.borrow_mut() = Some(settings_of(&settings));
+        *self.providers_memo.borrow_mut() = Some(providers_of(&providers));
+        // A row over the size cap is an error for whoever asks (named_secrets), not here.
+        *self.named_memo.borrow_mut() = named_secrets_of(&named, self.loc).ok();
         Ok(())
+    }
+
+    /// A read's profile rows of `provider` in `scope` (and the shared one), sent together
+    /// with what the walk asks next — the provider's order in `scope` and the shared scope,
+    /// and the usage rows of those profiles — in one round trip (issue 19). The order and
+    /// usage answers stay for this transaction.
+    fn provider_rows(&self, scope: &str, provider: &str) -> Result<Vec<Row>, RpcError> {
+        self.ensure_begun()?;
+        let sql = [PROVIDER_PROFILES_SQL, ORDER_SQL, PROVIDER_USAGE_SQL].map(|t| sqlf(self.loc, t));
+        let shared = "";
+        let mut stmts: Vec<Statement<'_>> = vec![];
+        let (profiles_p, order_p, shared_p) = (
+            [(&provider as &(dyn ToSql + Sync), T), (&scope, T)],
+            [(&scope as &(dyn ToSql + Sync), T), (&provider, T)],
+            [(&shared as &(dyn ToSql + Sync), T), (&provider, T)],
+        );
+        stmts.push((&sql[0], &profiles_p));
+        stmts.push((&sql[2], &profiles_p));
+        stmts.push((&sql[1], &order_p));
+        if !scope.is_empty() {
+            stmts.push((&sql[1], &shared_p));
+        }
+        let answers = self.c.borrow_mut().query_typed_pipelined(&stmts);
+        let mut answers = answers.map_err(|e| self.fail(e))?.into_iter();
+        let mut next = || {
+            answers
+                .next()
+                .expect("one answer per statement")
+                .map_err(|e| self.fail(e))
+        };
+        let (profiles, usage) = (next()?, next()?);
+        let mut orders = self.orders_memo.borrow_mut();
+        for s in if scope.is_empty() {
+            vec![shared]
+        } else {
+            vec![scope, shared]
+        } {
+            let rows = next()?;
+            orders.insert(
+                (s.to_string(), provider.to_string()),
+                order_of(rows.first(), self.loc),
+            );
+        }
+        let covered = profiles
+            .iter()
+            .filter_map(|r| to_stored(r, self.loc).ok())
+            .map(|sp| sp.profile.id)
+            .collect();
+        *self.usage_memo.borrow_mut() = Some((covered, usage_of(&usage)));
+        Ok(profiles)
     }
 
     fn fail(&self, e: postgres::Error) -> RpcError {
@@ -83,6 +187,80 @@ impl<'a> PgTx<'a> {
             .execute_typed(&sqlf(self.loc, t), params);
         r.map_err(|e| self.fail(e))
     }
+}
+
+const SETTINGS_SQL: &str = "SELECT key, capped(value) FROM {s}.settings";
+const PROVIDERS_SQL: &str = "SELECT id, capped(body) FROM {s}.providers ORDER BY id";
+const NAMED_SECRETS_SQL: &str =
+    "SELECT provider, id, capped(value) FROM {s}.named_secrets ORDER BY provider, id";
+
+const PROVIDER_PROFILES_SQL: &str = "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE provider = $1 AND scope IN ('', $2) ORDER BY id, scope DESC";
+const ORDER_SQL: &str =
+    "SELECT capped(ids), revision FROM {s}.orders WHERE scope = $1 AND provider = $2";
+/// The usage rows of the profiles [`PROVIDER_PROFILES_SQL`] reads (same parameters).
+const PROVIDER_USAGE_SQL: &str = "SELECT profile_id, capped(body) FROM {s}.usage WHERE profile_id IN (SELECT id FROM {s}.profiles WHERE provider = $1 AND scope IN ('', $2))";
+
+/// A stored order of [`ORDER_SQL`]'s row: `(ids, revision)`. Errors: `store_row_too_large`,
+/// or a corrupt id list.
+fn order_of(row: Option<&Row>, loc: &PgLocation) -> Result<Option<(Vec<String>, i64)>, RpcError> {
+    row.map(|r| Ok((decode_ids(capped(r, 0, "a stored order", loc)?)?, r.get(1))))
+        .transpose()
+}
+
+/// The usage of usage rows `(profile_id, body)`: a body over the size cap or not a usage
+/// state is left out (the profile's default state).
+fn usage_of(rows: &[Row]) -> HashMap<String, Usage> {
+    rows.iter()
+        .filter_map(|r| {
+            let u = serde_json::from_str::<Usage>(r.get::<_, Option<&str>>(1)?).ok()?;
+            Some((r.get(0), u))
+        })
+        .collect()
+}
+
+/// The settings of [`SETTINGS_SQL`]'s rows: a value over the size cap or not JSON is left out.
+fn settings_of(rows: &[Row]) -> serde_json::Map<String, serde_json::Value> {
+    let mut out = serde_json::Map::new();
+    for r in rows {
+        if let Some(Ok(v)) = r.get::<_, Option<&str>>(1).map(serde_json::from_str) {
+            out.insert(r.get(0), v);
+        }
+    }
+    out
+}
+
+/// The providers of [`PROVIDERS_SQL`]'s rows: a body over the size cap or not JSON is null.
+fn providers_of(rows: &[Row]) -> Vec<(String, serde_json::Value)> {
+    rows.iter()
+        .map(|r| {
+            (
+                r.get(0),
+                r.get::<_, Option<&str>>(1)
+                    .and_then(|b| serde_json::from_str(b).ok())
+                    .unwrap_or(serde_json::Value::Null),
+            )
+        })
+        .collect()
+}
+
+/// The entries of [`NAMED_SECRETS_SQL`]'s rows. Errors: `store_row_too_large` for a value
+/// over the size cap.
+fn named_secrets_of(
+    rows: &[Row],
+    loc: &PgLocation,
+) -> Result<Vec<(String, String, Secret)>, RpcError> {
+    rows.iter()
+        .map(|r| {
+            let v = capped(r, 2, "a stored secret", loc)?;
+            Ok((r.get(0), r.get(1), Secret::new(v.to_string())))
+        })
+        .collect()
+}
+
+/// The change marker of the store at `loc` at `generation`: `(store identity, generation, 0)`.
+fn marker(loc: &PgLocation, generation: i64) -> ChangeMarker {
+    let id = lock_key(&["store", &loc.display, &loc.schema]) as u64;
+    (id, generation, 0)
 }
 
 pub(super) fn parse_profile(body: &str) -> Result<Profile, RpcError> {
@@ -156,8 +334,7 @@ impl Tx for PgTx<'_> {
             &[],
         );
         let row = r.map_err(|e| self.fail(e))?;
-        let id = lock_key(&["store", &self.loc.display, &self.loc.schema]) as u64;
-        let m = row.map(|r| (id, r.get::<_, i64>(0), 0));
+        let m = row.map(|r| marker(self.loc, r.get::<_, i64>(0)));
         self.marker.set(Some(m));
         Ok(m)
     }
@@ -169,10 +346,8 @@ impl Tx for PgTx<'_> {
     ) -> Result<Vec<StoredProfile>, RpcError> {
         let scope = scope_key(agent);
         let rows = match provider {
-            Some(p) => self.q(
-                "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE provider = $1 AND scope IN ('', $2) ORDER BY id, scope DESC",
-                &[(&p, T), (&scope, T)],
-            )?,
+            Some(p) if self.read_only() => self.provider_rows(scope, p)?,
+            Some(p) => self.q(PROVIDER_PROFILES_SQL, &[(&p, T), (&scope, T)])?,
             None => self.q(
                 "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE scope IN ('', $1) ORDER BY provider, id, scope DESC",
                 &[(&scope, T)],
@@ -273,17 +448,12 @@ impl Tx for PgTx<'_> {
         provider: &str,
     ) -> Result<Option<(Vec<String>, i64)>, RpcError> {
         let scope = scope_key(agent);
-        self.q_opt(
-            "SELECT capped(ids), revision FROM {s}.orders WHERE scope = $1 AND provider = $2",
-            &[(&scope, T), (&provider, T)],
-        )?
-        .map(|r| {
-            Ok((
-                decode_ids(capped(&r, 0, "a stored order", self.loc)?)?,
-                r.get(1),
-            ))
-        })
-        .transpose()
+        let k = (scope.to_string(), provider.to_string());
+        if let Some(o) = self.orders_memo.borrow().get(&k) {
+            return o.clone();
+        }
+        let row = self.q_opt(ORDER_SQL, &[(&scope, T), (&provider, T)])?;
+        order_of(row.as_ref(), self.loc)
     }
 
     fn set_order(
@@ -377,24 +547,23 @@ impl Tx for PgTx<'_> {
     }
 
     fn usages(&self, ids: &[&str]) -> Result<HashMap<String, Usage>, RpcError> {
-        let mut out = HashMap::new();
         if ids.is_empty() {
-            return Ok(out);
+            return Ok(HashMap::new());
+        }
+        if let Some((covered, usage)) = self.usage_memo.borrow().as_ref() {
+            if ids.iter().all(|id| covered.contains(*id)) {
+                return Ok(ids
+                    .iter()
+                    .filter_map(|id| Some((id.to_string(), usage.get(*id)?.clone())))
+                    .collect());
+            }
         }
         let list: Vec<&str> = ids.to_vec();
         let rows = self.q(
             "SELECT profile_id, capped(body) FROM {s}.usage WHERE profile_id = ANY($1)",
             &[(&list, Type::TEXT_ARRAY)],
         )?;
-        for r in rows {
-            if let Some(Ok(u)) = r
-                .get::<_, Option<&str>>(1)
-                .map(serde_json::from_str::<Usage>)
-            {
-                out.insert(r.get(0), u);
-            }
-        }
-        Ok(out)
+        Ok(usage_of(&rows))
     }
 
     fn put_usage(&self, id: &str, u: &Usage) -> Result<(), RpcError> {
@@ -412,6 +581,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn setting(&self, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
+        if self.read_only() {
+            return Ok(self.settings()?.remove(key));
+        }
         Ok(self
             .q_opt(
                 "SELECT capped(value) FROM {s}.settings WHERE key = $1",
@@ -421,14 +593,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn settings(&self) -> Result<serde_json::Map<String, serde_json::Value>, RpcError> {
-        let rows = self.q("SELECT key, capped(value) FROM {s}.settings", &[])?;
-        let mut out = serde_json::Map::new();
-        for r in rows {
-            if let Some(Ok(v)) = r.get::<_, Option<&str>>(1).map(serde_json::from_str) {
-                out.insert(r.get(0), v);
-            }
+        self.ensure_begun()?;
+        if let Some(m) = self.settings_memo.borrow().as_ref() {
+            return Ok(m.clone());
         }
-        Ok(out)
+        Ok(settings_of(&self.q(SETTINGS_SQL, &[])?))
     }
 
     fn put_setting(&self, key: &str, value: &serde_json::Value) -> Result<(), RpcError> {
@@ -442,21 +611,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn providers(&self) -> Result<Vec<(String, serde_json::Value)>, RpcError> {
-        let rows = self.q(
-            "SELECT id, capped(body) FROM {s}.providers ORDER BY id",
-            &[],
-        )?;
-        Ok(rows
-            .iter()
-            .map(|r| {
-                (
-                    r.get(0),
-                    r.get::<_, Option<&str>>(1)
-                        .and_then(|b| serde_json::from_str(b).ok())
-                        .unwrap_or(serde_json::Value::Null),
-                )
-            })
-            .collect())
+        self.ensure_begun()?;
+        if let Some(p) = self.providers_memo.borrow().as_ref() {
+            return Ok(p.clone());
+        }
+        Ok(providers_of(&self.q(PROVIDERS_SQL, &[])?))
     }
 
     fn put_provider(&self, id: &str, body: &serde_json::Value) -> Result<bool, RpcError> {
@@ -487,16 +646,11 @@ impl Tx for PgTx<'_> {
     }
 
     fn named_secrets(&self) -> Result<Vec<(String, String, Secret)>, RpcError> {
-        let rows = self.q(
-            "SELECT provider, id, capped(value) FROM {s}.named_secrets ORDER BY provider, id",
-            &[],
-        )?;
-        rows.iter()
-            .map(|r| {
-                let v = capped(r, 2, "a stored secret", self.loc)?;
-                Ok((r.get(0), r.get(1), Secret::new(v.to_string())))
-            })
-            .collect()
+        self.ensure_begun()?;
+        if let Some(n) = self.named_memo.borrow().as_ref() {
+            return Ok(n.clone());
+        }
+        named_secrets_of(&self.q(NAMED_SECRETS_SQL, &[])?, self.loc)
     }
 
     fn put_named_secret(

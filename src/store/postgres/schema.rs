@@ -225,29 +225,11 @@ pub(super) const FOREIGN_OWNER_SQL: &str =
      WHERE n.nspname = $1 AND c.relowner <> (SELECT oid FROM me) AND NOT r.rolsuper
     LIMIT 1";
 
-/// Refuses a schema, or anything in it, owned by another role (PROTOCOL §11 *(r3)*): a
-/// role that pre-created the schema ("schema squatting") would read every key written to
-/// it and choose the settings (secret providers) this helper obeys. A superuser's is
-/// accepted: a superuser can read everything anyway.
-///
-/// Errors: `store_permissions` with `data.reason: "schema_not_owned"`; store errors.
-pub(super) fn check_owner(c: &mut Client, loc: &PgLocation) -> Result<(), RpcError> {
-    let row = c
-        .query_typed_opt(
-            FOREIGN_OWNER_SQL,
-            &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
-        )
-        .map_err(|e| map_pg(e, loc))?;
-    match row {
-        None => Ok(()),
-        Some(r) => Err(not_owned(
-            loc,
-            &r.get::<_, String>(0),
-            &r.get::<_, String>(1),
-        )),
-    }
-}
-
+/// The refusal of a schema, or anything in it, owned by another role (PROTOCOL §11
+/// *(r3)*): a role that pre-created the schema ("schema squatting") would read every key
+/// written to it and choose the settings (secret providers) this helper obeys. A
+/// superuser's is accepted: a superuser can read everything anyway. `store_permissions`
+/// with `data.reason: "schema_not_owned"`.
 pub(super) fn not_owned(loc: &PgLocation, what: &str, owner: &str) -> RpcError {
     RpcError::new(
         ErrorKind::StorePermissions,
@@ -261,40 +243,90 @@ pub(super) fn not_owned(loc: &PgLocation, what: &str, owner: &str) -> RpcError {
     .with_hint("whoever owns the schema reads every key written to it and chooses the settings this helper obeys: drop it, or use a schema this role creates ($MODELAUTH_PG_SCHEMA)")
 }
 
-/// `Some(version)` when the schema's meta table exists in the database of `c`.
+/// What [`probe_version`] read about a store whose meta table exists.
+pub(super) struct Probe {
+    /// `<schema>.meta` `schema_version` (0 when the row is missing).
+    pub(super) version: i64,
+    /// The change-marker generation (`<schema>.meta` `generation`), read outside any
+    /// snapshot: the marker of a read transaction begun right after this probe.
+    pub(super) generation: Option<i64>,
+    /// The stored `settings.busyTimeoutMs` row as text (capped), when there is one;
+    /// `None` also when the settings table could not be read.
+    pub(super) busy_timeout: Option<String>,
+}
+
+/// `Some(probe)` when the schema's meta table exists in the database of `c`; refuses a
+/// schema another role owns ([`FOREIGN_OWNER_SQL`]) before anything is read from it
+/// ([`not_owned`]).
+///
+/// Two round trips (issue 19: a cold `get` against `pgbench -C`), each of two statements
+/// sent together: the catalog (does the meta table exist; is anything in the schema
+/// another role's), then the store's own rows (version, lock salt, generation; the stored
+/// busy timeout).
 pub(super) fn probe_version(
     c: &mut Client,
     loc: &PgLocation,
     salt: &Cell<Option<i64>>,
-) -> Result<Option<i64>, RpcError> {
+) -> Result<Option<Probe>, RpcError> {
     let reg = format!("\"{}\".meta", loc.schema);
-    let row = c
-        .query_typed_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[(&reg as &(dyn ToSql + Sync), Type::TEXT)],
-        )
+    let answers = c
+        .query_typed_pipelined(&[
+            (
+                "SELECT to_regclass($1) IS NOT NULL",
+                &[(&reg as &(dyn ToSql + Sync), Type::TEXT)],
+            ),
+            (
+                FOREIGN_OWNER_SQL,
+                &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+            ),
+        ])
         .map_err(|e| map_pg(e, loc))?;
-    if !row.get::<_, bool>(0) {
+    let [exists, foreign] = two(answers);
+    let exists = exists.map_err(|e| map_pg(e, loc))?;
+    if !exists.first().is_some_and(|r| r.get::<_, bool>(0)) {
         return Ok(None);
     }
-    check_owner(c, loc)?;
-    let rows = c
-        .query_typed(
-            &sqlf(
-                loc,
-                "SELECT key::text, value FROM {s}.meta WHERE key IN ('schema_version', 'lock_salt')",
-            ),
-            &[],
-        )
+    if let Some(r) = foreign.map_err(|e| map_pg(e, loc))?.first() {
+        return Err(not_owned(
+            loc,
+            &r.get::<_, String>(0),
+            &r.get::<_, String>(1),
+        ));
+    }
+    let meta = sqlf(
+        loc,
+        "SELECT key::text, value FROM {s}.meta WHERE key IN ('schema_version', 'lock_salt', 'generation')",
+    );
+    let busy = sqlf(
+        loc,
+        "SELECT capped(value) FROM {s}.settings WHERE key = 'busyTimeoutMs'",
+    );
+    let answers = c
+        .query_typed_pipelined(&[(meta.as_str(), &[]), (busy.as_str(), &[])])
         .map_err(|e| map_pg(e, loc))?;
-    let mut v = 0;
-    for r in rows {
+    let [rows, busy] = two(answers);
+    let mut probe = Probe {
+        version: 0,
+        generation: None,
+        busy_timeout: busy
+            .ok()
+            .and_then(|rows| rows.into_iter().next())
+            .and_then(|r| r.get::<_, Option<String>>(0)),
+    };
+    for r in rows.map_err(|e| map_pg(e, loc))? {
         match r.get::<_, String>(0).as_str() {
-            "schema_version" => v = r.get::<_, i64>(1),
+            "schema_version" => probe.version = r.get::<_, i64>(1),
+            "generation" => probe.generation = Some(r.get::<_, i64>(1)),
             _ => salt.set(Some(r.get::<_, i64>(1))),
         }
     }
-    Ok(Some(v))
+    Ok(Some(probe))
+}
+
+/// The two answers of a two-statement pipeline.
+fn two<T>(v: Vec<T>) -> [T; 2] {
+    v.try_into()
+        .unwrap_or_else(|_| unreachable!("two statements give two answers"))
 }
 
 pub(super) fn is_missing_table(e: &RpcError) -> bool {

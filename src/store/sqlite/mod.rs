@@ -435,14 +435,31 @@ impl SqliteStore {
     }
 
     /// Runs `f` in a read transaction (a consistent snapshot). A missing store reads as empty.
+    ///
+    /// `BEGIN` and `COMMIT` are cached statements (rusqlite's `Transaction` parses both
+    /// again each time: a warm `serve` answering from its read cache paid for it at every
+    /// request, issue 19); a body that fails — or panics — is rolled back.
     fn read_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
         let path = self.path.clone();
         let c = self.read_conn()?;
-        let tx = c
-            .transaction_with_behavior(TransactionBehavior::Deferred)
-            .map_err(|e| map_sqlite(e, &path))?;
-        f(&*tx)?;
-        tx.commit().map_err(|e| map_sqlite(e, &path))
+        let run = |c: &Connection, sql: &str| -> rusqlite::Result<()> {
+            c.prepare_cached(sql)?.execute([]).map(|_| ())
+        };
+        run(c, "BEGIN DEFERRED").map_err(|e| map_sqlite(e, &path))?;
+        /// Rolls the read back unless it committed (a body's error or panic).
+        struct Open<'c>(&'c Connection, bool);
+        impl Drop for Open<'_> {
+            fn drop(&mut self) {
+                if !self.1 {
+                    let _ = self.0.execute_batch("ROLLBACK");
+                }
+            }
+        }
+        let mut open = Open(c, false);
+        f(open.0)?;
+        run(open.0, "COMMIT").map_err(|e| map_sqlite(e, &path))?;
+        open.1 = true;
+        Ok(())
     }
 
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction and commits it durably; on error

@@ -1,0 +1,40 @@
+#!/usr/bin/env python3
+"""Cold `modelauth get openai` of two builds against `pgbench -C -S -c 1`, interleaved call by
+call on one PostgreSQL route (issue 19, item 5): the ratio each build reaches in one run.
+
+Usage: PGPASSWORD=... bench/pg_cold_ab.py BEFORE_BIN AFTER_BIN [URL] [--rounds 4] [--runs 50]
+URL defaults to postgres://mt@127.0.0.1/mtdb (SCRAM, TLS preferred). Uses bench/fleet.py's
+helpers; the store is a schema `bench_ab` of 100 profiles, dropped at the end.
+"""
+import argparse, os, statistics, subprocess, sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import fleet  # noqa: E402
+
+ap = argparse.ArgumentParser()
+ap.add_argument("before")
+ap.add_argument("after")
+ap.add_argument("url", nargs="?", default="postgres://mt@127.0.0.1/mtdb")
+ap.add_argument("--rounds", type=int, default=4)
+ap.add_argument("--runs", type=int, default=50)
+a = ap.parse_args()
+
+env = fleet.env_for(a.url, "bench_ab")
+fleet.make_store(a.before, env)
+args = fleet.pg_args(a.url)
+res = {"before": [], "after": [], "pgb": []}
+try:
+    for _ in range(a.rounds):
+        res["pgb"].append(fleet.pgbench_connect(args, 3)[0])
+        for _ in range(a.runs):
+            res["before"].append(fleet.cold_get(a.before, env))
+            res["after"].append(fleet.cold_get(a.after, env))
+finally:
+    subprocess.run(["psql"] + args + ["-qc", "DROP SCHEMA bench_ab CASCADE"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+pg = statistics.median(res["pgb"])
+print(f"| build | cold `get` median | / `pgbench -C -S -c 1` ({1e3 * pg:.2f} ms per transaction) |")
+print("|---|---|---|")
+for k in ("before", "after"):
+    m = statistics.median(res[k])
+    print(f"| {k} | {1e3 * m:.2f} ms | **{m / pg:.2f}×** |")
