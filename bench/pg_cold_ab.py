@@ -2,7 +2,8 @@
 """Cold `modelauth get openai` of two builds against `pgbench -C -S -c 1`, interleaved call by
 call on one PostgreSQL route (issue 19, item 5): the ratio each build reaches in one run.
 
-Usage: PGPASSWORD=... bench/pg_cold_ab.py BEFORE_BIN AFTER_BIN [URL] [--rounds 4] [--runs 50]
+Usage: PGPASSWORD=... bench/pg_cold_ab.py BEFORE_BIN [AFTER_BIN] [--url URL] [--rounds 4] [--runs 50]
+AFTER_BIN defaults to $CARGO_TARGET_DIR/release/modelauth (target/ when unset).
 URL defaults to postgres://mt@127.0.0.1/mtdb (SCRAM, TLS preferred). Uses bench/fleet.py's
 helpers; the store is a schema `bench_ab` of 100 profiles, dropped at the end.
 """
@@ -13,8 +14,9 @@ import fleet  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("before")
-ap.add_argument("after")
-ap.add_argument("url", nargs="?", default="postgres://mt@127.0.0.1/mtdb")
+ap.add_argument("after", nargs="?", default=os.path.join(
+    os.environ.get("CARGO_TARGET_DIR") or "target", "release", "modelauth"))
+ap.add_argument("--url", default="postgres://mt@127.0.0.1/mtdb")
 ap.add_argument("--rounds", type=int, default=4)
 ap.add_argument("--runs", type=int, default=50)
 a = ap.parse_args()

@@ -60,3 +60,35 @@ fn a_read_only_server_sees_a_commit_made_after_its_cache_settled() {
     );
     assert!(srv.finish().status.success());
 }
+
+/// `settings.get` answers from the read cache (issue 19: the trivial method a warm `serve`
+/// is measured against) and still sees another process's `settings.set` at once, in the
+/// server that answered the first read and in one that has served it from the cache.
+#[test]
+fn settings_get_from_the_cache_sees_another_process_set() {
+    let s = TempStore::new();
+    ok(
+        &s.path,
+        "settings.set",
+        json!({"settings": {"envFallback": "never"}}),
+    );
+    let mut srv = Server::start(&s.path);
+    let first = srv.ok("settings.get", json!({}));
+    assert_eq!(first["settings"]["envFallback"], "never");
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+    for _ in 0..3 {
+        assert_eq!(srv.ok("settings.get", json!({})), first);
+    }
+    ok(
+        &s.path,
+        "settings.set",
+        json!({"settings": {"envFallback": "always"}}),
+    );
+    let after = srv.ok("settings.get", json!({}));
+    assert_eq!(after["settings"]["envFallback"], "always");
+    assert!(
+        after["revision"].as_i64() > first["revision"].as_i64(),
+        "{first} -> {after}"
+    );
+    assert!(srv.finish().status.success());
+}
