@@ -19,6 +19,7 @@
 mod call;
 mod check;
 mod exec;
+mod fast_args;
 pub(crate) mod human;
 mod logging;
 pub(crate) mod manpages;
@@ -232,8 +233,18 @@ where
     I: IntoIterator<Item = T>,
     T: Into<std::ffi::OsString> + Clone,
 {
-    use clap::{CommandFactory, FromArgMatches};
     let args: Vec<std::ffi::OsString> = args.into_iter().map(Into::into).collect();
+    // `call …` and `get …` without clap's command tree (issue 19); any other line, clap.
+    if let Some(cli) = fast_args::parse(&args) {
+        return Ok(cli);
+    }
+    parse_with_clap(&args)
+}
+
+/// [`parse_args`] by clap alone (the reference [`fast_args`] is tested against).
+fn parse_with_clap(args: &[std::ffi::OsString]) -> Result<Cli, i32> {
+    use clap::{CommandFactory, FromArgMatches};
+    let args = args.to_vec();
     let mut cmd = Cli::command();
     // When help is asked for, `call --help` also lists every method with its summary
     // (built only then, to keep a plain call's start-up short).
