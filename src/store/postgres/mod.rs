@@ -52,6 +52,29 @@ use locks::{lock_key, PgLocks};
 use queries::PgTx;
 use schema::{is_missing_table, newer_schema, probe_version, Probe};
 
+/// Set by a one-shot command ([`defer_read_commits`]).
+static DEFER_READ_COMMITS: std::sync::atomic::AtomicBool =
+    std::sync::atomic::AtomicBool::new(false);
+
+/// For a process that answers one request and exits (`modelauth call`, `get`): a read
+/// transaction that succeeded is not committed at once — its `COMMIT` goes before the next
+/// statement of the same handle, if there is one, and otherwise the process's exit closes
+/// the connection, which ends the `READ ONLY` transaction with the same effect. Saves a
+/// cold read its last round trip (issue 19). Never for `serve` or `exec`, whose
+/// connection would hold a snapshot open while they wait.
+pub fn defer_read_commits() {
+    DEFER_READ_COMMITS.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Ends the read transaction a one-shot process left open ([`defer_read_commits`]) before
+/// `c` is used for anything else.
+fn settle(c: &mut Client, pending: &Cell<bool>) -> Result<(), postgres::Error> {
+    if pending.replace(false) {
+        c.batch_execute("COMMIT")?;
+    }
+    Ok(())
+}
+
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
 pub struct PgStore {
     loc: Arc<PgLocation>,
@@ -69,6 +92,8 @@ pub struct PgStore {
     /// The generation the last probe read, for the read transaction begun right after it
     /// in the same call ([`PgStore::read_in_tx`]); taken there, never kept longer.
     probed_generation: Option<i64>,
+    /// A read transaction is open, its `COMMIT` deferred ([`defer_read_commits`]).
+    commit_pending: Cell<bool>,
     empty: Option<rusqlite::Connection>,
 }
 
@@ -84,6 +109,7 @@ impl PgStore {
             settings_read: false,
             probed_busy_timeout: None,
             probed_generation: None,
+            commit_pending: Cell::new(false),
             empty: None,
         }
     }
@@ -99,11 +125,19 @@ impl PgStore {
         }
         if slot.is_none() {
             match connect(&self.loc, self.busy_timeout_ms) {
-                Ok(c) => *slot = Some(c),
+                Ok(c) => {
+                    // A new connection has no transaction open.
+                    self.commit_pending.set(false);
+                    *slot = Some(c)
+                }
                 Err(_) => return false,
             }
         }
         let c = slot.as_mut().expect("connected above");
+        if settle(c, &self.commit_pending).is_err() {
+            *slot = None;
+            return false;
+        }
         match probe_version(c, &self.loc, &self.salt) {
             Ok(p) => p.is_some(),
             Err(_) => {
@@ -120,14 +154,25 @@ impl PgStore {
         }
         if slot.is_none() {
             *slot = Some(connect(&self.loc, self.busy_timeout_ms)?);
+            self.commit_pending.set(false);
         }
-        let c = slot.as_mut().expect("connected above");
-        c.set_round_trip(round_trip(self.busy_timeout_ms));
-        Ok(c)
+        let unsettled = {
+            let c = slot.as_mut().expect("connected above");
+            c.set_round_trip(round_trip(self.busy_timeout_ms));
+            settle(c, &self.commit_pending).err()
+        };
+        if let Some(e) = unsettled {
+            let e = map_pg(e, &self.loc);
+            *slot = None;
+            return Err(e);
+        }
+        Ok(slot.as_mut().expect("connected above"))
     }
 
     /// Forgets a client that failed so the next request connects again.
     fn after_error(&mut self) {
+        // The ROLLBACK below ends a transaction whose COMMIT was deferred, too.
+        self.commit_pending.set(false);
         let slot = self.client.get_mut();
         if let Some(c) = slot {
             if c.is_closed() || c.batch_execute("ROLLBACK").is_err() {
@@ -146,8 +191,14 @@ impl PgStore {
         }
         if slot.is_none() {
             *slot = Some(connect(&loc, self.busy_timeout_ms)?);
+            self.commit_pending.set(false);
         }
         let c = slot.as_mut().expect("connected above");
+        if let Err(e) = settle(c, &self.commit_pending) {
+            let e = map_pg(e, &loc);
+            *slot = None;
+            return Err(e);
+        }
         probe_version(c, &loc, salt)
     }
 
@@ -260,6 +311,10 @@ impl PgStore {
         match r {
             Ok(()) => {
                 if !begun {
+                    return Ok(());
+                }
+                if DEFER_READ_COMMITS.load(std::sync::atomic::Ordering::Relaxed) {
+                    self.commit_pending.set(true);
                     return Ok(());
                 }
                 if let Err(e) = c.batch_execute("COMMIT") {
@@ -468,7 +523,7 @@ mod tls {
     }
 
     pub(super) fn connector(loc: &PgLocation) -> Result<MakeRustlsConnect, RpcError> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let provider = Arc::new(provider());
         let builder = ClientConfig::builder_with_provider(provider.clone())
             .with_safe_default_protocol_versions()
             .map_err(|e| tls_error(format!("TLS setup: {e}")))?;
@@ -511,6 +566,18 @@ mod tls {
             }
         };
         Ok(MakeRustlsConnect::new(config))
+    }
+
+    /// ring's provider with P-256 first among the key-exchange groups: TLS 1.3 sends a key
+    /// share for the first group only, and PostgreSQL up to 17 accepts only P-256
+    /// (`ssl_ecdh_curve = prime256v1`), so an X25519 share costs a HelloRetryRequest — one
+    /// more round trip on every connection (issue 19). X25519 stays offered.
+    fn provider() -> CryptoProvider {
+        use rustls::crypto::ring::kx_group::{SECP256R1, SECP384R1, X25519};
+        CryptoProvider {
+            kx_groups: vec![SECP256R1, X25519, SECP384R1],
+            ..rustls::crypto::ring::default_provider()
+        }
     }
 
     /// `sslmode=prefer/require`: encrypted, certificate not checked (as libpq without a

@@ -211,6 +211,18 @@ fn migrate_from(c: &mut Client, loc: &PgLocation, v: i64) -> Result<Option<i64>,
     Ok(salt)
 }
 
+/// How many of the schema and the relations in it are owned by a role other than the
+/// connecting one, superusers included (`$1` the schema name): 0 on the common path, where
+/// [`FOREIGN_OWNER_SQL`] need not run. Catalog lookups by name (`to_regnamespace`,
+/// `to_regrole`) instead of joins with the `pg_roles` view: a fresh backend answers it in
+/// about 1.4 ms against 2.1 ms (issue 19). A connecting role it cannot name counts every
+/// object (`IS DISTINCT FROM` a null), so the full check runs.
+pub(super) const FOREIGN_OWNED_SQL: &str = "SELECT count(*) FROM (
+      SELECT nspowner AS owner FROM pg_namespace WHERE oid = to_regnamespace(quote_ident($1))
+      UNION ALL
+      SELECT relowner FROM pg_class WHERE relnamespace = to_regnamespace(quote_ident($1))
+    ) x WHERE owner IS DISTINCT FROM to_regrole(quote_ident(current_user::text))::oid";
+
 /// Who owns the schema and what is in it, as one row when something is owned by a role
 /// other than the connecting one (or a superuser): (what, owner).
 pub(super) const FOREIGN_OWNER_SQL: &str =
@@ -256,8 +268,8 @@ pub(super) struct Probe {
 }
 
 /// `Some(probe)` when the schema's meta table exists in the database of `c`; refuses a
-/// schema another role owns ([`FOREIGN_OWNER_SQL`]) before anything is read from it
-/// ([`not_owned`]).
+/// schema another role owns ([`FOREIGN_OWNED_SQL`], then [`FOREIGN_OWNER_SQL`] when it
+/// counts anything) before anything is read from it ([`not_owned`]).
 ///
 /// Two round trips (issue 19: a cold `get` against `pgbench -C`), each of two statements
 /// sent together: the catalog (does the meta table exist; is anything in the schema
@@ -276,7 +288,7 @@ pub(super) fn probe_version(
                 &[(&reg as &(dyn ToSql + Sync), Type::TEXT)],
             ),
             (
-                FOREIGN_OWNER_SQL,
+                FOREIGN_OWNED_SQL,
                 &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
             ),
         ])
@@ -286,12 +298,22 @@ pub(super) fn probe_version(
     if !exists.first().is_some_and(|r| r.get::<_, bool>(0)) {
         return Ok(None);
     }
-    if let Some(r) = foreign.map_err(|e| map_pg(e, loc))?.first() {
-        return Err(not_owned(
-            loc,
-            &r.get::<_, String>(0),
-            &r.get::<_, String>(1),
-        ));
+    let foreign = foreign.map_err(|e| map_pg(e, loc))?;
+    if foreign.first().is_none_or(|r| r.get::<_, i64>(0) > 0) {
+        // Something is another role's: refused unless every such owner is a superuser.
+        let row = c
+            .query_typed_opt(
+                FOREIGN_OWNER_SQL,
+                &[(&loc.schema as &(dyn ToSql + Sync), Type::TEXT)],
+            )
+            .map_err(|e| map_pg(e, loc))?;
+        if let Some(r) = row {
+            return Err(not_owned(
+                loc,
+                &r.get::<_, String>(0),
+                &r.get::<_, String>(1),
+            ));
+        }
     }
     let meta = sqlf(
         loc,

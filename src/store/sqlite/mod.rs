@@ -446,15 +446,18 @@ impl SqliteStore {
             c.prepare_cached(sql)?.execute([]).map(|_| ())
         };
         run(c, "BEGIN DEFERRED").map_err(|e| map_sqlite(e, &path))?;
-        /// Rolls the read back unless it committed (a body's error or panic).
+        /// Rolls the read back unless it committed (a body's error or panic), and closes
+        /// its change-marker scope.
         struct Open<'c>(&'c Connection, bool);
         impl Drop for Open<'_> {
             fn drop(&mut self) {
+                queries::read_marker_scope(None);
                 if !self.1 {
                     let _ = self.0.execute_batch("ROLLBACK");
                 }
             }
         }
+        queries::read_marker_scope(Some(c));
         let mut open = Open(c, false);
         f(open.0)?;
         run(open.0, "COMMIT").map_err(|e| map_sqlite(e, &path))?;

@@ -15,21 +15,56 @@ use crate::store::{scope_key, ChangeMarker, Tx};
 
 use super::{apply_busy_timeout, map_sqlite};
 
+thread_local! {
+    /// The read transaction open on this thread: its connection's handle and, once taken,
+    /// its change marker ([`read_marker_scope`]).
+    static READ_MARKER: std::cell::Cell<Option<(u64, Option<Option<ChangeMarker>>)>> =
+        const { std::cell::Cell::new(None) };
+}
+
+/// The identity of `c` (its handle's address) in change markers.
+fn handle_id(c: &Connection) -> u64 {
+    // SAFETY: only the address is used, as an identity; the handle is not dereferenced.
+    (unsafe { c.handle() }) as usize as u64
+}
+
+/// Opens (`Some(c)`, at `BEGIN`) or closes (`None`, at its end) the scope of a read
+/// transaction on `c` within which [`Tx::change_marker`] is taken once: the first ask,
+/// before the body reads anything, gives the marker of the whole transaction (issue 19:
+/// a warm `serve` stat-ed the store's files twice per request; a marker taken after the
+/// snapshot could also label older data with a newer marker).
+pub(super) fn read_marker_scope(c: Option<&Connection>) {
+    READ_MARKER.set(c.map(|c| (handle_id(c), None)));
+}
+
+/// The change marker of `c` now (see [`crate::store::ChangeMarker`]).
+fn fresh_marker(c: &Connection, handle: u64) -> Result<Option<ChangeMarker>, RpcError> {
+    if c.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
+        // `data_version` moves at every transaction of a read-only connection without
+        // a live writer: see `open::readonly_marker`.
+        return Ok(super::open::readonly_marker(c).map(|m| (handle, m, 0)));
+    }
+    let v: i64 = c
+        .prepare_cached("PRAGMA data_version")
+        .and_then(|mut s| s.query_row([], |r| r.get(0)))
+        .map_err(sql)?;
+    Ok(Some((handle, v, c.total_changes())))
+}
+
 /// The SQL behind [`Tx`]: a connection inside a transaction opened by [`SqliteStore`].
 impl Tx for Connection {
     fn change_marker(&self) -> Result<Option<ChangeMarker>, RpcError> {
-        // SAFETY: only the address is used, as an identity; the handle is not dereferenced.
-        let handle = unsafe { self.handle() } as usize as u64;
-        if self.is_readonly(rusqlite::MAIN_DB).unwrap_or(false) {
-            // `data_version` moves at every transaction of a read-only connection without
-            // a live writer: see `open::readonly_marker`.
-            return Ok(super::open::readonly_marker(self).map(|m| (handle, m, 0)));
+        let handle = handle_id(self);
+        match READ_MARKER.get() {
+            Some((h, Some(m))) if h == handle => return Ok(m),
+            Some((h, None)) if h == handle => {
+                let m = fresh_marker(self, handle)?;
+                READ_MARKER.set(Some((h, Some(m))));
+                return Ok(m);
+            }
+            _ => {}
         }
-        let v: i64 = self
-            .prepare_cached("PRAGMA data_version")
-            .and_then(|mut s| s.query_row([], |r| r.get(0)))
-            .map_err(sql)?;
-        Ok(Some((handle, v, self.total_changes())))
+        fresh_marker(self, handle)
     }
     fn apply_busy_timeout(&self, ms: u64) -> Result<(), RpcError> {
         apply_busy_timeout(self, ms)
