@@ -28,6 +28,14 @@ use tokio_postgres::Socket;
 /// One statement of a pipeline: SQL text and its typed parameters.
 pub(crate) type Statement<'a> = (&'a str, &'a [(&'a (dyn ToSql + Sync), Type)]);
 
+/// One item of [`Client::pipeline`].
+pub(crate) enum Pipelined<'a> {
+    /// Statements in the simple protocol (`BEGIN …; SET LOCAL …`).
+    Batch(&'a str),
+    /// One unnamed statement with typed parameters.
+    Query(&'a str, &'a [(&'a (dyn ToSql + Sync), Type)]),
+}
+
 /// A connection whose every call is bounded in time.
 pub(crate) struct Client {
     rt: Runtime,
@@ -212,31 +220,36 @@ impl Client {
         )
     }
 
-    /// `batch` (simple protocol, e.g. `BEGIN …`) and then unnamed statements, all sent
-    /// together and answered in one round trip (rust-postgres pipelines the requests of
-    /// futures polled together, in the order they are first polled). `Err` when `batch`
-    /// failed or the round trip did; else each statement's own result, in order.
-    pub(crate) fn batch_then_pipelined(
+    /// Simple-protocol batches and unnamed statements, in the order given, sent together
+    /// and answered in one round trip (rust-postgres pipelines the requests of futures
+    /// polled together, in the order they are first polled); each item's own result in
+    /// order (a batch's: no rows). `Err` only when the round trip itself
+    /// failed (its deadline passed).
+    pub(crate) fn pipeline(
         &mut self,
-        batch: &str,
-        stmts: &[Statement<'_>],
+        items: &[Pipelined<'_>],
     ) -> Result<Vec<Result<Vec<Row>, Error>>, Error> {
+        type Answer<'f> = std::pin::Pin<Box<dyn Future<Output = Result<Vec<Row>, Error>> + 'f>>;
         let c = &self.inner;
-        let all = join_all(stmts.iter().map(|(sql, params)| c.query_typed(sql, params)));
+        let all = join_all(items.iter().map(|item| -> Answer<'_> {
+            match *item {
+                Pipelined::Batch(sql) => {
+                    Box::pin(async move { c.batch_execute(sql).await.map(|()| Vec::new()) })
+                }
+                Pipelined::Query(sql, params) => Box::pin(c.query_typed(sql, params)),
+            }
+        }));
         Self::run(
             &self.rt,
             self.round_trip,
             &mut self.dead,
             &self.conn,
-            async {
-                let (b, all) = tokio::join!(c.batch_execute(batch), all);
-                b.map(|()| all)
-            },
+            async { Ok(all.await) },
         )
     }
 
     /// Unnamed statements sent together and answered in one round trip (see
-    /// [`Client::batch_then_pipelined`]); each statement's own result, in order. Each
+    /// [`Client::pipeline`]); each statement's own result, in order. Each
     /// ends in its own Sync, so outside a transaction one failing does not undo another.
     /// `Err` only when the round trip itself failed (its deadline passed).
     pub(crate) fn query_typed_pipelined(

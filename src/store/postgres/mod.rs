@@ -49,8 +49,9 @@ mod schema;
 
 use errors::map_pg;
 use locks::{lock_key, PgLocks};
+use queries::MetaProbe;
 use queries::PgTx;
-use schema::{is_missing_table, newer_schema, probe_version, Probe};
+use schema::{is_missing_table, newer_schema, probe_catalog, probe_version, Probe};
 
 /// Set by a one-shot command ([`defer_read_commits`]).
 static DEFER_READ_COMMITS: std::sync::atomic::AtomicBool =
@@ -243,37 +244,49 @@ impl PgStore {
                 }
             }
         };
-        if let Some(raw) = raw {
-            // Plain JSON, or on a sealed store the `{"$seal": tag, "value": …}` row the
-            // sealing layer writes (a bounded wait is no authority, so the tag is not
-            // needed here).
-            let value = match serde_json::from_str::<serde_json::Value>(&raw) {
-                Ok(serde_json::Value::Object(o)) => o.get("value").and_then(|v| v.as_u64()),
-                Ok(v) => v.as_u64(),
-                Err(_) => None,
-            };
-            if let Some(ms) =
-                value.filter(|ms| crate::core::settings::BUSY_TIMEOUT_MS_RANGE.contains(ms))
-            {
-                self.busy_timeout_ms = pg_lock_ms(ms);
-            }
+        if let Some(Ok(v)) = raw.map(|raw| serde_json::from_str(&raw)) {
+            self.apply_busy_value(&v);
+        }
+    }
+
+    /// Takes a stored `busyTimeoutMs` value: plain JSON, or on a sealed store the
+    /// `{"$seal": tag, "value": …}` row the sealing layer writes (a bounded wait is no
+    /// authority, so the tag is not needed here). Out-of-range values are ignored.
+    fn apply_busy_value(&mut self, v: &serde_json::Value) {
+        let value = match v {
+            serde_json::Value::Object(o) => o.get("value").and_then(|v| v.as_u64()),
+            v => v.as_u64(),
+        };
+        if let Some(ms) =
+            value.filter(|ms| crate::core::settings::BUSY_TIMEOUT_MS_RANGE.contains(ms))
+        {
+            self.busy_timeout_ms = pg_lock_ms(ms);
         }
     }
 
     fn read_in_tx(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
         self.probed_generation = None;
         if !self.exists.get() {
-            match self.schema_version_inner()? {
-                None => {
-                    if self.empty.is_none() {
-                        self.empty = Some(super::sqlite::empty_connection()?);
+            // A cold read: the catalog half of the probe now (nothing in the schema is read
+            // before it answers); the store's own rows go out with the read's BEGIN — one
+            // round trip fewer (issue 19). A store not at this build's version is rolled
+            // back and probed the full way below.
+            let loc = self.loc.clone();
+            let found = probe_catalog(self.client()?, &loc);
+            match found {
+                Ok(false) => return self.read_empty(f),
+                Ok(true) => {
+                    if self.run_read(f, true)? {
+                        return Ok(());
                     }
-                    let c = self.empty.as_mut().expect("set above");
-                    let tx = c
-                        .transaction()
-                        .map_err(|e| RpcError::internal(format!("empty store: {e}")))?;
-                    return f(&*tx);
                 }
+                Err(e) => {
+                    self.after_error();
+                    return Err(e);
+                }
+            }
+            match self.schema_version_inner()? {
+                None => return self.read_empty(f),
                 Some(v) if v > PG_SCHEMA_VERSION => return Err(newer_schema(&self.loc, v)),
                 // A store an older modelauth wrote: bring it to this version first (as the
                 // SQLite backend does on open), so a read never queries a table that does
@@ -287,6 +300,30 @@ impl PgStore {
                 Some(_) => {}
             }
         }
+        if self.run_read(f, false)? {
+            Ok(())
+        } else {
+            Err(RpcError::internal("a read probed the store's schema twice"))
+        }
+    }
+
+    /// A read of a store that does not exist: an empty in-memory store answers.
+    fn read_empty(&mut self, f: TxBody<'_>) -> Result<(), RpcError> {
+        if self.empty.is_none() {
+            self.empty = Some(super::sqlite::empty_connection()?);
+        }
+        let c = self.empty.as_mut().expect("set above");
+        let tx = c
+            .transaction()
+            .map_err(|e| RpcError::internal(format!("empty store: {e}")))?;
+        f(&*tx)
+    }
+
+    /// One read transaction running `f`. With `probe` (a cold read of a store whose meta
+    /// table exists) the meta rows come with its `BEGIN` ([`PgTx::with_meta_probe`]), sent
+    /// before `f` runs; `Ok(false)` when they say the store is not at this build's version,
+    /// or cannot be read: rolled back, `f` not run, and the caller probes the full way.
+    fn run_read(&mut self, f: TxBody<'_>, probe: bool) -> Result<bool, RpcError> {
         // A probe just made in this call read the generation before any snapshot: it is
         // this transaction's change marker (one round trip fewer on a cold read).
         let generation = self.probed_generation.take();
@@ -294,35 +331,65 @@ impl PgStore {
         let loc = self.loc.clone();
         let ms = self.busy_timeout_ms;
         let c = self.client()?;
+        // With `probe`, the stored busy timeout is not known yet: this one BEGIN has the
+        // default's statement timeout.
         let begin = format!(
             "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET LOCAL statement_timeout = {}",
             ms + 30_000
         );
-        let (r, begun) = {
-            let tx = PgTx::new(&mut *c, &loc, Some(begin)).with_generation(generation);
-            let r = f(&tx);
+        let (r, begun, meta, settings) = {
+            let mut tx = PgTx::new(&mut *c, &loc, Some(begin)).with_generation(generation);
+            // With `probe`, BEGIN and the meta rows go first, before `f` runs: `f` runs
+            // once, and only on a store at this build's version.
+            let ready = if probe {
+                tx = tx.with_meta_probe();
+                tx.begin_now()
+            } else {
+                Ok(())
+            };
+            let r = ready.and_then(|()| f(&tx));
             let begun = tx.begun.get();
+            let meta = tx.meta_probe.get();
+            let settings = tx.read_settings();
             let r = match tx.failed.into_inner() {
                 Some(e) if r.is_ok() => Err(e),
                 _ => r,
             };
-            (r, begun)
+            (r, begun, meta, settings)
         };
+        match meta {
+            MetaProbe::Off | MetaProbe::Pending => {}
+            MetaProbe::Read(m) if m.version == PG_SCHEMA_VERSION => {
+                self.exists.set(true);
+                if m.salt.is_some() {
+                    self.salt.set(m.salt);
+                }
+                if let Some(v) = settings.as_ref().and_then(|s| s.get("busyTimeoutMs")) {
+                    self.apply_busy_value(v);
+                }
+                self.settings_read = settings.is_some();
+            }
+            MetaProbe::Read(_) | MetaProbe::Failed => {
+                self.after_error();
+                return Ok(false);
+            }
+        }
         match r {
             Ok(()) => {
                 if !begun {
-                    return Ok(());
+                    return Ok(true);
                 }
                 if DEFER_READ_COMMITS.load(std::sync::atomic::Ordering::Relaxed) {
                     self.commit_pending.set(true);
-                    return Ok(());
+                    return Ok(true);
                 }
+                let c = self.client()?;
                 if let Err(e) = c.batch_execute("COMMIT") {
                     let e = map_pg(e, &loc);
                     self.after_error();
                     return Err(e);
                 }
-                Ok(())
+                Ok(true)
             }
             Err(e) => {
                 if e.kind == ErrorKind::Internal && is_missing_table(&e) {

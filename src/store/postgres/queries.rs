@@ -12,12 +12,13 @@ use crate::core::secret_value::Secret;
 use crate::core::usage::Usage;
 use crate::store::limits::{check_row_size, row_too_large};
 use crate::store::location::PgLocation;
-use crate::store::pg_client::{Client, Statement};
+use crate::store::pg_client::{Client, Pipelined, Statement};
 use crate::store::{scope_key, ChangeMarker, Tx};
 
 use super::errors::map_pg;
 use super::locks::lock_key;
-use super::{pg_lock_ms, sqlf};
+use super::schema::{meta_of, Meta, META_SQL};
+use super::{pg_lock_ms, sqlf, PG_SCHEMA_VERSION};
 
 /// A connection inside a transaction opened by [`PgStore`].
 pub(super) struct PgTx<'a> {
@@ -29,6 +30,9 @@ pub(super) struct PgTx<'a> {
     pub(super) begun: Cell<bool>,
     /// The change marker, read once per transaction.
     marker: Cell<Option<Option<ChangeMarker>>>,
+    /// The first read of a handle: the store's meta rows go out in the round trip of its
+    /// `BEGIN`, ahead of it (see [`PgTx::with_meta_probe`]).
+    pub(super) meta_probe: Cell<MetaProbe>,
     /// The first failed statement: PostgreSQL aborts the transaction on it, so a body that
     /// swallowed the error must not believe its later writes were committed.
     pub(super) failed: RefCell<Option<RpcError>>,
@@ -58,6 +62,7 @@ impl<'a> PgTx<'a> {
             begun: Cell::new(begin.is_none()),
             begin,
             marker: Cell::new(None),
+            meta_probe: Cell::new(MetaProbe::Off),
             failed: RefCell::new(None),
             settings_memo: RefCell::new(None),
             providers_memo: RefCell::new(None),
@@ -73,6 +78,17 @@ impl<'a> PgTx<'a> {
         if let Some(g) = generation {
             self.marker.set(Some(Some(marker(self.loc, g))));
         }
+        self
+    }
+
+    /// Reads the store's meta rows ([`META_SQL`]) in the round trip of this read's `BEGIN`,
+    /// ahead of it (outside the snapshot, like a probe): the generation is this
+    /// transaction's change marker. When the store is not at this build's schema version,
+    /// or the rows cannot be read, the first statement fails and [`PgTx::meta_probe`] says
+    /// so: the caller rolls back and probes the slow way (issue 19: one round trip fewer on
+    /// a cold read).
+    pub(super) fn with_meta_probe(self) -> Self {
+        self.meta_probe.set(MetaProbe::Pending);
         self
     }
 
@@ -95,25 +111,55 @@ impl<'a> PgTx<'a> {
             .as_deref()
             .expect("a read transaction has its BEGIN");
         self.begun.set(true);
+        let probe = self.meta_probe.get() == MetaProbe::Pending;
+        let meta = sqlf(self.loc, META_SQL);
         let sql = [SETTINGS_SQL, PROVIDERS_SQL, NAMED_SECRETS_SQL].map(|t| sqlf(self.loc, t));
-        let r = self
-            .c
-            .borrow_mut()
-            .batch_then_pipelined(begin, &[(&sql[0], &[]), (&sql[1], &[]), (&sql[2], &[])]);
-        let [settings, providers, named] = r
-            .map_err(|e| self.fail(e))?
-            .try_into()
-            .unwrap_or_else(|_| unreachable!("three statements give three answers"));
+        let mut items = Vec::with_capacity(5);
+        if probe {
+            items.push(Pipelined::Query(&meta, &[]));
+        }
+        items.push(Pipelined::Batch(begin));
+        items.extend(sql.iter().map(|s| Pipelined::Query(s, &[])));
+        let answers = self.c.borrow_mut().pipeline(&items);
+        let mut answers = answers.map_err(|e| self.fail(e))?.into_iter();
+        let mut next = || answers.next().expect("one answer per item");
+        if probe {
+            let m = match next() {
+                Ok(rows) => meta_of(&rows),
+                Err(_) => {
+                    self.meta_probe.set(MetaProbe::Failed);
+                    return Err(probe_again());
+                }
+            };
+            self.meta_probe.set(MetaProbe::Read(m));
+            if m.version != PG_SCHEMA_VERSION {
+                return Err(probe_again());
+            }
+            self.marker
+                .set(Some(m.generation.map(|g| marker(self.loc, g))));
+        }
+        next().map_err(|e| self.fail(e))?;
         let (settings, providers, named) = (
-            settings.map_err(|e| self.fail(e))?,
-            providers.map_err(|e| self.fail(e))?,
-            named.map_err(|e| self.fail(e))?,
+            next().map_err(|e| self.fail(e))?,
+            next().map_err(|e| self.fail(e))?,
+            next().map_err(|e| self.fail(e))?,
         );
         *self.settings_memo.borrow_mut() = Some(settings_of(&settings));
         *self.providers_memo.borrow_mut() = Some(providers_of(&providers));
         // A row over the size cap is an error for whoever asks (named_secrets), not here.
         *self.named_memo.borrow_mut() = named_secrets_of(&named, self.loc).ok();
         Ok(())
+    }
+
+    /// Begins the read now (with its prefetch, and the meta rows of
+    /// [`PgTx::with_meta_probe`]) instead of at its first statement.
+    pub(super) fn begin_now(&self) -> Result<(), RpcError> {
+        self.ensure_begun()
+    }
+
+    /// The settings this transaction read (its prefetch), if it read them.
+    pub(super) fn read_settings(&self) -> Option<serde_json::Map<String, serde_json::Value>> {
+        self.settings_memo.borrow().clone()
     }
 
     /// A read's profile rows of `provider` in `scope` (and the shared one), sent together
@@ -257,6 +303,25 @@ fn named_secrets_of(
         .collect()
 }
 
+/// Where a transaction's meta probe ([`PgTx::with_meta_probe`]) stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum MetaProbe {
+    /// Not asked for: the handle knows its store.
+    Off,
+    /// To be read with `BEGIN`.
+    Pending,
+    /// Read (at this build's schema version or not).
+    Read(Meta),
+    /// The meta rows could not be read.
+    Failed,
+}
+
+/// The error a meta probe that found no store at this build's version ends the body with;
+/// the caller rolls back and probes the slow way (the body never sees data).
+fn probe_again() -> RpcError {
+    RpcError::internal("the store's schema must be probed again")
+}
+
 /// The change marker of the store at `loc` at `generation`: `(store identity, generation, 0)`.
 fn marker(loc: &PgLocation, generation: i64) -> ChangeMarker {
     let id = lock_key(&["store", &loc.display, &loc.schema]) as u64;
@@ -323,6 +388,10 @@ impl Tx for PgTx<'_> {
     /// of a read (outside its snapshot), so cached data is never older than its marker: a
     /// write landing in between only costs the next request a refill.
     fn change_marker(&self) -> Result<Option<ChangeMarker>, RpcError> {
+        if self.meta_probe.get() == MetaProbe::Pending {
+            // The generation comes with the meta rows, ahead of `BEGIN`.
+            self.ensure_begun()?;
+        }
         if let Some(m) = self.marker.get() {
             return Ok(m);
         }

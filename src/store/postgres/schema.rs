@@ -267,19 +267,44 @@ pub(super) struct Probe {
     pub(super) busy_timeout: Option<String>,
 }
 
-/// `Some(probe)` when the schema's meta table exists in the database of `c`; refuses a
-/// schema another role owns ([`FOREIGN_OWNED_SQL`], then [`FOREIGN_OWNER_SQL`] when it
-/// counts anything) before anything is read from it ([`not_owned`]).
-///
-/// Two round trips (issue 19: a cold `get` against `pgbench -C`), each of two statements
-/// sent together: the catalog (does the meta table exist; is anything in the schema
-/// another role's), then the store's own rows (version, lock salt, generation; the stored
-/// busy timeout).
-pub(super) fn probe_version(
-    c: &mut Client,
-    loc: &PgLocation,
-    salt: &Cell<Option<i64>>,
-) -> Result<Option<Probe>, RpcError> {
+/// The meta rows a probe reads: `(key, value)` for `schema_version`, `lock_salt` and
+/// `generation`.
+pub(super) const META_SQL: &str =
+    "SELECT key::text, value FROM {s}.meta WHERE key IN ('schema_version', 'lock_salt', 'generation')";
+
+/// What [`META_SQL`]'s rows say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Meta {
+    /// `schema_version` (0 when the row is missing).
+    pub(super) version: i64,
+    /// The advisory-lock salt (schema version 2 on).
+    pub(super) salt: Option<i64>,
+    /// The change-marker generation.
+    pub(super) generation: Option<i64>,
+}
+
+/// Reads [`META_SQL`]'s rows.
+pub(super) fn meta_of(rows: &[postgres::Row]) -> Meta {
+    let mut m = Meta {
+        version: 0,
+        salt: None,
+        generation: None,
+    };
+    for r in rows {
+        match r.get::<_, String>(0).as_str() {
+            "schema_version" => m.version = r.get::<_, i64>(1),
+            "generation" => m.generation = Some(r.get::<_, i64>(1)),
+            _ => m.salt = Some(r.get::<_, i64>(1)),
+        }
+    }
+    m
+}
+
+/// The catalog half of a probe, in one round trip of two statements: whether the schema's
+/// meta table exists, and — when it does — a refusal when the schema or anything in it is
+/// another role's ([`FOREIGN_OWNED_SQL`], then [`FOREIGN_OWNER_SQL`] when it counts
+/// anything; [`not_owned`]). Nothing in the schema is read before this answers.
+pub(super) fn probe_catalog(c: &mut Client, loc: &PgLocation) -> Result<bool, RpcError> {
     let reg = format!("\"{}\".meta", loc.schema);
     let answers = c
         .query_typed_pipelined(&[
@@ -296,7 +321,7 @@ pub(super) fn probe_version(
     let [exists, foreign] = two(answers);
     let exists = exists.map_err(|e| map_pg(e, loc))?;
     if !exists.first().is_some_and(|r| r.get::<_, bool>(0)) {
-        return Ok(None);
+        return Ok(false);
     }
     let foreign = foreign.map_err(|e| map_pg(e, loc))?;
     if foreign.first().is_none_or(|r| r.get::<_, i64>(0) > 0) {
@@ -315,10 +340,21 @@ pub(super) fn probe_version(
             ));
         }
     }
-    let meta = sqlf(
-        loc,
-        "SELECT key::text, value FROM {s}.meta WHERE key IN ('schema_version', 'lock_salt', 'generation')",
-    );
+    Ok(true)
+}
+
+/// `Some(probe)` when the schema's meta table exists in the database of `c`, in two round
+/// trips (issue 19): [`probe_catalog`], then the store's own rows — [`META_SQL`] and the
+/// stored busy timeout — sent together. Sets `salt` when the store has one.
+pub(super) fn probe_version(
+    c: &mut Client,
+    loc: &PgLocation,
+    salt: &Cell<Option<i64>>,
+) -> Result<Option<Probe>, RpcError> {
+    if !probe_catalog(c, loc)? {
+        return Ok(None);
+    }
+    let meta = sqlf(loc, META_SQL);
     let busy = sqlf(
         loc,
         "SELECT capped(value) FROM {s}.settings WHERE key = 'busyTimeoutMs'",
@@ -327,22 +363,18 @@ pub(super) fn probe_version(
         .query_typed_pipelined(&[(meta.as_str(), &[]), (busy.as_str(), &[])])
         .map_err(|e| map_pg(e, loc))?;
     let [rows, busy] = two(answers);
-    let mut probe = Probe {
-        version: 0,
-        generation: None,
+    let m = meta_of(&rows.map_err(|e| map_pg(e, loc))?);
+    if m.salt.is_some() {
+        salt.set(m.salt);
+    }
+    Ok(Some(Probe {
+        version: m.version,
+        generation: m.generation,
         busy_timeout: busy
             .ok()
             .and_then(|rows| rows.into_iter().next())
             .and_then(|r| r.get::<_, Option<String>>(0)),
-    };
-    for r in rows.map_err(|e| map_pg(e, loc))? {
-        match r.get::<_, String>(0).as_str() {
-            "schema_version" => probe.version = r.get::<_, i64>(1),
-            "generation" => probe.generation = Some(r.get::<_, i64>(1)),
-            _ => salt.set(Some(r.get::<_, i64>(1))),
-        }
-    }
-    Ok(Some(probe))
+    }))
 }
 
 /// The two answers of a two-statement pipeline.
