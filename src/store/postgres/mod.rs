@@ -58,22 +58,12 @@ static DEFER_READ_COMMITS: std::sync::atomic::AtomicBool =
     std::sync::atomic::AtomicBool::new(false);
 
 /// For a process that answers one request and exits (`modelauth call`, `get`): a read
-/// transaction that succeeded is not committed at once — its `COMMIT` goes before the next
-/// statement of the same handle, if there is one, and otherwise the process's exit closes
-/// the connection, which ends the `READ ONLY` transaction with the same effect. Saves a
-/// cold read its last round trip (issue 19). Never for `serve` or `exec`, whose
-/// connection would hold a snapshot open while they wait.
+/// transaction that succeeded sends its `COMMIT` without waiting for the answer (the
+/// server ends the transaction at once; the connection's driver drops the answer when it
+/// next reads, or the exit closes the connection). Saves a cold read its last round trip
+/// (issue 19). Never for `serve`, which waits as always.
 pub fn defer_read_commits() {
     DEFER_READ_COMMITS.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
-/// Ends the read transaction a one-shot process left open ([`defer_read_commits`]) before
-/// `c` is used for anything else.
-fn settle(c: &mut Client, pending: &Cell<bool>) -> Result<(), postgres::Error> {
-    if pending.replace(false) {
-        c.batch_execute("COMMIT")?;
-    }
-    Ok(())
 }
 
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
@@ -93,8 +83,6 @@ pub struct PgStore {
     /// The generation the last probe read, for the read transaction begun right after it
     /// in the same call ([`PgStore::read_in_tx`]); taken there, never kept longer.
     probed_generation: Option<i64>,
-    /// A read transaction is open, its `COMMIT` deferred ([`defer_read_commits`]).
-    commit_pending: Cell<bool>,
     empty: Option<rusqlite::Connection>,
 }
 
@@ -110,7 +98,6 @@ impl PgStore {
             settings_read: false,
             probed_busy_timeout: None,
             probed_generation: None,
-            commit_pending: Cell::new(false),
             empty: None,
         }
     }
@@ -126,19 +113,11 @@ impl PgStore {
         }
         if slot.is_none() {
             match connect(&self.loc, self.busy_timeout_ms) {
-                Ok(c) => {
-                    // A new connection has no transaction open.
-                    self.commit_pending.set(false);
-                    *slot = Some(c)
-                }
+                Ok(c) => *slot = Some(c),
                 Err(_) => return false,
             }
         }
         let c = slot.as_mut().expect("connected above");
-        if settle(c, &self.commit_pending).is_err() {
-            *slot = None;
-            return false;
-        }
         match probe_version(c, &self.loc, &self.salt) {
             Ok(p) => p.is_some(),
             Err(_) => {
@@ -155,25 +134,14 @@ impl PgStore {
         }
         if slot.is_none() {
             *slot = Some(connect(&self.loc, self.busy_timeout_ms)?);
-            self.commit_pending.set(false);
         }
-        let unsettled = {
-            let c = slot.as_mut().expect("connected above");
-            c.set_round_trip(round_trip(self.busy_timeout_ms));
-            settle(c, &self.commit_pending).err()
-        };
-        if let Some(e) = unsettled {
-            let e = map_pg(e, &self.loc);
-            *slot = None;
-            return Err(e);
-        }
-        Ok(slot.as_mut().expect("connected above"))
+        let c = slot.as_mut().expect("connected above");
+        c.set_round_trip(round_trip(self.busy_timeout_ms));
+        Ok(c)
     }
 
     /// Forgets a client that failed so the next request connects again.
     fn after_error(&mut self) {
-        // The ROLLBACK below ends a transaction whose COMMIT was deferred, too.
-        self.commit_pending.set(false);
         let slot = self.client.get_mut();
         if let Some(c) = slot {
             if c.is_closed() || c.batch_execute("ROLLBACK").is_err() {
@@ -192,14 +160,8 @@ impl PgStore {
         }
         if slot.is_none() {
             *slot = Some(connect(&loc, self.busy_timeout_ms)?);
-            self.commit_pending.set(false);
         }
         let c = slot.as_mut().expect("connected above");
-        if let Err(e) = settle(c, &self.commit_pending) {
-            let e = map_pg(e, &loc);
-            *slot = None;
-            return Err(e);
-        }
         probe_version(c, &loc, salt)
     }
 
@@ -379,11 +341,11 @@ impl PgStore {
                 if !begun {
                     return Ok(true);
                 }
+                let c = self.client()?;
                 if DEFER_READ_COMMITS.load(std::sync::atomic::Ordering::Relaxed) {
-                    self.commit_pending.set(true);
+                    c.send_and_forget("COMMIT");
                     return Ok(true);
                 }
-                let c = self.client()?;
                 if let Err(e) = c.batch_execute("COMMIT") {
                     let e = map_pg(e, &loc);
                     self.after_error();
