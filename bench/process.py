@@ -15,7 +15,7 @@ Usage: bench/process.py [--bin $CARGO_TARGET_DIR/release/modelauth] [--profiles 
        bench/process.py --compare before=BIN after=BIN [--runs N]   cold calls of several builds
        bench/process.py --warm before=BIN after=BIN [--requests N --rounds R]   warm serve
 """
-import argparse, json, os, shutil, statistics, subprocess, sys, tempfile, time
+import argparse, json, os, random, shutil, statistics, subprocess, sys, tempfile, time
 
 
 def run_once(argv, stdin_bytes=None, env=None):
@@ -118,7 +118,8 @@ def git_store(tmp, n):
 
 def compare(pairs, store, tmp, env, runs, n):
     """Cold `call auth.resolve` of each LABEL=BIN on one store, interleaved call by call
-    with `git credential-store get` and `/bin/true`; medians, ratios to git, peak RSS."""
+    with `git credential-store get` and `/bin/true` in a shuffled order each round;
+    medians, ratios to git, peak RSS."""
     cred, inp = git_store(tmp, n)
     subjects = {}
     for pair in pairs:
@@ -130,8 +131,14 @@ def compare(pairs, store, tmp, env, runs, n):
     res = {k: [] for k in subjects}
     for argv, i in subjects.values():
         run_once(argv, i, env)
+    # A new order every round: a subject's place in the round moves its time (the one
+    # right after `/bin/true` ran ~5 % faster on the project's VM), so no subject keeps one.
+    rng = random.Random(19)
+    order = list(subjects)
     for _ in range(runs):
-        for k, (argv, i) in subjects.items():
+        rng.shuffle(order)
+        for k in order:
+            argv, i = subjects[k]
             dt, _, code = run_once(argv, i, env)
             assert code == 0, (k, code)
             res[k].append(dt)
