@@ -7,7 +7,7 @@ AFTER_BIN defaults to $CARGO_TARGET_DIR/release/modelauth (target/ when unset).
 URL defaults to postgres://mt@127.0.0.1/mtdb (SCRAM, TLS preferred). Uses bench/fleet.py's
 helpers; the store is a schema `bench_ab` of 100 profiles, dropped at the end.
 """
-import argparse, os, statistics, subprocess, sys
+import argparse, os, random, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fleet  # noqa: E402
@@ -25,12 +25,14 @@ env = fleet.env_for(a.url, "bench_ab")
 fleet.make_store(a.before, env)
 args = fleet.pg_args(a.url)
 res = {"before": [], "after": [], "pgb": []}
+rng = random.Random(19)
 try:
     for _ in range(a.rounds):
         res["pgb"].append(fleet.pgbench_connect(args, 3)[0])
         for _ in range(a.runs):
-            res["before"].append(fleet.cold_get(a.before, env))
-            res["after"].append(fleet.cold_get(a.after, env))
+            # Which build goes first changes each time (a place in the pair moves the time).
+            for k in rng.sample(["before", "after"], 2):
+                res[k].append(fleet.cold_get(getattr(a, k), env))
 finally:
     subprocess.run(["psql"] + args + ["-qc", "DROP SCHEMA bench_ab CASCADE"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
