@@ -356,6 +356,10 @@ pub fn run(cli: Cli) -> i32 {
     if let Some(code) = run_verb(&cli) {
         return code;
     }
+    if matches!(cli.command, Command::Call { .. } | Command::Get { .. }) {
+        // One request, then exit: a PostgreSQL read need not wait for its COMMIT.
+        crate::store::postgres::defer_read_commits();
+    }
     match cli.command {
         Command::Schema => {
             // The schema does not depend on the store path.
@@ -363,14 +367,10 @@ pub fn run(cli: Cli) -> i32 {
             let text = serde_json::to_string_pretty(d.openrpc()).expect("json");
             write_stdout(&format!("{text}\n"), 0)
         }
-        Command::Call { method, params } => {
-            // One request, then exit: a PostgreSQL read need not wait for its COMMIT.
-            crate::store::postgres::defer_read_commits();
-            match dispatcher(cli.store.as_deref()) {
-                Ok(d) => call::call(&d, &method, params.as_deref()),
-                Err(e) => print_error(&e),
-            }
-        }
+        Command::Call { method, params } => match dispatcher(cli.store.as_deref()) {
+            Ok(d) => call::call(&d, &method, params.as_deref()),
+            Err(e) => print_error(&e),
+        },
         Command::Check {
             agent,
             provider,
@@ -397,19 +397,16 @@ pub fn run(cli: Cli) -> i32 {
             agent,
             model,
             profile_id,
-        } => {
-            crate::store::postgres::defer_read_commits();
-            match dispatcher(cli.store.as_deref()) {
-                Ok(d) => get(
-                    &d,
-                    &provider,
-                    agent.as_deref(),
-                    model.as_deref(),
-                    profile_id.as_deref(),
-                ),
-                Err(e) => print_error(&e),
-            }
-        }
+        } => match dispatcher(cli.store.as_deref()) {
+            Ok(d) => get(
+                &d,
+                &provider,
+                agent.as_deref(),
+                model.as_deref(),
+                profile_id.as_deref(),
+            ),
+            Err(e) => print_error(&e),
+        },
         Command::Exec {
             agent,
             model,
