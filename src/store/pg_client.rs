@@ -281,15 +281,11 @@ impl Client {
         &mut self,
         stmts: &[Statement<'_>],
     ) -> Result<Vec<Result<Vec<Row>, Error>>, Error> {
-        let c = &self.inner;
-        let all = join_all(stmts.iter().map(|(sql, params)| c.query_typed(sql, params)));
-        Self::run(
-            &self.rt,
-            self.round_trip,
-            &mut self.dead,
-            &self.conn,
-            async { Ok(all.await) },
-        )
+        let items: Vec<Pipelined<'_>> = stmts
+            .iter()
+            .map(|(sql, params)| Pipelined::Query(sql, params))
+            .collect();
+        self.pipeline(&items)
     }
 
     /// One unnamed statement with typed parameters; the number of rows it changed.
@@ -309,9 +305,10 @@ impl Client {
     }
 }
 
-/// Polls every future of `fs` until all are ready (first poll in order, so the requests
-/// they send leave in order); their outputs in order. `futures::future::join_all` in the
-/// dozen lines this needs.
+/// Polls every future of `fs` until all are ready; their outputs in order. Written here
+/// rather than taken from `futures::future::join_all` because a pipeline's correctness
+/// rests on the first polls happening in order (a `BEGIN` must leave before the statements
+/// of its transaction), which this guarantees and that crate does not document.
 async fn join_all<F: Future>(fs: impl IntoIterator<Item = F>) -> Vec<F::Output> {
     use std::task::Poll;
     let mut fs: Vec<std::pin::Pin<Box<F>>> = fs.into_iter().map(Box::pin).collect();

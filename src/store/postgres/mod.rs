@@ -305,14 +305,15 @@ impl PgStore {
             // once, and only on a store at this build's version.
             let ready = if probe {
                 tx = tx.with_meta_probe();
-                tx.begin_now()
+                tx.ensure_begun()
             } else {
                 Ok(())
             };
             let r = ready.and_then(|()| f(&tx));
             let begun = tx.begun.get();
             let meta = tx.meta_probe.get();
-            let settings = tx.read_settings();
+            // Only a probing read takes the stored busy timeout from its prefetch.
+            let settings = if probe { tx.read_settings() } else { None };
             let r = match tx.failed.into_inner() {
                 Some(e) if r.is_ok() => Err(e),
                 _ => r,

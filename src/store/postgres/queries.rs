@@ -102,7 +102,7 @@ impl<'a> PgTx<'a> {
     /// (issue 19: a cold `get` against `pgbench -C`). The answers stay for this
     /// transaction. A failed statement among them fails the transaction, as it would have
     /// when asked for.
-    fn ensure_begun(&self) -> Result<(), RpcError> {
+    pub(super) fn ensure_begun(&self) -> Result<(), RpcError> {
         if self.begun.get() {
             return Ok(());
         }
@@ -149,12 +149,6 @@ impl<'a> PgTx<'a> {
         // A row over the size cap is an error for whoever asks (named_secrets), not here.
         *self.named_memo.borrow_mut() = named_secrets_of(&named, self.loc).ok();
         Ok(())
-    }
-
-    /// Begins the read now (with its prefetch, and the meta rows of
-    /// [`PgTx::with_meta_probe`]) instead of at its first statement.
-    pub(super) fn begin_now(&self) -> Result<(), RpcError> {
-        self.ensure_begun()
     }
 
     /// The settings this transaction read (its prefetch), if it read them.
