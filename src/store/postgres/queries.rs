@@ -156,11 +156,11 @@ impl<'a> PgTx<'a> {
         self.settings_memo.borrow().clone()
     }
 
-    /// A read's profile rows of `provider` in `scope` (and the shared one), sent together
+    /// A read's profiles of `provider` in `scope` (and the shared one), sent together
     /// with what the walk asks next — the provider's order in `scope` and the shared scope,
     /// and the usage rows of those profiles — in one round trip (issue 19). The order and
     /// usage answers stay for this transaction.
-    fn provider_rows(&self, scope: &str, provider: &str) -> Result<Vec<Row>, RpcError> {
+    fn provider_rows(&self, scope: &str, provider: &str) -> Result<Vec<StoredProfile>, RpcError> {
         self.ensure_begun()?;
         let sql = [PROVIDER_PROFILES_SQL, ORDER_SQL, PROVIDER_USAGE_SQL].map(|t| sqlf(self.loc, t));
         let shared = "";
@@ -197,11 +197,11 @@ impl<'a> PgTx<'a> {
                 order_of(rows.first(), self.loc),
             );
         }
-        let covered = profiles
+        let profiles = profiles
             .iter()
-            .filter_map(|r| to_stored(r, self.loc).ok())
-            .map(|sp| sp.profile.id)
-            .collect();
+            .map(|r| to_stored(r, self.loc))
+            .collect::<Result<Vec<_>, _>>()?;
+        let covered = profiles.iter().map(|sp| sp.profile.id.clone()).collect();
         *self.usage_memo.borrow_mut() = Some((covered, usage_of(&usage)));
         Ok(profiles)
     }
@@ -409,7 +409,11 @@ impl Tx for PgTx<'_> {
     ) -> Result<Vec<StoredProfile>, RpcError> {
         let scope = scope_key(agent);
         let rows = match provider {
-            Some(p) if self.read_only() => self.provider_rows(scope, p)?,
+            Some(p) if self.read_only() => {
+                let mut out = self.provider_rows(scope, p)?;
+                out.dedup_by(|b, a| a.profile.id == b.profile.id);
+                return Ok(out);
+            }
             Some(p) => self.q(PROVIDER_PROFILES_SQL, &[(&p, T), (&scope, T)])?,
             None => self.q(
                 "SELECT scope, capped(body), revision, created_at, updated_at FROM {s}.profiles WHERE scope IN ('', $1) ORDER BY provider, id, scope DESC",
