@@ -16,14 +16,17 @@ use crate::core::settings::{EnvFallback, Settings};
 use crate::handlers::refresh::Snapshot;
 use crate::store::Tx;
 use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 /// The outcome of materialising the walk: the chosen profile and its secret, plus every
 /// step with ref failures folded in as skips.
 pub(super) struct Walked {
-    /// The walk's steps, each with its decision (`Secret`s are not in here).
-    pub(super) steps: Vec<Step>,
+    /// The walk's steps, each with its decision (`Secret`s are not in here). Shared with
+    /// the read cache until a failure is folded in (then a copy).
+    pub(super) steps: Arc<Vec<Step>>,
+    /// With `stop_at_first`: the first usable step and its secret.
     chosen: Option<(usize, Secret)>,
-    /// Every usable step with its secret, in walk order (all of them unless `stop_at_first`).
+    /// Without `stop_at_first`: every usable step with its secret, in walk order.
     usable: Vec<(usize, Secret)>,
     /// The error of the first failed ref, for a pinned profile.
     first_ref_error: Option<RpcError>,
@@ -35,9 +38,11 @@ pub(super) struct Walked {
 
 /// Walks and materialises: the first usable step whose secret can be produced wins.
 /// With `stop_at_first` false every usable step's secret is produced (`auth.candidates`).
+/// `steps` are copied only when a step's decision changes (a ref that fails, a token that
+/// expired while its refresh failed): a plain resolve reads the cached walk as it is.
 pub(super) fn materialise(
     view: &WalkView,
-    mut steps: Vec<Step>,
+    mut steps: Arc<Vec<Step>>,
     stop_at_first: bool,
     mode: RefreshMode,
     attempts: &HashMap<String, Attempt>,
@@ -49,7 +54,8 @@ pub(super) fn materialise(
     let mut first_ref_error = None;
     let mut needs_refresh = None;
     let mut first_refresh_error = None;
-    for (i, step) in steps.iter_mut().enumerate() {
+    for i in 0..steps.len() {
+        let step = &steps[i];
         if step.skip.is_some() {
             continue;
         }
@@ -69,7 +75,7 @@ pub(super) fn materialise(
             }
             let expires = sp.profile.credential.expires().unwrap_or(i64::MIN);
             if now >= expires {
-                step.skip = Some(resolve::Skip {
+                Arc::make_mut(&mut steps)[i].skip = Some(resolve::Skip {
                     reason: SkipReason::Expired,
                     until: Some(expires),
                 });
@@ -85,17 +91,13 @@ pub(super) fn materialise(
             (None, None) => Err(RpcError::internal("profile without a secret")),
         };
         match secret {
-            Ok(s) => {
-                usable.push((i, s.clone()));
-                if chosen.is_none() {
-                    chosen = Some((i, s));
-                    if stop_at_first {
-                        break;
-                    }
-                }
+            Ok(s) if stop_at_first => {
+                chosen = Some((i, s));
+                break;
             }
+            Ok(s) => usable.push((i, s)),
             Err(e) => {
-                step.skip = Some(resolve::Skip {
+                Arc::make_mut(&mut steps)[i].skip = Some(resolve::Skip {
                     reason: SkipReason::RefUnavailable,
                     until: None,
                 });
@@ -411,7 +413,7 @@ impl App {
             }
         }
         let steps = std::mem::take(&mut view.steps);
-        let walked = materialise(&view, steps, true, RefreshMode::Stop, attempts, now);
+        let mut walked = materialise(&view, steps, true, RefreshMode::Stop, attempts, now);
         if let Some(i) = walked.needs_refresh {
             let sp = view
                 .profile(&walked.steps[i].profile_id)
@@ -425,7 +427,7 @@ impl App {
                 pinned: req.pinned.is_some(),
             });
         }
-        let Some((idx, secret)) = walked.chosen.clone() else {
+        let Some((idx, secret)) = walked.chosen.take() else {
             if req.pinned.is_some() {
                 return Err(pinned_unusable(walked));
             }

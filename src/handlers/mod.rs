@@ -79,6 +79,67 @@ struct ProviderSnapshot {
     with_oauth: HashSet<String>,
     /// The provider's registered `envVars` (protocol §6), names only.
     env_vars: Vec<String>,
+    /// Walks already done over this snapshot, kept until their horizon
+    /// ([`crate::core::resolve::walk_horizon`]); at most [`WALKS_KEPT`].
+    walks: Mutex<Vec<KeptWalk>>,
+}
+
+/// How many walks (one per model and pinned profile asked for) a snapshot keeps: a client
+/// naming a new model on every request replaces them instead of growing the cache.
+const WALKS_KEPT: usize = 16;
+
+/// A walk of a [`ProviderSnapshot`] for one model and pinned profile, done at `done_at` and
+/// unchanged before `horizon` (both ms since the epoch; `None` = no end).
+struct KeptWalk {
+    model: Option<String>,
+    pinned: Option<String>,
+    done_at: i64,
+    horizon: Option<i64>,
+    steps: Arc<Vec<crate::core::resolve::Step>>,
+}
+
+impl ProviderSnapshot {
+    /// The walk for `model` and `pinned` at `now`: a kept one when `now` is inside its
+    /// `done_at ..< horizon`, else `walk()` (kept for the next request). The walk is pure
+    /// over the snapshot, so a kept one is the walk `walk()` would give (the property
+    /// `a_walk_holds_until_its_horizon` in `core::resolve` pins the horizon).
+    fn walk_at(
+        &self,
+        model: Option<&str>,
+        pinned: Option<&str>,
+        now: i64,
+        walk: impl FnOnce() -> Vec<crate::core::resolve::Step>,
+    ) -> Arc<Vec<crate::core::resolve::Step>> {
+        let mut kept = self.walks.lock().unwrap_or_else(|p| p.into_inner());
+        let holds = |k: &KeptWalk| {
+            k.model.as_deref() == model
+                && k.pinned.as_deref() == pinned
+                && k.done_at <= now
+                && k.horizon.is_none_or(|h| now < h)
+        };
+        if let Some(k) = kept.iter().find(|k| holds(k)) {
+            return k.steps.clone();
+        }
+        let steps = Arc::new(walk());
+        let horizon = crate::core::resolve::walk_horizon(
+            &self.profiles,
+            &self.usage,
+            self.settings.refresh_margin_ms,
+            now,
+        );
+        kept.retain(|k| k.model.as_deref() != model || k.pinned.as_deref() != pinned);
+        if kept.len() >= WALKS_KEPT {
+            kept.clear();
+        }
+        kept.push(KeptWalk {
+            model: model.map(str::to_string),
+            pinned: pinned.map(str::to_string),
+            done_at: now,
+            horizon,
+            steps: steps.clone(),
+        });
+        steps
+    }
 }
 
 /// Milliseconds since the Unix epoch, now.
@@ -310,6 +371,7 @@ impl App {
             settings,
             with_oauth,
             env_vars,
+            walks: Mutex::default(),
         });
         cache.views.insert(k, snap.clone());
         Ok(snap)

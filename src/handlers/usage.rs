@@ -250,7 +250,7 @@ fn provider_status(
     let settings = view.settings();
     let mut entries = vec![];
     let mut roll = vec![];
-    for step in &view.steps {
+    for step in view.steps.iter() {
         let Some(sp) = view.profile(&step.profile_id) else {
             continue;
         };

@@ -102,8 +102,9 @@ impl WalkRequest {
 /// it outlives the transaction it was read in.
 pub(crate) struct WalkView {
     snapshot: Arc<ProviderSnapshot>,
-    /// The walk's steps, in walk order, each usable or skipped with its reason.
-    pub steps: Vec<Step>,
+    /// The walk's steps, in walk order, each usable or skipped with its reason (shared with
+    /// the read cache: a step changes only in a copy, `Arc::make_mut`).
+    pub steps: Arc<Vec<Step>>,
 }
 
 impl WalkView {
@@ -153,15 +154,18 @@ impl App {
     pub(crate) fn walk_view(&self, c: &dyn Tx, req: &WalkRequest, now: i64) -> Result<WalkView> {
         let snapshot = self.snapshot(c, req.agent_str(), &req.provider)?;
         let can_refresh = |sp: &StoredProfile| refreshable(sp, &snapshot.with_oauth);
-        let steps = resolve::walk(&WalkInput {
-            profiles: &snapshot.profiles,
-            order: snapshot.order.as_ref().map(|o| o.ids.as_slice()),
-            usage: &snapshot.usage,
-            now,
-            model: req.model.as_deref(),
-            pinned: req.pinned.as_deref(),
-            refresh_margin_ms: snapshot.settings.refresh_margin_ms,
-            can_refresh: &can_refresh,
+        let (model, pinned) = (req.model.as_deref(), req.pinned.as_deref());
+        let steps = snapshot.walk_at(model, pinned, now, || {
+            resolve::walk(&WalkInput {
+                profiles: &snapshot.profiles,
+                order: snapshot.order.as_ref().map(|o| o.ids.as_slice()),
+                usage: &snapshot.usage,
+                now,
+                model,
+                pinned,
+                refresh_margin_ms: snapshot.settings.refresh_margin_ms,
+                can_refresh: &can_refresh,
+            })
         });
         Ok(WalkView { snapshot, steps })
     }
