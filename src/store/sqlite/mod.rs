@@ -705,4 +705,58 @@ mod tests {
         assert_eq!(e.kind, ErrorKind::StoreCorrupt);
         assert_eq!(fs::read(&path).unwrap(), before);
     }
+
+    /// A read transaction reads the settings table once; `setting(key)` then answers from
+    /// that read, as the table itself would: a value that is not JSON is `None`, and a
+    /// write committed by another connection is seen by the next read transaction.
+    #[test]
+    fn a_read_answers_setting_from_its_own_read_of_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("store.db");
+        let mut s: Box<dyn Store> = Box::new(SqliteStore::new(path.clone()));
+        s.write(|c| c.put_setting("cooldowns", &serde_json::json!({"x": 1})))
+            .unwrap();
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "INSERT INTO settings (key, value) VALUES ('broken', 'not json')",
+                [],
+            )
+            .unwrap();
+        let direct = |s: &mut Box<dyn Store>| {
+            s.read(|c| {
+                Ok((
+                    c.setting("cooldowns")?,
+                    c.setting("broken")?,
+                    c.setting("none")?,
+                ))
+            })
+            .unwrap()
+        };
+        let after_settings = |s: &mut Box<dyn Store>| {
+            s.read(|c| {
+                let all = c.settings()?;
+                assert!(!all.contains_key("broken"));
+                Ok((
+                    c.setting("cooldowns")?,
+                    c.setting("broken")?,
+                    c.setting("none")?,
+                ))
+            })
+            .unwrap()
+        };
+        let want = (Some(serde_json::json!({"x": 1})), None, None);
+        assert_eq!(direct(&mut s), want);
+        assert_eq!(after_settings(&mut s), want);
+        Connection::open(&path)
+            .unwrap()
+            .execute(
+                "UPDATE settings SET value = '2' WHERE key = 'cooldowns'",
+                [],
+            )
+            .unwrap();
+        let want = (Some(serde_json::json!(2)), None, None);
+        assert_eq!(after_settings(&mut s), want);
+        assert_eq!(direct(&mut s), want);
+    }
 }

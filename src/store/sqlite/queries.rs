@@ -35,6 +35,33 @@ fn handle_id(c: &Connection) -> u64 {
 /// snapshot could also label older data with a newer marker).
 pub(super) fn read_marker_scope(c: Option<&Connection>) {
     READ_MARKER.set(c.map(|c| (handle_id(c), None)));
+    READ_SETTINGS.take();
+}
+
+thread_local! {
+    /// The settings table as the read transaction open on this thread read it (by its
+    /// connection's handle), kept until the transaction ends ([`read_marker_scope`]): the
+    /// settings are read several times per read (the busy timeout, the effective settings,
+    /// the sealed store's `$seal` row), each time from the same snapshot.
+    static READ_SETTINGS: std::cell::RefCell<Option<(u64, serde_json::Map<String, serde_json::Value>)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Whether a read transaction on `c` is open on this thread.
+fn in_read_tx(c: &Connection) -> bool {
+    READ_MARKER.get().is_some_and(|(h, _)| h == handle_id(c))
+}
+
+/// `f` over the settings the read transaction open on `c` has read, if it has.
+fn read_settings<T>(
+    c: &Connection,
+    f: impl FnOnce(&serde_json::Map<String, serde_json::Value>) -> T,
+) -> Option<T> {
+    if !in_read_tx(c) {
+        return None;
+    }
+    let h = handle_id(c);
+    READ_SETTINGS.with_borrow(|m| m.as_ref().filter(|(k, _)| *k == h).map(|(_, m)| f(m)))
 }
 
 /// The change marker of `c` now (see [`crate::store::ChangeMarker`]).
@@ -629,8 +656,13 @@ fn put_usage(c: &Connection, id: &str, u: &Usage) -> Result<(), RpcError> {
     Ok(())
 }
 
-/// A stored setting (JSON text) by key.
+/// A stored setting (JSON text) by key; `None` when absent or not JSON. Inside a read
+/// transaction that has read every setting, from that read: the same answer, since
+/// [`settings`] fails on a row it cannot read and leaves out a value that is not JSON.
 fn setting(c: &Connection, key: &str) -> Result<Option<serde_json::Value>, RpcError> {
+    if let Some(v) = read_settings(c, |m| m.get(key).cloned()) {
+        return Ok(v);
+    }
     let v: Option<String> = c
         .prepare_cached("SELECT value FROM settings WHERE key = ?1")
         .map_err(sql)?
@@ -640,10 +672,14 @@ fn setting(c: &Connection, key: &str) -> Result<Option<serde_json::Value>, RpcEr
     Ok(v.and_then(|s| serde_json::from_str(&s).ok()))
 }
 
-/// Every stored setting: key → JSON value.
+/// Every stored setting: key → JSON value (a value that is not JSON is left out). Read
+/// once per read transaction ([`READ_SETTINGS`]).
 pub(super) fn settings(
     c: &Connection,
 ) -> Result<serde_json::Map<String, serde_json::Value>, RpcError> {
+    if let Some(m) = read_settings(c, |m| m.clone()) {
+        return Ok(m);
+    }
     let mut s = c
         .prepare_cached("SELECT key, value FROM settings")
         .map_err(sql)?;
@@ -656,6 +692,9 @@ pub(super) fn settings(
         if let Ok(v) = serde_json::from_str(&v) {
             out.insert(k, v);
         }
+    }
+    if in_read_tx(c) {
+        READ_SETTINGS.set(Some((handle_id(c), out.clone())));
     }
     Ok(out)
 }
