@@ -116,18 +116,42 @@ def git_store(tmp, n):
     return cred, f"protocol=https\nhost=host{n // 2}.example.com\n\n".encode()
 
 
-def compare(pairs, store, tmp, env, runs, n):
+def same_page_cache_state(binaries, tmp, mode):
+    """Puts every subject's executable in the same page-cache state, since that state moves
+    a cold start by ~5-10 % on Linux 6.x: a file just written sits in large folios (fewer
+    page faults when it is mapped), a file read back from disk in small ones.
+    `copied`: each binary (git's and /bin/true too) is run from a fresh copy in `tmp`, the
+    state `cargo install` leaves; `dropped`: the page cache is dropped first (root), the
+    state after a reboot; `as-is`: nothing is done. Returns the paths to run."""
+    if mode == "copied":
+        out = []
+        for i, b in enumerate(binaries):
+            dst = os.path.join(tmp, f"bin{i}-{os.path.basename(b)}")
+            shutil.copy2(b, dst)
+            out.append(dst)
+        return out
+    if mode == "dropped":
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+    return list(binaries)
+
+
+def compare(pairs, store, tmp, env, runs, n, page_cache="copied"):
     """Cold `call auth.resolve` of each LABEL=BIN on one store, interleaved call by call
-    with `git credential-store get` and `/bin/true` in a shuffled order each round;
-    medians, ratios to git, peak RSS."""
+    with `git credential-store get` and `/bin/true` in a shuffled order each round, every
+    executable in the same page-cache state (`same_page_cache_state`); medians, ratios to
+    git, peak RSS."""
     cred, inp = git_store(tmp, n)
+    labels = [p.partition("=")[0] for p in pairs]
+    paths = [os.path.abspath(p.partition("=")[2]) for p in pairs]
+    *paths, git, true = same_page_cache_state(paths + [shutil.which("git"), "/bin/true"], tmp, page_cache)
     subjects = {}
-    for pair in pairs:
-        label, _, b = pair.partition("=")
-        subjects[label] = ([os.path.abspath(b), "--store", store, "call", "auth.resolve",
+    for label, b in zip(labels, paths):
+        subjects[label] = ([b, "--store", store, "call", "auth.resolve",
                             '{"provider":"openai"}'], None)
-    subjects["git credential-store get"] = ([shutil.which("git"), "credential-store", "--file", cred, "get"], inp)
-    subjects["/bin/true"] = (["/bin/true"], None)
+    subjects["git credential-store get"] = ([git, "credential-store", "--file", cred, "get"], inp)
+    subjects["/bin/true"] = ([true], None)
     res = {k: [] for k in subjects}
     for argv, i in subjects.values():
         run_once(argv, i, env)
@@ -143,7 +167,7 @@ def compare(pairs, store, tmp, env, runs, n):
             assert code == 0, (k, code)
             res[k].append(dt)
     git = statistics.median(res["git credential-store get"])
-    print(f"# cold one-shot, {runs} interleaved runs each, store of {n} profiles")
+    print(f"# cold one-shot, {runs} interleaved runs each, store of {n} profiles, page cache: {page_cache}")
     print(f"{'subject':28} {'median ms':>10} {'p10 ms':>8} {'p90 ms':>8} {'/ git':>6} {'peak RSS MiB':>13}")
     for k, (argv, i) in subjects.items():
         v = sorted(res[k])
@@ -216,6 +240,10 @@ def main():
                     help="only: warm serve of several binaries, resolve vs trivial methods, "
                          "single requests and batches (--requests per run, --rounds)")
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--page-cache", choices=["copied", "dropped", "as-is"], default="copied",
+                    help="--compare: the page-cache state of every executable: fresh copies "
+                         "(as `cargo install` leaves a binary; default), dropped first (as after "
+                         "a reboot; root), or as they are")
     ap.add_argument("--compare", nargs="+", metavar="LABEL=BIN",
                     help="only: cold one-shot of several binaries (e.g. before=... after=...), "
                          "interleaved with git credential-store get and /bin/true, plus peak RSS")
@@ -231,7 +259,7 @@ def main():
         make_store(bin_, store, a.profiles)
         if a.compare:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}
-            compare(a.compare, store, tmp, env, a.runs, a.profiles)
+            compare(a.compare, store, tmp, env, a.runs, a.profiles, a.page_cache)
             return
         if a.warm:
             env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": tmp}

@@ -84,6 +84,9 @@ struct ProviderSnapshot {
     walks: Mutex<Vec<KeptWalk>>,
 }
 
+/// How many (agent, provider) views the read cache keeps at most.
+const VIEWS_KEPT: usize = 256;
+
 /// How many walks (one per model and pinned profile asked for) a snapshot keeps: a client
 /// naming a new model on every request replaces them instead of growing the cache.
 const WALKS_KEPT: usize = 16;
@@ -373,6 +376,11 @@ impl App {
             env_vars,
             walks: Mutex::default(),
         });
+        // Keyed by what requests name (agents, providers): bounded, so a client naming a
+        // new agent on every request replaces views instead of growing the cache.
+        if cache.views.len() >= VIEWS_KEPT {
+            cache.views.clear();
+        }
         cache.views.insert(k, snap.clone());
         Ok(snap)
     }

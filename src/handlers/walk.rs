@@ -369,4 +369,39 @@ mod tests {
             "a usable key beside a broken ref"
         );
     }
+
+    /// The read cache is keyed by what requests name, so it is bounded: views per
+    /// (agent, provider) and kept walks per (model, pinned profile); answers stay right
+    /// when a bound empties it.
+    #[test]
+    fn the_read_cache_stays_bounded_whatever_requests_name() {
+        let (_d, app) = app();
+        put(&app, "openai:a", "sk-unit-a-0001");
+        let resolve = |agent: Option<String>, model: Option<String>| {
+            app.auth_resolve(params(
+                json!({"provider": "openai", "agent": agent, "model": model}),
+            ))
+            .unwrap()
+        };
+        for i in 0..(super::super::VIEWS_KEPT * 2 + 3) {
+            let r = resolve(Some(format!("agent-{i}")), None);
+            assert_eq!(r.profile_id.as_deref(), Some("openai:a"));
+        }
+        let views = app.cache.lock().unwrap().views.len();
+        assert!(
+            views > 0 && views <= super::super::VIEWS_KEPT,
+            "{views} views"
+        );
+        for i in 0..(super::super::WALKS_KEPT * 3 + 1) {
+            let r = resolve(None, Some(format!("model-{i}")));
+            assert_eq!(r.profile_id.as_deref(), Some("openai:a"));
+        }
+        let cache = app.cache.lock().unwrap();
+        let snap = cache.views.get(&(None, "openai".to_string())).unwrap();
+        let walks = snap.walks.lock().unwrap().len();
+        assert!(
+            walks > 0 && walks <= super::super::WALKS_KEPT,
+            "{walks} walks"
+        );
+    }
 }
