@@ -11,6 +11,7 @@ import argparse, os, random, statistics, subprocess, sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import fleet  # noqa: E402
+import process  # noqa: E402
 
 ap = argparse.ArgumentParser()
 ap.add_argument("before")
@@ -19,7 +20,13 @@ ap.add_argument("after", nargs="?", default=os.path.join(
 ap.add_argument("--url", default="postgres://mt@127.0.0.1/mtdb")
 ap.add_argument("--rounds", type=int, default=4)
 ap.add_argument("--runs", type=int, default=50)
+ap.add_argument("--page-cache", choices=["copied", "dropped", "as-is"], default="copied",
+                help="the page-cache state of both builds (process.py same_page_cache_state)")
 a = ap.parse_args()
+# Both builds in one page-cache state: a binary's state there moves its start by ~0.1 ms
+# and drifts as the kernel reclaims (the same file measured 0.3 ms apart an hour later).
+tmpdir = process.tempfile.mkdtemp(prefix="modelauth-pg-ab-")
+a.before, a.after = process.same_page_cache_state([a.before, a.after], tmpdir, a.page_cache)
 
 env = fleet.env_for(a.url, "bench_ab")
 fleet.make_store(a.before, env)
@@ -36,6 +43,7 @@ try:
 finally:
     subprocess.run(["psql"] + args + ["-qc", "DROP SCHEMA bench_ab CASCADE"],
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process.shutil.rmtree(tmpdir, ignore_errors=True)
 pg = statistics.median(res["pgb"])
 print(f"| build | cold `get` median | / `pgbench -C -S -c 1` ({1e3 * pg:.2f} ms per transaction) |")
 print("|---|---|---|")

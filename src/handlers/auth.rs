@@ -64,7 +64,7 @@ pub(super) fn materialise(
         };
         if step.needs_refresh {
             match attempts.get(&step.profile_id) {
-                None if mode == RefreshMode::Stop && chosen.is_none() => {
+                None if mode == RefreshMode::Stop => {
                     needs_refresh = Some(i);
                     break;
                 }
