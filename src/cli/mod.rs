@@ -356,10 +356,6 @@ pub fn run(cli: Cli) -> i32 {
     if let Some(code) = run_verb(&cli) {
         return code;
     }
-    if matches!(cli.command, Command::Call { .. } | Command::Get { .. }) {
-        // One request, then exit: a PostgreSQL read need not wait for its COMMIT.
-        crate::store::postgres::defer_read_commits();
-    }
     match cli.command {
         Command::Schema => {
             // The schema does not depend on the store path.

@@ -220,31 +220,6 @@ impl Client {
         )
     }
 
-    /// Sends `sql` (simple protocol) and returns once it is written to the socket, without
-    /// waiting for the server's answer; the connection's driver reads and drops that answer
-    /// before the next call's (rust-postgres keeps answering requests whose caller hung
-    /// up). For the `COMMIT` of a read in a process about to exit (issue 19): the server
-    /// ends the transaction at once, and nothing here waits for it.
-    pub(crate) fn send_and_forget(&mut self, sql: &str) {
-        if self.dead {
-            return;
-        }
-        let c = &self.inner;
-        self.rt.block_on(async {
-            let mut answer = std::pin::pin!(c.batch_execute(sql));
-            // The first poll hands the request to the driver ...
-            std::future::poll_fn(|cx| {
-                let _ = answer.as_mut().poll(cx);
-                std::task::Poll::Ready(())
-            })
-            .await;
-            // ... which writes it when it next runs (woken by that hand-over).
-            for _ in 0..3 {
-                tokio::task::yield_now().await;
-            }
-        });
-    }
-
     /// Simple-protocol batches and unnamed statements, in the order given, sent together
     /// and answered in one round trip (rust-postgres pipelines the requests of futures
     /// polled together, in the order they are first polled); each item's own result in

@@ -53,19 +53,6 @@ use queries::MetaProbe;
 use queries::PgTx;
 use schema::{is_missing_table, newer_schema, probe_catalog, probe_version, Probe};
 
-/// Set by a one-shot command ([`defer_read_commits`]).
-static DEFER_READ_COMMITS: std::sync::atomic::AtomicBool =
-    std::sync::atomic::AtomicBool::new(false);
-
-/// For a process that answers one request and exits (`modelauth call`, `get`): a read
-/// transaction that succeeded sends its `COMMIT` without waiting for the answer (the
-/// server ends the transaction at once; the connection's driver drops the answer when it
-/// next reads, or the exit closes the connection). Saves a cold read its last round trip
-/// (issue 19). Never for `serve`, which waits as always.
-pub fn defer_read_commits() {
-    DEFER_READ_COMMITS.store(true, std::sync::atomic::Ordering::Relaxed);
-}
-
 /// The PostgreSQL store handle: one lazily opened connection, reopened after a failure.
 pub struct PgStore {
     loc: Arc<PgLocation>,
@@ -342,11 +329,10 @@ impl PgStore {
                 if !begun {
                     return Ok(true);
                 }
+                // Waited for even by a process about to exit: behind PgBouncer (transaction
+                // pooling) a client that leaves before its COMMIT is answered makes the
+                // pooler close that server connection, and the next call pays a new backend.
                 let c = self.client()?;
-                if DEFER_READ_COMMITS.load(std::sync::atomic::Ordering::Relaxed) {
-                    c.send_and_forget("COMMIT");
-                    return Ok(true);
-                }
                 if let Err(e) = c.batch_execute("COMMIT") {
                     let e = map_pg(e, &loc);
                     self.after_error();
