@@ -6,18 +6,6 @@ mod common;
 
 use serde_json::json;
 
-fn admin() -> postgres::Client {
-    let url = common::pg_url().unwrap();
-    let mut config: postgres::Config = url.parse().unwrap();
-    if config.get_hosts().is_empty() {
-        config.host("/var/run/postgresql");
-    }
-    if config.get_user().is_none() {
-        config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
-    }
-    config.connect(postgres::NoTls).unwrap()
-}
-
 fn write_lock_key(c: &mut postgres::Client, schema: &str) -> i64 {
     use sha2::{Digest, Sha256};
     let salt: i64 = c
@@ -52,7 +40,7 @@ fn a_stored_busy_timeout_of_zero_does_not_wait() {
         json!({"profile": common::api_key("openai:a", "sk-busy0-1")}),
     )
     .unwrap();
-    let mut a = admin();
+    let mut a = common::pg_client();
     let key = write_lock_key(&mut a, &schema);
     let mut tx = a.transaction().unwrap();
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&key])

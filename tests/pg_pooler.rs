@@ -36,9 +36,7 @@ impl Upstream {
             Some(postgres::config::Host::Unix(dir)) => {
                 Upstream::Unix(UnixStream::connect(dir.join(format!(".s.PGSQL.{port}"))).unwrap())
             }
-            None => Upstream::Unix(
-                UnixStream::connect(format!("/var/run/postgresql/.s.PGSQL.{port}")).unwrap(),
-            ),
+            None => unreachable!("common::pg_config names a host"),
         }
     }
     /// A reader, a writer, and what closes the connection both ways (which ends the
@@ -80,6 +78,14 @@ fn read_message(r: &mut dyn Read) -> Option<(u8, Vec<u8>)> {
     Some((head[0], body))
 }
 
+/// Writes one message of the protocol's typed framing.
+fn write_message(w: &mut dyn Write, tag: u8, body: &[u8]) -> std::io::Result<()> {
+    let mut out = vec![tag];
+    out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
+    out.extend_from_slice(body);
+    w.write_all(&out)
+}
+
 /// What one proxied connection saw: requests the client sent that expect a
 /// `ReadyForQuery`, and the `ReadyForQuery`s delivered to it.
 #[derive(Default)]
@@ -103,10 +109,7 @@ fn proxy(client: TcpStream, config: &postgres::Config) -> bool {
                 if tag == b'Z' {
                     std::thread::sleep(Duration::from_millis(40));
                 }
-                let mut out = vec![tag];
-                out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-                out.extend_from_slice(&body);
-                if client_w.write_all(&out).is_err() {
+                if write_message(&mut client_w, tag, &body).is_err() {
                     return;
                 }
                 if tag == b'Z' {
@@ -136,10 +139,7 @@ fn proxy(client: TcpStream, config: &postgres::Config) -> bool {
                 if tag == b'Q' || tag == b'S' {
                     counts.requests.fetch_add(1, Ordering::SeqCst);
                 }
-                let mut out = vec![tag];
-                out.extend_from_slice(&((body.len() + 4) as u32).to_be_bytes());
-                out.extend_from_slice(&body);
-                if up_w.write_all(&out).is_err() {
+                if write_message(&mut *up_w, tag, &body).is_err() {
                     break;
                 }
             }
@@ -153,23 +153,17 @@ fn proxy(client: TcpStream, config: &postgres::Config) -> bool {
 
 #[test]
 fn one_shot_calls_leave_only_after_every_answer() {
-    let Some(url) = common::pg_url() else {
+    if !common::on_pg() {
         eprintln!("SKIPPED: needs MODELAUTH_TEST_PG");
         return;
-    };
+    }
     if common::sealed_run() {
         // The same connections, one more statement each: nothing sealed-specific here.
         eprintln!("SKIPPED on a sealed run: the unsealed run covers it");
         return;
     }
-    let mut config: postgres::Config = url.parse().unwrap();
-    let user = config
-        .get_user()
-        .map(str::to_string)
-        .unwrap_or_else(|| std::env::var("USER").unwrap_or_else(|_| "root".into()));
-    if config.get_hosts().is_empty() {
-        config.host("/var/run/postgresql");
-    }
+    let config = common::pg_config();
+    let user = config.get_user().unwrap_or("root").to_string();
     let dbname = config.get_dbname().unwrap_or(&user).to_string();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();

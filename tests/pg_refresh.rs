@@ -13,15 +13,7 @@ use std::net::TcpListener;
 use serde_json::json;
 
 fn admin() -> postgres::Client {
-    let url = common::pg_url().unwrap();
-    let mut config: postgres::Config = url.parse().unwrap();
-    if config.get_hosts().is_empty() {
-        config.host("/var/run/postgresql");
-    }
-    if config.get_user().is_none() {
-        config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
-    }
-    config.connect(postgres::NoTls).unwrap()
+    common::pg_client()
 }
 
 /// A token endpoint that rotates once and, before answering, ends every idle `modelauth`

@@ -7,6 +7,12 @@ mod common;
 use common::*;
 use serde_json::json;
 
+/// Waits past the 2 s within which a just-modified store is not trusted as a read-cache
+/// key (`store::sqlite::open::readonly_marker`): the next answers come from the cache.
+fn settle() {
+    std::thread::sleep(std::time::Duration::from_millis(2300));
+}
+
 #[test]
 fn a_read_only_server_sees_a_commit_made_after_its_cache_settled() {
     let s = TempStore::new();
@@ -20,9 +26,7 @@ fn a_read_only_server_sees_a_commit_made_after_its_cache_settled() {
         srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
         "sk-first-1"
     );
-    // Past the 2 s within which a just-modified store is not trusted as a cache key
-    // (`store::sqlite::open::readonly_marker`): the next answers come from the cache.
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    settle();
     for _ in 0..3 {
         assert_eq!(
             srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
@@ -39,7 +43,7 @@ fn a_read_only_server_sees_a_commit_made_after_its_cache_settled() {
         srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
         "sk-second-2"
     );
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    settle();
     assert_eq!(
         srv.ok("auth.resolve", json!({"provider": "openai"}))["secret"],
         "sk-second-2"
@@ -75,7 +79,7 @@ fn settings_get_from_the_cache_sees_another_process_set() {
     let mut srv = Server::start(&s.path);
     let first = srv.ok("settings.get", json!({}));
     assert_eq!(first["settings"]["envFallback"], "never");
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    settle();
     for _ in 0..3 {
         assert_eq!(srv.ok("settings.get", json!({})), first);
     }
@@ -111,8 +115,7 @@ fn a_kept_walk_ends_when_a_token_it_chose_expires() {
         json!({"profile": api_key("openai:key", "sk-after-2")}),
     );
     let mut srv = Server::start(&s.path);
-    // Past the 2 s in which a just-modified store is not a cache key: the walk is kept.
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    settle(); // from here the walk is kept
     for _ in 0..3 {
         let r = srv.ok("auth.resolve", json!({"provider": "openai"}));
         assert_eq!(r["secret"], "tok-short-1");
@@ -157,7 +160,7 @@ fn kept_walks_are_per_model() {
         json!({"profileId": "openai:a", "outcome": "rate_limit", "model": "m1"}),
     );
     let mut srv = Server::start(&s.path);
-    std::thread::sleep(std::time::Duration::from_millis(2300));
+    settle();
     let expect = [
         (Some("m1"), "sk-b-2"),
         (Some("m2"), "sk-a-1"),

@@ -8,15 +8,7 @@ mod common;
 use serde_json::json;
 
 fn admin() -> postgres::Client {
-    let url = common::pg_url().unwrap();
-    let mut config: postgres::Config = url.parse().unwrap();
-    if config.get_hosts().is_empty() {
-        config.host("/var/run/postgresql");
-    }
-    if config.get_user().is_none() {
-        config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
-    }
-    config.connect(postgres::NoTls).unwrap()
+    common::pg_client()
 }
 
 fn squatter(c: &mut postgres::Client) {

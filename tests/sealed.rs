@@ -79,15 +79,7 @@ fn exec_sql(env: &Env, sql: &str) {
     if on_pg() {
         let schema = pg_schema(&env.store());
         let sql = sql.replace("{t}", &format!("{schema}."));
-        let url = pg_url().unwrap();
-        let mut config: postgres::Config = url.parse().unwrap();
-        if config.get_hosts().is_empty() {
-            config.host("/var/run/postgresql");
-        }
-        if config.get_user().is_none() {
-            config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
-        }
-        let mut c = config.connect(postgres::NoTls).unwrap();
+        let mut c = pg_client();
         c.batch_execute(&sql).unwrap();
     } else {
         let c = rusqlite::Connection::open(env.store()).unwrap();

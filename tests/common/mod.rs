@@ -184,9 +184,10 @@ pub(crate) fn store_env(store: &Path) -> Vec<(String, String)> {
     v
 }
 
-/// A client on the `$MODELAUTH_TEST_PG` database (the test's own connection, beside the
-/// helper's).
-pub(crate) fn pg_client() -> postgres::Client {
+/// `$MODELAUTH_TEST_PG` as a connection config, with libpq's defaults filled in: the
+/// socket directory `/var/run/postgresql` when no host is named, `$USER` (else `root`)
+/// when no user is.
+pub(crate) fn pg_config() -> postgres::Config {
     let url = pg_url().expect("MODELAUTH_TEST_PG");
     let mut config: postgres::Config = url.parse().expect("MODELAUTH_TEST_PG");
     if config.get_hosts().is_empty() {
@@ -196,6 +197,12 @@ pub(crate) fn pg_client() -> postgres::Client {
         config.user(&std::env::var("USER").unwrap_or_else(|_| "root".into()));
     }
     config
+}
+
+/// A client on the `$MODELAUTH_TEST_PG` database (the test's own connection, beside the
+/// helper's).
+pub(crate) fn pg_client() -> postgres::Client {
+    pg_config()
         .connect(postgres::NoTls)
         .expect("connect to MODELAUTH_TEST_PG")
 }
