@@ -25,6 +25,7 @@ mod logging;
 pub(crate) mod manpages;
 mod openclaw_provider;
 mod serve;
+mod start;
 mod store_cmd;
 pub(crate) mod suggest;
 pub(crate) mod verbs;
@@ -38,6 +39,7 @@ pub use logging::{init_logging, install_panic_hook, panic_report};
 #[cfg(test)]
 pub(crate) use logging::{with_quiet_panics, PANIC_REPORTS};
 pub(crate) use serve::serve;
+pub use start::start_process;
 pub(crate) use store_cmd::StoreAction;
 
 use std::io::{self, Write};
