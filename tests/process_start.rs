@@ -45,9 +45,14 @@ fn a_closed_stdout_and_stderr_are_dev_null_for_the_process_and_its_children() {
     // their places (SQLite puts a read-only `/dev/null` there, a PostgreSQL socket is
     // closed at exec) and the command's `echo` would fail.
     assert_eq!(status.code(), Some(0), "{status:?}");
-    assert!(wrote.exists(), "the command could not write to its stdout or stderr");
+    assert!(
+        wrote.exists(),
+        "the command could not write to its stdout or stderr"
+    );
     // And the store is as it was.
-    let got = env.call("auth.resolve", json!({"provider": "openai"})).unwrap();
+    let got = env
+        .call("auth.resolve", json!({"provider": "openai"}))
+        .unwrap();
     assert_eq!(got["secret"], "sk-start-a");
 }
 
