@@ -2,7 +2,7 @@
 //!
 //! The entry point is C's `main`, not the Rust runtime's (`#![no_main]`): the runtime's
 //! start-up reads and parses all of `/proc/self/maps` and maps an alternate signal stack,
-//! about 0.1 ms of a 1.7 ms one-shot call (issue 19). [`modelauth::cli::start_process`]
+//! about 0.07 ms (4 %) of a 1.7 ms one-shot call (issue 19). [`modelauth::cli::start_process`]
 //! does what of it this program needs: standard descriptors that exist, SIGPIPE ignored.
 #![no_main]
 
