@@ -9,15 +9,10 @@ mod common;
 use common::Env;
 use serde_json::json;
 
-fn put_key(env: &Env, id: &str, key: &str) {
-    env.call("profiles.put", json!({"profile": common::api_key(id, key)}))
-        .unwrap();
-}
-
 #[test]
 fn a_credential_never_goes_into_a_loader_variable() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-loader-test-1");
+    env.put_key("openai:a", "sk-loader-test-1");
     for var in [
         "LD_PRELOAD",
         "LD_AUDIT",
@@ -50,7 +45,7 @@ fn a_credential_never_goes_into_a_loader_variable() {
 #[test]
 fn the_child_does_not_inherit_the_stores_password() {
     let env = Env::with_vars(&[("PGPASSWORD", "pg-store-password-1"), ("KEEP_ME", "yes")]);
-    put_key(&env, "openai:a", "sk-child-env-1");
+    env.put_key("openai:a", "sk-child-env-1");
     let out = env
         .command()
         .args(["exec", "--provider", "openai", "--", "env"])
@@ -88,7 +83,7 @@ fn the_argv_warning_knows_api_key_spellings() {
 #[test]
 fn get_into_a_full_device_fails() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-dev-full-1");
+    env.put_key("openai:a", "sk-dev-full-1");
     let full = std::fs::OpenOptions::new()
         .write(true)
         .open("/dev/full")

@@ -15,14 +15,6 @@ use std::time::{Duration, Instant};
 use common::Env;
 use serde_json::{json, Value};
 
-fn put_key(env: &Env, id: &str, key: &str) {
-    env.call(
-        "profiles.put",
-        json!({"profile": {"id": id, "type": "api_key", "key": key}}),
-    )
-    .unwrap();
-}
-
 fn run(env: &Env, args: &[&str]) -> Output {
     env.command()
         .args(args)
@@ -98,8 +90,8 @@ fn usage_errors_exit_64_in_every_subcommand_and_help_exits_0() {
 #[test]
 fn get_prints_only_the_secret_and_a_newline() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-get-secret-1");
-    put_key(&env, "openai:b", "sk-get-secret-2");
+    env.put_key("openai:a", "sk-get-secret-1");
+    env.put_key("openai:b", "sk-get-secret-2");
     let out = run(&env, &["get", "openai", "--profile", "openai:b"]);
     assert_eq!(out.status.code(), Some(0), "{out:?}");
     assert_eq!(out.stdout, b"sk-get-secret-2\n");
@@ -132,9 +124,9 @@ fn get_prints_only_the_secret_and_a_newline() {
 #[test]
 fn exec_children_read_the_credentials_from_their_own_environment() {
     let env = Env::with_vars(&[("KEEP_ME", "inherited")]);
-    put_key(&env, "openai:a", "sk-exec-openai");
-    put_key(&env, "google:a", "gm-exec-google");
-    put_key(&env, "acme:a", "ac-exec-acme");
+    env.put_key("openai:a", "sk-exec-openai");
+    env.put_key("google:a", "gm-exec-google");
+    env.put_key("acme:a", "ac-exec-acme");
     env.call(
         "providers.put",
         json!({"id": "acme", "envVars": ["ACME_TOKEN", "ACME_OTHER"]}),
@@ -175,7 +167,7 @@ fn exec_children_read_the_credentials_from_their_own_environment() {
 #[test]
 fn exec_passes_the_exit_status_and_signals_of_the_command_through() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-exec-status");
+    env.put_key("openai:a", "sk-exec-status");
     let out = run(
         &env,
         &["exec", "--provider", "openai", "--", "sh", "-c", "exit 7"],
@@ -231,7 +223,7 @@ fn exec_passes_the_exit_status_and_signals_of_the_command_through() {
 #[test]
 fn exec_does_not_run_the_command_when_a_provider_cannot_be_resolved() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-exec-unres");
+    env.put_key("openai:a", "sk-exec-unres");
     let marker = env.dir.path().join("ran");
     let out = env
         .command()
@@ -259,7 +251,7 @@ fn exec_does_not_run_the_command_when_a_provider_cannot_be_resolved() {
 fn exec_puts_the_secret_in_no_proc_cmdline_while_the_child_runs() {
     let env = Env::new();
     let secret = "sk-exec-cmdline-7f3a9c";
-    put_key(&env, "openai:a", secret);
+    env.put_key("openai:a", secret);
     let marker = env.dir.path().join("ready");
     let child_script = script(
         &env,

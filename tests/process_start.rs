@@ -12,18 +12,10 @@ use std::process::Stdio;
 use common::Env;
 use serde_json::json;
 
-fn put_key(env: &Env, id: &str, key: &str) {
-    env.call(
-        "profiles.put",
-        json!({"profile": {"id": id, "type": "api_key", "key": key}}),
-    )
-    .unwrap();
-}
-
 #[test]
 fn a_closed_stdout_and_stderr_are_dev_null_for_the_process_and_its_children() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-start-a");
+    env.put_key("openai:a", "sk-start-a");
     let wrote = env.dir.path().join("child-wrote");
     let mut c = env.command();
     c.args(["exec", "--provider", "openai", "--", "sh", "-c"])
@@ -59,7 +51,7 @@ fn a_closed_stdout_and_stderr_are_dev_null_for_the_process_and_its_children() {
 #[test]
 fn a_reader_that_went_away_is_a_quiet_exit_not_a_signal() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-pipe-a");
+    env.put_key("openai:a", "sk-pipe-a");
     // `get` exits 1 (a secret not delivered is a failure a caller must see), the others 0;
     // none is killed by SIGPIPE, and none says a word about a reader that left.
     for (args, code) in [
@@ -86,7 +78,7 @@ fn a_reader_that_went_away_is_a_quiet_exit_not_a_signal() {
 #[test]
 fn exec_children_start_with_sigpipe_at_its_default() {
     let env = Env::new();
-    put_key(&env, "openai:a", "sk-exec-pipe");
+    env.put_key("openai:a", "sk-exec-pipe");
     let out = env
         .command()
         .args([

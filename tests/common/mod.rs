@@ -551,6 +551,12 @@ impl Env {
     }
 
     /// `modelauth call METHOD -` with params on stdin, in a process of its own.
+    /// Stores an api_key profile with a one-shot `call profiles.put` (params on stdin).
+    pub(crate) fn put_key(&self, id: &str, key: &str) {
+        self.call("profiles.put", json!({"profile": api_key(id, key)}))
+            .unwrap();
+    }
+
     pub(crate) fn call(&self, method: &str, params: Value) -> Result<Value, Value> {
         let out = call_with_stdin(self.command(), method, &params);
         if out.status.success() {
